@@ -1,0 +1,98 @@
+// The backend interface (ggml style): each backend is a static table of function pointers.
+// The entry points in ops.h check every argument and then call the table, so an
+// implementation may assume valid dtypes, devices and shapes. An entry left NULL means the
+// backend does not have that op (tmix_backend_supports tells; the entry point returns
+// TMIX_ENOTSUP). Signatures and semantics are those of the ops.h entry points.
+#ifndef TMIX_BACKEND_H
+#define TMIX_BACKEND_H
+
+#include <stdbool.h>
+
+#include "params.h"
+#include "tensor.h"
+
+typedef struct tmix_backend tmix_backend;
+
+#define TMIX_CONST const tmix_tensor *
+typedef struct tmix_backend_ops {
+    // memory
+    int (*alloc)(tmix_backend *be, tmix_tensor *t); // t->dtype/ndim/shape set; fills data
+    void (*free)(tmix_backend *be, tmix_tensor *t);
+    int (*zero)(tmix_backend *be, tmix_tensor *t);
+    int (*upload)(tmix_backend *be, tmix_tensor *dst, const void *src);
+    int (*download)(tmix_backend *be, void *dst, TMIX_CONST src);
+    int (*synchronize)(tmix_backend *be);
+    void (*close)(tmix_backend *be); // releases the backend; NULL for the CPU singleton
+
+    // ops (see ops.h)
+    int (*conv2d_forward)(tmix_backend *, tmix_tensor *out, TMIX_CONST in, TMIX_CONST weight,
+                          TMIX_CONST bias, tmix_conv2d_params p);
+    int (*conv2d_backward_input)(tmix_backend *, tmix_tensor *din, TMIX_CONST dout,
+                                 TMIX_CONST weight, tmix_conv2d_params p);
+    int (*conv2d_backward_weight)(tmix_backend *, tmix_tensor *dweight, TMIX_CONST dout,
+                                  TMIX_CONST in, tmix_conv2d_params p);
+    int (*bias_backward)(tmix_backend *, tmix_tensor *dbias, TMIX_CONST dout);
+    int (*batchnorm_forward)(tmix_backend *, tmix_tensor *out, TMIX_CONST in, TMIX_CONST scale,
+                             TMIX_CONST shift);
+    int (*batchnorm_backward_input)(tmix_backend *, tmix_tensor *din, TMIX_CONST dout,
+                                    TMIX_CONST scale);
+    int (*relu_forward)(tmix_backend *, tmix_tensor *out, TMIX_CONST in);
+    int (*relu_backward)(tmix_backend *, tmix_tensor *din, TMIX_CONST dout, TMIX_CONST out);
+    int (*maxpool2d_forward)(tmix_backend *, tmix_tensor *out, TMIX_CONST in,
+                             tmix_pool2d_params p);
+    int (*maxpool2d_backward)(tmix_backend *, tmix_tensor *din, TMIX_CONST dout, TMIX_CONST in,
+                              tmix_pool2d_params p);
+    int (*avgpool_forward)(tmix_backend *, tmix_tensor *out, TMIX_CONST in);
+    int (*avgpool_backward)(tmix_backend *, tmix_tensor *din, TMIX_CONST dout);
+    int (*linear_forward)(tmix_backend *, tmix_tensor *out, TMIX_CONST in, TMIX_CONST weight,
+                          TMIX_CONST bias);
+    int (*linear_backward_input)(tmix_backend *, tmix_tensor *din, TMIX_CONST dout,
+                                 TMIX_CONST weight);
+    int (*linear_backward_weight)(tmix_backend *, tmix_tensor *dweight, TMIX_CONST dout,
+                                  TMIX_CONST in);
+    int (*affine_grid_forward)(tmix_backend *, tmix_tensor *grid, TMIX_CONST theta);
+    int (*affine_grid_backward)(tmix_backend *, tmix_tensor *dtheta, TMIX_CONST dgrid);
+    int (*grid_sample_forward)(tmix_backend *, tmix_tensor *out, TMIX_CONST in, TMIX_CONST grid);
+    int (*grid_sample_backward)(tmix_backend *, tmix_tensor *din, tmix_tensor *dgrid,
+                                TMIX_CONST dout, TMIX_CONST in, TMIX_CONST grid);
+    int (*resize_bilinear_forward)(tmix_backend *, tmix_tensor *out, TMIX_CONST in);
+    int (*minmax_normalize_forward)(tmix_backend *, tmix_tensor *out, TMIX_CONST in);
+    int (*softmax_channel_forward)(tmix_backend *, tmix_tensor *out, TMIX_CONST in,
+                                   TMIX_CONST tau);
+    int (*softmax_channel_backward)(tmix_backend *, tmix_tensor *din, tmix_tensor *dtau,
+                                    TMIX_CONST dout, TMIX_CONST out, TMIX_CONST in,
+                                    TMIX_CONST tau);
+    int (*blend_forward)(tmix_backend *, tmix_tensor *out, TMIX_CONST masks, TMIX_CONST x);
+    int (*blend_backward)(tmix_backend *, tmix_tensor *dmasks, tmix_tensor *dx, TMIX_CONST dout,
+                          TMIX_CONST masks, TMIX_CONST x);
+    int (*cross_entropy_forward)(tmix_backend *, tmix_tensor *loss, TMIX_CONST logits,
+                                 TMIX_CONST targets);
+    int (*cross_entropy_backward)(tmix_backend *, tmix_tensor *dlogits, TMIX_CONST logits,
+                                  TMIX_CONST targets);
+    int (*sgd_update)(tmix_backend *, tmix_tensor *param, TMIX_CONST grad,
+                      tmix_tensor *momentum_buf, tmix_sgd_params p,
+                      int64_t step);
+    int (*preprocess)(tmix_backend *, tmix_tensor *out, TMIX_CONST src,
+                      const tmix_crop *crops, const float *mean, const float *std);
+} tmix_backend_ops;
+#undef TMIX_CONST
+
+struct tmix_backend {
+    const char *name;            // "cpu", "cuda:0"
+    tmix_device device;
+    const tmix_backend_ops *ops;
+    void *state;                 // backend-private (streams, handles, workspaces)
+};
+
+// The CPU reference backend: a process-wide singleton, always available.
+tmix_backend *tmix_backend_cpu(void);
+
+// Opens the CUDA backend on GPU `device`. Returns TMIX_ENODEV (with a message saying why)
+// when tmix was built without CUDA or no usable GPU is present.
+int tmix_backend_cuda_open(tmix_backend **out, int device);
+void tmix_backend_close(tmix_backend *be);
+
+// Number of usable CUDA devices (0 when built without CUDA or when the driver has none).
+int tmix_cuda_device_count(void);
+
+#endif

@@ -1,0 +1,67 @@
+// The CPU reference backend's op implementations (one kernels/<op>.c file per op holds the
+// entry point of ops.h and its tmix_cpu_ twin). Called only through the backend table, after
+// the entry point has checked every argument.
+#ifndef TMIX_CPU_H
+#define TMIX_CPU_H
+
+#include "backend.h"
+
+// Pins OpenBLAS to one thread (see blas.c); called at the entry of every twin that uses BLAS.
+void tmix_cpu_blas_init(void);
+
+int tmix_cpu_conv2d_forward(tmix_backend *be, tmix_tensor *out, const tmix_tensor *in,
+                            const tmix_tensor *weight, const tmix_tensor *bias,
+                            tmix_conv2d_params p);
+int tmix_cpu_conv2d_backward_input(tmix_backend *be, tmix_tensor *din, const tmix_tensor *dout,
+                                   const tmix_tensor *weight, tmix_conv2d_params p);
+int tmix_cpu_conv2d_backward_weight(tmix_backend *be, tmix_tensor *dweight, const tmix_tensor *dout,
+                                    const tmix_tensor *in, tmix_conv2d_params p);
+int tmix_cpu_bias_backward(tmix_backend *be, tmix_tensor *dbias, const tmix_tensor *dout);
+int tmix_cpu_batchnorm_forward(tmix_backend *be, tmix_tensor *out, const tmix_tensor *in,
+                               const tmix_tensor *scale, const tmix_tensor *shift);
+int tmix_cpu_batchnorm_backward_input(tmix_backend *be, tmix_tensor *din, const tmix_tensor *dout,
+                                      const tmix_tensor *scale);
+int tmix_cpu_relu_forward(tmix_backend *be, tmix_tensor *out, const tmix_tensor *in);
+int tmix_cpu_relu_backward(tmix_backend *be, tmix_tensor *din, const tmix_tensor *dout,
+                           const tmix_tensor *out);
+int tmix_cpu_maxpool2d_forward(tmix_backend *be, tmix_tensor *out, const tmix_tensor *in,
+                               tmix_pool2d_params p);
+int tmix_cpu_maxpool2d_backward(tmix_backend *be, tmix_tensor *din, const tmix_tensor *dout,
+                                const tmix_tensor *in, tmix_pool2d_params p);
+int tmix_cpu_avgpool_forward(tmix_backend *be, tmix_tensor *out, const tmix_tensor *in);
+int tmix_cpu_avgpool_backward(tmix_backend *be, tmix_tensor *din, const tmix_tensor *dout);
+int tmix_cpu_linear_forward(tmix_backend *be, tmix_tensor *out, const tmix_tensor *in,
+                            const tmix_tensor *weight, const tmix_tensor *bias);
+int tmix_cpu_linear_backward_input(tmix_backend *be, tmix_tensor *din, const tmix_tensor *dout,
+                                   const tmix_tensor *weight);
+int tmix_cpu_linear_backward_weight(tmix_backend *be, tmix_tensor *dweight, const tmix_tensor *dout,
+                                    const tmix_tensor *in);
+int tmix_cpu_affine_grid_forward(tmix_backend *be, tmix_tensor *grid, const tmix_tensor *theta);
+int tmix_cpu_affine_grid_backward(tmix_backend *be, tmix_tensor *dtheta, const tmix_tensor *dgrid);
+int tmix_cpu_grid_sample_forward(tmix_backend *be, tmix_tensor *out, const tmix_tensor *in,
+                                 const tmix_tensor *grid);
+int tmix_cpu_grid_sample_backward(tmix_backend *be, tmix_tensor *din, tmix_tensor *dgrid,
+                                  const tmix_tensor *dout, const tmix_tensor *in,
+                                  const tmix_tensor *grid);
+int tmix_cpu_resize_bilinear_forward(tmix_backend *be, tmix_tensor *out, const tmix_tensor *in);
+int tmix_cpu_minmax_normalize_forward(tmix_backend *be, tmix_tensor *out, const tmix_tensor *in);
+int tmix_cpu_softmax_channel_forward(tmix_backend *be, tmix_tensor *out, const tmix_tensor *in,
+                                     const tmix_tensor *tau);
+int tmix_cpu_softmax_channel_backward(tmix_backend *be, tmix_tensor *din, tmix_tensor *dtau,
+                                      const tmix_tensor *dout, const tmix_tensor *out,
+                                      const tmix_tensor *in, const tmix_tensor *tau);
+int tmix_cpu_blend_forward(tmix_backend *be, tmix_tensor *out, const tmix_tensor *masks,
+                           const tmix_tensor *x);
+int tmix_cpu_blend_backward(tmix_backend *be, tmix_tensor *dmasks, tmix_tensor *dx,
+                            const tmix_tensor *dout, const tmix_tensor *masks,
+                            const tmix_tensor *x);
+int tmix_cpu_cross_entropy_forward(tmix_backend *be, tmix_tensor *loss, const tmix_tensor *logits,
+                                   const tmix_tensor *targets);
+int tmix_cpu_cross_entropy_backward(tmix_backend *be, tmix_tensor *dlogits,
+                                    const tmix_tensor *logits, const tmix_tensor *targets);
+int tmix_cpu_sgd_update(tmix_backend *be, tmix_tensor *param, const tmix_tensor *grad,
+                        tmix_tensor *momentum_buf, tmix_sgd_params p, int64_t step);
+int tmix_cpu_preprocess(tmix_backend *be, tmix_tensor *out, const tmix_tensor *src,
+                        const tmix_crop *crops, const float *mean, const float *std);
+
+#endif

@@ -1,0 +1,71 @@
+// Memory entry points of ops.h: checked, then dispatched to the tensor's backend.
+#include "check.h"
+#include "ops.h"
+
+#include <string.h>
+
+int tmix_tensor_alloc(tmix_backend *be, tmix_tensor *t, tmix_dtype dtype, int ndim,
+                      const int64_t *shape)
+{
+    static const char op[] = "tensor_alloc";
+    TMIX_CHECK_BACKEND(op, be, alloc);
+    if (!t || !shape)
+        return tmix_fail(TMIX_EINVAL, "%s: tensor or shape is NULL", op);
+    if (ndim < 1 || ndim > TMIX_MAX_DIMS)
+        return tmix_fail(TMIX_ESHAPE, "%s: %d dimensions (1 to %d allowed)", op, ndim,
+                         TMIX_MAX_DIMS);
+    *t = tmix_tensor_view(NULL, dtype, be->device, ndim, shape);
+    int64_t numel = 1;
+    for (int i = 0; i < ndim; i++) {
+        if (shape[i] <= 0 || numel > INT64_MAX / 8 / shape[i])
+            return tmix_fail(TMIX_ESHAPE, "%s: dimension %d is %lld", op, i,
+                             (long long)shape[i]);
+        numel *= shape[i];
+    }
+    TMIX_TRY(be->ops->alloc(be, t));
+    t->owned = true;
+    return 0;
+}
+
+void tmix_tensor_free(tmix_backend *be, tmix_tensor *t)
+{
+    if (!t)
+        return;
+    if (t->owned && t->data && be && be->ops->free)
+        be->ops->free(be, t);
+    memset(t, 0, sizeof *t);
+}
+
+int tmix_tensor_zero(tmix_backend *be, tmix_tensor *t)
+{
+    static const char op[] = "tensor_zero";
+    TMIX_CHECK_BACKEND(op, be, zero);
+    TMIX_TRY(tmix_check_tensor(op, "t", t, be, t ? t->dtype : TMIX_F32, -1));
+    return be->ops->zero(be, t);
+}
+
+int tmix_tensor_upload(tmix_backend *be, tmix_tensor *dst, const void *src)
+{
+    static const char op[] = "tensor_upload";
+    TMIX_CHECK_BACKEND(op, be, upload);
+    TMIX_TRY(tmix_check_tensor(op, "dst", dst, be, dst ? dst->dtype : TMIX_F32, -1));
+    if (!src)
+        return tmix_fail(TMIX_EINVAL, "%s: src is NULL", op);
+    return be->ops->upload(be, dst, src);
+}
+
+int tmix_tensor_download(tmix_backend *be, void *dst, const tmix_tensor *src)
+{
+    static const char op[] = "tensor_download";
+    TMIX_CHECK_BACKEND(op, be, download);
+    TMIX_TRY(tmix_check_tensor(op, "src", src, be, src ? src->dtype : TMIX_F32, -1));
+    if (!dst)
+        return tmix_fail(TMIX_EINVAL, "%s: dst is NULL", op);
+    return be->ops->download(be, dst, src);
+}
+
+int tmix_synchronize(tmix_backend *be)
+{
+    TMIX_CHECK_BACKEND("synchronize", be, synchronize);
+    return be->ops->synchronize(be);
+}

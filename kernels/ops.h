@@ -1,0 +1,202 @@
+// The numeric ops of tmix, one entry point each. Every entry point checks its arguments
+// (dtype, device, shapes, parameters) the same way for every backend, then calls the
+// backend's implementation. A failed check returns a negative TMIX_* code and leaves a
+// message naming the op and the shapes in tmix_last_error(); nothing is written.
+//
+// Conventions (as in llm.c): outputs first, then inputs, then parameters. Shapes are given
+// in the comment beside each pointer. Forward ops overwrite their outputs; backward ops
+// ACCUMULATE (+=) into their gradient outputs, so zero those first (tmix_tensor_zero).
+// Gradients carry a `d` prefix. A backward output given as NULL is skipped, where the
+// comment says NULL is allowed. All float tensors are TMIX_F32 and must live on be's device.
+#ifndef TMIX_OPS_H
+#define TMIX_OPS_H
+
+#include "backend.h"
+#include "params.h"
+#include "tensor.h"
+
+// ---- memory ----------------------------------------------------------------------------
+// Allocates an owned tensor of the given dtype and shape on be's device (contents undefined).
+int tmix_tensor_alloc(tmix_backend *be, tmix_tensor *t, tmix_dtype dtype, int ndim,
+                      const int64_t *shape);
+// Frees an owned tensor and clears it; a borrowed or empty tensor is only cleared.
+void tmix_tensor_free(tmix_backend *be, tmix_tensor *t);
+int tmix_tensor_zero(tmix_backend *be, tmix_tensor *t);
+// Copies tmix_tensor_bytes(t) bytes between host memory and the tensor.
+int tmix_tensor_upload(tmix_backend *be, tmix_tensor *dst, const void *src);
+int tmix_tensor_download(tmix_backend *be, void *dst, const tmix_tensor *src);
+// Waits until all work queued on be is done (a no-op on the CPU).
+int tmix_synchronize(tmix_backend *be);
+
+
+// ---- convolution -----------------------------------------------------------------------
+int tmix_conv2d_forward(tmix_backend *be,
+                        tmix_tensor *out,          // (N, OC, OH, OW)
+                        const tmix_tensor *in,     // (N, C, H, W)
+                        const tmix_tensor *weight, // (OC, C, KH, KW)
+                        const tmix_tensor *bias,   // (OC) or NULL
+                        tmix_conv2d_params p);
+int tmix_conv2d_backward_input(tmix_backend *be,
+                               tmix_tensor *din,          // (N, C, H, W)
+                               const tmix_tensor *dout,   // (N, OC, OH, OW)
+                               const tmix_tensor *weight, // (OC, C, KH, KW)
+                               tmix_conv2d_params p);
+int tmix_conv2d_backward_weight(tmix_backend *be,
+                                tmix_tensor *dweight,    // (OC, C, KH, KW)
+                                const tmix_tensor *dout, // (N, OC, OH, OW)
+                                const tmix_tensor *in,   // (N, C, H, W)
+                                tmix_conv2d_params p);
+// Gradient of a per-channel bias, for conv2d and linear alike: the sum of dout over every
+// dimension but dimension 1.
+int tmix_bias_backward(tmix_backend *be,
+                       tmix_tensor *dbias,       // (C)
+                       const tmix_tensor *dout); // (N, C) or (N, C, H, W)
+
+// ---- batch norm (inference form) ---------------------------------------------------------
+// out = in * scale[c] + shift[c]. out may be in (in place).
+int tmix_batchnorm_forward(tmix_backend *be,
+                           tmix_tensor *out,         // (N, C, H, W)
+                           const tmix_tensor *in,    // (N, C, H, W)
+                           const tmix_tensor *scale, // (C)
+                           const tmix_tensor *shift);// (C)
+int tmix_batchnorm_backward_input(tmix_backend *be,
+                                  tmix_tensor *din,         // (N, C, H, W)
+                                  const tmix_tensor *dout,  // (N, C, H, W)
+                                  const tmix_tensor *scale);// (C)
+// Host helper: scale = gamma / sqrt(var + eps), shift = beta - mean * scale.
+void tmix_batchnorm_fold(float *scale, float *shift, const float *gamma, const float *beta,
+                         const float *mean, const float *var, float eps, int channels);
+
+// ---- activations and pooling -------------------------------------------------------------
+// out = max(in, 0); out may be in.
+int tmix_relu_forward(tmix_backend *be, tmix_tensor *out, const tmix_tensor *in); // any shape
+// din += dout * (out > 0)
+int tmix_relu_backward(tmix_backend *be, tmix_tensor *din, const tmix_tensor *dout,
+                       const tmix_tensor *out);
+
+
+int tmix_maxpool2d_forward(tmix_backend *be,
+                           tmix_tensor *out,      // (N, C, OH, OW)
+                           const tmix_tensor *in, // (N, C, H, W)
+                           tmix_pool2d_params p);
+// Recomputes the argmax from `in`, so no index buffer is kept between the passes.
+int tmix_maxpool2d_backward(tmix_backend *be,
+                            tmix_tensor *din,        // (N, C, H, W)
+                            const tmix_tensor *dout, // (N, C, OH, OW)
+                            const tmix_tensor *in,   // (N, C, H, W)
+                            tmix_pool2d_params p);
+
+// Global average pool: out[n, c] = mean over (h, w) of in[n, c].
+int tmix_avgpool_forward(tmix_backend *be,
+                         tmix_tensor *out,       // (N, C)
+                         const tmix_tensor *in); // (N, C, H, W)
+int tmix_avgpool_backward(tmix_backend *be,
+                          tmix_tensor *din,        // (N, C, H, W)
+                          const tmix_tensor *dout);// (N, C)
+
+// ---- linear -------------------------------------------------------------------------------
+// out = in @ weight^T + bias
+int tmix_linear_forward(tmix_backend *be,
+                        tmix_tensor *out,          // (B, O)
+                        const tmix_tensor *in,     // (B, I)
+                        const tmix_tensor *weight, // (O, I)
+                        const tmix_tensor *bias);  // (O) or NULL
+int tmix_linear_backward_input(tmix_backend *be,
+                               tmix_tensor *din,          // (B, I)
+                               const tmix_tensor *dout,   // (B, O)
+                               const tmix_tensor *weight);// (O, I)
+int tmix_linear_backward_weight(tmix_backend *be,
+                                tmix_tensor *dweight,    // (O, I)
+                                const tmix_tensor *dout, // (B, O)
+                                const tmix_tensor *in);  // (B, I)
+
+// ---- warp: PyTorch affine_grid + grid_sample, bilinear, zero padding, align_corners=False --
+// grid[n, i, j] = theta[n] @ (x_j, y_i, 1) with x_j = (2j + 1) / W - 1, y_i = (2i + 1) / H - 1;
+// grid[..., 0] is x (width), grid[..., 1] is y (height).
+int tmix_affine_grid_forward(tmix_backend *be,
+                             tmix_tensor *grid,         // (N, H, W, 2)
+                             const tmix_tensor *theta); // (N, 2, 3)
+int tmix_affine_grid_backward(tmix_backend *be,
+                              tmix_tensor *dtheta,       // (N, 2, 3)
+                              const tmix_tensor *dgrid); // (N, H, W, 2)
+// Samples `in` at grid points in [-1, 1] (pixel x = ((gx + 1) * W - 1) / 2); points outside
+// the image read zeros.
+int tmix_grid_sample_forward(tmix_backend *be,
+                             tmix_tensor *out,        // (N, C, Ho, Wo)
+                             const tmix_tensor *in,   // (N, C, H, W)
+                             const tmix_tensor *grid);// (N, Ho, Wo, 2)
+int tmix_grid_sample_backward(tmix_backend *be,
+                              tmix_tensor *din,        // (N, C, H, W) or NULL
+                              tmix_tensor *dgrid,      // (N, Ho, Wo, 2) or NULL
+                              const tmix_tensor *dout, // (N, C, Ho, Wo)
+                              const tmix_tensor *in,   // (N, C, H, W)
+                              const tmix_tensor *grid);// (N, Ho, Wo, 2)
+
+// ---- resize and normalise ------------------------------------------------------------------
+// PyTorch F.interpolate(mode="bilinear", align_corners=False, antialias=False).
+int tmix_resize_bilinear_forward(tmix_backend *be,
+                                 tmix_tensor *out,       // (N, C, Ho, Wo)
+                                 const tmix_tensor *in); // (N, C, H, W)
+// Per sample n: out = (in - min) / max(max - min, 1e-12) over all of in[n]. out may be in.
+int tmix_minmax_normalize_forward(tmix_backend *be,
+                                  tmix_tensor *out,       // (N, ...)
+                                  const tmix_tensor *in); // (N, ...)
+
+// ---- masks and mixing --------------------------------------------------------------------
+// out = softmax(in / tau) over dimension 1; tau is a 1-element tensor (> 0).
+int tmix_softmax_channel_forward(tmix_backend *be,
+                                 tmix_tensor *out,       // (N, K, H, W)
+                                 const tmix_tensor *in,  // (N, K, H, W)
+                                 const tmix_tensor *tau);// (1)
+int tmix_softmax_channel_backward(tmix_backend *be,
+                                  tmix_tensor *din,        // (N, K, H, W)
+                                  tmix_tensor *dtau,       // (1) or NULL
+                                  const tmix_tensor *dout, // (N, K, H, W)
+                                  const tmix_tensor *out,  // (N, K, H, W), the forward output
+                                  const tmix_tensor *in,   // (N, K, H, W)
+                                  const tmix_tensor *tau); // (1)
+// out[b] = sum_k masks[b, k] * x[b * K + k] (the mask broadcast over channels).
+int tmix_blend_forward(tmix_backend *be,
+                       tmix_tensor *out,          // (B, C, H, W)
+                       const tmix_tensor *masks,  // (B, K, H, W)
+                       const tmix_tensor *x);     // (B * K, C, H, W)
+int tmix_blend_backward(tmix_backend *be,
+                        tmix_tensor *dmasks,       // (B, K, H, W) or NULL
+                        tmix_tensor *dx,           // (B * K, C, H, W) or NULL
+                        const tmix_tensor *dout,   // (B, C, H, W)
+                        const tmix_tensor *masks,  // (B, K, H, W)
+                        const tmix_tensor *x);     // (B * K, C, H, W)
+
+// ---- loss and optimiser ------------------------------------------------------------------
+// loss = mean over b of -sum_j targets[b, j] * log_softmax(logits[b])[j] (soft labels).
+int tmix_cross_entropy_forward(tmix_backend *be,
+                               tmix_tensor *loss,          // (1)
+                               const tmix_tensor *logits,  // (B, J)
+                               const tmix_tensor *targets);// (B, J)
+// dlogits += (softmax(logits) * sum_j targets - targets) / B, the gradient of a loss of 1.
+int tmix_cross_entropy_backward(tmix_backend *be,
+                                tmix_tensor *dlogits,       // (B, J)
+                                const tmix_tensor *logits,  // (B, J)
+                                const tmix_tensor *targets);// (B, J)
+
+
+int tmix_sgd_update(tmix_backend *be,
+                    tmix_tensor *param,        // any shape
+                    const tmix_tensor *grad,   // same shape
+                    tmix_tensor *momentum_buf, // same shape, or NULL when momentum == 0
+                    tmix_sgd_params p,
+                    int64_t step);             // 0 for the first update
+
+
+// out[b, c, i, j] = (src[b, y + i, x + jj, c'] / 255 - mean[c]) / std[c], with
+// jj = flip ? OW - 1 - j : j, and c' = c, or 0 when src has 1 channel and out has 3
+// (grayscale replicated). crops, mean and std are host arrays (B, C and C entries).
+// ---- input pipeline -----------------------------------------------------------------------
+int tmix_preprocess(tmix_backend *be,
+                    tmix_tensor *out,       // (B, C, OH, OW) f32
+                    const tmix_tensor *src, // (B, H, W, Cs) u8, Cs == C or Cs == 1
+                    const tmix_crop *crops, // [B]
+                    const float *mean,      // [C]
+                    const float *std);      // [C]
+
+#endif

@@ -1,0 +1,38 @@
+// Parameter structs of the ops (ops.h), shared by the entry points and every backend.
+#ifndef TMIX_PARAMS_H
+#define TMIX_PARAMS_H
+
+// Output size per axis: (H + 2*pad - dilation*(K-1) - 1) / stride + 1, as in PyTorch.
+typedef struct {
+    int stride_h, stride_w;
+    int pad_h, pad_w;
+    int dilation_h, dilation_w;
+} tmix_conv2d_params;
+
+// PyTorch MaxPool2d semantics: floor mode, padding counts as -inf, a NaN wins, ties go to
+// the first maximum in row-major window order. pad <= kernel / 2.
+typedef struct {
+    int kernel_h, kernel_w;
+    int stride_h, stride_w;
+    int pad_h, pad_w;
+} tmix_pool2d_params;
+
+// torch.optim.SGD: d = grad + weight_decay * param; with momentum, buf = momentum * buf +
+// (1 - dampening) * d (buf = d at step 0) and d = nesterov ? d + momentum * buf : buf;
+// then param -= lr * d.
+typedef struct {
+    float lr;
+    float momentum;
+    float dampening;
+    float weight_decay;
+    int nesterov;
+} tmix_sgd_params;
+
+// Where sample b is cut from its source image, and whether the cut is mirrored left-right.
+// The window [y, y + OH) x [x, x + OW) may leave the image (pad-crop): outside pixels are 0.
+typedef struct {
+    int y, x;
+    int flip;
+} tmix_crop;
+
+#endif
