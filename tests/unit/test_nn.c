@@ -1,0 +1,989 @@
+// The network layers on the CPU backend: finite-difference gradient checks of every backward
+// pass (loss L = <out, r> for a random r, so dL/dout = r), argument checks of every entry
+// point, and conv2d and linear giving bitwise the same results on 1, 2 and 3 threads.
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <stdbool.h>
+#include <string.h>
+
+#include "backend.h"
+#include "harness.h"
+#include "ops.h"
+
+#define V1(d, a) tmix_f32_view(d, 1, (int64_t[]){a})
+#define V2(d, a, b) tmix_f32_view(d, 2, (int64_t[]){a, b})
+#define V3(d, a, b, c) tmix_f32_view(d, 3, (int64_t[]){a, b, c})
+#define V4(d, a, b, c, e) tmix_f32_view(d, 4, (int64_t[]){a, b, c, e})
+#define COUNT(a) ((int64_t)(sizeof(a) / sizeof((a)[0])))
+
+static tmix_backend *cpu(void)
+{
+    return tmix_backend_cpu();
+}
+
+// ---- gradient checks ---------------------------------------------------------------------
+
+// The scalar loss of a problem: forward() recomputes out from the current inputs, and the
+// loss is <out, r>. Problem structs start with this, so gradcheck's ctx is either.
+typedef struct loss_ctx {
+    int (*forward)(struct loss_ctx *self);
+    const float *out, *r;
+    int64_t nout;
+    bool failed;
+} loss_ctx;
+
+static double loss_of(void *ctx)
+{
+    loss_ctx *l = ctx;
+    if (l->forward(l) != 0) {
+        l->failed = true;
+        return NAN;
+    }
+    return dot(l->out, l->r, l->nout);
+}
+
+enum { MAXN = 1024 };
+
+// conv2d: in (N, C, H, W), weight (OC, C, KH, KW), bias (OC) -> out (N, OC, OH, OW).
+typedef struct {
+    int64_t n, c, h, w, oc, kh, kw;
+    tmix_conv2d_params p;
+} conv_cfg;
+
+typedef struct {
+    loss_ctx loss;
+    conv_cfg cfg;
+    tmix_tensor in, weight, bias, out, r, din, dweight, dbias;
+    float x[MAXN], wt[MAXN], b[64], y[MAXN], rr[MAXN], dx[MAXN], dw[MAXN], db[64];
+} conv_problem;
+
+static const conv_cfg conv_cfgs[] = {
+    // stride (2,1), pad (1,1), dilation (1,2) on a 3x2 kernel: every axis differs
+    {2, 3, 7, 6, 4, 3, 2, {.stride_h = 2, .stride_w = 1, .pad_h = 1, .pad_w = 1,
+                           .dilation_h = 1, .dilation_w = 2}},
+    // pointwise: the path without im2col
+    {2, 5, 4, 3, 3, 1, 1, {.stride_h = 1, .stride_w = 1, .dilation_h = 1, .dilation_w = 1}},
+};
+
+static int conv_forward(loss_ctx *self)
+{
+    conv_problem *c = (conv_problem *)self;
+    return tmix_conv2d_forward(cpu(), &c->out, &c->in, &c->weight, &c->bias, c->cfg.p);
+}
+
+static void conv_setup(conv_problem *c, const conv_cfg *cfg, uint64_t seed)
+{
+    memset(c, 0, sizeof *c);
+    c->cfg = *cfg;
+    const tmix_conv2d_params p = cfg->p;
+    int64_t oh = (cfg->h + 2 * p.pad_h - p.dilation_h * (cfg->kh - 1) - 1) / p.stride_h + 1;
+    int64_t ow = (cfg->w + 2 * p.pad_w - p.dilation_w * (cfg->kw - 1) - 1) / p.stride_w + 1;
+    c->in = V4(c->x, cfg->n, cfg->c, cfg->h, cfg->w);
+    c->din = V4(c->dx, cfg->n, cfg->c, cfg->h, cfg->w);
+    c->weight = V4(c->wt, cfg->oc, cfg->c, cfg->kh, cfg->kw);
+    c->dweight = V4(c->dw, cfg->oc, cfg->c, cfg->kh, cfg->kw);
+    c->bias = V1(c->b, cfg->oc);
+    c->dbias = V1(c->db, cfg->oc);
+    c->out = V4(c->y, cfg->n, cfg->oc, oh, ow);
+    c->r = V4(c->rr, cfg->n, cfg->oc, oh, ow);
+    fill_uniform(c->x, tmix_tensor_numel(&c->in), seed, -1, 1);
+    fill_uniform(c->wt, tmix_tensor_numel(&c->weight), seed + 1, -0.5f, 0.5f);
+    fill_uniform(c->b, cfg->oc, seed + 2, -0.5f, 0.5f);
+    fill_uniform(c->rr, tmix_tensor_numel(&c->r), seed + 3, -1, 1);
+    c->loss = (loss_ctx){conv_forward, c->y, c->rr, tmix_tensor_numel(&c->out), false};
+}
+
+static conv_problem conv;
+
+static int test_gradcheck_conv2d_grad_input(void)
+{
+    for (int i = 0; i < (int)COUNT(conv_cfgs); i++) {
+        conv_setup(&conv, &conv_cfgs[i], 100 + 10 * (uint64_t)i);
+        CHECK_OK(tmix_conv2d_backward_input(cpu(), &conv.din, &conv.r, &conv.weight,
+                                            conv.cfg.p));
+        CHECK(gradcheck("conv2d din", conv.x, tmix_tensor_numel(&conv.in), conv.dx, loss_of,
+                        &conv.loss, 1e-2, 1e-3, 1e-2) == 0);
+        CHECK(!conv.loss.failed);
+    }
+    return 0;
+}
+
+static int test_gradcheck_conv2d_grad_weight(void)
+{
+    for (int i = 0; i < (int)COUNT(conv_cfgs); i++) {
+        conv_setup(&conv, &conv_cfgs[i], 200 + 10 * (uint64_t)i);
+        CHECK_OK(tmix_conv2d_backward_weight(cpu(), &conv.dweight, &conv.r, &conv.in,
+                                             conv.cfg.p));
+        CHECK(gradcheck("conv2d dweight", conv.wt, tmix_tensor_numel(&conv.weight), conv.dw,
+                        loss_of, &conv.loss, 1e-2, 1e-3, 1e-2) == 0);
+        CHECK(!conv.loss.failed);
+    }
+    return 0;
+}
+
+static int test_gradcheck_conv2d_grad_bias(void)
+{
+    for (int i = 0; i < (int)COUNT(conv_cfgs); i++) {
+        conv_setup(&conv, &conv_cfgs[i], 300 + 10 * (uint64_t)i);
+        CHECK_OK(tmix_bias_backward(cpu(), &conv.dbias, &conv.r));
+        CHECK(gradcheck("conv2d dbias", conv.b, conv.cfg.oc, conv.db, loss_of, &conv.loss,
+                        1e-2, 1e-3, 1e-2) == 0);
+        CHECK(!conv.loss.failed);
+    }
+    return 0;
+}
+
+// Element-wise layers and pools: one input x, one output, parameters alongside.
+typedef struct {
+    loss_ctx loss;
+    tmix_tensor in, out, r, din, scale, shift;
+    tmix_pool2d_params pool;
+    float x[MAXN], y[MAXN], rr[MAXN], dx[MAXN], sc[16], sh[16];
+} unary_problem;
+
+static unary_problem un;
+
+static void unary_setup(unary_problem *u, tmix_tensor in, tmix_tensor out, uint64_t seed)
+{
+    u->in = in;
+    u->din = in;
+    u->din.data = u->dx;
+    u->out = out;
+    u->r = out;
+    u->r.data = u->rr;
+    memset(u->dx, 0, sizeof u->dx);
+    fill_uniform(u->rr, tmix_tensor_numel(&out), seed, -1, 1);
+    u->loss = (loss_ctx){NULL, u->y, u->rr, tmix_tensor_numel(&out), false};
+}
+
+static int batchnorm_forward(loss_ctx *self)
+{
+    unary_problem *u = (unary_problem *)self;
+    return tmix_batchnorm_forward(cpu(), &u->out, &u->in, &u->scale, &u->shift);
+}
+
+static int test_gradcheck_batchnorm_grad_input(void)
+{
+    memset(&un, 0, sizeof un);
+    unary_setup(&un, V4(un.x, 2, 3, 4, 5), V4(un.y, 2, 3, 4, 5), 400);
+    fill_uniform(un.x, 120, 401, -2, 2);
+    fill_uniform(un.sc, 3, 402, 0.5f, 2);
+    fill_uniform(un.sh, 3, 403, -1, 1);
+    un.scale = V1(un.sc, 3);
+    un.shift = V1(un.sh, 3);
+    un.loss.forward = batchnorm_forward;
+    CHECK_OK(tmix_batchnorm_backward_input(cpu(), &un.din, &un.r, &un.scale));
+    CHECK(gradcheck("batchnorm din", un.x, 120, un.dx, loss_of, &un.loss, 1e-2, 1e-3, 1e-2)
+          == 0);
+    CHECK(!un.loss.failed);
+    return 0;
+}
+
+static int relu_forward(loss_ctx *self)
+{
+    unary_problem *u = (unary_problem *)self;
+    return tmix_relu_forward(cpu(), &u->out, &u->in);
+}
+
+static int test_gradcheck_relu_grad_input(void)
+{
+    memset(&un, 0, sizeof un);
+    unary_setup(&un, V3(un.x, 3, 5, 7), V3(un.y, 3, 5, 7), 500);
+    // |x| >= 0.1, far from the kink at 0 compared with the step h = 1e-2.
+    fill_uniform(un.x, 105, 501, -1, 1);
+    int positive = 0;
+    for (int i = 0; i < 105; i++) {
+        un.x[i] = un.x[i] < 0 ? un.x[i] - 0.1f : un.x[i] + 0.1f;
+        positive += un.x[i] > 0;
+    }
+    CHECK(positive > 20 && positive < 85); // both sides of the kink are exercised
+    un.loss.forward = relu_forward;
+    CHECK_OK(relu_forward(&un.loss));
+    CHECK_OK(tmix_relu_backward(cpu(), &un.din, &un.r, &un.out));
+    CHECK(gradcheck("relu din", un.x, 105, un.dx, loss_of, &un.loss, 1e-2, 1e-3, 1e-2) == 0);
+    CHECK(!un.loss.failed);
+    return 0;
+}
+
+static int maxpool_forward(loss_ctx *self)
+{
+    unary_problem *u = (unary_problem *)self;
+    return tmix_maxpool2d_forward(cpu(), &u->out, &u->in, u->pool);
+}
+
+static int test_gradcheck_maxpool2d_grad_input(void)
+{
+    static const struct {
+        tmix_pool2d_params p;
+        int64_t oh, ow;
+    } cfgs[] = {
+        {{.kernel_h = 3, .kernel_w = 3, .stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1},
+         4, 3},
+        {{.kernel_h = 2, .kernel_w = 3, .stride_h = 1, .stride_w = 2, .pad_h = 1, .pad_w = 1},
+         8, 3},
+    };
+    for (int k = 0; k < (int)COUNT(cfgs); k++) {
+        memset(&un, 0, sizeof un);
+        unary_setup(&un, V4(un.x, 2, 2, 7, 6), V4(un.y, 2, 2, cfgs[k].oh, cfgs[k].ow),
+                    600 + (uint64_t)k);
+        // Distinct values 0.01 apart in a shuffled order: a step of h = 1e-3 never changes
+        // which element is a window's maximum.
+        const int n = 2 * 2 * 7 * 6;
+        float key[2 * 2 * 7 * 6];
+        fill_uniform(key, n, 610 + (uint64_t)k, 0, 1);
+        for (int i = 0; i < n; i++) {
+            int rank = 0;
+            for (int j = 0; j < n; j++)
+                rank += key[j] < key[i] || (key[j] == key[i] && j < i);
+            un.x[i] = 0.01f * (float)rank - 0.8f;
+        }
+        un.pool = cfgs[k].p;
+        un.loss.forward = maxpool_forward;
+        CHECK_OK(tmix_maxpool2d_backward(cpu(), &un.din, &un.r, &un.in, un.pool));
+        CHECK(gradcheck("maxpool2d din", un.x, n, un.dx, loss_of, &un.loss, 1e-3, 1e-3, 1e-2)
+              == 0);
+        CHECK(!un.loss.failed);
+    }
+    return 0;
+}
+
+static int avgpool_forward(loss_ctx *self)
+{
+    unary_problem *u = (unary_problem *)self;
+    return tmix_avgpool_forward(cpu(), &u->out, &u->in);
+}
+
+static int test_gradcheck_avgpool_grad_input(void)
+{
+    memset(&un, 0, sizeof un);
+    unary_setup(&un, V4(un.x, 2, 3, 5, 4), V2(un.y, 2, 3), 700);
+    fill_uniform(un.x, 120, 701, -1, 1);
+    un.loss.forward = avgpool_forward;
+    CHECK_OK(tmix_avgpool_backward(cpu(), &un.din, &un.r));
+    CHECK(gradcheck("avgpool din", un.x, 120, un.dx, loss_of, &un.loss, 1e-2, 1e-4, 1e-2)
+          == 0);
+    CHECK(!un.loss.failed);
+    return 0;
+}
+
+// linear: in (B, I), weight (O, I), bias (O) -> out (B, O).
+typedef struct {
+    loss_ctx loss;
+    tmix_tensor in, weight, bias, out, r, din, dweight, dbias;
+    float x[3 * 7], wt[5 * 7], b[5], y[3 * 5], rr[3 * 5], dx[3 * 7], dw[5 * 7], db[5];
+} linear_problem;
+
+static linear_problem lin;
+
+static int linear_forward(loss_ctx *self)
+{
+    linear_problem *l = (linear_problem *)self;
+    return tmix_linear_forward(cpu(), &l->out, &l->in, &l->weight, &l->bias);
+}
+
+static void linear_setup(linear_problem *l, uint64_t seed)
+{
+    memset(l, 0, sizeof *l);
+    l->in = V2(l->x, 3, 7);
+    l->din = V2(l->dx, 3, 7);
+    l->weight = V2(l->wt, 5, 7);
+    l->dweight = V2(l->dw, 5, 7);
+    l->bias = V1(l->b, 5);
+    l->dbias = V1(l->db, 5);
+    l->out = V2(l->y, 3, 5);
+    l->r = V2(l->rr, 3, 5);
+    fill_uniform(l->x, 21, seed, -1, 1);
+    fill_uniform(l->wt, 35, seed + 1, -0.5f, 0.5f);
+    fill_uniform(l->b, 5, seed + 2, -0.5f, 0.5f);
+    fill_uniform(l->rr, 15, seed + 3, -1, 1);
+    l->loss = (loss_ctx){linear_forward, l->y, l->rr, 15, false};
+}
+
+static int test_gradcheck_linear_grad_input(void)
+{
+    linear_setup(&lin, 800);
+    CHECK_OK(tmix_linear_backward_input(cpu(), &lin.din, &lin.r, &lin.weight));
+    CHECK(gradcheck("linear din", lin.x, 21, lin.dx, loss_of, &lin.loss, 1e-2, 1e-3, 1e-2)
+          == 0);
+    CHECK(!lin.loss.failed);
+    return 0;
+}
+
+static int test_gradcheck_linear_grad_weight(void)
+{
+    linear_setup(&lin, 810);
+    CHECK_OK(tmix_linear_backward_weight(cpu(), &lin.dweight, &lin.r, &lin.in));
+    CHECK(gradcheck("linear dweight", lin.wt, 35, lin.dw, loss_of, &lin.loss, 1e-2, 1e-3,
+                    1e-2) == 0);
+    CHECK(!lin.loss.failed);
+    return 0;
+}
+
+static int test_gradcheck_linear_grad_bias(void)
+{
+    linear_setup(&lin, 820);
+    CHECK_OK(tmix_bias_backward(cpu(), &lin.dbias, &lin.r));
+    CHECK(gradcheck("linear dbias", lin.b, 5, lin.db, loss_of, &lin.loss, 1e-2, 1e-3, 1e-2)
+          == 0);
+    CHECK(!lin.loss.failed);
+    return 0;
+}
+
+// ---- bad input ---------------------------------------------------------------------------
+
+#define SENTINEL 1234.5f
+
+static void fill_const(float *x, int64_t n, float v)
+{
+    for (int64_t i = 0; i < n; i++)
+        x[i] = v;
+}
+
+static bool all_const(const float *x, int64_t n, float v)
+{
+    for (int64_t i = 0; i < n; i++)
+        if (x[i] != v)
+            return false;
+    return true;
+}
+
+// expr must fail with exactly `code`, say which op failed, and leave the n floats of its
+// output buffer as they were.
+#define EXPECT_FAIL(expr, code, op, outbuf, n)                \
+    do {                                                      \
+        fill_const(outbuf, n, SENTINEL);                      \
+        CHECK_ERR(expr, code);                                \
+        CHECK(strstr(tmix_last_error(), op) != NULL);         \
+        CHECK(all_const(outbuf, n, SENTINEL));                \
+    } while (0)
+
+static tmix_tensor as_u8(tmix_tensor t)
+{
+    t.dtype = TMIX_U8;
+    return t;
+}
+
+static tmix_tensor on_cuda(tmix_tensor t)
+{
+    t.device = TMIX_CUDA;
+    return t;
+}
+
+// A backend whose table has no ops: every entry point must answer TMIX_ENOTSUP.
+static const tmix_backend_ops no_ops;
+static tmix_backend no_backend = {.name = "empty", .device = TMIX_CPU, .ops = &no_ops};
+
+static int test_badinput_conv2d(void)
+{
+    static float x[2 * 3 * 6 * 5], w[4 * 3 * 3 * 3], b[4], y[2 * 4 * 4 * 3], dy[2 * 4 * 4 * 3];
+    static float dx[2 * 3 * 6 * 5], dw[4 * 3 * 3 * 3], db[4];
+    tmix_backend *be = cpu();
+    const tmix_conv2d_params p = {.stride_h = 1, .stride_w = 1, .dilation_h = 1,
+                                  .dilation_w = 1};
+    tmix_tensor in = V4(x, 2, 3, 6, 5), wt = V4(w, 4, 3, 3, 3), bias = V1(b, 4);
+    tmix_tensor out = V4(y, 2, 4, 4, 3), dout = V4(dy, 2, 4, 4, 3);
+    tmix_tensor din = V4(dx, 2, 3, 6, 5), dwt = V4(dw, 4, 3, 3, 3), dbias = V1(db, 4);
+    fill_uniform(x, COUNT(x), 1, -1, 1);
+    fill_uniform(w, COUNT(w), 2, -1, 1);
+    fill_uniform(dy, COUNT(dy), 3, -1, 1);
+    // The valid calls succeed, so each failure below is due to its one defect.
+    CHECK_OK(tmix_conv2d_forward(be, &out, &in, &wt, &bias, p));
+    CHECK_OK(tmix_conv2d_forward(be, &out, &in, &wt, NULL, p));
+    CHECK_OK(tmix_conv2d_backward_input(be, &din, &dout, &wt, p));
+    CHECK_OK(tmix_conv2d_backward_weight(be, &dwt, &dout, &in, p));
+    CHECK_OK(tmix_bias_backward(be, &dbias, &dout));
+
+    const char *op = "conv2d_forward";
+    const int64_t ny = COUNT(y);
+    tmix_tensor in3 = V3(x, 3, 6, 5), wt_c2 = V4(w, 4, 2, 3, 3), out_w4 = V4(y, 2, 4, 4, 4);
+    tmix_tensor out_oc5 = V4(y, 2, 5, 4, 3), bias5 = V1(b, 5), bias2d = V2(b, 1, 4);
+    tmix_tensor in_u8 = as_u8(in), wt_u8 = as_u8(wt), out_u8 = as_u8(out);
+    tmix_tensor bias_u8 = as_u8(bias), in_gpu = on_cuda(in), wt_gpu = on_cuda(wt);
+    tmix_tensor out_gpu = on_cuda(out), bias_gpu = on_cuda(bias);
+    tmix_tensor in_empty = in;
+    in_empty.data = NULL;
+    tmix_conv2d_params stride0 = p, pad_neg = p, dil0 = p, dil3 = p;
+    stride0.stride_w = 0;
+    pad_neg.pad_h = -1;
+    dil0.dilation_h = 0;
+    dil3.dilation_h = 3; // a 7-row kernel on a 6-row image
+    EXPECT_FAIL(tmix_conv2d_forward(NULL, &out, &in, &wt, &bias, p), TMIX_EINVAL, op, y, ny);
+    EXPECT_FAIL(tmix_conv2d_forward(&no_backend, &out, &in, &wt, &bias, p), TMIX_ENOTSUP, op,
+                y, ny);
+    EXPECT_FAIL(tmix_conv2d_forward(be, NULL, &in, &wt, &bias, p), TMIX_EINVAL, op, y, ny);
+    EXPECT_FAIL(tmix_conv2d_forward(be, &out, NULL, &wt, &bias, p), TMIX_EINVAL, op, y, ny);
+    EXPECT_FAIL(tmix_conv2d_forward(be, &out, &in, NULL, &bias, p), TMIX_EINVAL, op, y, ny);
+    EXPECT_FAIL(tmix_conv2d_forward(be, &out, &in_empty, &wt, &bias, p), TMIX_EINVAL, op, y,
+                ny);
+    EXPECT_FAIL(tmix_conv2d_forward(be, &out, &in3, &wt, &bias, p), TMIX_ESHAPE, op, y, ny);
+    EXPECT_FAIL(tmix_conv2d_forward(be, &out, &in, &wt_c2, &bias, p), TMIX_ESHAPE, op, y, ny);
+    EXPECT_FAIL(tmix_conv2d_forward(be, &out_w4, &in, &wt, &bias, p), TMIX_ESHAPE, op, y, ny);
+    EXPECT_FAIL(tmix_conv2d_forward(be, &out_oc5, &in, &wt, &bias, p), TMIX_ESHAPE, op, y, ny);
+    EXPECT_FAIL(tmix_conv2d_forward(be, &out, &in, &wt, &bias5, p), TMIX_ESHAPE, op, y, ny);
+    EXPECT_FAIL(tmix_conv2d_forward(be, &out, &in, &wt, &bias2d, p), TMIX_ESHAPE, op, y, ny);
+    EXPECT_FAIL(tmix_conv2d_forward(be, &out, &in_u8, &wt, &bias, p), TMIX_EDTYPE, op, y, ny);
+    EXPECT_FAIL(tmix_conv2d_forward(be, &out, &in, &wt_u8, &bias, p), TMIX_EDTYPE, op, y, ny);
+    EXPECT_FAIL(tmix_conv2d_forward(be, &out_u8, &in, &wt, &bias, p), TMIX_EDTYPE, op, y, ny);
+    EXPECT_FAIL(tmix_conv2d_forward(be, &out, &in, &wt, &bias_u8, p), TMIX_EDTYPE, op, y, ny);
+    EXPECT_FAIL(tmix_conv2d_forward(be, &out, &in_gpu, &wt, &bias, p), TMIX_EDEVICE, op, y,
+                ny);
+    EXPECT_FAIL(tmix_conv2d_forward(be, &out, &in, &wt_gpu, &bias, p), TMIX_EDEVICE, op, y,
+                ny);
+    EXPECT_FAIL(tmix_conv2d_forward(be, &out_gpu, &in, &wt, &bias, p), TMIX_EDEVICE, op, y,
+                ny);
+    EXPECT_FAIL(tmix_conv2d_forward(be, &out, &in, &wt, &bias_gpu, p), TMIX_EDEVICE, op, y,
+                ny);
+    EXPECT_FAIL(tmix_conv2d_forward(be, &out, &in, &wt, &bias, stride0), TMIX_EINVAL, op, y,
+                ny);
+    EXPECT_FAIL(tmix_conv2d_forward(be, &out, &in, &wt, &bias, pad_neg), TMIX_EINVAL, op, y,
+                ny);
+    EXPECT_FAIL(tmix_conv2d_forward(be, &out, &in, &wt, &bias, dil0), TMIX_EINVAL, op, y, ny);
+    EXPECT_FAIL(tmix_conv2d_forward(be, &out, &in, &wt, &bias, dil3), TMIX_ESHAPE, op, y, ny);
+
+    op = "conv2d_backward_input";
+    const int64_t nx = COUNT(dx);
+    tmix_tensor dout_h3 = V4(dy, 2, 4, 3, 3), dout_n1 = V4(dy, 1, 4, 4, 3);
+    tmix_tensor din3 = V3(dx, 3, 6, 5), din_u8 = as_u8(din), dout_gpu = on_cuda(dout);
+    EXPECT_FAIL(tmix_conv2d_backward_input(NULL, &din, &dout, &wt, p), TMIX_EINVAL, op, dx, nx);
+    EXPECT_FAIL(tmix_conv2d_backward_input(&no_backend, &din, &dout, &wt, p), TMIX_ENOTSUP, op,
+                dx, nx);
+    EXPECT_FAIL(tmix_conv2d_backward_input(be, NULL, &dout, &wt, p), TMIX_EINVAL, op, dx, nx);
+    EXPECT_FAIL(tmix_conv2d_backward_input(be, &din, NULL, &wt, p), TMIX_EINVAL, op, dx, nx);
+    EXPECT_FAIL(tmix_conv2d_backward_input(be, &din, &dout, NULL, p), TMIX_EINVAL, op, dx, nx);
+    EXPECT_FAIL(tmix_conv2d_backward_input(be, &din3, &dout, &wt, p), TMIX_ESHAPE, op, dx, nx);
+    EXPECT_FAIL(tmix_conv2d_backward_input(be, &din, &dout_h3, &wt, p), TMIX_ESHAPE, op, dx,
+                nx);
+    EXPECT_FAIL(tmix_conv2d_backward_input(be, &din, &dout_n1, &wt, p), TMIX_ESHAPE, op, dx,
+                nx);
+    EXPECT_FAIL(tmix_conv2d_backward_input(be, &din, &dout, &wt_c2, p), TMIX_ESHAPE, op, dx,
+                nx);
+    EXPECT_FAIL(tmix_conv2d_backward_input(be, &din_u8, &dout, &wt, p), TMIX_EDTYPE, op, dx,
+                nx);
+    EXPECT_FAIL(tmix_conv2d_backward_input(be, &din, &dout_gpu, &wt, p), TMIX_EDEVICE, op, dx,
+                nx);
+    EXPECT_FAIL(tmix_conv2d_backward_input(be, &din, &dout, &wt, stride0), TMIX_EINVAL, op, dx,
+                nx);
+    EXPECT_FAIL(tmix_conv2d_backward_input(be, &din, &dout, &wt, dil3), TMIX_ESHAPE, op, dx,
+                nx);
+
+    op = "conv2d_backward_weight";
+    const int64_t nw = COUNT(dw);
+    tmix_tensor dwt_c2 = V4(dw, 4, 2, 3, 3), dwt_oc3 = V4(dw, 3, 3, 3, 3);
+    tmix_tensor dwt_u8 = as_u8(dwt), dwt_gpu = on_cuda(dwt), dout_u8 = as_u8(dout);
+    EXPECT_FAIL(tmix_conv2d_backward_weight(NULL, &dwt, &dout, &in, p), TMIX_EINVAL, op, dw,
+                nw);
+    EXPECT_FAIL(tmix_conv2d_backward_weight(&no_backend, &dwt, &dout, &in, p), TMIX_ENOTSUP,
+                op, dw, nw);
+    EXPECT_FAIL(tmix_conv2d_backward_weight(be, NULL, &dout, &in, p), TMIX_EINVAL, op, dw, nw);
+    EXPECT_FAIL(tmix_conv2d_backward_weight(be, &dwt, NULL, &in, p), TMIX_EINVAL, op, dw, nw);
+    EXPECT_FAIL(tmix_conv2d_backward_weight(be, &dwt, &dout, NULL, p), TMIX_EINVAL, op, dw, nw);
+    EXPECT_FAIL(tmix_conv2d_backward_weight(be, &dwt_c2, &dout, &in, p), TMIX_ESHAPE, op, dw,
+                nw);
+    EXPECT_FAIL(tmix_conv2d_backward_weight(be, &dwt_oc3, &dout, &in, p), TMIX_ESHAPE, op, dw,
+                nw);
+    EXPECT_FAIL(tmix_conv2d_backward_weight(be, &dwt, &dout_h3, &in, p), TMIX_ESHAPE, op, dw,
+                nw);
+    EXPECT_FAIL(tmix_conv2d_backward_weight(be, &dwt, &dout, &in3, p), TMIX_ESHAPE, op, dw, nw);
+    EXPECT_FAIL(tmix_conv2d_backward_weight(be, &dwt_u8, &dout, &in, p), TMIX_EDTYPE, op, dw,
+                nw);
+    EXPECT_FAIL(tmix_conv2d_backward_weight(be, &dwt, &dout_u8, &in, p), TMIX_EDTYPE, op, dw,
+                nw);
+    EXPECT_FAIL(tmix_conv2d_backward_weight(be, &dwt_gpu, &dout, &in, p), TMIX_EDEVICE, op, dw,
+                nw);
+    EXPECT_FAIL(tmix_conv2d_backward_weight(be, &dwt, &dout, &in, pad_neg), TMIX_EINVAL, op,
+                dw, nw);
+
+    op = "bias_backward";
+    tmix_tensor dout3 = V3(dy, 2, 4, 12), dbias5 = V1(db, 5), dbias_u8 = as_u8(dbias);
+    tmix_tensor dbias_gpu = on_cuda(dbias), dbias2d = V2(db, 1, 4);
+    EXPECT_FAIL(tmix_bias_backward(NULL, &dbias, &dout), TMIX_EINVAL, op, db, 4);
+    EXPECT_FAIL(tmix_bias_backward(&no_backend, &dbias, &dout), TMIX_ENOTSUP, op, db, 4);
+    EXPECT_FAIL(tmix_bias_backward(be, NULL, &dout), TMIX_EINVAL, op, db, 4);
+    EXPECT_FAIL(tmix_bias_backward(be, &dbias, NULL), TMIX_EINVAL, op, db, 4);
+    EXPECT_FAIL(tmix_bias_backward(be, &dbias, &dout3), TMIX_ESHAPE, op, db, 4);
+    EXPECT_FAIL(tmix_bias_backward(be, &dbias5, &dout), TMIX_ESHAPE, op, db, 4);
+    EXPECT_FAIL(tmix_bias_backward(be, &dbias2d, &dout), TMIX_ESHAPE, op, db, 4);
+    EXPECT_FAIL(tmix_bias_backward(be, &dbias_u8, &dout), TMIX_EDTYPE, op, db, 4);
+    EXPECT_FAIL(tmix_bias_backward(be, &dbias, &dout_u8), TMIX_EDTYPE, op, db, 4);
+    EXPECT_FAIL(tmix_bias_backward(be, &dbias_gpu, &dout), TMIX_EDEVICE, op, db, 4);
+    EXPECT_FAIL(tmix_bias_backward(be, &dbias, &dout_gpu), TMIX_EDEVICE, op, db, 4);
+    return 0;
+}
+
+static int test_badinput_batchnorm(void)
+{
+    static float x[2 * 3 * 4 * 5], y[2 * 3 * 4 * 5], s[4], t[4], dx[2 * 3 * 4 * 5];
+    tmix_backend *be = cpu();
+    tmix_tensor in = V4(x, 2, 3, 4, 5), out = V4(y, 2, 3, 4, 5), scale = V1(s, 3);
+    tmix_tensor shift = V1(t, 3), din = V4(dx, 2, 3, 4, 5), dout = in;
+    fill_uniform(x, COUNT(x), 1, -1, 1);
+    fill_uniform(s, 4, 2, -1, 1);
+    fill_uniform(t, 4, 3, -1, 1);
+    CHECK_OK(tmix_batchnorm_forward(be, &out, &in, &scale, &shift));
+    CHECK_OK(tmix_batchnorm_backward_input(be, &din, &dout, &scale));
+
+    const char *op = "batchnorm_forward";
+    const int64_t n = COUNT(y);
+    tmix_tensor in3 = V3(x, 6, 4, 5), out_c4 = V4(y, 2, 4, 4, 5), out3 = V3(y, 6, 4, 5);
+    tmix_tensor scale4 = V1(s, 4), shift4 = V1(t, 4), scale2d = V2(s, 1, 3);
+    tmix_tensor in_u8 = as_u8(in), shift_u8 = as_u8(shift), out_gpu = on_cuda(out);
+    tmix_tensor scale_gpu = on_cuda(scale);
+    EXPECT_FAIL(tmix_batchnorm_forward(NULL, &out, &in, &scale, &shift), TMIX_EINVAL, op, y, n);
+    EXPECT_FAIL(tmix_batchnorm_forward(&no_backend, &out, &in, &scale, &shift), TMIX_ENOTSUP,
+                op, y, n);
+    EXPECT_FAIL(tmix_batchnorm_forward(be, NULL, &in, &scale, &shift), TMIX_EINVAL, op, y, n);
+    EXPECT_FAIL(tmix_batchnorm_forward(be, &out, NULL, &scale, &shift), TMIX_EINVAL, op, y, n);
+    EXPECT_FAIL(tmix_batchnorm_forward(be, &out, &in, NULL, &shift), TMIX_EINVAL, op, y, n);
+    EXPECT_FAIL(tmix_batchnorm_forward(be, &out, &in, &scale, NULL), TMIX_EINVAL, op, y, n);
+    EXPECT_FAIL(tmix_batchnorm_forward(be, &out, &in3, &scale, &shift), TMIX_ESHAPE, op, y, n);
+    EXPECT_FAIL(tmix_batchnorm_forward(be, &out3, &in, &scale, &shift), TMIX_ESHAPE, op, y, n);
+    EXPECT_FAIL(tmix_batchnorm_forward(be, &out_c4, &in, &scale, &shift), TMIX_ESHAPE, op, y,
+                n);
+    EXPECT_FAIL(tmix_batchnorm_forward(be, &out, &in, &scale4, &shift), TMIX_ESHAPE, op, y, n);
+    EXPECT_FAIL(tmix_batchnorm_forward(be, &out, &in, &scale, &shift4), TMIX_ESHAPE, op, y, n);
+    EXPECT_FAIL(tmix_batchnorm_forward(be, &out, &in, &scale2d, &shift), TMIX_ESHAPE, op, y,
+                n);
+    EXPECT_FAIL(tmix_batchnorm_forward(be, &out, &in_u8, &scale, &shift), TMIX_EDTYPE, op, y,
+                n);
+    EXPECT_FAIL(tmix_batchnorm_forward(be, &out, &in, &scale, &shift_u8), TMIX_EDTYPE, op, y,
+                n);
+    EXPECT_FAIL(tmix_batchnorm_forward(be, &out_gpu, &in, &scale, &shift), TMIX_EDEVICE, op, y,
+                n);
+    EXPECT_FAIL(tmix_batchnorm_forward(be, &out, &in, &scale_gpu, &shift), TMIX_EDEVICE, op, y,
+                n);
+
+    op = "batchnorm_backward_input";
+    tmix_tensor din_c4 = V4(dx, 2, 4, 4, 5), dout3 = in3, din_u8 = as_u8(din);
+    tmix_tensor dout_gpu = on_cuda(dout);
+    EXPECT_FAIL(tmix_batchnorm_backward_input(NULL, &din, &dout, &scale), TMIX_EINVAL, op, dx,
+                n);
+    EXPECT_FAIL(tmix_batchnorm_backward_input(&no_backend, &din, &dout, &scale), TMIX_ENOTSUP,
+                op, dx, n);
+    EXPECT_FAIL(tmix_batchnorm_backward_input(be, NULL, &dout, &scale), TMIX_EINVAL, op, dx, n);
+    EXPECT_FAIL(tmix_batchnorm_backward_input(be, &din, NULL, &scale), TMIX_EINVAL, op, dx, n);
+    EXPECT_FAIL(tmix_batchnorm_backward_input(be, &din, &dout, NULL), TMIX_EINVAL, op, dx, n);
+    EXPECT_FAIL(tmix_batchnorm_backward_input(be, &din, &dout3, &scale), TMIX_ESHAPE, op, dx,
+                n);
+    EXPECT_FAIL(tmix_batchnorm_backward_input(be, &din_c4, &dout, &scale), TMIX_ESHAPE, op, dx,
+                n);
+    EXPECT_FAIL(tmix_batchnorm_backward_input(be, &din, &dout, &scale4), TMIX_ESHAPE, op, dx,
+                n);
+    EXPECT_FAIL(tmix_batchnorm_backward_input(be, &din_u8, &dout, &scale), TMIX_EDTYPE, op, dx,
+                n);
+    EXPECT_FAIL(tmix_batchnorm_backward_input(be, &din, &dout_gpu, &scale), TMIX_EDEVICE, op,
+                dx, n);
+    return 0;
+}
+
+static int test_badinput_relu(void)
+{
+    static float x[60], y[60], dy[60], dx[60];
+    tmix_backend *be = cpu();
+    tmix_tensor in = V3(x, 3, 4, 5), out = V3(y, 3, 4, 5), dout = V3(dy, 3, 4, 5);
+    tmix_tensor din = V3(dx, 3, 4, 5);
+    fill_uniform(x, 60, 1, -1, 1);
+    fill_uniform(dy, 60, 2, -1, 1);
+    CHECK_OK(tmix_relu_forward(be, &out, &in));
+    CHECK_OK(tmix_relu_backward(be, &din, &dout, &out));
+
+    const char *op = "relu_forward";
+    tmix_tensor out_flat = V1(y, 60), out_w4 = V3(y, 3, 5, 4), in0 = in;
+    in0.ndim = 0;
+    tmix_tensor in5 = in;
+    in5.ndim = 5;
+    tmix_tensor in_zero = V3(x, 3, 0, 5), in_u8 = as_u8(in), out_u8 = as_u8(out);
+    tmix_tensor in_gpu = on_cuda(in), out_gpu = on_cuda(out);
+    EXPECT_FAIL(tmix_relu_forward(NULL, &out, &in), TMIX_EINVAL, op, y, 60);
+    EXPECT_FAIL(tmix_relu_forward(&no_backend, &out, &in), TMIX_ENOTSUP, op, y, 60);
+    EXPECT_FAIL(tmix_relu_forward(be, NULL, &in), TMIX_EINVAL, op, y, 60);
+    EXPECT_FAIL(tmix_relu_forward(be, &out, NULL), TMIX_EINVAL, op, y, 60);
+    EXPECT_FAIL(tmix_relu_forward(be, &out_flat, &in), TMIX_ESHAPE, op, y, 60);
+    EXPECT_FAIL(tmix_relu_forward(be, &out_w4, &in), TMIX_ESHAPE, op, y, 60);
+    EXPECT_FAIL(tmix_relu_forward(be, &out, &in0), TMIX_ESHAPE, op, y, 60);
+    EXPECT_FAIL(tmix_relu_forward(be, &out, &in5), TMIX_ESHAPE, op, y, 60);
+    EXPECT_FAIL(tmix_relu_forward(be, &out, &in_zero), TMIX_ESHAPE, op, y, 60);
+    EXPECT_FAIL(tmix_relu_forward(be, &out, &in_u8), TMIX_EDTYPE, op, y, 60);
+    EXPECT_FAIL(tmix_relu_forward(be, &out_u8, &in), TMIX_EDTYPE, op, y, 60);
+    EXPECT_FAIL(tmix_relu_forward(be, &out, &in_gpu), TMIX_EDEVICE, op, y, 60);
+    EXPECT_FAIL(tmix_relu_forward(be, &out_gpu, &in), TMIX_EDEVICE, op, y, 60);
+
+    op = "relu_backward";
+    tmix_tensor dout_w4 = V3(dy, 3, 5, 4), din_flat = V1(dx, 60), din_u8 = as_u8(din);
+    tmix_tensor dout_gpu = on_cuda(dout), out_u8b = as_u8(out);
+    EXPECT_FAIL(tmix_relu_backward(NULL, &din, &dout, &out), TMIX_EINVAL, op, dx, 60);
+    EXPECT_FAIL(tmix_relu_backward(&no_backend, &din, &dout, &out), TMIX_ENOTSUP, op, dx, 60);
+    EXPECT_FAIL(tmix_relu_backward(be, NULL, &dout, &out), TMIX_EINVAL, op, dx, 60);
+    EXPECT_FAIL(tmix_relu_backward(be, &din, NULL, &out), TMIX_EINVAL, op, dx, 60);
+    EXPECT_FAIL(tmix_relu_backward(be, &din, &dout, NULL), TMIX_EINVAL, op, dx, 60);
+    EXPECT_FAIL(tmix_relu_backward(be, &din, &dout_w4, &out), TMIX_ESHAPE, op, dx, 60);
+    EXPECT_FAIL(tmix_relu_backward(be, &din_flat, &dout, &out), TMIX_ESHAPE, op, dx, 60);
+    EXPECT_FAIL(tmix_relu_backward(be, &din_u8, &dout, &out), TMIX_EDTYPE, op, dx, 60);
+    EXPECT_FAIL(tmix_relu_backward(be, &din, &dout, &out_u8b), TMIX_EDTYPE, op, dx, 60);
+    EXPECT_FAIL(tmix_relu_backward(be, &din, &dout_gpu, &out), TMIX_EDEVICE, op, dx, 60);
+    return 0;
+}
+
+static int test_badinput_maxpool2d(void)
+{
+    static float x[2 * 3 * 7 * 6], y[2 * 3 * 4 * 3], dy[2 * 3 * 4 * 3], dx[2 * 3 * 7 * 6];
+    tmix_backend *be = cpu();
+    const tmix_pool2d_params p = {.kernel_h = 3, .kernel_w = 3, .stride_h = 2, .stride_w = 2,
+                                  .pad_h = 1, .pad_w = 1};
+    tmix_tensor in = V4(x, 2, 3, 7, 6), out = V4(y, 2, 3, 4, 3), dout = V4(dy, 2, 3, 4, 3);
+    tmix_tensor din = V4(dx, 2, 3, 7, 6);
+    fill_uniform(x, COUNT(x), 1, -1, 1);
+    fill_uniform(dy, COUNT(dy), 2, -1, 1);
+    CHECK_OK(tmix_maxpool2d_forward(be, &out, &in, p));
+    CHECK_OK(tmix_maxpool2d_backward(be, &din, &dout, &in, p));
+
+    tmix_pool2d_params k0 = p, s0 = p, pad_big = p, pad_neg = p, k_huge = p;
+    k0.kernel_w = 0;
+    s0.stride_h = 0;
+    pad_big.pad_h = 2; // more than half of the 3-row kernel
+    pad_neg.pad_w = -1;
+    k_huge.kernel_h = 8; // taller than the 7-row image, with no padding
+    k_huge.pad_h = 0;
+    const char *op = "maxpool2d_forward";
+    const int64_t ny = COUNT(y), nx = COUNT(dx);
+    tmix_tensor in3 = V3(x, 6, 7, 6), out_w4 = V4(y, 2, 3, 4, 4), out_c2 = V4(y, 2, 2, 4, 3);
+    tmix_tensor in_u8 = as_u8(in), out_u8 = as_u8(out), in_gpu = on_cuda(in);
+    tmix_tensor out_gpu = on_cuda(out);
+    EXPECT_FAIL(tmix_maxpool2d_forward(NULL, &out, &in, p), TMIX_EINVAL, op, y, ny);
+    EXPECT_FAIL(tmix_maxpool2d_forward(&no_backend, &out, &in, p), TMIX_ENOTSUP, op, y, ny);
+    EXPECT_FAIL(tmix_maxpool2d_forward(be, NULL, &in, p), TMIX_EINVAL, op, y, ny);
+    EXPECT_FAIL(tmix_maxpool2d_forward(be, &out, NULL, p), TMIX_EINVAL, op, y, ny);
+    EXPECT_FAIL(tmix_maxpool2d_forward(be, &out, &in3, p), TMIX_ESHAPE, op, y, ny);
+    EXPECT_FAIL(tmix_maxpool2d_forward(be, &out_w4, &in, p), TMIX_ESHAPE, op, y, ny);
+    EXPECT_FAIL(tmix_maxpool2d_forward(be, &out_c2, &in, p), TMIX_ESHAPE, op, y, ny);
+    EXPECT_FAIL(tmix_maxpool2d_forward(be, &out, &in_u8, p), TMIX_EDTYPE, op, y, ny);
+    EXPECT_FAIL(tmix_maxpool2d_forward(be, &out_u8, &in, p), TMIX_EDTYPE, op, y, ny);
+    EXPECT_FAIL(tmix_maxpool2d_forward(be, &out, &in_gpu, p), TMIX_EDEVICE, op, y, ny);
+    EXPECT_FAIL(tmix_maxpool2d_forward(be, &out_gpu, &in, p), TMIX_EDEVICE, op, y, ny);
+    EXPECT_FAIL(tmix_maxpool2d_forward(be, &out, &in, k0), TMIX_EINVAL, op, y, ny);
+    EXPECT_FAIL(tmix_maxpool2d_forward(be, &out, &in, s0), TMIX_EINVAL, op, y, ny);
+    EXPECT_FAIL(tmix_maxpool2d_forward(be, &out, &in, pad_big), TMIX_EINVAL, op, y, ny);
+    EXPECT_FAIL(tmix_maxpool2d_forward(be, &out, &in, pad_neg), TMIX_EINVAL, op, y, ny);
+    EXPECT_FAIL(tmix_maxpool2d_forward(be, &out, &in, k_huge), TMIX_ESHAPE, op, y, ny);
+
+    op = "maxpool2d_backward";
+    tmix_tensor din_h6 = V4(dx, 2, 3, 6, 6), dout_w4 = V4(dy, 2, 3, 4, 4);
+    tmix_tensor din_u8 = as_u8(din), dout_gpu = on_cuda(dout);
+    EXPECT_FAIL(tmix_maxpool2d_backward(NULL, &din, &dout, &in, p), TMIX_EINVAL, op, dx, nx);
+    EXPECT_FAIL(tmix_maxpool2d_backward(&no_backend, &din, &dout, &in, p), TMIX_ENOTSUP, op,
+                dx, nx);
+    EXPECT_FAIL(tmix_maxpool2d_backward(be, NULL, &dout, &in, p), TMIX_EINVAL, op, dx, nx);
+    EXPECT_FAIL(tmix_maxpool2d_backward(be, &din, NULL, &in, p), TMIX_EINVAL, op, dx, nx);
+    EXPECT_FAIL(tmix_maxpool2d_backward(be, &din, &dout, NULL, p), TMIX_EINVAL, op, dx, nx);
+    EXPECT_FAIL(tmix_maxpool2d_backward(be, &din_h6, &dout, &in, p), TMIX_ESHAPE, op, dx, nx);
+    EXPECT_FAIL(tmix_maxpool2d_backward(be, &din, &dout_w4, &in, p), TMIX_ESHAPE, op, dx, nx);
+    EXPECT_FAIL(tmix_maxpool2d_backward(be, &din, &dout, &in3, p), TMIX_ESHAPE, op, dx, nx);
+    EXPECT_FAIL(tmix_maxpool2d_backward(be, &din_u8, &dout, &in, p), TMIX_EDTYPE, op, dx, nx);
+    EXPECT_FAIL(tmix_maxpool2d_backward(be, &din, &dout_gpu, &in, p), TMIX_EDEVICE, op, dx, nx);
+    EXPECT_FAIL(tmix_maxpool2d_backward(be, &din, &dout, &in, pad_big), TMIX_EINVAL, op, dx,
+                nx);
+    EXPECT_FAIL(tmix_maxpool2d_backward(be, &din, &dout, &in, s0), TMIX_EINVAL, op, dx, nx);
+    return 0;
+}
+
+static int test_badinput_avgpool(void)
+{
+    static float x[2 * 3 * 5 * 4], y[2 * 3], dx[2 * 3 * 5 * 4];
+    tmix_backend *be = cpu();
+    tmix_tensor in = V4(x, 2, 3, 5, 4), out = V2(y, 2, 3), din = V4(dx, 2, 3, 5, 4);
+    fill_uniform(x, COUNT(x), 1, -1, 1);
+    CHECK_OK(tmix_avgpool_forward(be, &out, &in));
+    tmix_tensor dout = out;
+    CHECK_OK(tmix_avgpool_backward(be, &din, &dout));
+
+    const char *op = "avgpool_forward";
+    tmix_tensor in2 = V2(x, 6, 20), out_c4 = V2(y, 2, 4), out_n1 = V2(y, 1, 3);
+    tmix_tensor out4 = V4(y, 2, 3, 1, 1), in_u8 = as_u8(in), out_u8 = as_u8(out);
+    tmix_tensor in_gpu = on_cuda(in), out_gpu = on_cuda(out);
+    EXPECT_FAIL(tmix_avgpool_forward(NULL, &out, &in), TMIX_EINVAL, op, y, 6);
+    EXPECT_FAIL(tmix_avgpool_forward(&no_backend, &out, &in), TMIX_ENOTSUP, op, y, 6);
+    EXPECT_FAIL(tmix_avgpool_forward(be, NULL, &in), TMIX_EINVAL, op, y, 6);
+    EXPECT_FAIL(tmix_avgpool_forward(be, &out, NULL), TMIX_EINVAL, op, y, 6);
+    EXPECT_FAIL(tmix_avgpool_forward(be, &out, &in2), TMIX_ESHAPE, op, y, 6);
+    EXPECT_FAIL(tmix_avgpool_forward(be, &out_c4, &in), TMIX_ESHAPE, op, y, 6);
+    EXPECT_FAIL(tmix_avgpool_forward(be, &out_n1, &in), TMIX_ESHAPE, op, y, 6);
+    EXPECT_FAIL(tmix_avgpool_forward(be, &out4, &in), TMIX_ESHAPE, op, y, 6);
+    EXPECT_FAIL(tmix_avgpool_forward(be, &out, &in_u8), TMIX_EDTYPE, op, y, 6);
+    EXPECT_FAIL(tmix_avgpool_forward(be, &out_u8, &in), TMIX_EDTYPE, op, y, 6);
+    EXPECT_FAIL(tmix_avgpool_forward(be, &out, &in_gpu), TMIX_EDEVICE, op, y, 6);
+    EXPECT_FAIL(tmix_avgpool_forward(be, &out_gpu, &in), TMIX_EDEVICE, op, y, 6);
+
+    op = "avgpool_backward";
+    const int64_t nx = COUNT(dx);
+    tmix_tensor din2 = V2(dx, 6, 20), dout_c4 = out_c4, dout_u8 = as_u8(dout);
+    tmix_tensor din_gpu = on_cuda(din);
+    EXPECT_FAIL(tmix_avgpool_backward(NULL, &din, &dout), TMIX_EINVAL, op, dx, nx);
+    EXPECT_FAIL(tmix_avgpool_backward(&no_backend, &din, &dout), TMIX_ENOTSUP, op, dx, nx);
+    EXPECT_FAIL(tmix_avgpool_backward(be, NULL, &dout), TMIX_EINVAL, op, dx, nx);
+    EXPECT_FAIL(tmix_avgpool_backward(be, &din, NULL), TMIX_EINVAL, op, dx, nx);
+    EXPECT_FAIL(tmix_avgpool_backward(be, &din2, &dout), TMIX_ESHAPE, op, dx, nx);
+    EXPECT_FAIL(tmix_avgpool_backward(be, &din, &dout_c4), TMIX_ESHAPE, op, dx, nx);
+    EXPECT_FAIL(tmix_avgpool_backward(be, &din, &dout_u8), TMIX_EDTYPE, op, dx, nx);
+    EXPECT_FAIL(tmix_avgpool_backward(be, &din_gpu, &dout), TMIX_EDEVICE, op, dx, nx);
+    return 0;
+}
+
+static int test_badinput_linear(void)
+{
+    static float x[3 * 7], w[5 * 7], b[6], y[3 * 5], dy[3 * 5], dx[3 * 7], dw[5 * 7], db[6];
+    tmix_backend *be = cpu();
+    tmix_tensor in = V2(x, 3, 7), wt = V2(w, 5, 7), bias = V1(b, 5), out = V2(y, 3, 5);
+    tmix_tensor dout = V2(dy, 3, 5), din = V2(dx, 3, 7), dwt = V2(dw, 5, 7);
+    tmix_tensor dbias = V1(db, 5);
+    fill_uniform(x, COUNT(x), 1, -1, 1);
+    fill_uniform(w, COUNT(w), 2, -1, 1);
+    fill_uniform(dy, COUNT(dy), 3, -1, 1);
+    CHECK_OK(tmix_linear_forward(be, &out, &in, &wt, &bias));
+    CHECK_OK(tmix_linear_forward(be, &out, &in, &wt, NULL));
+    CHECK_OK(tmix_linear_backward_input(be, &din, &dout, &wt));
+    CHECK_OK(tmix_linear_backward_weight(be, &dwt, &dout, &in));
+    CHECK_OK(tmix_bias_backward(be, &dbias, &dout));
+
+    const char *op = "linear_forward";
+    tmix_tensor in3 = V3(x, 3, 7, 1), in_i6 = V2(x, 3, 6), wt_i6 = V2(w, 5, 6);
+    tmix_tensor out_o4 = V2(y, 3, 4), out_b2 = V2(y, 2, 5), bias6 = V1(b, 6);
+    tmix_tensor in_u8 = as_u8(in), wt_u8 = as_u8(wt), bias_u8 = as_u8(bias);
+    tmix_tensor in_gpu = on_cuda(in), out_gpu = on_cuda(out), bias_gpu = on_cuda(bias);
+    EXPECT_FAIL(tmix_linear_forward(NULL, &out, &in, &wt, &bias), TMIX_EINVAL, op, y, 15);
+    EXPECT_FAIL(tmix_linear_forward(&no_backend, &out, &in, &wt, &bias), TMIX_ENOTSUP, op, y,
+                15);
+    EXPECT_FAIL(tmix_linear_forward(be, NULL, &in, &wt, &bias), TMIX_EINVAL, op, y, 15);
+    EXPECT_FAIL(tmix_linear_forward(be, &out, NULL, &wt, &bias), TMIX_EINVAL, op, y, 15);
+    EXPECT_FAIL(tmix_linear_forward(be, &out, &in, NULL, &bias), TMIX_EINVAL, op, y, 15);
+    EXPECT_FAIL(tmix_linear_forward(be, &out, &in3, &wt, &bias), TMIX_ESHAPE, op, y, 15);
+    EXPECT_FAIL(tmix_linear_forward(be, &out, &in_i6, &wt, &bias), TMIX_ESHAPE, op, y, 15);
+    EXPECT_FAIL(tmix_linear_forward(be, &out, &in, &wt_i6, &bias), TMIX_ESHAPE, op, y, 15);
+    EXPECT_FAIL(tmix_linear_forward(be, &out_o4, &in, &wt, &bias), TMIX_ESHAPE, op, y, 15);
+    EXPECT_FAIL(tmix_linear_forward(be, &out_b2, &in, &wt, &bias), TMIX_ESHAPE, op, y, 15);
+    EXPECT_FAIL(tmix_linear_forward(be, &out, &in, &wt, &bias6), TMIX_ESHAPE, op, y, 15);
+    EXPECT_FAIL(tmix_linear_forward(be, &out, &in_u8, &wt, &bias), TMIX_EDTYPE, op, y, 15);
+    EXPECT_FAIL(tmix_linear_forward(be, &out, &in, &wt_u8, &bias), TMIX_EDTYPE, op, y, 15);
+    EXPECT_FAIL(tmix_linear_forward(be, &out, &in, &wt, &bias_u8), TMIX_EDTYPE, op, y, 15);
+    EXPECT_FAIL(tmix_linear_forward(be, &out, &in_gpu, &wt, &bias), TMIX_EDEVICE, op, y, 15);
+    EXPECT_FAIL(tmix_linear_forward(be, &out_gpu, &in, &wt, &bias), TMIX_EDEVICE, op, y, 15);
+    EXPECT_FAIL(tmix_linear_forward(be, &out, &in, &wt, &bias_gpu), TMIX_EDEVICE, op, y, 15);
+
+    op = "linear_backward_input";
+    tmix_tensor din_i6 = V2(dx, 3, 6), dout_o4 = V2(dy, 3, 4), dout_b2 = V2(dy, 2, 5);
+    tmix_tensor din3 = V3(dx, 3, 7, 1), din_u8 = as_u8(din), dout_gpu = on_cuda(dout);
+    EXPECT_FAIL(tmix_linear_backward_input(NULL, &din, &dout, &wt), TMIX_EINVAL, op, dx, 21);
+    EXPECT_FAIL(tmix_linear_backward_input(&no_backend, &din, &dout, &wt), TMIX_ENOTSUP, op,
+                dx, 21);
+    EXPECT_FAIL(tmix_linear_backward_input(be, NULL, &dout, &wt), TMIX_EINVAL, op, dx, 21);
+    EXPECT_FAIL(tmix_linear_backward_input(be, &din, NULL, &wt), TMIX_EINVAL, op, dx, 21);
+    EXPECT_FAIL(tmix_linear_backward_input(be, &din, &dout, NULL), TMIX_EINVAL, op, dx, 21);
+    EXPECT_FAIL(tmix_linear_backward_input(be, &din3, &dout, &wt), TMIX_ESHAPE, op, dx, 21);
+    EXPECT_FAIL(tmix_linear_backward_input(be, &din_i6, &dout, &wt), TMIX_ESHAPE, op, dx, 21);
+    EXPECT_FAIL(tmix_linear_backward_input(be, &din, &dout_o4, &wt), TMIX_ESHAPE, op, dx, 21);
+    EXPECT_FAIL(tmix_linear_backward_input(be, &din, &dout_b2, &wt), TMIX_ESHAPE, op, dx, 21);
+    EXPECT_FAIL(tmix_linear_backward_input(be, &din_u8, &dout, &wt), TMIX_EDTYPE, op, dx, 21);
+    EXPECT_FAIL(tmix_linear_backward_input(be, &din, &dout_gpu, &wt), TMIX_EDEVICE, op, dx,
+                21);
+
+    op = "linear_backward_weight";
+    tmix_tensor dwt_i6 = V2(dw, 5, 6), dwt_o4 = V2(dw, 4, 7), dwt_u8 = as_u8(dwt);
+    tmix_tensor dwt_gpu = on_cuda(dwt), dout_u8 = as_u8(dout);
+    EXPECT_FAIL(tmix_linear_backward_weight(NULL, &dwt, &dout, &in), TMIX_EINVAL, op, dw, 35);
+    EXPECT_FAIL(tmix_linear_backward_weight(&no_backend, &dwt, &dout, &in), TMIX_ENOTSUP, op,
+                dw, 35);
+    EXPECT_FAIL(tmix_linear_backward_weight(be, NULL, &dout, &in), TMIX_EINVAL, op, dw, 35);
+    EXPECT_FAIL(tmix_linear_backward_weight(be, &dwt, NULL, &in), TMIX_EINVAL, op, dw, 35);
+    EXPECT_FAIL(tmix_linear_backward_weight(be, &dwt, &dout, NULL), TMIX_EINVAL, op, dw, 35);
+    EXPECT_FAIL(tmix_linear_backward_weight(be, &dwt_i6, &dout, &in), TMIX_ESHAPE, op, dw, 35);
+    EXPECT_FAIL(tmix_linear_backward_weight(be, &dwt_o4, &dout, &in), TMIX_ESHAPE, op, dw, 35);
+    EXPECT_FAIL(tmix_linear_backward_weight(be, &dwt, &dout_b2, &in), TMIX_ESHAPE, op, dw, 35);
+    EXPECT_FAIL(tmix_linear_backward_weight(be, &dwt, &dout, &in3), TMIX_ESHAPE, op, dw, 35);
+    EXPECT_FAIL(tmix_linear_backward_weight(be, &dwt_u8, &dout, &in), TMIX_EDTYPE, op, dw, 35);
+    EXPECT_FAIL(tmix_linear_backward_weight(be, &dwt, &dout_u8, &in), TMIX_EDTYPE, op, dw, 35);
+    EXPECT_FAIL(tmix_linear_backward_weight(be, &dwt_gpu, &dout, &in), TMIX_EDEVICE, op, dw,
+                35);
+
+    op = "bias_backward";
+    tmix_tensor dbias6 = V1(db, 6), dout1 = V1(dy, 15);
+    EXPECT_FAIL(tmix_bias_backward(be, &dbias6, &dout), TMIX_ESHAPE, op, db, 6);
+    EXPECT_FAIL(tmix_bias_backward(be, &dbias, &dout1), TMIX_ESHAPE, op, db, 6);
+    return 0;
+}
+
+// ---- threads -----------------------------------------------------------------------------
+
+// The thread counts compared: one, two, and three (which does not divide the batches or
+// tiles evenly).
+static const int thread_counts[] = {1, 2, 3};
+
+// Before each op call OpenBLAS is given a thread count of its own: one in the one-thread
+// run, two in the others. The op must pin it to one (kernels/blas.c): a two-thread OpenBLAS
+// gives different bits for GEMMs above its threading threshold (M*N*K > 262144), and every
+// pass of linear and of the first conv2d config has GEMMs above it, so an op that does not
+// pin shows up as a mismatch (checked by making tmix_cpu_blas_init a no-op).
+static void tempt_blas(int threads)
+{
+    openblas_set_num_threads(threads > 1 ? 2 : 1);
+}
+
+// Runs every conv2d pass (and the bias gradient) with `threads` OpenMP threads into res: out,
+// then din, dweight and dbias accumulated onto fixed nonzero starting values. A batch of 3
+// gives one thread two samples at 2 threads; 16 output channels by 8*3*3 = 72 columns make
+// two dweight tiles (64 + 8).
+enum { TN = 3, TC = 8, TH = 18, TW = 17, TOC = 16 };
+
+typedef struct {
+    float out[TN * TOC * 18 * 19], din[TN * TC * TH * TW], dw[TOC * TC * 3 * 3], db[TOC];
+} conv_results;
+
+static int conv_all_passes(int threads, const float *x, const float *w, const float *b,
+                           const float *dy, tmix_conv2d_params p, int64_t kh, int64_t kw,
+                           int64_t oh, int64_t ow, conv_results *res)
+{
+    omp_set_num_threads(threads);
+    tmix_backend *be = cpu();
+    tmix_tensor in = V4((float *)x, TN, TC, TH, TW), wt = V4((float *)w, TOC, TC, kh, kw);
+    tmix_tensor bias = V1((float *)b, TOC), dout = V4((float *)dy, TN, TOC, oh, ow);
+    tmix_tensor out = V4(res->out, TN, TOC, oh, ow), din = V4(res->din, TN, TC, TH, TW);
+    tmix_tensor dwt = V4(res->dw, TOC, TC, kh, kw), dbias = V1(res->db, TOC);
+    fill_uniform(res->din, tmix_tensor_numel(&din), 5, -1, 1);
+    fill_uniform(res->dw, tmix_tensor_numel(&dwt), 6, -1, 1);
+    fill_uniform(res->db, TOC, 7, -1, 1);
+    tempt_blas(threads);
+    CHECK_OK(tmix_conv2d_forward(be, &out, &in, &wt, &bias, p));
+    tempt_blas(threads);
+    CHECK_OK(tmix_conv2d_backward_input(be, &din, &dout, &wt, p));
+    tempt_blas(threads);
+    CHECK_OK(tmix_conv2d_backward_weight(be, &dwt, &dout, &in, p));
+    CHECK_OK(tmix_bias_backward(be, &dbias, &dout));
+    return 0;
+}
+
+static int test_threads_conv2d(void)
+{
+    static float x[TN * TC * TH * TW], w[TOC * TC * 3 * 3], b[TOC], dy[TN * TOC * 18 * 19];
+    static conv_results one, many;
+    static const struct {
+        tmix_conv2d_params p;
+        int64_t kh, kw, oh, ow;
+    } cfgs[] = {
+        {{.stride_h = 1, .stride_w = 1, .pad_h = 1, .pad_w = 0, .dilation_h = 1,
+          .dilation_w = 1}, 3, 3, 18, 15},
+        {{.stride_h = 2, .stride_w = 1, .pad_h = 0, .pad_w = 2, .dilation_h = 1,
+          .dilation_w = 2}, 3, 2, 8, 19},
+        {{.stride_h = 1, .stride_w = 1, .dilation_h = 1, .dilation_w = 1}, 1, 1, 18, 17},
+    };
+    fill_uniform(x, COUNT(x), 1, -1, 1);
+    fill_uniform(w, COUNT(w), 2, -1, 1);
+    fill_uniform(b, COUNT(b), 3, -1, 1);
+    fill_uniform(dy, COUNT(dy), 4, -1, 1);
+    const int keep = omp_get_max_threads(), keep_blas = openblas_get_num_threads();
+    int rc = 0;
+    for (int k = 0; k < (int)COUNT(cfgs) && rc == 0; k++) {
+        memset(&one, 0, sizeof one);
+        rc = conv_all_passes(1, x, w, b, dy, cfgs[k].p, cfgs[k].kh, cfgs[k].kw, cfgs[k].oh,
+                             cfgs[k].ow, &one);
+        for (int t = 1; t < (int)COUNT(thread_counts) && rc == 0; t++) {
+            memset(&many, 0, sizeof many);
+            rc = conv_all_passes(thread_counts[t], x, w, b, dy, cfgs[k].p, cfgs[k].kh,
+                                 cfgs[k].kw, cfgs[k].oh, cfgs[k].ow, &many);
+            if (rc == 0 && memcmp(&one, &many, sizeof one) != 0) {
+                fprintf(stderr, "conv2d config %d: 1 and %d threads differ (out %d din %d "
+                        "dw %d db %d)\n", k, thread_counts[t],
+                        memcmp(one.out, many.out, sizeof one.out) != 0,
+                        memcmp(one.din, many.din, sizeof one.din) != 0,
+                        memcmp(one.dw, many.dw, sizeof one.dw) != 0,
+                        memcmp(one.db, many.db, sizeof one.db) != 0);
+                rc = 1;
+            }
+        }
+    }
+    omp_set_num_threads(keep);
+    openblas_set_num_threads(keep_blas);
+    return rc;
+}
+
+// Every linear pass (and the bias gradient) with `threads` OpenMP threads, as for conv2d.
+// A batch of 72 makes 3 x 2 tiles (rows 32, 32, 8) of out (72, 140) and din (72, 150);
+// dweight (140, 150) has 5 x 2 tiles, each summing the whole batch in one GEMM.
+enum { LB = 72, LI = 150, LO = 140 };
+
+typedef struct {
+    float out[LB * LO], din[LB * LI], dw[LO * LI], db[LO];
+} linear_results;
+
+static int linear_all_passes(int threads, const float *x, const float *w, const float *b,
+                             const float *dy, linear_results *res)
+{
+    omp_set_num_threads(threads);
+    tmix_backend *be = cpu();
+    tmix_tensor in = V2((float *)x, LB, LI), wt = V2((float *)w, LO, LI);
+    tmix_tensor bias = V1((float *)b, LO), dout = V2((float *)dy, LB, LO);
+    tmix_tensor out = V2(res->out, LB, LO), din = V2(res->din, LB, LI);
+    tmix_tensor dwt = V2(res->dw, LO, LI), dbias = V1(res->db, LO);
+    fill_uniform(res->din, LB * LI, 15, -1, 1);
+    fill_uniform(res->dw, LO * LI, 16, -1, 1);
+    fill_uniform(res->db, LO, 17, -1, 1);
+    tempt_blas(threads);
+    CHECK_OK(tmix_linear_forward(be, &out, &in, &wt, &bias));
+    tempt_blas(threads);
+    CHECK_OK(tmix_linear_backward_input(be, &din, &dout, &wt));
+    tempt_blas(threads);
+    CHECK_OK(tmix_linear_backward_weight(be, &dwt, &dout, &in));
+    CHECK_OK(tmix_bias_backward(be, &dbias, &dout));
+    return 0;
+}
+
+static int test_threads_linear(void)
+{
+    static float x[LB * LI], w[LO * LI], b[LO], dy[LB * LO];
+    static linear_results one, many;
+    fill_uniform(x, COUNT(x), 11, -1, 1);
+    fill_uniform(w, COUNT(w), 12, -1, 1);
+    fill_uniform(b, COUNT(b), 13, -1, 1);
+    fill_uniform(dy, COUNT(dy), 14, -1, 1);
+    const int keep = omp_get_max_threads(), keep_blas = openblas_get_num_threads();
+    int rc = linear_all_passes(1, x, w, b, dy, &one);
+    for (int t = 1; t < (int)COUNT(thread_counts) && rc == 0; t++) {
+        memset(&many, 0, sizeof many);
+        rc = linear_all_passes(thread_counts[t], x, w, b, dy, &many);
+        if (rc == 0 && memcmp(&one, &many, sizeof one) != 0) {
+            fprintf(stderr, "linear: 1 and %d threads differ (out %d din %d dw %d db %d)\n",
+                    thread_counts[t], memcmp(one.out, many.out, sizeof one.out) != 0,
+                    memcmp(one.din, many.din, sizeof one.din) != 0,
+                    memcmp(one.dw, many.dw, sizeof one.dw) != 0,
+                    memcmp(one.db, many.db, sizeof one.db) != 0);
+            rc = 1;
+        }
+    }
+    omp_set_num_threads(keep);
+    openblas_set_num_threads(keep_blas);
+    return rc;
+}
+
+static const test_case tests[] = {
+    {"gradcheck.conv2d.grad_input", test_gradcheck_conv2d_grad_input},
+    {"gradcheck.conv2d.grad_weight", test_gradcheck_conv2d_grad_weight},
+    {"gradcheck.conv2d.grad_bias", test_gradcheck_conv2d_grad_bias},
+    {"gradcheck.batchnorm.grad_input", test_gradcheck_batchnorm_grad_input},
+    {"gradcheck.relu.grad_input", test_gradcheck_relu_grad_input},
+    {"gradcheck.maxpool2d.grad_input", test_gradcheck_maxpool2d_grad_input},
+    {"gradcheck.avgpool.grad_input", test_gradcheck_avgpool_grad_input},
+    {"gradcheck.linear.grad_input", test_gradcheck_linear_grad_input},
+    {"gradcheck.linear.grad_weight", test_gradcheck_linear_grad_weight},
+    {"gradcheck.linear.grad_bias", test_gradcheck_linear_grad_bias},
+    {"badinput.conv2d", test_badinput_conv2d},
+    {"badinput.batchnorm", test_badinput_batchnorm},
+    {"badinput.relu", test_badinput_relu},
+    {"badinput.maxpool2d", test_badinput_maxpool2d},
+    {"badinput.avgpool", test_badinput_avgpool},
+    {"badinput.linear", test_badinput_linear},
+    {"threads.conv2d", test_threads_conv2d},
+    {"threads.linear", test_threads_linear},
+    {NULL, NULL},
+};
+
+int main(int argc, char **argv)
+{
+    return test_main(argc, argv, tests);
+}
