@@ -1,0 +1,628 @@
+// Unit tests of the mixing ops on the CPU backend: finite-difference gradient checks, a
+// hand-computed SGD example, bit-identical results across thread counts, and bad input
+// (exact error codes, a message naming the op, outputs left untouched).
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "ops.h"
+
+#define SENTINEL 12345.0f
+
+static tmix_tensor as_u8(tmix_tensor t)
+{
+    t.dtype = TMIX_U8;
+    return t;
+}
+
+static tmix_tensor on_cuda(tmix_tensor t)
+{
+    t.device = TMIX_CUDA;
+    return t;
+}
+
+// ---- gradient checks ----------------------------------------------------------------------
+
+// The forward op of a gradcheck, run on the current inputs; a failing op is recorded (and
+// fails the test afterwards) rather than returning a value that could pass unnoticed.
+typedef struct {
+    tmix_backend *be;
+    tmix_tensor out, a, b; // output and the two inputs of the op
+    const float *r;        // (numel of out), the cotangent: L = <out, r>
+    int failed;
+    int (*forward)(tmix_backend *be, tmix_tensor *out, const tmix_tensor *a,
+                   const tmix_tensor *b);
+} fd_ctx;
+
+static double fd_loss(void *p)
+{
+    fd_ctx *c = p;
+    if (c->forward(c->be, &c->out, &c->a, &c->b) < 0) {
+        fprintf(stderr, "  forward failed: %s\n", tmix_last_error());
+        c->failed = 1;
+        return 0;
+    }
+    return dot(tmix_f32(&c->out), c->r, tmix_tensor_numel(&c->out));
+}
+
+static int softmax_fwd(tmix_backend *be, tmix_tensor *out, const tmix_tensor *in,
+                       const tmix_tensor *tau)
+{
+    return tmix_softmax_channel_forward(be, out, in, tau);
+}
+
+static int blend_fwd(tmix_backend *be, tmix_tensor *out, const tmix_tensor *masks,
+                     const tmix_tensor *x)
+{
+    return tmix_blend_forward(be, out, masks, x);
+}
+
+static int ce_fwd(tmix_backend *be, tmix_tensor *loss, const tmix_tensor *logits,
+                  const tmix_tensor *targets)
+{
+    return tmix_cross_entropy_forward(be, loss, logits, targets);
+}
+
+enum { SN = 2, SK = 3, SH = 3, SW = 4, SNUM = SN * SK * SH * SW };
+
+static int test_softmax_grad_input(void)
+{
+    float in[SNUM], out[SNUM], r[SNUM], din[SNUM], din2[SNUM], tau = 0.7f;
+    int64_t shape[4] = {SN, SK, SH, SW};
+    fill_uniform(in, SNUM, 1, -2, 2);
+    fill_uniform(r, SNUM, 2, -1, 1);
+    fd_ctx c = {.be = tmix_backend_cpu(), .out = tmix_f32_view(out, 4, shape),
+                .a = tmix_f32_view(in, 4, shape), .b = tmix_f32_view(&tau, 1, (int64_t[]){1}),
+                .r = r, .forward = softmax_fwd};
+    tmix_tensor dg = tmix_f32_view(r, 4, shape), dh = tmix_f32_view(din, 4, shape);
+    CHECK_OK(tmix_softmax_channel_forward(c.be, &c.out, &c.a, &c.b));
+    memset(din, 0, sizeof din);
+    // dtau NULL: the input gradient alone.
+    CHECK_OK(tmix_softmax_channel_backward(c.be, &dh, NULL, &dg, &c.out, &c.a, &c.b));
+    CHECK(gradcheck("softmax_channel din", in, SNUM, din, fd_loss, &c, 1e-2, 1e-3, 1e-2) == 0);
+    CHECK(!c.failed);
+    // Backward accumulates: a second call doubles the gradient.
+    memcpy(din2, din, sizeof din);
+    CHECK_OK(tmix_softmax_channel_forward(c.be, &c.out, &c.a, &c.b));
+    CHECK_OK(tmix_softmax_channel_backward(c.be, &dh, NULL, &dg, &c.out, &c.a, &c.b));
+    for (int i = 0; i < SNUM; i++)
+        CHECK(fabsf(din[i] - 2 * din2[i]) <= 1e-6f * fabsf(din2[i]));
+    return 0;
+}
+
+static int test_softmax_grad_tau(void)
+{
+    enum { N = 2, K = 2, H = 5, W = 3, NUM = N * K * H * W };
+    float in[NUM], out[NUM], r[NUM], din[NUM], tau = 0.8f, dtau = 0;
+    int64_t shape[4] = {N, K, H, W};
+    fill_uniform(in, NUM, 3, -2, 2);
+    fill_uniform(r, NUM, 4, -1, 1);
+    fd_ctx c = {.be = tmix_backend_cpu(), .out = tmix_f32_view(out, 4, shape),
+                .a = tmix_f32_view(in, 4, shape), .b = tmix_f32_view(&tau, 1, (int64_t[]){1}),
+                .r = r, .forward = softmax_fwd};
+    tmix_tensor dg = tmix_f32_view(r, 4, shape), dh = tmix_f32_view(din, 4, shape);
+    tmix_tensor dt = tmix_f32_view(&dtau, 1, (int64_t[]){1});
+    CHECK_OK(tmix_softmax_channel_forward(c.be, &c.out, &c.a, &c.b));
+    memset(din, 0, sizeof din);
+    CHECK_OK(tmix_softmax_channel_backward(c.be, &dh, &dt, &dg, &c.out, &c.a, &c.b));
+    printf("  dtau = %.7g\n", dtau);
+    CHECK(fabsf(dtau) > 0.05f); // large enough against atol for the check to mean something
+    CHECK(gradcheck("softmax_channel dtau", &tau, 1, &dtau, fd_loss, &c, 3e-3, 1e-3, 1e-2) == 0);
+    CHECK(!c.failed);
+    return 0;
+}
+
+enum { BB = 2, BK = 3, BC = 2, BH = 3, BW = 4 };
+enum { BMASKS = BB * BK * BH * BW, BX = BB * BK * BC * BH * BW, BOUT = BB * BC * BH * BW };
+
+// Blend gradients: which = 0 checks dmasks (dx NULL), 1 checks dx (dmasks NULL).
+static int blend_gradcheck(int which)
+{
+    float masks[BMASKS], x[BX], out[BOUT], r[BOUT], dmasks[BMASKS] = {0}, dx[BX] = {0};
+    fill_uniform(masks, BMASKS, 5, -0.5f, 1.5f);
+    fill_uniform(x, BX, 6, -1, 1);
+    fill_uniform(r, BOUT, 7, -1, 1);
+    int64_t ms[4] = {BB, BK, BH, BW}, xs[4] = {BB * BK, BC, BH, BW}, os[4] = {BB, BC, BH, BW};
+    fd_ctx c = {.be = tmix_backend_cpu(), .out = tmix_f32_view(out, 4, os),
+                .a = tmix_f32_view(masks, 4, ms), .b = tmix_f32_view(x, 4, xs), .r = r,
+                .forward = blend_fwd};
+    tmix_tensor dg = tmix_f32_view(r, 4, os), dm = tmix_f32_view(dmasks, 4, ms);
+    tmix_tensor dxt = tmix_f32_view(dx, 4, xs);
+    CHECK_OK(tmix_blend_backward(c.be, which == 0 ? &dm : NULL, which == 1 ? &dxt : NULL, &dg,
+                                 &c.a, &c.b));
+    int rc = which == 0
+                 ? gradcheck("blend dmasks", masks, BMASKS, dmasks, fd_loss, &c, 1e-2, 1e-4, 1e-3)
+                 : gradcheck("blend dx", x, BX, dx, fd_loss, &c, 1e-2, 1e-4, 1e-3);
+    CHECK(rc == 0);
+    CHECK(!c.failed);
+    // The gradient left NULL was not computed into the other buffer.
+    const float *other = which == 0 ? dx : dmasks;
+    for (int i = 0; i < (which == 0 ? BX : BMASKS); i++)
+        CHECK(other[i] == 0);
+    return 0;
+}
+
+static int test_blend_grad_masks(void)
+{
+    return blend_gradcheck(0);
+}
+
+static int test_blend_grad_x(void)
+{
+    return blend_gradcheck(1);
+}
+
+static int test_cross_entropy_grad_logits(void)
+{
+    enum { B = 3, J = 5 };
+    float z[B * J], y[B * J], dz[B * J] = {0}, loss, one = 1;
+    fill_uniform(z, B * J, 8, -3, 3);
+    // Soft targets that do not sum to 1, so the sum_j y_j factor is exercised.
+    fill_uniform(y, B * J, 9, 0, 0.6f);
+    int64_t s[2] = {B, J};
+    // The loss is a scalar and the backward is the gradient of a loss of 1: L = loss * 1.
+    fd_ctx c = {.be = tmix_backend_cpu(), .out = tmix_f32_view(&loss, 1, (int64_t[]){1}),
+                .a = tmix_f32_view(z, 2, s), .b = tmix_f32_view(y, 2, s), .r = &one,
+                .forward = ce_fwd};
+    tmix_tensor dzt = tmix_f32_view(dz, 2, s);
+    CHECK_OK(tmix_cross_entropy_backward(c.be, &dzt, &c.a, &c.b));
+    CHECK(gradcheck("cross_entropy dlogits", z, B * J, dz, fd_loss, &c, 1e-2, 1e-4, 1e-2) == 0);
+    CHECK(!c.failed);
+    return 0;
+}
+
+// ---- sgd ----------------------------------------------------------------------------------
+
+// Two steps from param [1, -2] with grads [0.5, 1] then [-1, 0.25] and lr 0.5, worked by
+// hand (every number is a short binary fraction, so the results are exact):
+//   momentum 0.5, dampening 0.5, weight_decay 0.25:
+//     step 0: d = g + 0.25 p = [0.75, 0.5]; buf = d; p -= 0.5 buf -> [0.625, -2.25]
+//     step 1: d = [-1 + 0.15625, 0.25 - 0.5625] = [-0.84375, -0.3125];
+//             buf = 0.5 buf + 0.5 d = [-0.046875, 0.09375]; p -= 0.5 buf
+//             -> [0.6484375, -2.296875]
+//   nesterov, momentum 0.5, weight_decay 0.25:
+//     step 0: d = [0.75, 0.5]; buf = d; d += 0.5 buf -> [1.125, 0.75]; p -> [0.4375, -2.375]
+//     step 1: d = [-0.890625, -0.34375]; buf = 0.5 buf + d = [-0.515625, -0.09375];
+//             d += 0.5 buf -> [-1.1484375, -0.390625]; p -> [1.01171875, -2.1796875]
+//   plain (no momentum, no buffer): p -> [0.75, -2.5] -> [1.25, -2.625]
+static int sgd_two_steps(tmix_sgd_params p, bool with_buf, const float *want_p,
+                         const float *want_buf)
+{
+    tmix_backend *be = tmix_backend_cpu();
+    float w[2] = {1, -2}, g[2], buf[2] = {99, -99}; // step 0 must ignore the buffer's contents
+    const float grads[2][2] = {{0.5f, 1}, {-1, 0.25f}};
+    int64_t s[1] = {2};
+    tmix_tensor wt = tmix_f32_view(w, 1, s), gt = tmix_f32_view(g, 1, s);
+    tmix_tensor bt = tmix_f32_view(buf, 1, s);
+    for (int step = 0; step < 2; step++) {
+        memcpy(g, grads[step], sizeof g);
+        CHECK_OK(tmix_sgd_update(be, &wt, &gt, with_buf ? &bt : NULL, p, step));
+    }
+    printf("  param [%.9g, %.9g] buf [%.9g, %.9g]\n", w[0], w[1], buf[0], buf[1]);
+    CHECK(w[0] == want_p[0] && w[1] == want_p[1]);
+    if (want_buf)
+        CHECK(buf[0] == want_buf[0] && buf[1] == want_buf[1]);
+    return 0;
+}
+
+static int test_sgd_matches_formula(void)
+{
+    tmix_sgd_params damp = {.lr = 0.5f, .momentum = 0.5f, .dampening = 0.5f,
+                            .weight_decay = 0.25f};
+    CHECK(sgd_two_steps(damp, true, (const float[]){0.6484375f, -2.296875f},
+                        (const float[]){-0.046875f, 0.09375f}) == 0);
+    tmix_sgd_params nest = {.lr = 0.5f, .momentum = 0.5f, .weight_decay = 0.25f,
+                            .nesterov = 1};
+    CHECK(sgd_two_steps(nest, true, (const float[]){1.01171875f, -2.1796875f},
+                        (const float[]){-0.515625f, -0.09375f}) == 0);
+    tmix_sgd_params plain = {.lr = 0.5f};
+    CHECK(sgd_two_steps(plain, false, (const float[]){1.25f, -2.625f}, NULL) == 0);
+    // momentum 0 with a buffer given: the buffer is left alone.
+    float keep[2] = {99, -99};
+    CHECK(sgd_two_steps(plain, true, (const float[]){1.25f, -2.625f}, keep) == 0);
+    return 0;
+}
+
+// ---- threads ------------------------------------------------------------------------------
+
+// Runs softmax_channel forward and backward (with dtau, a reduction over the batch) and
+// cross_entropy forward (a batch mean) with the given thread count.
+static int run_threaded(int threads, float *m, float *din, float *dtau, float *loss)
+{
+    enum { N = 7, K = 3, H = 9, W = 5, NUM = N * K * H * W, B = 13, J = 10 };
+    static float in[NUM], g[NUM], z[B * J], y[B * J];
+    float tau = 0.45f;
+    fill_uniform(in, NUM, 10, -4, 4);
+    fill_uniform(g, NUM, 11, -1, 1);
+    fill_uniform(z, B * J, 12, -5, 5);
+    fill_uniform(y, B * J, 13, 0, 0.3f);
+    int64_t s[4] = {N, K, H, W}, ls[2] = {B, J};
+    tmix_backend *be = tmix_backend_cpu();
+    tmix_tensor it = tmix_f32_view(in, 4, s), gt = tmix_f32_view(g, 4, s);
+    tmix_tensor mt = tmix_f32_view(m, 4, s), dt = tmix_f32_view(din, 4, s);
+    tmix_tensor taut = tmix_f32_view(&tau, 1, (int64_t[]){1});
+    tmix_tensor dtaut = tmix_f32_view(dtau, 1, (int64_t[]){1});
+    tmix_tensor zt = tmix_f32_view(z, 2, ls), yt = tmix_f32_view(y, 2, ls);
+    tmix_tensor losst = tmix_f32_view(loss, 1, (int64_t[]){1});
+    memset(din, 0, NUM * sizeof *din);
+    *dtau = 0;
+    omp_set_num_threads(threads);
+    CHECK_OK(tmix_softmax_channel_forward(be, &mt, &it, &taut));
+    CHECK_OK(tmix_softmax_channel_backward(be, &dt, &dtaut, &gt, &mt, &it, &taut));
+    CHECK_OK(tmix_cross_entropy_forward(be, &losst, &zt, &yt));
+    return 0;
+}
+
+static int test_threads_softmax_channel(void)
+{
+    enum { NUM = 7 * 3 * 9 * 5 };
+    static float m1[NUM], m2[NUM], d1[NUM], d2[NUM];
+    float t1, t2, l1, l2;
+    CHECK(run_threaded(1, m1, d1, &t1, &l1) == 0);
+    CHECK(run_threaded(2, m2, d2, &t2, &l2) == 0);
+    CHECK(memcmp(m1, m2, sizeof m1) == 0);
+    CHECK(memcmp(d1, d2, sizeof d1) == 0);
+    CHECK(memcmp(&t1, &t2, sizeof t1) == 0);
+    CHECK(memcmp(&l1, &l2, sizeof l1) == 0);
+    return 0;
+}
+
+// ---- bad input ----------------------------------------------------------------------------
+
+typedef struct {
+    float *p;
+    int64_t n;
+} outbuf;
+
+static void poison(const outbuf *o, int n)
+{
+    for (int i = 0; i < n; i++)
+        for (int64_t j = 0; j < o[i].n; j++)
+            o[i].p[j] = SENTINEL;
+}
+
+static bool intact(const outbuf *o, int n)
+{
+    for (int i = 0; i < n; i++)
+        for (int64_t j = 0; j < o[i].n; j++)
+            if (o[i].p[j] != SENTINEL)
+                return false;
+    return true;
+}
+
+// Expects `expr` to fail with exactly `code`, name the op `op` in its message, and leave
+// every buffer of `outs` untouched.
+#define BAD(expr, code)                                                    \
+    do {                                                                   \
+        poison(outs, (int)(sizeof outs / sizeof outs[0]));                 \
+        CHECK_ERR(expr, code);                                             \
+        CHECK(strstr(tmix_last_error(), op) != NULL);                      \
+        CHECK(intact(outs, (int)(sizeof outs / sizeof outs[0])));          \
+    } while (0)
+
+static int test_badinput_softmax_channel(void)
+{
+    enum { NUM = 2 * 3 * 4 * 5 };
+    static float in[NUM], out[NUM], g[NUM], din[NUM];
+    float tau = 0.5f, tau2[2] = {1, 1}, dtau;
+    fill_uniform(in, NUM, 14, -1, 1);
+    fill_uniform(g, NUM, 15, -1, 1);
+    tmix_backend *be = tmix_backend_cpu();
+    int64_t s[4] = {2, 3, 4, 5};
+    tmix_tensor it = tmix_f32_view(in, 4, s), ot = tmix_f32_view(out, 4, s);
+    tmix_tensor gt = tmix_f32_view(g, 4, s), dt = tmix_f32_view(din, 4, s);
+    tmix_tensor taut = tmix_f32_view(&tau, 1, (int64_t[]){1});
+    tmix_tensor tau2t = tmix_f32_view(tau2, 1, (int64_t[]){2});
+    tmix_tensor dtaut = tmix_f32_view(&dtau, 1, (int64_t[]){1});
+    tmix_tensor in3 = tmix_f32_view(in, 3, (int64_t[]){2, 3, 20});
+    tmix_tensor out_small = tmix_f32_view(out, 4, (int64_t[]){2, 3, 4, 4});
+    tmix_tensor in_zero = tmix_f32_view(in, 4, (int64_t[]){2, 0, 4, 5});
+
+    {
+        const char *op = "softmax_channel_forward";
+        outbuf outs[] = {{out, NUM}};
+        BAD(tmix_softmax_channel_forward(NULL, &ot, &it, &taut), TMIX_EINVAL);
+        BAD(tmix_softmax_channel_forward(be, NULL, &it, &taut), TMIX_EINVAL);
+        BAD(tmix_softmax_channel_forward(be, &ot, NULL, &taut), TMIX_EINVAL);
+        BAD(tmix_softmax_channel_forward(be, &ot, &it, NULL), TMIX_EINVAL);
+        BAD(tmix_softmax_channel_forward(be, &ot, &in3, &taut), TMIX_ESHAPE);
+        BAD(tmix_softmax_channel_forward(be, &ot, &in_zero, &taut), TMIX_ESHAPE);
+        BAD(tmix_softmax_channel_forward(be, &out_small, &it, &taut), TMIX_ESHAPE);
+        BAD(tmix_softmax_channel_forward(be, &ot, &it, &tau2t), TMIX_ESHAPE);
+        tmix_tensor bad = as_u8(it);
+        BAD(tmix_softmax_channel_forward(be, &ot, &bad, &taut), TMIX_EDTYPE);
+        bad = as_u8(taut);
+        BAD(tmix_softmax_channel_forward(be, &ot, &it, &bad), TMIX_EDTYPE);
+        bad = on_cuda(ot);
+        BAD(tmix_softmax_channel_forward(be, &bad, &it, &taut), TMIX_EDEVICE);
+        // tau lives on the backend, so the CPU twin checks its value.
+        const float bad_taus[] = {0, -1, NAN, INFINITY};
+        for (int i = 0; i < 4; i++) {
+            tau = bad_taus[i];
+            BAD(tmix_softmax_channel_forward(be, &ot, &it, &taut), TMIX_EINVAL);
+        }
+        tau = 0.5f;
+        CHECK_OK(tmix_softmax_channel_forward(be, &ot, &it, &taut));
+        CHECK(out[0] != SENTINEL);
+    }
+    {
+        const char *op = "softmax_channel_backward";
+        outbuf outs[] = {{din, NUM}, {&dtau, 1}};
+        BAD(tmix_softmax_channel_backward(NULL, &dt, &dtaut, &gt, &ot, &it, &taut),
+            TMIX_EINVAL);
+        BAD(tmix_softmax_channel_backward(be, NULL, &dtaut, &gt, &ot, &it, &taut),
+            TMIX_EINVAL);
+        BAD(tmix_softmax_channel_backward(be, &dt, &dtaut, NULL, &ot, &it, &taut),
+            TMIX_EINVAL);
+        BAD(tmix_softmax_channel_backward(be, &dt, &dtaut, &gt, NULL, &it, &taut),
+            TMIX_EINVAL);
+        BAD(tmix_softmax_channel_backward(be, &dt, &dtaut, &gt, &ot, NULL, &taut),
+            TMIX_EINVAL);
+        BAD(tmix_softmax_channel_backward(be, &dt, &dtaut, &gt, &ot, &it, NULL), TMIX_EINVAL);
+        BAD(tmix_softmax_channel_backward(be, &dt, &dtaut, &gt, &ot, &in3, &taut),
+            TMIX_ESHAPE);
+        BAD(tmix_softmax_channel_backward(be, &dt, &tau2t, &gt, &ot, &it, &taut),
+            TMIX_ESHAPE);
+        BAD(tmix_softmax_channel_backward(be, &dt, &dtaut, &gt, &out_small, &it, &taut),
+            TMIX_ESHAPE);
+        tmix_tensor bad = as_u8(gt);
+        BAD(tmix_softmax_channel_backward(be, &dt, &dtaut, &bad, &ot, &it, &taut),
+            TMIX_EDTYPE);
+        bad = on_cuda(dtaut);
+        BAD(tmix_softmax_channel_backward(be, &dt, &bad, &gt, &ot, &it, &taut), TMIX_EDEVICE);
+        bad = on_cuda(taut);
+        BAD(tmix_softmax_channel_backward(be, &dt, &dtaut, &gt, &ot, &it, &bad), TMIX_EDEVICE);
+        tau = -0.5f;
+        BAD(tmix_softmax_channel_backward(be, &dt, &dtaut, &gt, &ot, &it, &taut), TMIX_EINVAL);
+        tau = 0.5f;
+        memset(din, 0, sizeof din);
+        dtau = 0;
+        CHECK_OK(tmix_softmax_channel_backward(be, &dt, &dtaut, &gt, &ot, &it, &taut));
+        CHECK(dtau != 0);
+    }
+    return 0;
+}
+
+static int test_badinput_blend(void)
+{
+    enum { B = 2, K = 3, C = 2, NM = B * K * 4 * 5, NX = B * K * C * 4 * 5, NO = B * C * 4 * 5 };
+    static float masks[NM], x[NX], out[NO], g[NO], dm[NM], dx[NX];
+    fill_uniform(masks, NM, 16, 0, 1);
+    fill_uniform(x, NX, 17, -1, 1);
+    fill_uniform(g, NO, 18, -1, 1);
+    tmix_backend *be = tmix_backend_cpu();
+    int64_t ms[4] = {B, K, 4, 5}, xs[4] = {B * K, C, 4, 5}, os[4] = {B, C, 4, 5};
+    tmix_tensor mt = tmix_f32_view(masks, 4, ms), xt = tmix_f32_view(x, 4, xs);
+    tmix_tensor ot = tmix_f32_view(out, 4, os), gt = tmix_f32_view(g, 4, os);
+    tmix_tensor dmt = tmix_f32_view(dm, 4, ms), dxt = tmix_f32_view(dx, 4, xs);
+    tmix_tensor m3 = tmix_f32_view(masks, 3, (int64_t[]){B, K, 20});
+    tmix_tensor x_batch = tmix_f32_view(x, 4, (int64_t[]){B * K - 1, C, 4, 5});
+    tmix_tensor x_size = tmix_f32_view(x, 4, (int64_t[]){B * K, C, 5, 4});
+    tmix_tensor o_chan = tmix_f32_view(out, 4, (int64_t[]){B, C - 1, 4, 5});
+    tmix_tensor dm_bad = tmix_f32_view(dm, 4, (int64_t[]){B, K - 1, 4, 5});
+    tmix_tensor dx_bad = tmix_f32_view(dx, 4, (int64_t[]){B * K, C - 1, 4, 5});
+    {
+        const char *op = "blend_forward";
+        outbuf outs[] = {{out, NO}};
+        BAD(tmix_blend_forward(NULL, &ot, &mt, &xt), TMIX_EINVAL);
+        BAD(tmix_blend_forward(be, NULL, &mt, &xt), TMIX_EINVAL);
+        BAD(tmix_blend_forward(be, &ot, NULL, &xt), TMIX_EINVAL);
+        BAD(tmix_blend_forward(be, &ot, &mt, NULL), TMIX_EINVAL);
+        BAD(tmix_blend_forward(be, &ot, &m3, &xt), TMIX_ESHAPE);
+        BAD(tmix_blend_forward(be, &ot, &mt, &x_batch), TMIX_ESHAPE);
+        BAD(tmix_blend_forward(be, &ot, &mt, &x_size), TMIX_ESHAPE);
+        BAD(tmix_blend_forward(be, &o_chan, &mt, &xt), TMIX_ESHAPE);
+        tmix_tensor bad = as_u8(xt);
+        BAD(tmix_blend_forward(be, &ot, &mt, &bad), TMIX_EDTYPE);
+        bad = as_u8(ot);
+        BAD(tmix_blend_forward(be, &bad, &mt, &xt), TMIX_EDTYPE);
+        bad = on_cuda(mt);
+        BAD(tmix_blend_forward(be, &ot, &bad, &xt), TMIX_EDEVICE);
+        CHECK_OK(tmix_blend_forward(be, &ot, &mt, &xt));
+        CHECK(out[0] != SENTINEL);
+    }
+    {
+        const char *op = "blend_backward";
+        outbuf outs[] = {{dm, NM}, {dx, NX}};
+        BAD(tmix_blend_backward(NULL, &dmt, &dxt, &gt, &mt, &xt), TMIX_EINVAL);
+        BAD(tmix_blend_backward(be, &dmt, &dxt, NULL, &mt, &xt), TMIX_EINVAL);
+        BAD(tmix_blend_backward(be, &dmt, &dxt, &gt, NULL, &xt), TMIX_EINVAL);
+        BAD(tmix_blend_backward(be, &dmt, &dxt, &gt, &mt, NULL), TMIX_EINVAL);
+        BAD(tmix_blend_backward(be, &dm_bad, &dxt, &gt, &mt, &xt), TMIX_ESHAPE);
+        BAD(tmix_blend_backward(be, &dmt, &dx_bad, &gt, &mt, &xt), TMIX_ESHAPE);
+        BAD(tmix_blend_backward(be, &dmt, &dxt, &o_chan, &mt, &xt), TMIX_ESHAPE);
+        BAD(tmix_blend_backward(be, &dmt, &dxt, &gt, &mt, &x_batch), TMIX_ESHAPE);
+        tmix_tensor bad = as_u8(gt);
+        BAD(tmix_blend_backward(be, &dmt, &dxt, &bad, &mt, &xt), TMIX_EDTYPE);
+        bad = on_cuda(dxt);
+        BAD(tmix_blend_backward(be, &dmt, &bad, &gt, &mt, &xt), TMIX_EDEVICE);
+        bad = on_cuda(dmt);
+        BAD(tmix_blend_backward(be, &bad, NULL, &gt, &mt, &xt), TMIX_EDEVICE);
+        memset(dm, 0, sizeof dm);
+        memset(dx, 0, sizeof dx);
+        CHECK_OK(tmix_blend_backward(be, &dmt, &dxt, &gt, &mt, &xt));
+        CHECK(dm[0] != 0 && dx[0] != 0);
+    }
+    return 0;
+}
+
+static int test_badinput_cross_entropy(void)
+{
+    enum { B = 4, J = 5 };
+    float z[B * J], y[B * J], dz[B * J], loss, loss2[2];
+    fill_uniform(z, B * J, 19, -2, 2);
+    fill_uniform(y, B * J, 20, 0, 0.4f);
+    tmix_backend *be = tmix_backend_cpu();
+    int64_t s[2] = {B, J};
+    tmix_tensor zt = tmix_f32_view(z, 2, s), yt = tmix_f32_view(y, 2, s);
+    tmix_tensor dzt = tmix_f32_view(dz, 2, s);
+    tmix_tensor lt = tmix_f32_view(&loss, 1, (int64_t[]){1});
+    tmix_tensor l2t = tmix_f32_view(loss2, 1, (int64_t[]){2});
+    tmix_tensor z3 = tmix_f32_view(z, 3, (int64_t[]){B, J, 1});
+    tmix_tensor y_bad = tmix_f32_view(y, 2, (int64_t[]){B, J - 1});
+    tmix_tensor dz_bad = tmix_f32_view(dz, 2, (int64_t[]){J, B});
+    {
+        const char *op = "cross_entropy_forward";
+        outbuf outs[] = {{&loss, 1}};
+        BAD(tmix_cross_entropy_forward(NULL, &lt, &zt, &yt), TMIX_EINVAL);
+        BAD(tmix_cross_entropy_forward(be, NULL, &zt, &yt), TMIX_EINVAL);
+        BAD(tmix_cross_entropy_forward(be, &lt, NULL, &yt), TMIX_EINVAL);
+        BAD(tmix_cross_entropy_forward(be, &lt, &zt, NULL), TMIX_EINVAL);
+        BAD(tmix_cross_entropy_forward(be, &l2t, &zt, &yt), TMIX_ESHAPE);
+        BAD(tmix_cross_entropy_forward(be, &lt, &z3, &yt), TMIX_ESHAPE);
+        BAD(tmix_cross_entropy_forward(be, &lt, &zt, &y_bad), TMIX_ESHAPE);
+        tmix_tensor bad = as_u8(yt);
+        BAD(tmix_cross_entropy_forward(be, &lt, &zt, &bad), TMIX_EDTYPE);
+        bad = as_u8(lt);
+        BAD(tmix_cross_entropy_forward(be, &bad, &zt, &yt), TMIX_EDTYPE);
+        bad = on_cuda(zt);
+        BAD(tmix_cross_entropy_forward(be, &lt, &bad, &yt), TMIX_EDEVICE);
+        CHECK_OK(tmix_cross_entropy_forward(be, &lt, &zt, &yt));
+        CHECK(loss != SENTINEL && loss > 0);
+    }
+    {
+        const char *op = "cross_entropy_backward";
+        outbuf outs[] = {{dz, B * J}};
+        BAD(tmix_cross_entropy_backward(NULL, &dzt, &zt, &yt), TMIX_EINVAL);
+        BAD(tmix_cross_entropy_backward(be, NULL, &zt, &yt), TMIX_EINVAL);
+        BAD(tmix_cross_entropy_backward(be, &dzt, NULL, &yt), TMIX_EINVAL);
+        BAD(tmix_cross_entropy_backward(be, &dzt, &zt, NULL), TMIX_EINVAL);
+        BAD(tmix_cross_entropy_backward(be, &dz_bad, &zt, &yt), TMIX_ESHAPE);
+        BAD(tmix_cross_entropy_backward(be, &dzt, &z3, &yt), TMIX_ESHAPE);
+        BAD(tmix_cross_entropy_backward(be, &dzt, &zt, &y_bad), TMIX_ESHAPE);
+        tmix_tensor bad = as_u8(zt);
+        BAD(tmix_cross_entropy_backward(be, &dzt, &bad, &yt), TMIX_EDTYPE);
+        bad = on_cuda(dzt);
+        BAD(tmix_cross_entropy_backward(be, &bad, &zt, &yt), TMIX_EDEVICE);
+        memset(dz, 0, sizeof dz);
+        CHECK_OK(tmix_cross_entropy_backward(be, &dzt, &zt, &yt));
+        CHECK(dz[0] != 0);
+    }
+    return 0;
+}
+
+static int test_badinput_sgd(void)
+{
+    const char *op = "sgd_update";
+    float w[12], g[12], buf[12];
+    fill_uniform(g, 12, 21, -1, 1);
+    tmix_backend *be = tmix_backend_cpu();
+    int64_t s[2] = {3, 4};
+    tmix_tensor wt = tmix_f32_view(w, 2, s), gt = tmix_f32_view(g, 2, s);
+    tmix_tensor bt = tmix_f32_view(buf, 2, s);
+    tmix_tensor g_bad = tmix_f32_view(g, 2, (int64_t[]){4, 3});
+    tmix_tensor b_bad = tmix_f32_view(buf, 1, (int64_t[]){12});
+    tmix_tensor w_zero = tmix_f32_view(w, 2, (int64_t[]){3, 0});
+    tmix_sgd_params ok = {.lr = 0.1f, .momentum = 0.9f, .dampening = 0.1f,
+                          .weight_decay = 1e-4f};
+    outbuf outs[] = {{w, 12}, {buf, 12}};
+    BAD(tmix_sgd_update(NULL, &wt, &gt, &bt, ok, 0), TMIX_EINVAL);
+    BAD(tmix_sgd_update(be, NULL, &gt, &bt, ok, 0), TMIX_EINVAL);
+    BAD(tmix_sgd_update(be, &wt, NULL, &bt, ok, 0), TMIX_EINVAL);
+    BAD(tmix_sgd_update(be, &wt, &gt, NULL, ok, 0), TMIX_EINVAL); // momentum needs a buffer
+    BAD(tmix_sgd_update(be, &wt, &g_bad, &bt, ok, 0), TMIX_ESHAPE);
+    BAD(tmix_sgd_update(be, &wt, &gt, &b_bad, ok, 0), TMIX_ESHAPE);
+    BAD(tmix_sgd_update(be, &w_zero, &gt, &bt, ok, 0), TMIX_ESHAPE);
+    tmix_tensor bad = as_u8(gt);
+    BAD(tmix_sgd_update(be, &wt, &bad, &bt, ok, 0), TMIX_EDTYPE);
+    bad = as_u8(bt);
+    BAD(tmix_sgd_update(be, &wt, &gt, &bad, ok, 0), TMIX_EDTYPE);
+    bad = on_cuda(wt);
+    BAD(tmix_sgd_update(be, &bad, &gt, &bt, ok, 0), TMIX_EDEVICE);
+    tmix_sgd_params p = ok;
+    p.lr = -0.1f;
+    BAD(tmix_sgd_update(be, &wt, &gt, &bt, p, 0), TMIX_EINVAL);
+    p.lr = NAN;
+    BAD(tmix_sgd_update(be, &wt, &gt, &bt, p, 0), TMIX_EINVAL);
+    p = ok;
+    p.momentum = -0.9f;
+    BAD(tmix_sgd_update(be, &wt, &gt, &bt, p, 0), TMIX_EINVAL);
+    p = ok;
+    p.weight_decay = -1;
+    BAD(tmix_sgd_update(be, &wt, &gt, &bt, p, 0), TMIX_EINVAL);
+    p = ok;
+    p.dampening = INFINITY;
+    BAD(tmix_sgd_update(be, &wt, &gt, &bt, p, 0), TMIX_EINVAL);
+    p = ok;
+    p.nesterov = 1; // with dampening 0.1: torch refuses it too
+    BAD(tmix_sgd_update(be, &wt, &gt, &bt, p, 0), TMIX_EINVAL);
+    p = (tmix_sgd_params){.lr = 0.1f, .nesterov = 1}; // nesterov without momentum
+    BAD(tmix_sgd_update(be, &wt, &gt, &bt, p, 0), TMIX_EINVAL);
+    BAD(tmix_sgd_update(be, &wt, &gt, &bt, ok, -1), TMIX_EINVAL);
+    poison(outs, 2);
+    CHECK_OK(tmix_sgd_update(be, &wt, &gt, &bt, ok, 0));
+    CHECK(w[0] != SENTINEL && buf[0] != SENTINEL);
+    return 0;
+}
+
+static int test_badinput_preprocess(void)
+{
+    const char *op = "preprocess";
+    enum { B = 2, H = 6, W = 7, C = 3, OH = 4, OW = 5, NO = B * C * OH * OW };
+    static uint8_t src[B * H * W * C];
+    static float out[NO];
+    for (int i = 0; i < B * H * W * C; i++)
+        src[i] = (uint8_t)(i * 37);
+    tmix_crop crops[B] = {{-1, 2, 0}, {3, -2, 1}};
+    float mean[C] = {0.5f, 0.4f, 0.3f}, std[C] = {0.2f, 0.25f, 0.3f};
+    tmix_backend *be = tmix_backend_cpu();
+    tmix_tensor st = tmix_tensor_view(src, TMIX_U8, TMIX_CPU, 4, (int64_t[]){B, H, W, C});
+    tmix_tensor gray = tmix_tensor_view(src, TMIX_U8, TMIX_CPU, 4, (int64_t[]){B, H, W, 1});
+    tmix_tensor two = tmix_tensor_view(src, TMIX_U8, TMIX_CPU, 4, (int64_t[]){B, H, W, 2});
+    tmix_tensor s3 = tmix_tensor_view(src, TMIX_U8, TMIX_CPU, 3, (int64_t[]){B, H, W * C});
+    tmix_tensor ot = tmix_f32_view(out, 4, (int64_t[]){B, C, OH, OW});
+    tmix_tensor o_batch = tmix_f32_view(out, 4, (int64_t[]){B - 1, C, OH, OW});
+    tmix_tensor o_two = tmix_f32_view(out, 4, (int64_t[]){B, 2, OH, OW});
+    outbuf outs[] = {{out, NO}};
+    BAD(tmix_preprocess(NULL, &ot, &st, crops, mean, std), TMIX_EINVAL);
+    BAD(tmix_preprocess(be, NULL, &st, crops, mean, std), TMIX_EINVAL);
+    BAD(tmix_preprocess(be, &ot, NULL, crops, mean, std), TMIX_EINVAL);
+    BAD(tmix_preprocess(be, &ot, &s3, crops, mean, std), TMIX_ESHAPE);
+    BAD(tmix_preprocess(be, &o_batch, &st, crops, mean, std), TMIX_ESHAPE);
+    BAD(tmix_preprocess(be, &ot, &two, crops, mean, std), TMIX_ESHAPE);   // 2 -> 3 channels
+    BAD(tmix_preprocess(be, &o_two, &gray, crops, mean, std), TMIX_ESHAPE); // 1 -> 2
+    tmix_tensor bad = st;
+    bad.dtype = TMIX_F32; // a float source
+    BAD(tmix_preprocess(be, &ot, &bad, crops, mean, std), TMIX_EDTYPE);
+    bad = as_u8(ot);
+    BAD(tmix_preprocess(be, &bad, &st, crops, mean, std), TMIX_EDTYPE);
+    bad = on_cuda(st);
+    BAD(tmix_preprocess(be, &ot, &bad, crops, mean, std), TMIX_EDEVICE);
+    BAD(tmix_preprocess(be, &ot, &st, NULL, mean, std), TMIX_EINVAL);
+    BAD(tmix_preprocess(be, &ot, &st, crops, NULL, std), TMIX_EINVAL);
+    BAD(tmix_preprocess(be, &ot, &st, crops, mean, NULL), TMIX_EINVAL);
+    std[1] = 0;
+    BAD(tmix_preprocess(be, &ot, &st, crops, mean, std), TMIX_EINVAL);
+    std[1] = 0.25f;
+    mean[2] = NAN;
+    BAD(tmix_preprocess(be, &ot, &st, crops, mean, std), TMIX_EINVAL);
+    mean[2] = 0.3f;
+    CHECK_OK(tmix_preprocess(be, &ot, &st, crops, mean, std));
+    // Sample 0 row 0 is y = -1, outside the image: it reads 0, normalised.
+    CHECK(out[0] == (float)((0.0 - mean[0]) / std[0]));
+    CHECK_OK(tmix_preprocess(be, &ot, &gray, crops, mean, std)); // gray replicated to 3
+    return 0;
+}
+
+static const test_case tests[] = {
+    {"gradcheck.softmax_channel.grad_input", test_softmax_grad_input},
+    {"gradcheck.softmax_channel.grad_tau", test_softmax_grad_tau},
+    {"gradcheck.blend.grad_masks", test_blend_grad_masks},
+    {"gradcheck.blend.grad_x", test_blend_grad_x},
+    {"gradcheck.cross_entropy.grad_logits", test_cross_entropy_grad_logits},
+    {"sgd.matches_formula", test_sgd_matches_formula},
+    {"threads.softmax_channel", test_threads_softmax_channel},
+    {"badinput.softmax_channel", test_badinput_softmax_channel},
+    {"badinput.blend", test_badinput_blend},
+    {"badinput.cross_entropy", test_badinput_cross_entropy},
+    {"badinput.sgd", test_badinput_sgd},
+    {"badinput.preprocess", test_badinput_preprocess},
+    {NULL, NULL},
+};
+
+int main(int argc, char **argv)
+{
+    return test_main(argc, argv, tests);
+}
