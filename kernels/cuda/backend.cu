@@ -1,0 +1,330 @@
+// The CUDA backend plugin (libtmix-cuda.so): the three symbols the core's loader looks up
+// (cuda_plugin.h), the backend's memory operations and its op table. The core dlopens this
+// file's library, so a machine without a driver or a GPU still runs tmix on the CPU; every
+// failure here becomes a TMIX_* code with a sentence in tmix_last_error().
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.cuh"
+#include "ops.cuh"
+
+extern "C" {
+#include "cuda_plugin.h"
+}
+
+#define TMIX_CUDA_EXPORT extern "C" __attribute__((visibility("default")))
+
+// The backend and its state in one allocation, freed by close.
+struct cuda_backend {
+    tmix_backend be;
+    tmix_cuda_state st;
+};
+
+int tmix_cuda_error(int code, const char *stmt, const char *func, const char *file, int line,
+                    const char *why)
+{
+    int device = -1;
+    if (cudaGetDevice(&device) != cudaSuccess)
+        device = -1;
+    (void)cudaGetLastError(); // also resets the error of cudaGetDevice, if any
+    const char *slash = strrchr(file, '/');
+    return tmix_fail(code, "cuda:%d: %s failed in %s (%s:%d): %s", device, stmt, func,
+                     slash ? slash + 1 : file, line, why);
+}
+
+// Errors that mean "there is no GPU to use here" rather than "the GPU misbehaved".
+static bool means_no_device(cudaError_t e)
+{
+    switch (e) {
+    case cudaErrorNoDevice:
+    case cudaErrorInsufficientDriver:
+    case cudaErrorStubLibrary:
+    case cudaErrorDevicesUnavailable:
+    case cudaErrorSystemDriverMismatch:
+    case cudaErrorCompatNotSupportedOnDevice:
+        return true;
+    default:
+        return false;
+    }
+}
+
+// Says in words why cudaGetDeviceCount failed: the runtime's own text for a missing driver
+// ("driver version is insufficient") misleads on machines that have no driver at all.
+static void explain(cudaError_t e, char *buf, size_t size)
+{
+    int driver = 0;
+    if (e == cudaErrorInsufficientDriver && cudaDriverGetVersion(&driver) == cudaSuccess) {
+        if (driver == 0)
+            snprintf(buf, size, "no NVIDIA driver is installed (libcuda.so.1 not found)");
+        else
+            snprintf(buf, size, "the NVIDIA driver supports CUDA %d.%d, this build needs %d.%d",
+                     driver / 1000, driver % 1000 / 10, CUDART_VERSION / 1000,
+                     CUDART_VERSION % 1000 / 10);
+    } else {
+        snprintf(buf, size, "%s", means_no_device(e) ? "no usable GPU" : "cannot list the GPUs");
+    }
+    (void)cudaGetLastError();
+}
+
+static size_t tensor_bytes(const tmix_tensor *t)
+{
+    return (size_t)tmix_cuda_numel(t) * (t->dtype == TMIX_U8 ? 1 : 4);
+}
+
+static const char *shape_str(const tmix_tensor *t, char *buf, size_t size)
+{
+    size_t at = (size_t)snprintf(buf, size, "(");
+    for (int i = 0; i < t->ndim && at < size; i++)
+        at += (size_t)snprintf(buf + at, size - at, i ? ",%lld" : "%lld",
+                               (long long)t->shape[i]);
+    if (at < size)
+        snprintf(buf + at, size - at, ")");
+    return buf;
+}
+
+int tmix_cuda_scratch(tmix_cuda_state *st, size_t bytes, void **out)
+{
+    if (bytes > st->scratch_bytes) {
+        CUDA_CHECK(cudaStreamSynchronize(st->stream));
+        CUDA_CHECK(cudaFree(st->scratch));
+        st->scratch = NULL;
+        st->scratch_bytes = 0;
+        size_t want = bytes < 65536 ? 65536 : bytes; // grow rarely
+        cudaError_t e = cudaMalloc(&st->scratch, want);
+        if (e == cudaErrorMemoryAllocation) {
+            (void)cudaGetLastError();
+            st->scratch = NULL;
+            return tmix_fail(TMIX_ENOMEM, "%s: %zu bytes of scratch memory: %s", st->name,
+                             want, cudaGetErrorString(e));
+        }
+        CUDA_CHECK(e);
+        st->scratch_bytes = want;
+    }
+    *out = st->scratch;
+    return 0;
+}
+
+// ---- memory ------------------------------------------------------------------------------
+
+static int cuda_alloc(tmix_backend *be, tmix_tensor *t)
+{
+    tmix_cuda_state *st = tmix_cuda_state_of(be);
+    CUDA_CHECK(tmix_cuda_use(st));
+    size_t bytes = tensor_bytes(t);
+    cudaError_t e = cudaMalloc(&t->data, bytes);
+    if (e == cudaSuccess)
+        return 0;
+    t->data = NULL;
+    if (e == cudaErrorMemoryAllocation) {
+        (void)cudaGetLastError();
+        char s[96];
+        return tmix_fail(TMIX_ENOMEM, "tensor_alloc: %zu bytes for %s on %s: %s", bytes,
+                         shape_str(t, s, sizeof s), st->name, cudaGetErrorString(e));
+    }
+    return tmix_cuda_error(TMIX_ECUDA, "cudaMalloc(&t->data, bytes)", __func__, __FILE__,
+                           __LINE__, cudaGetErrorString(e));
+}
+
+static void cuda_free(tmix_backend *be, tmix_tensor *t)
+{
+    // Nothing to report through a void call: a failing cudaFree means the context is already
+    // broken, and the next checked call says so.
+    if (tmix_cuda_use(tmix_cuda_state_of(be)) == cudaSuccess)
+        (void)cudaFree(t->data);
+}
+
+static int cuda_zero(tmix_backend *be, tmix_tensor *t)
+{
+    tmix_cuda_state *st = tmix_cuda_state_of(be);
+    CUDA_CHECK(tmix_cuda_use(st));
+    CUDA_CHECK(cudaMemsetAsync(t->data, 0, tensor_bytes(t), st->stream));
+    return 0;
+}
+
+// Copies are queued behind the ops already on the stream and waited for, so the host buffer
+// may be reused (or read) as soon as the call returns.
+static int cuda_upload(tmix_backend *be, tmix_tensor *dst, const void *src)
+{
+    tmix_cuda_state *st = tmix_cuda_state_of(be);
+    CUDA_CHECK(tmix_cuda_use(st));
+    CUDA_CHECK(cudaMemcpyAsync(dst->data, src, tensor_bytes(dst), cudaMemcpyHostToDevice,
+                               st->stream));
+    CUDA_CHECK(cudaStreamSynchronize(st->stream));
+    return 0;
+}
+
+static int cuda_download(tmix_backend *be, void *dst, const tmix_tensor *src)
+{
+    tmix_cuda_state *st = tmix_cuda_state_of(be);
+    CUDA_CHECK(tmix_cuda_use(st));
+    CUDA_CHECK(cudaMemcpyAsync(dst, src->data, tensor_bytes(src), cudaMemcpyDeviceToHost,
+                               st->stream));
+    CUDA_CHECK(cudaStreamSynchronize(st->stream));
+    return 0;
+}
+
+static int cuda_synchronize(tmix_backend *be)
+{
+    tmix_cuda_state *st = tmix_cuda_state_of(be);
+    CUDA_CHECK(tmix_cuda_use(st));
+    CUDA_CHECK(cudaStreamSynchronize(st->stream));
+    return 0;
+}
+
+// Releases whatever part of the backend exists (open calls it on its failure paths too).
+static void destroy(cuda_backend *cb)
+{
+    tmix_cuda_state *st = &cb->st;
+    if (st->device >= 0 && tmix_cuda_use(st) == cudaSuccess) {
+        if (st->cudnn)
+            (void)cudnnDestroy(st->cudnn);
+        if (st->stream) {
+            (void)cudaStreamSynchronize(st->stream);
+            (void)cudaStreamDestroy(st->stream);
+        }
+        if (st->scratch)
+            (void)cudaFree(st->scratch);
+    }
+    (void)cudaGetLastError();
+    free(cb);
+}
+
+static void cuda_close(tmix_backend *be)
+{
+    destroy((cuda_backend *)((char *)be - offsetof(cuda_backend, be)));
+}
+
+// ---- the op table ------------------------------------------------------------------------
+// Entries left NULL are ops this backend does not have yet: their entry points answer
+// TMIX_ENOTSUP.
+static tmix_backend_ops make_ops(void)
+{
+    tmix_backend_ops o;
+    memset(&o, 0, sizeof o);
+    o.alloc = cuda_alloc;
+    o.free = cuda_free;
+    o.zero = cuda_zero;
+    o.upload = cuda_upload;
+    o.download = cuda_download;
+    o.synchronize = cuda_synchronize;
+    o.close = cuda_close;
+
+    o.bias_backward = tmix_cuda_bias_backward;
+    o.batchnorm_forward = tmix_cuda_batchnorm_forward;
+    o.batchnorm_backward_input = tmix_cuda_batchnorm_backward_input;
+    o.relu_forward = tmix_cuda_relu_forward;
+    o.relu_backward = tmix_cuda_relu_backward;
+    o.avgpool_forward = tmix_cuda_avgpool_forward;
+    o.avgpool_backward = tmix_cuda_avgpool_backward;
+    o.minmax_normalize_forward = tmix_cuda_minmax_normalize_forward;
+    o.softmax_channel_forward = tmix_cuda_softmax_channel_forward;
+    o.softmax_channel_backward = tmix_cuda_softmax_channel_backward;
+    o.blend_forward = tmix_cuda_blend_forward;
+    o.blend_backward = tmix_cuda_blend_backward;
+    return o;
+}
+
+static const tmix_backend_ops cuda_ops = make_ops();
+
+// ---- opening a device --------------------------------------------------------------------
+
+// An empty kernel: asking for its attributes tells whether this build has code the device
+// can run (an sm_XX image, or PTX it can compile).
+static __global__ void probe_kernel(void) {}
+
+static int open_device(cuda_backend *cb, int device)
+{
+    tmix_cuda_state *st = &cb->st;
+    cudaError_t e = cudaSetDevice(device);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        return tmix_fail(means_no_device(e) ? TMIX_ENODEV : TMIX_ECUDA,
+                         "%s: cannot use the GPU: %s (%s from cudaSetDevice)", st->name,
+                         cudaGetErrorString(e), cudaGetErrorName(e));
+    }
+    st->device = device;
+
+    cudaFuncAttributes attr;
+    e = cudaFuncGetAttributes(&attr, probe_kernel);
+    if (e == cudaErrorNoKernelImageForDevice || e == cudaErrorInvalidDeviceFunction) {
+        (void)cudaGetLastError();
+        cudaDeviceProp prop;
+        int major = 0, minor = 0;
+        if (cudaGetDeviceProperties(&prop, device) == cudaSuccess) {
+            major = prop.major;
+            minor = prop.minor;
+        }
+        (void)cudaGetLastError();
+        return tmix_fail(TMIX_ENODEV,
+                         "%s: this build has no code for the GPU's architecture sm_%d%d "
+                         "(rebuild with -Dgpu_arch=...,%d%d): %s",
+                         st->name, major, minor, major, minor, cudaGetErrorString(e));
+    }
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        return tmix_fail(means_no_device(e) ? TMIX_ENODEV : TMIX_ECUDA,
+                         "%s: cannot start the GPU: %s (%s)", st->name, cudaGetErrorString(e),
+                         cudaGetErrorName(e));
+    }
+
+    CUDA_CHECK(cudaStreamCreateWithFlags(&st->stream, cudaStreamNonBlocking));
+    CUDNN_CHECK(cudnnCreate(&st->cudnn));
+    CUDNN_CHECK(cudnnSetStream(st->cudnn, st->stream));
+    return 0;
+}
+
+// ---- the plugin interface (cuda_plugin.h) ------------------------------------------------
+
+TMIX_CUDA_EXPORT int tmix_cuda_plugin_abi(void)
+{
+    return TMIX_CUDA_PLUGIN_ABI;
+}
+
+// A failing query (no driver, no device) counts as no device at all.
+TMIX_CUDA_EXPORT int tmix_cuda_plugin_device_count(void)
+{
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return 0;
+    }
+    return n;
+}
+
+TMIX_CUDA_EXPORT int tmix_cuda_plugin_open(tmix_backend **out, int device)
+{
+    *out = NULL;
+    int count = 0;
+    cudaError_t e = cudaGetDeviceCount(&count);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        char why[128];
+        explain(e, why, sizeof why);
+        return tmix_fail(means_no_device(e) ? TMIX_ENODEV : TMIX_ECUDA,
+                         "cuda:%d: %s: %s (%s from cudaGetDeviceCount)", device, why,
+                         cudaGetErrorString(e), cudaGetErrorName(e));
+    }
+    if (count == 0)
+        return tmix_fail(TMIX_ENODEV, "cuda:%d: the driver sees no GPU", device);
+    if (device < 0 || device >= count)
+        return tmix_fail(TMIX_ENODEV, "cuda:%d: no such GPU (%d visible, numbered from 0)",
+                         device, count);
+
+    cuda_backend *cb = (cuda_backend *)calloc(1, sizeof *cb);
+    if (!cb)
+        return tmix_fail(TMIX_ENOMEM, "cuda:%d: no host memory for the backend", device);
+    cb->st.device = -1; // nothing on the device yet, for destroy
+    snprintf(cb->st.name, sizeof cb->st.name, "cuda:%d", device);
+    int rc = open_device(cb, device);
+    if (rc < 0) {
+        destroy(cb);
+        return rc;
+    }
+    cb->be.name = cb->st.name;
+    cb->be.device = TMIX_CUDA;
+    cb->be.ops = &cuda_ops;
+    cb->be.state = &cb->st;
+    *out = &cb->be;
+    return 0;
+}
