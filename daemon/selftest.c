@@ -1,0 +1,118 @@
+// `tmixd selftest`: replays every golden suite (PyTorch reference cases) on the CPU backend,
+// and on each GPU when the CUDA backend is present, and prints one row per check: backend,
+// op, check, case, error against the reference, tolerance and time. Exits 1 if any row fails.
+#include "selftest.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "error.h"
+#include "golden.h"
+
+typedef struct {
+    int rows, failed, unsupported;
+} tally;
+
+static void print_row(void *ctx, const tmix_golden_row *r)
+{
+    tally *t = ctx;
+    t->rows++;
+    const char *verdict = "ok";
+    if (r->rc == TMIX_ENOTSUP) {
+        t->unsupported++;
+        verdict = "n/a";
+    } else if (r->rc < 0 || !(r->err <= r->tol)) {
+        t->failed++;
+        verdict = "FAIL";
+    }
+    if (r->rc < 0 && r->rc != TMIX_ENOTSUP)
+        printf("%-7s %-17s %-12s %-34.34s %10s %8s %9s  %s (%s)\n", r->backend, r->suite,
+               r->check, r->label, "-", "-", "-", verdict, tmix_last_error());
+    else if (r->rc == TMIX_ENOTSUP)
+        printf("%-7s %-17s %-12s %-34.34s %10s %8s %9s  %s\n", r->backend, r->suite, r->check,
+               r->label, "-", "-", "-", verdict);
+    else
+        printf("%-7s %-17s %-12s %-34.34s %10.2e %8.0e %9.3f  %s\n", r->backend, r->suite,
+               r->check, r->label, r->err, r->tol, r->ms, verdict);
+}
+
+// The fixture directory: $TMIX_GOLDEN_DIR, then share/tmix/golden beside the executable
+// (install and bundle layout), then the configured data directory, then the source tree.
+static const char *golden_dir(char *buf, size_t size)
+{
+    const char *env = getenv("TMIX_GOLDEN_DIR");
+    if (env && *env)
+        return env;
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = 0;
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = 0;
+            snprintf(buf, size, "%s/../share/tmix/golden", exe);
+            if (access(buf, R_OK) == 0)
+                return buf;
+        }
+    }
+    if (access(TMIX_GOLDEN_INSTALLED, R_OK) == 0)
+        return TMIX_GOLDEN_INSTALLED;
+    return TMIX_GOLDEN_SOURCE;
+}
+
+static int run_backend(tmix_backend *be, const char *dir, tally *t)
+{
+    for (const tmix_golden_suite *s = tmix_golden_suites; s->name; s++) {
+        char path[PATH_MAX + 64];
+        snprintf(path, sizeof path, "%s/%s.safetensors", dir, s->name);
+        tmix_golden *g;
+        if (tmix_golden_open(&g, path) < 0) {
+            fprintf(stderr, "selftest: %s\n", tmix_last_error());
+            return 1;
+        }
+        int rc = s->run(be, g, print_row, t);
+        tmix_golden_close(g);
+        if (rc < 0) {
+            fprintf(stderr, "selftest: suite %s on %s: %s\n", s->name, be->name,
+                    tmix_last_error());
+            t->failed++;
+        }
+    }
+    return 0;
+}
+
+int tmixd_selftest(void)
+{
+    char buf[PATH_MAX + 64];
+    const char *dir = golden_dir(buf, sizeof buf);
+    printf("tmix selftest: every op against PyTorch reference cases in %s\n", dir);
+    printf("error = max |got - ref| / max(|ref|, 1e-3 max|ref|); time in ms for the op call\n\n");
+    printf("%-7s %-17s %-12s %-34s %10s %8s %9s  %s\n", "backend", "op", "check", "case",
+           "error", "tol", "ms", "verdict");
+    tally t = {0};
+    if (run_backend(tmix_backend_cpu(), dir, &t))
+        return 1;
+    int gpus = tmix_cuda_device_count();
+    for (int d = 0; d < gpus; d++) {
+        tmix_backend *be;
+        if (tmix_backend_cuda_open(&be, d) < 0) {
+            fprintf(stderr, "selftest: GPU %d: %s\n", d, tmix_last_error());
+            t.failed++;
+            continue;
+        }
+        run_backend(be, dir, &t);
+        tmix_backend_close(be);
+    }
+    if (gpus == 0) {
+        tmix_backend *be;
+        tmix_backend_cuda_open(&be, 0);
+        printf("\nGPU: none used (%s)\n", tmix_last_error());
+    }
+    printf("\n%d checks: %d passed, %d failed, %d not supported by their backend\n", t.rows,
+           t.rows - t.failed - t.unsupported, t.failed, t.unsupported);
+    return t.failed ? 1 : 0;
+}

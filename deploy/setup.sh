@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# tmix set-up on Debian 12: installs the Debian packages that are missing (only those),
+# configures and builds in the clone this script belongs to, then does one of:
+#   deploy/setup.sh         run the main job: `tmixd selftest` (every op against PyTorch cases)
+#   deploy/setup.sh test    run the whole test suite: unit, integration and gpu (gpu tests skip
+#                           without a GPU), then the unit suite again under ASan + UBSan
+#   deploy/setup.sh build   install and build only
+# Build directories: build/ (the normal build) and build-asan/ (sanitizers, CPU only).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(
+  meson ninja-build pkg-config gcc
+  libuv1-dev libnanomsg-dev libprotobuf-c-dev protobuf-c-compiler libturbojpeg0-dev
+  libopenblas-dev libcjson-dev libinih-dev zlib1g-dev libpng-dev libsystemd-dev
+  patchelf dataset-fashion-mnist
+)
+
+install_missing() {
+  local missing=() p
+  for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
+      missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  echo "setup: installing ${missing[*]}"
+  local sudo=()
+  [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+  "${sudo[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}"
+}
+
+# configure DIR [meson options...]: sets DIR up once, reconfigures when it exists.
+configure() {
+  local dir=$1
+  shift
+  if [ -f "$dir/build.ninja" ]; then
+    meson configure "$dir" "$@" >/dev/null
+  else
+    meson setup "$dir" "$@"
+  fi
+}
+
+install_missing
+configure build
+ninja -C build
+
+case "${1:-run}" in
+  run)
+    exec build/daemon/tmixd selftest
+    ;;
+  build) ;;
+  test)
+    meson test -C build --no-rebuild --print-errorlogs --suite unit --suite integration --suite gpu
+    # The sanitizer build is CPU-only: the CUDA runtime and ASan do not share an address space
+    # layout, and there is no GPU to test here anyway.
+    configure build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dcuda=disabled \
+      -Dbuildtype=debug
+    ninja -C build-asan
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+      meson test -C build-asan --no-rebuild --print-errorlogs --suite unit
+    ;;
+  *)
+    echo "usage: $0 [run|test|build]" >&2
+    exit 2
+    ;;
+esac
