@@ -56,17 +56,23 @@ typedef struct {
 
 typedef void (*tmix_golden_report)(void *ctx, const tmix_golden_row *row);
 
-// Downloads `got` from be, compares it with "<case>/<role>" and reports one row.
-// Returns the comparison's rc (a failed op is reported by the caller with tmix_golden_fail).
-int tmix_golden_check(tmix_golden *g, int c, tmix_backend *be, const char *check,
+// Reports one row for `check` of case c, given op_rc, the status of the op call(s) that
+// produced `got`: when op_rc < 0, the op's failure (TMIX_ENOTSUP means "not supported") and
+// nothing is compared; else downloads `got` from be and compares it with "<case>/<role>".
+// Returns op_rc when < 0, else the comparison's rc.
+int tmix_golden_check(tmix_golden *g, int c, tmix_backend *be, const char *check, int op_rc,
                       const char *role, const tmix_tensor *got, double tol, double ms,
                       tmix_golden_report report, void *ctx);
-// Reports a row for a check whose op returned rc < 0 (TMIX_ENOTSUP means "not supported").
-void tmix_golden_fail(tmix_golden *g, int c, tmix_backend *be, const char *check, int rc,
-                      tmix_golden_report report, void *ctx);
+
+// tmix_tensor_free on t[0..n-1]: one call frees a case's buffers, the never-allocated
+// (zero-initialised) ones included.
+void tmix_golden_free(tmix_backend *be, tmix_tensor *t, int n);
 
 // Milliseconds on a monotonic clock, for the ms column.
 double tmix_now_ms(void);
+// Ends op calls started at t0 (a tmix_now_ms() value) that returned *rc: when *rc is 0, waits
+// for be so that queued work is timed too, and stores that status in *rc. Returns ms since t0.
+double tmix_golden_elapsed(tmix_backend *be, int *rc, double t0);
 
 // One suite: replays every case of its fixture file on be and reports a row per check.
 // Returns 0, or a negative code when the fixture itself is unusable (missing roles...).

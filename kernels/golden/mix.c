@@ -9,45 +9,6 @@
 #include "../error.h"
 #include "../ops.h"
 
-#define TOL TMIX_TOL_ELEMENTWISE
-
-// Loads into *t unless an earlier load failed: rc = load(rc, ...) chains a case's loads.
-static int load(int rc, tmix_golden *g, int c, const char *role, tmix_backend *be,
-                tmix_tensor *t)
-{
-    return rc < 0 ? rc : tmix_golden_input(g, c, role, be, t);
-}
-
-// A zero-filled buffer shaped like the reference `role`, for the op to write into.
-static int make(int rc, tmix_golden *g, int c, const char *role, tmix_backend *be,
-                tmix_tensor *t)
-{
-    return rc < 0 ? rc : tmix_golden_output(g, c, role, be, t);
-}
-
-static void free_all(tmix_backend *be, tmix_tensor *ts, int n)
-{
-    for (int i = 0; i < n; i++)
-        tmix_tensor_free(be, &ts[i]);
-}
-
-// Reports the result of an op call: a failure row when the op failed, else the comparison.
-static void finish(tmix_golden *g, int c, tmix_backend *be, const char *check, int op_rc,
-                   const char *role, const tmix_tensor *got, double ms,
-                   tmix_golden_report report, void *ctx)
-{
-    if (op_rc < 0)
-        tmix_golden_fail(g, c, be, check, op_rc, report, ctx);
-    else
-        tmix_golden_check(g, c, be, check, role, got, TOL, ms, report, ctx);
-}
-
-// op_rc, then synchronize, so that the time covers the queued work on async backends.
-static int sync_after(tmix_backend *be, int op_rc)
-{
-    return op_rc < 0 ? op_rc : tmix_synchronize(be);
-}
-
 // Roles: in, tau, out (forward); dout, grad_input, grad_tau (backward, which reads the
 // reference `out` so that it is checked apart from the forward).
 int tmix_golden_softmax_channel(tmix_backend *be, tmix_golden *g, tmix_golden_report report,
@@ -56,29 +17,31 @@ int tmix_golden_softmax_channel(tmix_backend *be, tmix_golden *g, tmix_golden_re
     for (int c = 0; c < tmix_golden_cases(g); c++) {
         enum { IN, TAU, M, DOUT, OUT, DIN, DTAU, NT };
         tmix_tensor t[NT] = {{0}};
-        int rc = load(0, g, c, "in", be, &t[IN]);
-        rc = load(rc, g, c, "tau", be, &t[TAU]);
-        rc = load(rc, g, c, "out", be, &t[M]);
-        rc = load(rc, g, c, "dout", be, &t[DOUT]);
-        rc = make(rc, g, c, "out", be, &t[OUT]);
-        rc = make(rc, g, c, "grad_input", be, &t[DIN]);
-        rc = make(rc, g, c, "grad_tau", be, &t[DTAU]);
-        if (rc < 0) {
-            free_all(be, t, NT);
+        int rc;
+        if ((rc = tmix_golden_input(g, c, "in", be, &t[IN])) < 0 ||
+            (rc = tmix_golden_input(g, c, "tau", be, &t[TAU])) < 0 ||
+            (rc = tmix_golden_input(g, c, "out", be, &t[M])) < 0 ||
+            (rc = tmix_golden_input(g, c, "dout", be, &t[DOUT])) < 0 ||
+            (rc = tmix_golden_output(g, c, "out", be, &t[OUT])) < 0 ||
+            (rc = tmix_golden_output(g, c, "grad_input", be, &t[DIN])) < 0 ||
+            (rc = tmix_golden_output(g, c, "grad_tau", be, &t[DTAU])) < 0) {
+            tmix_golden_free(be, t, NT);
             return rc;
         }
         double t0 = tmix_now_ms();
-        rc = sync_after(be, tmix_softmax_channel_forward(be, &t[OUT], &t[IN], &t[TAU]));
-        double ms = tmix_now_ms() - t0;
-        finish(g, c, be, "forward", rc, "out", &t[OUT], ms, report, ctx);
+        rc = tmix_softmax_channel_forward(be, &t[OUT], &t[IN], &t[TAU]);
+        double ms = tmix_golden_elapsed(be, &rc, t0);
+        tmix_golden_check(g, c, be, "forward", rc, "out", &t[OUT], TMIX_TOL_ELEMENTWISE, ms, report,
+                          ctx);
 
         t0 = tmix_now_ms();
-        rc = sync_after(be, tmix_softmax_channel_backward(be, &t[DIN], &t[DTAU], &t[DOUT],
-                                                          &t[M], &t[IN], &t[TAU]));
-        ms = tmix_now_ms() - t0;
-        finish(g, c, be, "grad_input", rc, "grad_input", &t[DIN], ms, report, ctx);
-        finish(g, c, be, "grad_tau", rc, "grad_tau", &t[DTAU], ms, report, ctx);
-        free_all(be, t, NT);
+        rc = tmix_softmax_channel_backward(be, &t[DIN], &t[DTAU], &t[DOUT], &t[M], &t[IN], &t[TAU]);
+        ms = tmix_golden_elapsed(be, &rc, t0);
+        tmix_golden_check(g, c, be, "grad_input", rc, "grad_input", &t[DIN], TMIX_TOL_ELEMENTWISE,
+                          ms, report, ctx);
+        tmix_golden_check(g, c, be, "grad_tau", rc, "grad_tau", &t[DTAU], TMIX_TOL_ELEMENTWISE, ms,
+                          report, ctx);
+        tmix_golden_free(be, t, NT);
     }
     return 0;
 }
@@ -89,28 +52,30 @@ int tmix_golden_blend(tmix_backend *be, tmix_golden *g, tmix_golden_report repor
     for (int c = 0; c < tmix_golden_cases(g); c++) {
         enum { MASKS, X, DOUT, OUT, DMASKS, DX, NT };
         tmix_tensor t[NT] = {{0}};
-        int rc = load(0, g, c, "masks", be, &t[MASKS]);
-        rc = load(rc, g, c, "x", be, &t[X]);
-        rc = load(rc, g, c, "dout", be, &t[DOUT]);
-        rc = make(rc, g, c, "out", be, &t[OUT]);
-        rc = make(rc, g, c, "grad_masks", be, &t[DMASKS]);
-        rc = make(rc, g, c, "grad_x", be, &t[DX]);
-        if (rc < 0) {
-            free_all(be, t, NT);
+        int rc;
+        if ((rc = tmix_golden_input(g, c, "masks", be, &t[MASKS])) < 0 ||
+            (rc = tmix_golden_input(g, c, "x", be, &t[X])) < 0 ||
+            (rc = tmix_golden_input(g, c, "dout", be, &t[DOUT])) < 0 ||
+            (rc = tmix_golden_output(g, c, "out", be, &t[OUT])) < 0 ||
+            (rc = tmix_golden_output(g, c, "grad_masks", be, &t[DMASKS])) < 0 ||
+            (rc = tmix_golden_output(g, c, "grad_x", be, &t[DX])) < 0) {
+            tmix_golden_free(be, t, NT);
             return rc;
         }
         double t0 = tmix_now_ms();
-        rc = sync_after(be, tmix_blend_forward(be, &t[OUT], &t[MASKS], &t[X]));
-        double ms = tmix_now_ms() - t0;
-        finish(g, c, be, "forward", rc, "out", &t[OUT], ms, report, ctx);
+        rc = tmix_blend_forward(be, &t[OUT], &t[MASKS], &t[X]);
+        double ms = tmix_golden_elapsed(be, &rc, t0);
+        tmix_golden_check(g, c, be, "forward", rc, "out", &t[OUT], TMIX_TOL_ELEMENTWISE, ms, report,
+                          ctx);
 
         t0 = tmix_now_ms();
-        rc = sync_after(be, tmix_blend_backward(be, &t[DMASKS], &t[DX], &t[DOUT], &t[MASKS],
-                                                &t[X]));
-        ms = tmix_now_ms() - t0;
-        finish(g, c, be, "grad_masks", rc, "grad_masks", &t[DMASKS], ms, report, ctx);
-        finish(g, c, be, "grad_x", rc, "grad_x", &t[DX], ms, report, ctx);
-        free_all(be, t, NT);
+        rc = tmix_blend_backward(be, &t[DMASKS], &t[DX], &t[DOUT], &t[MASKS], &t[X]);
+        ms = tmix_golden_elapsed(be, &rc, t0);
+        tmix_golden_check(g, c, be, "grad_masks", rc, "grad_masks", &t[DMASKS],
+                          TMIX_TOL_ELEMENTWISE, ms, report, ctx);
+        tmix_golden_check(g, c, be, "grad_x", rc, "grad_x", &t[DX], TMIX_TOL_ELEMENTWISE, ms,
+                          report, ctx);
+        tmix_golden_free(be, t, NT);
     }
     return 0;
 }
@@ -122,25 +87,26 @@ int tmix_golden_cross_entropy(tmix_backend *be, tmix_golden *g, tmix_golden_repo
     for (int c = 0; c < tmix_golden_cases(g); c++) {
         enum { LOGITS, TARGETS, LOSS, DLOGITS, NT };
         tmix_tensor t[NT] = {{0}};
-        int rc = load(0, g, c, "logits", be, &t[LOGITS]);
-        rc = load(rc, g, c, "targets", be, &t[TARGETS]);
-        rc = make(rc, g, c, "loss", be, &t[LOSS]);
-        rc = make(rc, g, c, "grad_logits", be, &t[DLOGITS]);
-        if (rc < 0) {
-            free_all(be, t, NT);
+        int rc;
+        if ((rc = tmix_golden_input(g, c, "logits", be, &t[LOGITS])) < 0 ||
+            (rc = tmix_golden_input(g, c, "targets", be, &t[TARGETS])) < 0 ||
+            (rc = tmix_golden_output(g, c, "loss", be, &t[LOSS])) < 0 ||
+            (rc = tmix_golden_output(g, c, "grad_logits", be, &t[DLOGITS])) < 0) {
+            tmix_golden_free(be, t, NT);
             return rc;
         }
         double t0 = tmix_now_ms();
-        rc = sync_after(be, tmix_cross_entropy_forward(be, &t[LOSS], &t[LOGITS], &t[TARGETS]));
-        double ms = tmix_now_ms() - t0;
-        finish(g, c, be, "forward", rc, "loss", &t[LOSS], ms, report, ctx);
+        rc = tmix_cross_entropy_forward(be, &t[LOSS], &t[LOGITS], &t[TARGETS]);
+        double ms = tmix_golden_elapsed(be, &rc, t0);
+        tmix_golden_check(g, c, be, "forward", rc, "loss", &t[LOSS], TMIX_TOL_ELEMENTWISE, ms,
+                          report, ctx);
 
         t0 = tmix_now_ms();
-        rc = sync_after(be, tmix_cross_entropy_backward(be, &t[DLOGITS], &t[LOGITS],
-                                                        &t[TARGETS]));
-        ms = tmix_now_ms() - t0;
-        finish(g, c, be, "grad_logits", rc, "grad_logits", &t[DLOGITS], ms, report, ctx);
-        free_all(be, t, NT);
+        rc = tmix_cross_entropy_backward(be, &t[DLOGITS], &t[LOGITS], &t[TARGETS]);
+        ms = tmix_golden_elapsed(be, &rc, t0);
+        tmix_golden_check(g, c, be, "grad_logits", rc, "grad_logits", &t[DLOGITS],
+                          TMIX_TOL_ELEMENTWISE, ms, report, ctx);
+        tmix_golden_free(be, t, NT);
     }
     return 0;
 }
@@ -171,11 +137,10 @@ int tmix_golden_sgd(tmix_backend *be, tmix_golden *g, tmix_golden_report report,
         enum { PARAM, BUF, GRAD, NT };
         tmix_tensor t[NT] = {{0}};
         bool has_buf = tmix_golden_has(g, c, "buf");
-        int rc = load(0, g, c, "param0", be, &t[PARAM]);
-        if (has_buf)
-            rc = make(rc, g, c, "buf", be, &t[BUF]);
-        if (rc < 0) {
-            free_all(be, t, NT);
+        int rc;
+        if ((rc = tmix_golden_input(g, c, "param0", be, &t[PARAM])) < 0 ||
+            (rc = has_buf ? tmix_golden_output(g, c, "buf", be, &t[BUF]) : 0) < 0) {
+            tmix_golden_free(be, t, NT);
             return rc;
         }
         double ms = 0;
@@ -183,21 +148,21 @@ int tmix_golden_sgd(tmix_backend *be, tmix_golden *g, tmix_golden_report report,
         for (int s = 0; s < steps && op_rc == 0; s++) {
             char role[16];
             snprintf(role, sizeof role, "grad%d", s);
-            rc = load(0, g, c, role, be, &t[GRAD]);
-            if (rc < 0) {
-                free_all(be, t, NT);
+            if ((rc = tmix_golden_input(g, c, role, be, &t[GRAD])) < 0) {
+                tmix_golden_free(be, t, NT);
                 return rc;
             }
             double t0 = tmix_now_ms();
-            op_rc = sync_after(be, tmix_sgd_update(be, &t[PARAM], &t[GRAD],
-                                                   has_buf ? &t[BUF] : NULL, p, s));
-            ms += tmix_now_ms() - t0;
+            op_rc = tmix_sgd_update(be, &t[PARAM], &t[GRAD], has_buf ? &t[BUF] : NULL, p, s);
+            ms += tmix_golden_elapsed(be, &op_rc, t0);
             tmix_tensor_free(be, &t[GRAD]);
         }
-        finish(g, c, be, "update", op_rc, "param", &t[PARAM], ms, report, ctx);
+        tmix_golden_check(g, c, be, "update", op_rc, "param", &t[PARAM], TMIX_TOL_ELEMENTWISE, ms,
+                          report, ctx);
         if (has_buf)
-            finish(g, c, be, "update", op_rc, "buf", &t[BUF], ms, report, ctx);
-        free_all(be, t, NT);
+            tmix_golden_check(g, c, be, "update", op_rc, "buf", &t[BUF], TMIX_TOL_ELEMENTWISE, ms,
+                              report, ctx);
+        tmix_golden_free(be, t, NT);
     }
     return 0;
 }
@@ -210,8 +175,9 @@ int tmix_golden_preprocess(tmix_backend *be, tmix_golden *g, tmix_golden_report 
     for (int c = 0; c < tmix_golden_cases(g); c++) {
         enum { SRC, OUT, NT };
         tmix_tensor t[NT] = {{0}};
-        int rc = load(0, g, c, "src", be, &t[SRC]);
-        rc = make(rc, g, c, "out", be, &t[OUT]);
+        int rc = tmix_golden_input(g, c, "src", be, &t[SRC]);
+        if (rc == 0)
+            rc = tmix_golden_output(g, c, "out", be, &t[OUT]);
         int64_t B = t[SRC].shape[0], C = t[OUT].shape[1];
         // The op's host arrays: B crops, then mean and std in one block of 2C floats.
         tmix_crop *crops = rc < 0 ? NULL : calloc((size_t)B, sizeof *crops);
@@ -230,14 +196,14 @@ int tmix_golden_preprocess(tmix_backend *be, tmix_golden *g, tmix_golden_report 
         }
         if (rc == 0) {
             double t0 = tmix_now_ms();
-            int op_rc = sync_after(be, tmix_preprocess(be, &t[OUT], &t[SRC], crops, mean,
-                                                       std));
-            double ms = tmix_now_ms() - t0;
-            finish(g, c, be, "forward", op_rc, "out", &t[OUT], ms, report, ctx);
+            int op_rc = tmix_preprocess(be, &t[OUT], &t[SRC], crops, mean, std);
+            double ms = tmix_golden_elapsed(be, &op_rc, t0);
+            tmix_golden_check(g, c, be, "forward", op_rc, "out", &t[OUT], TMIX_TOL_ELEMENTWISE, ms,
+                              report, ctx);
         }
         free(crops);
         free(mean);
-        free_all(be, t, NT);
+        tmix_golden_free(be, t, NT);
         if (rc < 0)
             return rc;
     }

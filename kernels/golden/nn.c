@@ -9,44 +9,20 @@
 #include "../error.h"
 #include "../ops.h"
 
-// The tensors of one case; every slot starts empty, so one loop frees them all.
+// The most tensors a case uses; every slot starts empty, so one call frees them all.
 enum { MAX_TENSORS = 10 };
-typedef struct {
-    tmix_tensor t[MAX_TENSORS];
-} case_tensors;
-
-static void free_all(tmix_backend *be, case_tensors *ts)
-{
-    for (int i = 0; i < MAX_TENSORS; i++)
-        tmix_tensor_free(be, &ts->t[i]);
-}
-
-// Ends one timed op call started at t0: waits for the backend, then reports either the op's
-// failure or the comparison of `got` with "<case>/<role>".
-static void finish(tmix_golden *g, int c, tmix_backend *be, const char *check, int rc,
-                   double t0, const char *role, const tmix_tensor *got, double tol,
-                   tmix_golden_report report, void *ctx)
-{
-    if (rc == 0)
-        rc = tmix_synchronize(be);
-    double ms = tmix_now_ms() - t0;
-    if (rc < 0)
-        tmix_golden_fail(g, c, be, check, rc, report, ctx);
-    else
-        tmix_golden_check(g, c, be, check, role, got, tol, ms, report, ctx);
-}
 
 // Replays every case of g with run_case; a case whose fixture is unusable stops the suite.
-typedef int (*case_fn)(tmix_backend *be, tmix_golden *g, int c, case_tensors *ts,
+typedef int (*case_fn)(tmix_backend *be, tmix_golden *g, int c, tmix_tensor *t,
                        tmix_golden_report report, void *ctx);
 
 static int run_cases(tmix_backend *be, tmix_golden *g, case_fn run_case,
                      tmix_golden_report report, void *ctx)
 {
     for (int c = 0; c < tmix_golden_cases(g); c++) {
-        case_tensors ts = {0};
-        int rc = run_case(be, g, c, &ts, report, ctx);
-        free_all(be, &ts);
+        tmix_tensor t[MAX_TENSORS] = {0};
+        int rc = run_case(be, g, c, t, report, ctx);
+        tmix_golden_free(be, t, MAX_TENSORS);
         if (rc < 0)
             return rc;
     }
@@ -62,15 +38,15 @@ static int int_pair(const tmix_golden *g, int c, const char *key, int *h, int *w
 
 // ---- conv2d ----------------------------------------------------------------------------------
 
-static int conv2d_case(tmix_backend *be, tmix_golden *g, int c, case_tensors *ts,
+static int conv2d_case(tmix_backend *be, tmix_golden *g, int c, tmix_tensor *t,
                        tmix_golden_report report, void *ctx)
 {
     tmix_conv2d_params p;
     TMIX_TRY(int_pair(g, c, "stride", &p.stride_h, &p.stride_w));
     TMIX_TRY(int_pair(g, c, "pad", &p.pad_h, &p.pad_w));
     TMIX_TRY(int_pair(g, c, "dilation", &p.dilation_h, &p.dilation_w));
-    tmix_tensor *in = &ts->t[0], *w = &ts->t[1], *b = &ts->t[2], *out = &ts->t[3];
-    tmix_tensor *dout = &ts->t[4], *din = &ts->t[5], *dw = &ts->t[6], *db = &ts->t[7];
+    tmix_tensor *in = &t[0], *w = &t[1], *b = &t[2], *out = &t[3];
+    tmix_tensor *dout = &t[4], *din = &t[5], *dw = &t[6], *db = &t[7];
     const bool has_bias = tmix_golden_has(g, c, "bias");
     TMIX_TRY(tmix_golden_input(g, c, "in", be, in));
     TMIX_TRY(tmix_golden_input(g, c, "weight", be, w));
@@ -83,22 +59,29 @@ static int conv2d_case(tmix_backend *be, tmix_golden *g, int c, case_tensors *ts
     if (has_bias)
         TMIX_TRY(tmix_golden_output(g, c, "grad_bias", be, db));
 
-    double t0 = tmix_now_ms();
+    double t0 = tmix_now_ms(), ms;
     int rc = tmix_conv2d_forward(be, out, in, w, has_bias ? b : NULL, p);
-    finish(g, c, be, "forward", rc, t0, "out", out, TMIX_TOL_GEMM, report, ctx);
+    ms = tmix_golden_elapsed(be, &rc, t0);
+    tmix_golden_check(g, c, be, "forward", rc, "out", out, TMIX_TOL_GEMM, ms, report, ctx);
 
     t0 = tmix_now_ms();
     rc = tmix_conv2d_backward_input(be, din, dout, w, p);
-    finish(g, c, be, "grad_input", rc, t0, "grad_input", din, TMIX_TOL_GEMM, report, ctx);
+    ms = tmix_golden_elapsed(be, &rc, t0);
+    tmix_golden_check(g, c, be, "grad_input", rc, "grad_input", din, TMIX_TOL_GEMM, ms, report,
+                      ctx);
 
     t0 = tmix_now_ms();
     rc = tmix_conv2d_backward_weight(be, dw, dout, in, p);
-    finish(g, c, be, "grad_weight", rc, t0, "grad_weight", dw, TMIX_TOL_GEMM, report, ctx);
+    ms = tmix_golden_elapsed(be, &rc, t0);
+    tmix_golden_check(g, c, be, "grad_weight", rc, "grad_weight", dw, TMIX_TOL_GEMM, ms, report,
+                      ctx);
 
     if (has_bias) {
         t0 = tmix_now_ms();
         rc = tmix_bias_backward(be, db, dout);
-        finish(g, c, be, "grad_bias", rc, t0, "grad_bias", db, TMIX_TOL_GEMM, report, ctx);
+        ms = tmix_golden_elapsed(be, &rc, t0);
+        tmix_golden_check(g, c, be, "grad_bias", rc, "grad_bias", db, TMIX_TOL_GEMM, ms, report,
+                          ctx);
     }
     return 0;
 }
@@ -145,13 +128,13 @@ static int batchnorm_fold_upload(tmix_backend *be, tmix_golden *g, int c, tmix_t
     return rc;
 }
 
-static int batchnorm_case(tmix_backend *be, tmix_golden *g, int c, case_tensors *ts,
+static int batchnorm_case(tmix_backend *be, tmix_golden *g, int c, tmix_tensor *t,
                           tmix_golden_report report, void *ctx)
 {
     int inplace;
     TMIX_TRY(tmix_golden_int(g, c, "inplace", -1, &inplace));
-    tmix_tensor *in = &ts->t[0], *scale = &ts->t[1], *shift = &ts->t[2], *out = &ts->t[3];
-    tmix_tensor *dout = &ts->t[4], *din = &ts->t[5];
+    tmix_tensor *in = &t[0], *scale = &t[1], *shift = &t[2], *out = &t[3];
+    tmix_tensor *dout = &t[4], *din = &t[5];
     TMIX_TRY(batchnorm_fold_upload(be, g, c, scale, shift));
     // In place: out starts as a copy of in and is passed as both.
     TMIX_TRY(tmix_golden_input(g, c, "in", be, inplace ? out : in));
@@ -160,14 +143,16 @@ static int batchnorm_case(tmix_backend *be, tmix_golden *g, int c, case_tensors 
     TMIX_TRY(tmix_golden_input(g, c, "dout", be, dout));
     TMIX_TRY(tmix_golden_output(g, c, "grad_input", be, din));
 
-    double t0 = tmix_now_ms();
+    double t0 = tmix_now_ms(), ms;
     int rc = tmix_batchnorm_forward(be, out, inplace ? out : in, scale, shift);
-    finish(g, c, be, "forward", rc, t0, "out", out, TMIX_TOL_ELEMENTWISE, report, ctx);
+    ms = tmix_golden_elapsed(be, &rc, t0);
+    tmix_golden_check(g, c, be, "forward", rc, "out", out, TMIX_TOL_ELEMENTWISE, ms, report, ctx);
 
     t0 = tmix_now_ms();
     rc = tmix_batchnorm_backward_input(be, din, dout, scale);
-    finish(g, c, be, "grad_input", rc, t0, "grad_input", din, TMIX_TOL_ELEMENTWISE, report,
-           ctx);
+    ms = tmix_golden_elapsed(be, &rc, t0);
+    tmix_golden_check(g, c, be, "grad_input", rc, "grad_input", din, TMIX_TOL_ELEMENTWISE, ms,
+                      report, ctx);
     return 0;
 }
 
@@ -178,13 +163,13 @@ int tmix_golden_batchnorm(tmix_backend *be, tmix_golden *g, tmix_golden_report r
 
 // ---- relu ------------------------------------------------------------------------------------
 
-static int relu_case(tmix_backend *be, tmix_golden *g, int c, case_tensors *ts,
+static int relu_case(tmix_backend *be, tmix_golden *g, int c, tmix_tensor *t,
                      tmix_golden_report report, void *ctx)
 {
     int inplace;
     TMIX_TRY(tmix_golden_int(g, c, "inplace", -1, &inplace));
-    tmix_tensor *in = &ts->t[0], *out = &ts->t[1], *ref_out = &ts->t[2];
-    tmix_tensor *dout = &ts->t[3], *din = &ts->t[4];
+    tmix_tensor *in = &t[0], *out = &t[1], *ref_out = &t[2];
+    tmix_tensor *dout = &t[3], *din = &t[4];
     TMIX_TRY(tmix_golden_input(g, c, "in", be, inplace ? out : in));
     if (!inplace)
         TMIX_TRY(tmix_golden_output(g, c, "out", be, out));
@@ -193,14 +178,16 @@ static int relu_case(tmix_backend *be, tmix_golden *g, int c, case_tensors *ts,
     TMIX_TRY(tmix_golden_input(g, c, "dout", be, dout));
     TMIX_TRY(tmix_golden_output(g, c, "grad_input", be, din));
 
-    double t0 = tmix_now_ms();
+    double t0 = tmix_now_ms(), ms;
     int rc = tmix_relu_forward(be, out, inplace ? out : in);
-    finish(g, c, be, "forward", rc, t0, "out", out, TMIX_TOL_ELEMENTWISE, report, ctx);
+    ms = tmix_golden_elapsed(be, &rc, t0);
+    tmix_golden_check(g, c, be, "forward", rc, "out", out, TMIX_TOL_ELEMENTWISE, ms, report, ctx);
 
     t0 = tmix_now_ms();
     rc = tmix_relu_backward(be, din, dout, ref_out);
-    finish(g, c, be, "grad_input", rc, t0, "grad_input", din, TMIX_TOL_ELEMENTWISE, report,
-           ctx);
+    ms = tmix_golden_elapsed(be, &rc, t0);
+    tmix_golden_check(g, c, be, "grad_input", rc, "grad_input", din, TMIX_TOL_ELEMENTWISE, ms,
+                      report, ctx);
     return 0;
 }
 
@@ -211,27 +198,29 @@ int tmix_golden_relu(tmix_backend *be, tmix_golden *g, tmix_golden_report report
 
 // ---- maxpool2d -------------------------------------------------------------------------------
 
-static int maxpool2d_case(tmix_backend *be, tmix_golden *g, int c, case_tensors *ts,
+static int maxpool2d_case(tmix_backend *be, tmix_golden *g, int c, tmix_tensor *t,
                           tmix_golden_report report, void *ctx)
 {
     tmix_pool2d_params p;
     TMIX_TRY(int_pair(g, c, "kernel", &p.kernel_h, &p.kernel_w));
     TMIX_TRY(int_pair(g, c, "stride", &p.stride_h, &p.stride_w));
     TMIX_TRY(int_pair(g, c, "pad", &p.pad_h, &p.pad_w));
-    tmix_tensor *in = &ts->t[0], *out = &ts->t[1], *dout = &ts->t[2], *din = &ts->t[3];
+    tmix_tensor *in = &t[0], *out = &t[1], *dout = &t[2], *din = &t[3];
     TMIX_TRY(tmix_golden_input(g, c, "in", be, in));
     TMIX_TRY(tmix_golden_output(g, c, "out", be, out));
     TMIX_TRY(tmix_golden_input(g, c, "dout", be, dout));
     TMIX_TRY(tmix_golden_output(g, c, "grad_input", be, din));
 
-    double t0 = tmix_now_ms();
+    double t0 = tmix_now_ms(), ms;
     int rc = tmix_maxpool2d_forward(be, out, in, p);
-    finish(g, c, be, "forward", rc, t0, "out", out, TMIX_TOL_ELEMENTWISE, report, ctx);
+    ms = tmix_golden_elapsed(be, &rc, t0);
+    tmix_golden_check(g, c, be, "forward", rc, "out", out, TMIX_TOL_ELEMENTWISE, ms, report, ctx);
 
     t0 = tmix_now_ms();
     rc = tmix_maxpool2d_backward(be, din, dout, in, p);
-    finish(g, c, be, "grad_input", rc, t0, "grad_input", din, TMIX_TOL_ELEMENTWISE, report,
-           ctx);
+    ms = tmix_golden_elapsed(be, &rc, t0);
+    tmix_golden_check(g, c, be, "grad_input", rc, "grad_input", din, TMIX_TOL_ELEMENTWISE, ms,
+                      report, ctx);
     return 0;
 }
 
@@ -242,23 +231,25 @@ int tmix_golden_maxpool2d(tmix_backend *be, tmix_golden *g, tmix_golden_report r
 
 // ---- avgpool ---------------------------------------------------------------------------------
 
-static int avgpool_case(tmix_backend *be, tmix_golden *g, int c, case_tensors *ts,
+static int avgpool_case(tmix_backend *be, tmix_golden *g, int c, tmix_tensor *t,
                         tmix_golden_report report, void *ctx)
 {
-    tmix_tensor *in = &ts->t[0], *out = &ts->t[1], *dout = &ts->t[2], *din = &ts->t[3];
+    tmix_tensor *in = &t[0], *out = &t[1], *dout = &t[2], *din = &t[3];
     TMIX_TRY(tmix_golden_input(g, c, "in", be, in));
     TMIX_TRY(tmix_golden_output(g, c, "out", be, out));
     TMIX_TRY(tmix_golden_input(g, c, "dout", be, dout));
     TMIX_TRY(tmix_golden_output(g, c, "grad_input", be, din));
 
-    double t0 = tmix_now_ms();
+    double t0 = tmix_now_ms(), ms;
     int rc = tmix_avgpool_forward(be, out, in);
-    finish(g, c, be, "forward", rc, t0, "out", out, TMIX_TOL_ELEMENTWISE, report, ctx);
+    ms = tmix_golden_elapsed(be, &rc, t0);
+    tmix_golden_check(g, c, be, "forward", rc, "out", out, TMIX_TOL_ELEMENTWISE, ms, report, ctx);
 
     t0 = tmix_now_ms();
     rc = tmix_avgpool_backward(be, din, dout);
-    finish(g, c, be, "grad_input", rc, t0, "grad_input", din, TMIX_TOL_ELEMENTWISE, report,
-           ctx);
+    ms = tmix_golden_elapsed(be, &rc, t0);
+    tmix_golden_check(g, c, be, "grad_input", rc, "grad_input", din, TMIX_TOL_ELEMENTWISE, ms,
+                      report, ctx);
     return 0;
 }
 
@@ -269,11 +260,11 @@ int tmix_golden_avgpool(tmix_backend *be, tmix_golden *g, tmix_golden_report rep
 
 // ---- linear ----------------------------------------------------------------------------------
 
-static int linear_case(tmix_backend *be, tmix_golden *g, int c, case_tensors *ts,
+static int linear_case(tmix_backend *be, tmix_golden *g, int c, tmix_tensor *t,
                        tmix_golden_report report, void *ctx)
 {
-    tmix_tensor *in = &ts->t[0], *w = &ts->t[1], *b = &ts->t[2], *out = &ts->t[3];
-    tmix_tensor *dout = &ts->t[4], *din = &ts->t[5], *dw = &ts->t[6], *db = &ts->t[7];
+    tmix_tensor *in = &t[0], *w = &t[1], *b = &t[2], *out = &t[3];
+    tmix_tensor *dout = &t[4], *din = &t[5], *dw = &t[6], *db = &t[7];
     const bool has_bias = tmix_golden_has(g, c, "bias");
     TMIX_TRY(tmix_golden_input(g, c, "in", be, in));
     TMIX_TRY(tmix_golden_input(g, c, "weight", be, w));
@@ -286,22 +277,29 @@ static int linear_case(tmix_backend *be, tmix_golden *g, int c, case_tensors *ts
     if (has_bias)
         TMIX_TRY(tmix_golden_output(g, c, "grad_bias", be, db));
 
-    double t0 = tmix_now_ms();
+    double t0 = tmix_now_ms(), ms;
     int rc = tmix_linear_forward(be, out, in, w, has_bias ? b : NULL);
-    finish(g, c, be, "forward", rc, t0, "out", out, TMIX_TOL_GEMM, report, ctx);
+    ms = tmix_golden_elapsed(be, &rc, t0);
+    tmix_golden_check(g, c, be, "forward", rc, "out", out, TMIX_TOL_GEMM, ms, report, ctx);
 
     t0 = tmix_now_ms();
     rc = tmix_linear_backward_input(be, din, dout, w);
-    finish(g, c, be, "grad_input", rc, t0, "grad_input", din, TMIX_TOL_GEMM, report, ctx);
+    ms = tmix_golden_elapsed(be, &rc, t0);
+    tmix_golden_check(g, c, be, "grad_input", rc, "grad_input", din, TMIX_TOL_GEMM, ms, report,
+                      ctx);
 
     t0 = tmix_now_ms();
     rc = tmix_linear_backward_weight(be, dw, dout, in);
-    finish(g, c, be, "grad_weight", rc, t0, "grad_weight", dw, TMIX_TOL_GEMM, report, ctx);
+    ms = tmix_golden_elapsed(be, &rc, t0);
+    tmix_golden_check(g, c, be, "grad_weight", rc, "grad_weight", dw, TMIX_TOL_GEMM, ms, report,
+                      ctx);
 
     if (has_bias) {
         t0 = tmix_now_ms();
         rc = tmix_bias_backward(be, db, dout);
-        finish(g, c, be, "grad_bias", rc, t0, "grad_bias", db, TMIX_TOL_GEMM, report, ctx);
+        ms = tmix_golden_elapsed(be, &rc, t0);
+        tmix_golden_check(g, c, be, "grad_bias", rc, "grad_bias", db, TMIX_TOL_GEMM, ms, report,
+                          ctx);
     }
     return 0;
 }

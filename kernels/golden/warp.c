@@ -7,31 +7,6 @@
 #include "../error.h"
 #include "../ops.h"
 
-static void free_all(tmix_backend *be, tmix_tensor *t, int n)
-{
-    for (int i = 0; i < n; i++)
-        tmix_tensor_free(be, &t[i]);
-}
-
-// Waits for the op calls started at t0 (rc: their status, updated) and returns their time.
-static double elapsed(tmix_backend *be, int *rc, double t0)
-{
-    if (*rc == 0)
-        *rc = tmix_synchronize(be);
-    return tmix_now_ms() - t0;
-}
-
-// Reports a failed op, or compares `got` with the fixture's `role`.
-static void verdict(tmix_golden *g, int c, tmix_backend *be, const char *check,
-                    const char *role, const tmix_tensor *got, int rc, double ms,
-                    tmix_golden_report report, void *ctx)
-{
-    if (rc < 0)
-        tmix_golden_fail(g, c, be, check, rc, report, ctx);
-    else
-        tmix_golden_check(g, c, be, check, role, got, TMIX_TOL_ELEMENTWISE, ms, report, ctx);
-}
-
 int tmix_golden_affine_grid(tmix_backend *be, tmix_golden *g, tmix_golden_report report,
                             void *ctx)
 {
@@ -43,19 +18,21 @@ int tmix_golden_affine_grid(tmix_backend *be, tmix_golden *g, tmix_golden_report
             (rc = tmix_golden_output(g, c, "grid", be, &t[GRID])) < 0 ||
             (rc = tmix_golden_input(g, c, "dgrid", be, &t[DGRID])) < 0 ||
             (rc = tmix_golden_output(g, c, "grad_theta", be, &t[DTHETA])) < 0) {
-            free_all(be, t, COUNT);
+            tmix_golden_free(be, t, COUNT);
             return rc;
         }
         double t0 = tmix_now_ms(), ms;
         rc = tmix_affine_grid_forward(be, &t[GRID], &t[THETA]);
-        ms = elapsed(be, &rc, t0);
-        verdict(g, c, be, "forward", "grid", &t[GRID], rc, ms, report, ctx);
+        ms = tmix_golden_elapsed(be, &rc, t0);
+        tmix_golden_check(g, c, be, "forward", rc, "grid", &t[GRID], TMIX_TOL_ELEMENTWISE, ms,
+                          report, ctx);
 
         t0 = tmix_now_ms();
         rc = tmix_affine_grid_backward(be, &t[DTHETA], &t[DGRID]);
-        ms = elapsed(be, &rc, t0);
-        verdict(g, c, be, "grad_theta", "grad_theta", &t[DTHETA], rc, ms, report, ctx);
-        free_all(be, t, COUNT);
+        ms = tmix_golden_elapsed(be, &rc, t0);
+        tmix_golden_check(g, c, be, "grad_theta", rc, "grad_theta", &t[DTHETA],
+                          TMIX_TOL_ELEMENTWISE, ms, report, ctx);
+        tmix_golden_free(be, t, COUNT);
     }
     return 0;
 }
@@ -73,22 +50,25 @@ int tmix_golden_grid_sample(tmix_backend *be, tmix_golden *g, tmix_golden_report
             (rc = tmix_golden_input(g, c, "dout", be, &t[DOUT])) < 0 ||
             (rc = tmix_golden_output(g, c, "grad_input", be, &t[DIN])) < 0 ||
             (rc = tmix_golden_output(g, c, "grad_grid", be, &t[DGRID])) < 0) {
-            free_all(be, t, COUNT);
+            tmix_golden_free(be, t, COUNT);
             return rc;
         }
         double t0 = tmix_now_ms(), ms;
         rc = tmix_grid_sample_forward(be, &t[OUT], &t[IN], &t[GRID]);
-        ms = elapsed(be, &rc, t0);
-        verdict(g, c, be, "forward", "out", &t[OUT], rc, ms, report, ctx);
+        ms = tmix_golden_elapsed(be, &rc, t0);
+        tmix_golden_check(g, c, be, "forward", rc, "out", &t[OUT], TMIX_TOL_ELEMENTWISE, ms, report,
+                          ctx);
 
         // Both gradients from one call (the warp suite covers the one-gradient calls); the
         // two rows share its time.
         t0 = tmix_now_ms();
         rc = tmix_grid_sample_backward(be, &t[DIN], &t[DGRID], &t[DOUT], &t[IN], &t[GRID]);
-        ms = elapsed(be, &rc, t0);
-        verdict(g, c, be, "grad_input", "grad_input", &t[DIN], rc, ms, report, ctx);
-        verdict(g, c, be, "grad_grid", "grad_grid", &t[DGRID], rc, ms, report, ctx);
-        free_all(be, t, COUNT);
+        ms = tmix_golden_elapsed(be, &rc, t0);
+        tmix_golden_check(g, c, be, "grad_input", rc, "grad_input", &t[DIN], TMIX_TOL_ELEMENTWISE,
+                          ms, report, ctx);
+        tmix_golden_check(g, c, be, "grad_grid", rc, "grad_grid", &t[DGRID], TMIX_TOL_ELEMENTWISE,
+                          ms, report, ctx);
+        tmix_golden_free(be, t, COUNT);
     }
     return 0;
 }
@@ -105,7 +85,7 @@ int tmix_golden_warp(tmix_backend *be, tmix_golden *g, tmix_golden_report report
             (rc = tmix_golden_input(g, c, "dout", be, &t[DOUT])) < 0 ||
             (rc = tmix_golden_output(g, c, "grad_input", be, &t[DIN])) < 0 ||
             (rc = tmix_golden_output(g, c, "grad_theta", be, &t[DTHETA])) < 0) {
-            free_all(be, t, COUNT);
+            tmix_golden_free(be, t, COUNT);
             return rc;
         }
         // The intermediate grid and its gradient: (N, H, W, 2), the output size being the
@@ -115,23 +95,25 @@ int tmix_golden_warp(tmix_backend *be, tmix_golden *g, tmix_golden_report report
         if ((rc = tmix_tensor_alloc(be, &t[GRID], TMIX_F32, 4, grid_shape)) < 0 ||
             (rc = tmix_tensor_alloc(be, &t[DGRID], TMIX_F32, 4, grid_shape)) < 0 ||
             (rc = tmix_tensor_zero(be, &t[DGRID])) < 0) {
-            free_all(be, t, COUNT);
+            tmix_golden_free(be, t, COUNT);
             return rc;
         }
 
         double t0 = tmix_now_ms(), ms;
         int grid_rc = tmix_affine_grid_forward(be, &t[GRID], &t[THETA]);
         rc = grid_rc < 0 ? grid_rc : tmix_grid_sample_forward(be, &t[OUT], &t[IN], &t[GRID]);
-        ms = elapsed(be, &rc, t0);
-        verdict(g, c, be, "forward", "out", &t[OUT], rc, ms, report, ctx);
+        ms = tmix_golden_elapsed(be, &rc, t0);
+        tmix_golden_check(g, c, be, "forward", rc, "out", &t[OUT], TMIX_TOL_ELEMENTWISE, ms, report,
+                          ctx);
 
         // Each gradient alone, with the other output NULL, as a caller needing one would.
         t0 = tmix_now_ms();
         rc = grid_rc < 0 ? grid_rc
                          : tmix_grid_sample_backward(be, &t[DIN], NULL, &t[DOUT], &t[IN],
                                                      &t[GRID]);
-        ms = elapsed(be, &rc, t0);
-        verdict(g, c, be, "grad_input", "grad_input", &t[DIN], rc, ms, report, ctx);
+        ms = tmix_golden_elapsed(be, &rc, t0);
+        tmix_golden_check(g, c, be, "grad_input", rc, "grad_input", &t[DIN], TMIX_TOL_ELEMENTWISE,
+                          ms, report, ctx);
 
         t0 = tmix_now_ms();
         rc = grid_rc < 0 ? grid_rc
@@ -139,9 +121,10 @@ int tmix_golden_warp(tmix_backend *be, tmix_golden *g, tmix_golden_report report
                                                      &t[GRID]);
         if (rc == 0)
             rc = tmix_affine_grid_backward(be, &t[DTHETA], &t[DGRID]);
-        ms = elapsed(be, &rc, t0);
-        verdict(g, c, be, "grad_theta", "grad_theta", &t[DTHETA], rc, ms, report, ctx);
-        free_all(be, t, COUNT);
+        ms = tmix_golden_elapsed(be, &rc, t0);
+        tmix_golden_check(g, c, be, "grad_theta", rc, "grad_theta", &t[DTHETA],
+                          TMIX_TOL_ELEMENTWISE, ms, report, ctx);
+        tmix_golden_free(be, t, COUNT);
     }
     return 0;
 }
@@ -155,14 +138,15 @@ int tmix_golden_resize_bilinear(tmix_backend *be, tmix_golden *g, tmix_golden_re
         int rc;
         if ((rc = tmix_golden_input(g, c, "in", be, &t[IN])) < 0 ||
             (rc = tmix_golden_output(g, c, "out", be, &t[OUT])) < 0) {
-            free_all(be, t, COUNT);
+            tmix_golden_free(be, t, COUNT);
             return rc;
         }
         double t0 = tmix_now_ms(), ms;
         rc = tmix_resize_bilinear_forward(be, &t[OUT], &t[IN]);
-        ms = elapsed(be, &rc, t0);
-        verdict(g, c, be, "forward", "out", &t[OUT], rc, ms, report, ctx);
-        free_all(be, t, COUNT);
+        ms = tmix_golden_elapsed(be, &rc, t0);
+        tmix_golden_check(g, c, be, "forward", rc, "out", &t[OUT], TMIX_TOL_ELEMENTWISE, ms, report,
+                          ctx);
+        tmix_golden_free(be, t, COUNT);
     }
     return 0;
 }
@@ -180,14 +164,15 @@ int tmix_golden_minmax_normalize(tmix_backend *be, tmix_golden *g, tmix_golden_r
         if ((rc = inplace ? tmix_golden_input(g, c, "in", be, &t[OUT])
                           : tmix_golden_input(g, c, "in", be, &t[IN])) < 0 ||
             (rc = inplace ? 0 : tmix_golden_output(g, c, "out", be, &t[OUT])) < 0) {
-            free_all(be, t, COUNT);
+            tmix_golden_free(be, t, COUNT);
             return rc;
         }
         double t0 = tmix_now_ms(), ms;
         rc = tmix_minmax_normalize_forward(be, &t[OUT], inplace ? &t[OUT] : &t[IN]);
-        ms = elapsed(be, &rc, t0);
-        verdict(g, c, be, "forward", "out", &t[OUT], rc, ms, report, ctx);
-        free_all(be, t, COUNT);
+        ms = tmix_golden_elapsed(be, &rc, t0);
+        tmix_golden_check(g, c, be, "forward", rc, "out", &t[OUT], TMIX_TOL_ELEMENTWISE, ms, report,
+                          ctx);
+        tmix_golden_free(be, t, COUNT);
     }
     return 0;
 }
