@@ -3,6 +3,70 @@
 #include <math.h>
 #include <string.h>
 
+int check_err_(int rc, int code, const char *expr, const char *file, int line)
+{
+    if (rc != code) {
+        fprintf(stderr, "%s:%d: %s returned %s (%s), expected %s\n", file, line, expr,
+                tmix_err_name(rc), tmix_last_error(), tmix_err_name(code));
+        return 1;
+    }
+    if (rc < 0)
+        printf("  %s -> %s: %s\n", expr, tmix_err_name(rc), tmix_last_error());
+    return 0;
+}
+
+tmix_backend *cpu(void)
+{
+    return tmix_backend_cpu();
+}
+
+tmix_backend *empty_backend(void)
+{
+    static const tmix_backend_ops none;
+    static tmix_backend be = {.name = "empty", .device = TMIX_CPU, .ops = &none};
+    return &be;
+}
+
+tmix_tensor as_u8(tmix_tensor t)
+{
+    t.dtype = TMIX_U8;
+    return t;
+}
+
+tmix_tensor on_cuda(tmix_tensor t)
+{
+    t.device = TMIX_CUDA;
+    return t;
+}
+
+void fill_const(float *x, int64_t n, float v)
+{
+    for (int64_t i = 0; i < n; i++)
+        x[i] = v;
+}
+
+bool all_const(const float *x, int64_t n, float v)
+{
+    for (int64_t i = 0; i < n; i++)
+        if (x[i] != v)
+            return false;
+    return true;
+}
+
+void poison(const test_buf *outs, int64_t count)
+{
+    for (int64_t i = 0; i < count; i++)
+        fill_const(outs[i].p, outs[i].n, SENTINEL);
+}
+
+bool intact(const test_buf *outs, int64_t count)
+{
+    for (int64_t i = 0; i < count; i++)
+        if (!all_const(outs[i].p, outs[i].n, SENTINEL))
+            return false;
+    return true;
+}
+
 int test_main(int argc, char **argv, const test_case *tests)
 {
     if (argc > 1 && strcmp(argv[1], "--list") == 0) {
@@ -71,6 +135,8 @@ int gradcheck(const char *what, float *x, int64_t n, const float *analytic,
         x[i] = keep;
         double numeric = (hi - lo) / step, diff = fabs(analytic[i] - numeric);
         double excess = diff / (atol + rtol * fabs(numeric));
+        if (isnan(excess))
+            excess = INFINITY; // a NaN loss or gradient is a mismatch, not a pass
         if (excess > worst)
             worst = excess;
         if (excess > 1 && bad++ < 5)
@@ -80,4 +146,23 @@ int gradcheck(const char *what, float *x, int64_t n, const float *analytic,
     printf("  gradcheck %s: %lld coordinates, worst %.3g of tolerance, %lld over\n", what,
            (long long)samples, worst, (long long)bad);
     return bad ? 1 : 0;
+}
+
+static double test_loss_eval(void *ctx)
+{
+    test_loss *l = ctx;
+    if (l->forward(l) != 0) {
+        if (!l->failed)
+            fprintf(stderr, "  forward failed: %s\n", tmix_last_error());
+        l->failed = true;
+        return NAN;
+    }
+    return dot(l->out, l->r, l->n);
+}
+
+int gradcheck_loss(const char *what, float *x, int64_t n, const float *analytic,
+                   test_loss *l, double h, double atol, double rtol)
+{
+    int rc = gradcheck(what, x, n, analytic, test_loss_eval, l, h, atol, rtol);
+    return rc != 0 || l->failed ? 1 : 0;
 }

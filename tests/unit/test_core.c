@@ -1,6 +1,5 @@
 // The core: error table, tensors and memory, the safetensors reader on valid and malformed
 // files, the fixture set, the CUDA loader without a GPU, and the protocol encoding.
-#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,7 +19,7 @@ static int test_error_table(void)
         TMIX_ERRORS(CODE)
 #undef CODE
     };
-    int n = (int)(sizeof codes / sizeof codes[0]);
+    int n = (int)COUNT(codes);
     for (int i = 0; i < n; i++)
         for (int j = i + 1; j < n; j++) {
             CHECK(codes[i] != codes[j]);
@@ -37,7 +36,7 @@ static int test_error_table(void)
 static int test_tensor_shape_str(void)
 {
     float x[6];
-    tmix_tensor t = tmix_f32_view(x, 3, (int64_t[]){1, 2, 3});
+    tmix_tensor t = V3(x, 1, 2, 3);
     char s[32];
     CHECK(strcmp(tmix_shape_str(&t, s, sizeof s), "(1,2,3)") == 0);
     CHECK(strcmp(tmix_shape_str(NULL, s, sizeof s), "NULL") == 0);
@@ -50,7 +49,7 @@ static int test_tensor_shape_str(void)
 
 static int test_memory_alloc_zero_copy(void)
 {
-    tmix_backend *be = tmix_backend_cpu();
+    tmix_backend *be = cpu();
     tmix_tensor t;
     CHECK_OK(tmix_tensor_alloc(be, &t, TMIX_F32, 2, (int64_t[]){3, 5}));
     CHECK(t.owned && t.data && t.device == TMIX_CPU && ((uintptr_t)t.data % 64) == 0);
@@ -72,7 +71,7 @@ static int test_memory_alloc_zero_copy(void)
 
 static int test_memory_bad_input(void)
 {
-    tmix_backend *be = tmix_backend_cpu();
+    tmix_backend *be = cpu();
     tmix_tensor t;
     CHECK_ERR(tmix_tensor_alloc(be, &t, TMIX_F32, 0, (int64_t[]){1}), TMIX_ESHAPE);
     CHECK_ERR(tmix_tensor_alloc(be, &t, TMIX_F32, 5, (int64_t[]){1, 1, 1, 1, 1}), TMIX_ESHAPE);
@@ -81,11 +80,11 @@ static int test_memory_bad_input(void)
     CHECK_ERR(tmix_tensor_alloc(NULL, &t, TMIX_F32, 1, (int64_t[]){1}), TMIX_EINVAL);
     CHECK(strstr(tmix_last_error(), "tensor_alloc") != NULL);
     float x[4];
-    tmix_tensor v = tmix_f32_view(x, 1, (int64_t[]){4});
-    CHECK_ERR(tmix_tensor_upload(be, &v, NULL), TMIX_EINVAL);
-    tmix_tensor gpu = tmix_tensor_view(x, TMIX_F32, TMIX_CUDA, 1, (int64_t[]){4});
-    CHECK_ERR(tmix_tensor_zero(be, &gpu), TMIX_EDEVICE);
-    CHECK(strstr(tmix_last_error(), "cuda") != NULL);
+    tmix_tensor v = V1(x, 4), gpu = on_cuda(v);
+    const test_buf outs[] = {{x, COUNT(x)}};
+    EXPECT_FAIL(tmix_tensor_upload(be, &v, NULL), TMIX_EINVAL, "tensor_upload", outs);
+    EXPECT_FAIL(tmix_tensor_zero(be, &gpu), TMIX_EDEVICE, "cuda", outs);
+    CHECK(strstr(tmix_last_error(), "tensor_zero") != NULL);
     return 0;
 }
 
