@@ -328,9 +328,10 @@ int tmix_conv2d_backward_weight(tmix_backend *be,
 // so no sample can have a thread of its own. Instead the samples are taken one after the
 // other, in index order, by the whole team: first the team builds col_n (its channels shared
 // out), then it updates dW in fixed tiles of DW_TILE_OC x DW_TILE_K, one GEMM with beta 1
-// per tile and sample. A tile is always the same GEMM whichever thread runs it, and each
-// element of dW gets its samples added in index order, so the bits do not depend on the
-// thread count; col is built once per sample and memory is one col, as on one thread.
+// per tile and sample (tmix_cpu_sgemm_tiled, whose `omp for` binds to this region). A tile
+// is always the same GEMM whichever thread runs it, and each element of dW gets its samples
+// added in index order, so the bits do not depend on the thread count; col is built once
+// per sample and memory is one col, as on one thread.
 // Tile size, measured on a 64 -> 64 3x3 conv of (32,64,32,32): 64 x 64 costs 3-7% over one
 // whole GEMM per sample on one thread and gives 9 tiles per sample to share out; tiles of
 // 16 or 32 rows cost 15-35% on one thread (OpenBLAS repacks each operand once per tile).
@@ -348,8 +349,6 @@ int tmix_cpu_conv2d_backward_weight(tmix_backend *be, tmix_tensor *dweight, cons
     if (!pointwise && !(col = workspace("conv2d_backward_weight", &g, 1, &stride)))
         return TMIX_ENOMEM;
     float *dw = tmix_f32(dweight);
-    const int64_t tiles_oc = (g.OC + DW_TILE_OC - 1) / DW_TILE_OC;
-    const int64_t tiles_k = (g.K + DW_TILE_K - 1) / DW_TILE_K;
 #pragma omp parallel
     for (int64_t n = 0; n < g.N; n++) {
         const float *x = tmix_f32(in) + n * g.C * g.H * g.W;
@@ -360,16 +359,11 @@ int tmix_cpu_conv2d_backward_weight(tmix_backend *be, tmix_tensor *dweight, cons
             for (int64_t c = 0; c < g.C; c++)
                 im2col_channel(col, x, &g, p, c);
         } // implied barrier: col_n is complete before any tile reads it
-        const float *cn = pointwise ? x : col;
-#pragma omp for schedule(static)
-        for (int64_t t = 0; t < tiles_oc * tiles_k; t++) {
-            const int64_t oc0 = t / tiles_k * DW_TILE_OC, k0 = t % tiles_k * DW_TILE_K;
-            const int64_t m = g.OC - oc0 < DW_TILE_OC ? g.OC - oc0 : DW_TILE_OC;
-            const int64_t k = g.K - k0 < DW_TILE_K ? g.K - k0 : DW_TILE_K;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)k, (int)g.P,
-                        1.0f, dy + oc0 * g.P, (int)g.P, cn + k0 * g.P, (int)g.P, 1.0f,
-                        dw + oc0 * g.K + k0, (int)g.K);
-        } // implied barrier: no thread builds col_{n+1} while a tile still reads col_n
+        // dW += dout[n] @ col_n^T
+        tmix_cpu_sgemm_tiled(false, true, (int)g.OC, (int)g.K, (int)g.P, 1.0f,
+                             dy, (int)g.P, pointwise ? x : col, (int)g.P, 1.0f, dw, (int)g.K,
+                             DW_TILE_OC, DW_TILE_K);
+        // Its loop ends with a barrier: no thread builds col_{n+1} while a tile reads col_n.
     }
     free(col);
     return 0;

@@ -8,6 +8,16 @@
 
 // Pins OpenBLAS to one thread (see blas.c); called at the entry of every twin that uses BLAS.
 void tmix_cpu_blas_init(void);
+// C = alpha op(A) @ op(B) + beta C, row-major, as cblas_sgemm (op(X) is X^T where trans_x),
+// done in fixed tiles of tile_m x tile_n of C shared out by an orphaned `omp for`: call it
+// from every thread of a parallel region (it ends with that loop's barrier; alone, a
+// `#pragma omp parallel` line before the call), or outside one to run all the tiles on the
+// calling thread. The bits are the same for any thread count. The flags are bool, not
+// CBLAS_TRANSPOSE, because cblas.h pulls in <complex.h>, whose macro `I` would then reach
+// every file that includes this header.
+void tmix_cpu_sgemm_tiled(bool trans_a, bool trans_b, int m, int n, int k,
+                          float alpha, const float *a, int lda, const float *b, int ldb,
+                          float beta, float *c, int ldc, int tile_m, int tile_n);
 
 int tmix_cpu_conv2d_forward(tmix_backend *be, tmix_tensor *out, const tmix_tensor *in,
                             const tmix_tensor *weight, const tmix_tensor *bias,

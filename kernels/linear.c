@@ -2,40 +2,20 @@
 //   forward:          out (B, O)  = in (B, I) @ W^T (I, O)  (+ bias per row)
 //   backward input:   din (B, I) += dout (B, O) @ W (O, I)
 //   backward weight:  dW  (O, I) += dout^T (O, B) @ in (B, I)
-// Threads: OpenBLAS runs single-threaded (blas.c); each GEMM's output is cut into fixed
-// tiles that OpenMP shares out, so the bits do not depend on the thread count.
+// Threads: OpenBLAS runs single-threaded and each GEMM's output is cut into fixed tiles that
+// OpenMP shares out (tmix_cpu_sgemm_tiled, blas.c), so the bits do not depend on the thread
+// count.
 #include "check.h"
 #include "cpu.h"
 #include "ops.h"
 
-#include <cblas.h>
 #include <limits.h>
 
-// The output tile: rows (the batch, or O for dW) by columns. Each tile is one GEMM over the
-// whole inner dimension (which for dW is the batch, so its sum is never split), the same
-// GEMM whichever thread runs it. Big enough to keep OpenBLAS's packing cheap beside the
-// multiply, small enough that a batch of 128 gives several tiles.
+// The output tile of each GEMM (tmix_cpu_sgemm_tiled): rows (the batch, or O for dW) by
+// columns. Each tile is one GEMM over the whole inner dimension (which for dW is the batch, so
+// its sum is never split). Big enough to keep OpenBLAS's packing cheap beside the multiply,
+// small enough that a batch of 128 gives several tiles.
 enum { TILE_ROWS = 32, TILE_COLS = 128 };
-
-// C (M, N) = op(A) (M, K) @ op(B) (K, N) + beta C, tile by tile. op(X) is X or X^T as
-// cblas_sgemm's flags say; A, B and C row-major with leading dimensions lda, ldb, ldc.
-static void gemm_tiled(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m, int n, int k,
-                       const float *a, int lda, const float *b, int ldb, float beta,
-                       float *c, int ldc)
-{
-    const int tiles_m = (m + TILE_ROWS - 1) / TILE_ROWS, tiles_n = (n + TILE_COLS - 1) / TILE_COLS;
-#pragma omp parallel for schedule(static)
-    for (int64_t t = 0; t < (int64_t)tiles_m * tiles_n; t++) {
-        const int i0 = (int)(t / tiles_n) * TILE_ROWS, j0 = (int)(t % tiles_n) * TILE_COLS;
-        const int tm = m - i0 < TILE_ROWS ? m - i0 : TILE_ROWS;
-        const int tn = n - j0 < TILE_COLS ? n - j0 : TILE_COLS;
-        // Rows i0.. of op(A) and columns j0.. of op(B).
-        const float *ai = ta == CblasNoTrans ? a + (int64_t)i0 * lda : a + i0;
-        const float *bj = tb == CblasNoTrans ? b + j0 : b + (int64_t)j0 * ldb;
-        cblas_sgemm(CblasRowMajor, ta, tb, tm, tn, k, 1.0f, ai, lda, bj, ldb, beta,
-                    c + (int64_t)i0 * ldc + j0, ldc);
-    }
-}
 
 // BLAS takes int sizes.
 static int check_blas_sizes(const char *op, const tmix_tensor *a, const tmix_tensor *b)
@@ -84,8 +64,10 @@ int tmix_cpu_linear_forward(tmix_backend *be, tmix_tensor *out, const tmix_tenso
                 y[(int64_t)r * no + o] = b[o];
         beta = 1.0f;
     }
-    gemm_tiled(CblasNoTrans, CblasTrans, nb, no, ni, tmix_f32(in), ni, tmix_f32(weight), ni,
-               beta, y, no);
+    // out = in @ W^T (+ out)
+#pragma omp parallel
+    tmix_cpu_sgemm_tiled(false, true, nb, no, ni, 1.0f, tmix_f32(in), ni,
+                         tmix_f32(weight), ni, beta, y, no, TILE_ROWS, TILE_COLS);
     return 0;
 }
 
@@ -111,8 +93,10 @@ int tmix_cpu_linear_backward_input(tmix_backend *be, tmix_tensor *din, const tmi
     (void)be;
     tmix_cpu_blas_init();
     const int nb = (int)din->shape[0], ni = (int)din->shape[1], no = (int)weight->shape[0];
-    gemm_tiled(CblasNoTrans, CblasNoTrans, nb, ni, no, tmix_f32(dout), no, tmix_f32(weight), ni,
-               1.0f, tmix_f32(din), ni);
+    // din += dout @ W
+#pragma omp parallel
+    tmix_cpu_sgemm_tiled(false, false, nb, ni, no, 1.0f, tmix_f32(dout), no,
+                         tmix_f32(weight), ni, 1.0f, tmix_f32(din), ni, TILE_ROWS, TILE_COLS);
     return 0;
 }
 
@@ -138,8 +122,9 @@ int tmix_cpu_linear_backward_weight(tmix_backend *be, tmix_tensor *dweight, cons
     (void)be;
     tmix_cpu_blas_init();
     const int nb = (int)in->shape[0], ni = (int)in->shape[1], no = (int)dweight->shape[0];
-    // The batch is the inner dimension: each tile sums all of it in one GEMM.
-    gemm_tiled(CblasTrans, CblasNoTrans, no, ni, nb, tmix_f32(dout), no, tmix_f32(in), ni,
-               1.0f, tmix_f32(dweight), ni);
+    // dW += dout^T @ in. The batch is the inner dimension: one GEMM per tile sums all of it.
+#pragma omp parallel
+    tmix_cpu_sgemm_tiled(true, false, no, ni, nb, 1.0f, tmix_f32(dout), no,
+                         tmix_f32(in), ni, 1.0f, tmix_f32(dweight), ni, TILE_ROWS, TILE_COLS);
     return 0;
 }
