@@ -11,6 +11,22 @@
 // that kernel is capped here and the scratch buffer stays small.
 #define MAX_PARTIALS 1024
 
+// The max over the K channels of one column and 1 / sum_k exp((in_k - max) / tau): what
+// both passes need to evaluate the softmax of that column stably.
+static __device__ void column_stats(double *hmax, double *inv_sum,
+                                    const float *in, // (K) with stride HW
+                                    int64_t K, int64_t HW, double inv_tau)
+{
+    double m = in[0];
+    for (int64_t k = 1; k < K; k++)
+        m = fmax(m, (double)in[k * HW]);
+    double sum = 0.0;
+    for (int64_t k = 0; k < K; k++)
+        sum += exp((in[k * HW] - m) * inv_tau);
+    *hmax = m;
+    *inv_sum = 1.0 / sum;
+}
+
 // out[n, :, p] = softmax(in[n, :, p] / tau); out may be in (each column is read before it is
 // written, by the one thread that owns it).
 static __global__ void softmax_forward_kernel(float *out,       // (N, K, H, W)
@@ -21,13 +37,8 @@ static __global__ void softmax_forward_kernel(float *out,       // (N, K, H, W)
     const double inv_tau = 1.0 / (double)tau[0];
     TMIX_CUDA_LOOP(q, N * HW) {
         int64_t base = q / HW * K * HW + q % HW;
-        double hmax = in[base];
-        for (int64_t k = 1; k < K; k++)
-            hmax = fmax(hmax, (double)in[base + k * HW]);
-        double sum = 0.0;
-        for (int64_t k = 0; k < K; k++)
-            sum += exp((in[base + k * HW] - hmax) * inv_tau);
-        const double inv_sum = 1.0 / sum;
+        double hmax, inv_sum;
+        column_stats(&hmax, &inv_sum, in + base, K, HW, inv_tau);
         for (int64_t k = 0; k < K; k++)
             out[base + k * HW] = (float)(exp((in[base + k * HW] - hmax) * inv_tau) * inv_sum);
     }
@@ -51,13 +62,8 @@ static __global__ void softmax_backward_kernel(float *din,         // (N, K, H, 
     double acc = 0.0;
     TMIX_CUDA_LOOP(q, N * HW) {
         int64_t base = q / HW * K * HW + q % HW;
-        double hmax = in[base];
-        for (int64_t k = 1; k < K; k++)
-            hmax = fmax(hmax, (double)in[base + k * HW]);
-        double sum = 0.0;
-        for (int64_t k = 0; k < K; k++)
-            sum += exp((in[base + k * HW] - hmax) * inv_tau);
-        const double inv_sum = 1.0 / sum;
+        double hmax, inv_sum;
+        column_stats(&hmax, &inv_sum, in + base, K, HW, inv_tau);
         double gy = 0.0;
         for (int64_t k = 0; k < K; k++)
             gy += exp((in[base + k * HW] - hmax) * inv_tau) * inv_sum * dout[base + k * HW];
