@@ -65,6 +65,14 @@ typedef struct tmix_backend_ops {
     int (*blend_forward)(tmix_backend *, tmix_tensor *out, TMIX_CONST masks, TMIX_CONST x);
     int (*blend_backward)(tmix_backend *, tmix_tensor *dmasks, tmix_tensor *dx, TMIX_CONST dout,
                           TMIX_CONST masks, TMIX_CONST x);
+    int (*add)(tmix_backend *, tmix_tensor *out, TMIX_CONST a, TMIX_CONST b);
+    int (*concat_channels_forward)(tmix_backend *, tmix_tensor *out, TMIX_CONST in, int c0);
+    int (*concat_channels_backward)(tmix_backend *, tmix_tensor *din, TMIX_CONST dout, int c0);
+    int (*fill_channels)(tmix_backend *, tmix_tensor *out, TMIX_CONST values, int c0);
+    int (*gather)(tmix_backend *, tmix_tensor *out, TMIX_CONST in, const int64_t *index);
+    int (*cam_forward)(tmix_backend *, tmix_tensor *out, TMIX_CONST features, TMIX_CONST weight,
+                       const int64_t *labels);
+    int (*box_masks)(tmix_backend *, tmix_tensor *masks, const tmix_box *boxes);
     int (*cross_entropy_forward)(tmix_backend *, tmix_tensor *loss, TMIX_CONST logits,
                                  TMIX_CONST targets);
     int (*cross_entropy_backward)(tmix_backend *, tmix_tensor *dlogits, TMIX_CONST logits,

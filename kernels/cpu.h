@@ -65,6 +65,17 @@ int tmix_cpu_blend_forward(tmix_backend *be, tmix_tensor *out, const tmix_tensor
 int tmix_cpu_blend_backward(tmix_backend *be, tmix_tensor *dmasks, tmix_tensor *dx,
                             const tmix_tensor *dout, const tmix_tensor *masks,
                             const tmix_tensor *x);
+int tmix_cpu_add(tmix_backend *be, tmix_tensor *out, const tmix_tensor *a, const tmix_tensor *b);
+int tmix_cpu_concat_channels_forward(tmix_backend *be, tmix_tensor *out, const tmix_tensor *in,
+                                     int c0);
+int tmix_cpu_concat_channels_backward(tmix_backend *be, tmix_tensor *din,
+                                      const tmix_tensor *dout, int c0);
+int tmix_cpu_fill_channels(tmix_backend *be, tmix_tensor *out, const tmix_tensor *values, int c0);
+int tmix_cpu_gather(tmix_backend *be, tmix_tensor *out, const tmix_tensor *in,
+                    const int64_t *index);
+int tmix_cpu_cam_forward(tmix_backend *be, tmix_tensor *out, const tmix_tensor *features,
+                         const tmix_tensor *weight, const int64_t *labels);
+int tmix_cpu_box_masks(tmix_backend *be, tmix_tensor *masks, const tmix_box *boxes);
 int tmix_cpu_cross_entropy_forward(tmix_backend *be, tmix_tensor *loss, const tmix_tensor *logits,
                                    const tmix_tensor *targets);
 int tmix_cpu_cross_entropy_backward(tmix_backend *be, tmix_tensor *dlogits,

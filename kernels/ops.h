@@ -167,6 +167,45 @@ int tmix_blend_backward(tmix_backend *be,
                         const tmix_tensor *masks,  // (B, K, H, W)
                         const tmix_tensor *x);     // (B * K, C, H, W)
 
+// ---- assembling networks ----------------------------------------------------------------
+// out = a + b (residual connections; din += dout is tmix_add(be, din, din, dout)). out may be
+// a or b.
+int tmix_add(tmix_backend *be, tmix_tensor *out, const tmix_tensor *a, const tmix_tensor *b);
+// out[:, c0 : c0 + C] = in: copies in as channels c0.. of out (concatenation along dim 1).
+int tmix_concat_channels_forward(tmix_backend *be,
+                                 tmix_tensor *out,      // (N, Co, H, W), c0 + C <= Co
+                                 const tmix_tensor *in, // (N, C, H, W)
+                                 int c0);
+// din += dout[:, c0 : c0 + C]
+int tmix_concat_channels_backward(tmix_backend *be,
+                                  tmix_tensor *din,        // (N, C, H, W)
+                                  const tmix_tensor *dout, // (N, Co, H, W)
+                                  int c0);
+// out[n, c0 + k, :, :] = values[n, k]: per-sample constants broadcast to whole channels
+// (the λ maps of the mixing module, constant masks).
+int tmix_fill_channels(tmix_backend *be,
+                       tmix_tensor *out,          // (N, Co, H, W), c0 + K <= Co
+                       const tmix_tensor *values, // (N, K)
+                       int c0);
+// out[m] = in[index[m]] along dimension 0; index is a host array of out->shape[0] entries,
+// each in [0, N).
+int tmix_gather(tmix_backend *be,
+                tmix_tensor *out,      // (M, ...)
+                const tmix_tensor *in, // (N, ...), same trailing shape
+                const int64_t *index); // [M], host
+// Class activation map before normalisation: out[n, 0] = sum_c weight[labels[n], c] *
+// features[n, c]. labels is a host array of N entries, each in [0, J).
+int tmix_cam_forward(tmix_backend *be,
+                     tmix_tensor *out,            // (N, 1, h, w)
+                     const tmix_tensor *features, // (N, C, h, w)
+                     const tmix_tensor *weight,   // (J, C)
+                     const int64_t *labels);      // [N], host
+// CutMix masks: masks[b, 1] = 1 inside boxes[b] and 0 outside, masks[b, 0] = 1 - masks[b, 1].
+// boxes is a host array of B boxes with 0 <= y0 <= y1 <= H and 0 <= x0 <= x1 <= W.
+int tmix_box_masks(tmix_backend *be,
+                   tmix_tensor *masks,       // (B, 2, H, W)
+                   const tmix_box *boxes);   // [B], host
+
 // ---- loss and optimiser ------------------------------------------------------------------
 // loss = mean over b of -sum_j targets[b, j] * log_softmax(logits[b])[j] (soft labels).
 int tmix_cross_entropy_forward(tmix_backend *be,

@@ -35,4 +35,9 @@ typedef struct {
     int flip;
 } tmix_crop;
 
+// A CutMix box: rows [y0, y1) and columns [x0, x1).
+typedef struct {
+    int y0, x0, y1, x1;
+} tmix_box;
+
 #endif

@@ -11,7 +11,9 @@
     /* kernels/golden/warp.c */                                                         \
     X(affine_grid) X(grid_sample) X(warp) X(resize_bilinear) X(minmax_normalize)        \
     /* kernels/golden/mix.c */                                                          \
-    X(softmax_channel) X(blend) X(cross_entropy) X(sgd) X(preprocess)
+    X(softmax_channel) X(blend) X(cross_entropy) X(sgd) X(preprocess)                   \
+    /* kernels/golden/assemble.c */                                                     \
+    X(add) X(concat_channels) X(fill_channels) X(gather) X(cam) X(box_masks)
 
 #define TMIX_SUITE_DECL(name) \
     int tmix_golden_##name(tmix_backend *be, tmix_golden *g, tmix_golden_report report, void *ctx);

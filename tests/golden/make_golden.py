@@ -8,8 +8,9 @@ and gradients as float32 in tests/golden/<suite>.safetensors, the format kernels
 reads: tensors "<case>/<role>", metadata "cases" (comma-separated) and "<case>" (JSON
 parameters with a human "label"). Fixtures are committed; rerun only when a case changes.
 
-The cases live in the gen_*.py modules beside this file (gen_nn.py, gen_warp.py, gen_mix.py),
-one per op group, each exposing SUITES = {suite_name: function returning [(case_name, params, tensors)]}.
+The cases live in the gen_*.py modules beside this file (gen_nn.py, gen_warp.py, gen_mix.py,
+gen_assemble.py), one per op group, each exposing SUITES = {suite_name: function returning
+[(case_name, params, tensors)]}.
 """
 import argparse
 import glob

@@ -1,0 +1,44 @@
+// add: out = a + b element by element, for residual connections and for summing one
+// gradient into another (din += dout is tmix_add(be, din, din, dout)).
+#include "check.h"
+#include "cpu.h"
+#include "ops.h"
+
+// out may be a or b exactly (element i is read before it is written), but a partial overlap
+// would read values already overwritten.
+static bool overlaps_partly(const tmix_tensor *x, const tmix_tensor *y)
+{
+    uintptr_t a = (uintptr_t)x->data, b = (uintptr_t)y->data, n = tmix_tensor_bytes(x);
+    return a != b && a < b + n && b < a + n;
+}
+
+int tmix_add(tmix_backend *be,
+             tmix_tensor *out,    // any shape
+             const tmix_tensor *a, // same shape
+             const tmix_tensor *b) // same shape
+{
+    static const char op[] = "add";
+    TMIX_CHECK_BACKEND(op, be, add);
+    TMIX_TRY(tmix_check_tensor(op, "a", a, be, TMIX_F32, -1));
+    TMIX_TRY(tmix_check_shape(op, "b", b, be, TMIX_F32, a->ndim, a->shape));
+    TMIX_TRY(tmix_check_shape(op, "out", out, be, TMIX_F32, a->ndim, a->shape));
+    if (overlaps_partly(out, a) || overlaps_partly(out, b)) {
+        char s[96];
+        return tmix_fail(TMIX_EINVAL, "%s: out %s overlaps %s without being it", op,
+                         tmix_shape_str(out, s, sizeof s), overlaps_partly(out, a) ? "a" : "b");
+    }
+    return be->ops->add(be, out, a, b);
+}
+
+int tmix_cpu_add(tmix_backend *be, tmix_tensor *out, const tmix_tensor *a, const tmix_tensor *b)
+{
+    (void)be;
+    const int64_t n = tmix_tensor_numel(a);
+    const float *x = tmix_f32(a), *z = tmix_f32(b);
+    float *y = tmix_f32(out);
+    // Threads only pay off on large tensors; each element is written by one thread anyway.
+#pragma omp parallel for schedule(static) if (n >= 65536)
+    for (int64_t i = 0; i < n; i++)
+        y[i] = x[i] + z[i];
+    return 0;
+}
