@@ -42,5 +42,21 @@ const tmix_st_tensor *tmix_safetensors_find(const tmix_safetensors *st, const ch
 const char *tmix_safetensors_meta(const tmix_safetensors *st, const char *key);
 const char *tmix_safetensors_path(const tmix_safetensors *st);
 const char *tmix_st_dtype_name(tmix_st_dtype dtype);
+int64_t tmix_st_numel(const tmix_st_tensor *t);
+
+// Reads a F32, F16 or BF16 tensor into dst (tmix_st_numel(t) floats). Any other dtype is
+// TMIX_EDTYPE with a message naming the file and the tensor.
+int tmix_st_read_f32(const tmix_safetensors *st, const tmix_st_tensor *t, float *dst);
+
+// Writing: collect tensors (copied) and metadata, then save. Tensors are written in the
+// order added. save writes PATH.tmp, fsyncs it and renames it over PATH, so a reader never
+// sees a half-written file.
+typedef struct tmix_st_writer tmix_st_writer;
+int tmix_st_writer_new(tmix_st_writer **out);
+int tmix_st_writer_add(tmix_st_writer *w, const char *name, tmix_st_dtype dtype, int ndim,
+                       const int64_t *shape, const void *data);
+int tmix_st_writer_meta(tmix_st_writer *w, const char *key, const char *value);
+int tmix_st_writer_save(tmix_st_writer *w, const char *path);
+void tmix_st_writer_free(tmix_st_writer *w);
 
 #endif
