@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "mix_cmd.h"
 #include "selftest.h"
 
 static void usage(FILE *f)
@@ -13,6 +14,7 @@ static void usage(FILE *f)
             "\n"
             "commands:\n"
             "  selftest     run every numeric op against its PyTorch reference and print a table\n"
+            "  mix          mix one batch offline and write every intermediate (mix --help)\n"
             "  --version    print the version and the backends this build has\n"
             "  --help       print this help\n");
 }
@@ -40,6 +42,8 @@ int main(int argc, char **argv)
         }
         return tmixd_selftest();
     }
+    if (strcmp(cmd, "mix") == 0)
+        return tmixd_mix_main(argc - 2, argv + 2);
     fprintf(stderr, "tmixd: unknown command '%s'\n\n", cmd);
     usage(stderr);
     return 2;

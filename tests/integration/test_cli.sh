@@ -25,4 +25,23 @@ set +e
 "$TMIXD" >/dev/null 2>&1; rc=$?
 set -e
 [ "$rc" -eq 2 ] || fail "no command exited $rc, expected 2"
+# tmixd mix: usage errors exit 2 naming the option; a bad file exits 1 naming the file.
+expect() { # RC PATTERN ARGS...: runs tmixd with ARGS, wants exit RC and PATTERN on stderr
+  want=$1 pattern=$2
+  shift 2
+  set +e
+  err=$("$TMIXD" "$@" 2>&1 >/dev/null); rc=$?
+  set -e
+  [ "$rc" -eq "$want" ] || fail "tmixd $* exited $rc, expected $want ($err)"
+  echo "$err" | grep -q -- "$pattern" || fail "tmixd $* said: $err"
+}
+"$TMIXD" mix --help | grep -q -- "--teacher" || fail "mix --help does not mention --teacher"
+expect 2 "--teacher is required" mix --in a --out b
+expect 2 "unknown option '--frob'" mix --frob 1
+expect 2 "--n '4'" mix --teacher t --in a --out b --n 4
+expect 2 "--seed '-1'" mix --teacher t --in a --out b --seed -1
+expect 2 "--out needs a value" mix --teacher t --in a --out
+expect 1 "/nonexistent/t.safetensors" mix --teacher /nonexistent/t.safetensors --in a --out b
+expect 1 "unknown mixing method 'puzzle'" mix --teacher t --in a --out b --method puzzle
+expect 1 "needs --module" mix --teacher t --in a --out b --method transformmix
 echo "PASS tmixd.cli"
