@@ -14,6 +14,7 @@ packages=(
   libuv1-dev libnanomsg-dev libprotobuf-c-dev protobuf-c-compiler libturbojpeg0-dev
   libopenblas-dev libcjson-dev libinih-dev zlib1g-dev libpng-dev libsystemd-dev
   patchelf dataset-fashion-mnist
+  python3-numpy python3-torch python3-torchvision
 )
 
 install_missing() {
