@@ -3,7 +3,9 @@
 // op, check, case, error against the reference, tolerance and time. Exits 1 if any row fails.
 #include "selftest.h"
 
+#include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +14,8 @@
 #include "backend.h"
 #include "error.h"
 #include "golden.h"
+#include "mix_cmd.h"
+#include "safetensors.h"
 
 typedef struct {
     int rows, failed, unsupported;
@@ -101,17 +105,108 @@ static int run_backend(tmix_backend *be, const char *dir, tally *t)
     return 0;
 }
 
+// ||got - ref|| / ||ref|| over n floats (0 when both are zero).
+static double norm_error(const float *got, const float *ref, int64_t n)
+{
+    double diff = 0, size = 0;
+    for (int64_t i = 0; i < n; i++) {
+        diff += ((double)got[i] - ref[i]) * ((double)got[i] - ref[i]);
+        size += (double)ref[i] * ref[i];
+    }
+    if (!isfinite(diff))
+        return INFINITY;
+    return size > 0 ? sqrt(diff / size) : sqrt(diff);
+}
+
+// Compares every tensor of `expected` with the same tensor of `got`: float tensors by the
+// relative error of their norms, integer tensors exactly. Prints a row per tensor. (The whole
+// pipeline in float32 against a float64 reference: the warp multiplies the last-bit error
+// of θ by the image gradient, and a ReLU input within rounding of zero may route a weight
+// gradient differently, so single elements may move by more than the tensor does.
+// tests/models/mix_parity.py checks each step element by element.)
+static void compare_outputs(const tmix_safetensors *got, const tmix_safetensors *expected,
+                            double ms, tally *t)
+{
+    for (int i = 0; i < tmix_safetensors_count(expected); i++) {
+        const tmix_st_tensor *e = tmix_safetensors_at(expected, i);
+        const tmix_st_tensor *g = tmix_safetensors_find(got, e->name);
+        double err = INFINITY;
+        if (g && g->bytes == e->bytes && g->dtype == e->dtype) {
+            if (e->dtype == TMIX_ST_F32) {
+                float *a = malloc(e->bytes), *b = malloc(e->bytes);
+                if (a && b && tmix_st_read_f32(got, g, a) == 0 &&
+                    tmix_st_read_f32(expected, e, b) == 0)
+                    err = norm_error(a, b, tmix_st_numel(e));
+                free(a);
+                free(b);
+            } else {
+                err = memcmp(g->data, e->data, e->bytes) ? INFINITY : 0;
+            }
+        }
+        const bool ok = err <= TMIX_TOL_GEMM;
+        t->rows++;
+        t->failed += !ok;
+        printf("%-7s %-17s %-12s %-34.34s %10.2e %8.0e %9.3f  %s\n", "cpu", "transformmix",
+               i == 0 ? "fwd+bwd" : "", e->name, err, TMIX_TOL_GEMM, i == 0 ? ms : 0.0,
+               ok ? "ok" : g ? "FAIL" : "FAIL (missing)");
+    }
+}
+
+// The whole TransformMix forward and backward (tmixd mix --grads) on the CPU, on the PyTorch
+// fixture of tests/golden/transformmix/ (a cifar_resnet20 teacher, an n = 2 module).
+static void run_transformmix(const char *dir, tally *t)
+{
+    char teacher[2 * PATH_MAX], module[2 * PATH_MAX], in[2 * PATH_MAX],
+        expected[2 * PATH_MAX], out[PATH_MAX];
+    const char *tmp = getenv("TMPDIR");
+    snprintf(out, sizeof out, "%s/tmix-selftest-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    snprintf(teacher, sizeof teacher, "%s/transformmix/teacher.safetensors", dir);
+    snprintf(module, sizeof module, "%s/transformmix/module.safetensors", dir);
+    snprintf(in, sizeof in, "%s/transformmix/in.safetensors", dir);
+    snprintf(expected, sizeof expected, "%s/transformmix/expected.safetensors", dir);
+    int fd = mkstemp(out);
+    if (fd < 0) {
+        fprintf(stderr, "selftest: cannot create %s: %s\n", out, strerror(errno));
+        t->failed++;
+        return;
+    }
+    close(fd);
+    tmixd_mix_args args = {.teacher = teacher, .module = module, .in = in, .out = out,
+                           .grads = true};
+    const double t0 = tmix_now_ms();
+    tmix_safetensors *got = NULL, *want = NULL;
+    int rc = tmixd_mix_run(&args);
+    const double ms = tmix_now_ms() - t0;
+    if (rc == 0)
+        rc = tmix_safetensors_open(&got, out);
+    if (rc == 0)
+        rc = tmix_safetensors_open(&want, expected);
+    if (rc == 0)
+        compare_outputs(got, want, ms, t);
+    else {
+        printf("%-7s %-17s %-12s %-34s %10s %8s %9s  FAIL (%s)\n", "cpu", "transformmix",
+               "fwd+bwd", "-", "-", "-", "-", tmix_last_error());
+        t->rows++;
+        t->failed++;
+    }
+    tmix_safetensors_close(got);
+    tmix_safetensors_close(want);
+    unlink(out);
+}
+
 int tmixd_selftest(void)
 {
     char buf[PATH_MAX + 64];
     const char *dir = golden_dir(buf, sizeof buf);
     printf("tmix selftest: every op against PyTorch reference cases in %s\n", dir);
-    printf("error = max |got - ref| / max(|ref|, 1e-3 max|ref|); time in ms for the op call\n\n");
+    printf("error = max |got - ref| / max(|ref|, 1e-3 max|ref|), and for the whole "
+           "TransformMix\n||got - ref|| / ||ref|| per tensor; time in ms for the op call\n\n");
     printf("%-7s %-17s %-12s %-34s %10s %8s %9s  %s\n", "backend", "op", "check", "case",
            "error", "tol", "ms", "verdict");
     tally t = {0};
     if (run_backend(tmix_backend_cpu(), dir, &t))
         return 1;
+    run_transformmix(dir, &t);
     int gpus = tmix_cuda_device_count();
     for (int d = 0; d < gpus; d++) {
         tmix_backend *be;

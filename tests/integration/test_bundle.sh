@@ -14,7 +14,8 @@ cleanup() { umount "$rfs/proc" 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 
 tarball=$("$root/deploy/bundle.sh" "$work/dist" | tail -n 1)
-mkdir -p "$rfs/proc" "$rfs/srv/somewhere" "$rfs/lib64" "$rfs/lib/x86_64-linux-gnu"
+mkdir -p "$rfs/proc" "$rfs/srv/somewhere" "$rfs/lib64" "$rfs/lib/x86_64-linux-gnu" "$rfs/tmp"
+chmod 1777 "$rfs/tmp" # selftest writes the TransformMix output there
 tar -C "$rfs/srv/somewhere" -xzf "$tarball"
 cp /lib64/ld-linux-x86-64.so.2 "$rfs/lib64/"
 for lib in libc.so.6 libm.so.6 libdl.so.2 libpthread.so.0 librt.so.1 libstdc++.so.6 libgcc_s.so.1; do
