@@ -1,0 +1,113 @@
+// Milliseconds per batch of the mixing pipeline on one backend: CAMs (the teacher on the
+// clean batch), the whole TransformMix forward (CAMs + module + blend), and one search step
+// (forward with the teacher's loss + backward into the module). Prints a table.
+//
+//   bench_mix TEACHER [--batch 128] [--size 32] [--n 2] [--repeat 5]
+//
+// Inputs are random; a fresh module is used (its weights do not change the cost).
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "golden.h"
+#include "mix.h"
+#include "ops.h"
+
+static int fail(const char *what)
+{
+    fprintf(stderr, "bench_mix: %s: %s\n", what, tmix_last_error());
+    return 1;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "usage: bench_mix TEACHER [--batch B] [--size S] [--n N] [--repeat R]\n");
+        return 2;
+    }
+    int batch = 128, size = 32, n = 2, repeat = 5;
+    for (int i = 2; i + 1 < argc; i += 2) {
+        int *v = strcmp(argv[i], "--batch") == 0 ? &batch : strcmp(argv[i], "--size") == 0 ? &size
+                 : strcmp(argv[i], "--n") == 0   ? &n : strcmp(argv[i], "--repeat") == 0 ? &repeat
+                                                 : NULL;
+        if (!v || (*v = atoi(argv[i + 1])) <= 0) {
+            fprintf(stderr, "bench_mix: bad option %s %s\n", argv[i], argv[i + 1]);
+            return 2;
+        }
+    }
+    tmix_backend *be = tmix_backend_cpu();
+    tmix_teacher *teacher;
+    if (tmix_teacher_load(&teacher, be, argv[1]) < 0)
+        return fail("teacher");
+    const tmix_teacher_info *info = tmix_teacher_info_get(teacher);
+    tmix_module module;
+    if (tmix_module_init(&module, be, n, 32, 1.0f, 1) < 0)
+        return fail("module");
+    const int64_t shape[4] = {batch, info->in_channels, size, size};
+    tmix_tensor images, logits, cams, grads[TMIX_MODULE_COUNT];
+    if (tmix_tensor_alloc(be, &images, TMIX_F32, 4, shape) < 0 ||
+        tmix_tensor_alloc(be, &logits, TMIX_F32, 2, (int64_t[]){batch, info->num_classes}) < 0 ||
+        tmix_tensor_alloc(be, &cams, TMIX_F32, 4, (int64_t[]){batch, 1, size, size}) < 0 ||
+        tmix_module_alloc_like(&module, be, grads) < 0)
+        return fail("buffers");
+    float *x = tmix_f32(&images);
+    uint64_t s = 1;
+    for (int64_t i = 0; i < tmix_tensor_numel(&images); i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        x[i] = (float)((s >> 40) / (double)(1 << 24)) * 4 - 2;
+    }
+    int64_t *labels = malloc(sizeof *labels * batch);
+    for (int i = 0; i < batch; i++)
+        labels[i] = i % info->num_classes;
+    tmix_draws draws;
+    tmix_rng rng;
+    tmix_rng_seed(&rng, 1);
+    if (tmix_draws_alloc(&draws, batch, n, 32) < 0)
+        return fail("draws");
+    tmix_draws_sample(&draws, &rng, 1.0);
+    tmix_mixer *mx;
+    if (tmix_mixer_new(&mx, be, TMIX_MIX_TRANSFORMMIX) < 0)
+        return fail("mixer");
+
+    // Best of `repeat` after one warm-up run of each row.
+    double best[3] = {1e30, 1e30, 1e30};
+    for (int r = 0; r <= repeat; r++) {
+        tmix_mix_result res;
+        double t0 = tmix_now_ms();
+        if (tmix_teacher_forward(teacher, &logits, &images) < 0 ||
+            tmix_teacher_cams(teacher, &cams, labels) < 0)
+            return fail("cams");
+        double t1 = tmix_now_ms();
+        if (tmix_mix_forward(mx, teacher, &module, &images, labels, &draws, false, &res) < 0)
+            return fail("mix");
+        double t2 = tmix_now_ms();
+        if (tmix_mix_forward(mx, teacher, &module, &images, labels, &draws, true, &res) < 0 ||
+            tmix_mix_backward(mx, teacher, &module, grads, NULL) < 0)
+            return fail("search step");
+        double t3 = tmix_now_ms();
+        if (r == 0)
+            continue;
+        const double ms[3] = {t1 - t0, t2 - t1, t3 - t2};
+        for (int k = 0; k < 3; k++)
+            best[k] = ms[k] < best[k] ? ms[k] : best[k];
+    }
+    printf("backend %s, teacher %s, batch %d of %dx%dx%d, n = %d, best of %d\n", be->name,
+           info->arch, batch, info->in_channels, size, size, n, repeat);
+    printf("%-44s %10s %12s\n", "stage", "ms/batch", "images/s");
+    const char *rows[3] = {"CAMs (teacher forward + CAM)", "whole mix (CAMs + STN + MPN + blend)",
+                           "search step (mix + teacher loss + backward)"};
+    for (int k = 0; k < 3; k++)
+        printf("%-44s %10.1f %12.0f\n", rows[k], best[k], batch / best[k] * 1e3);
+    tmix_mixer_free(mx);
+    tmix_draws_free(&draws);
+    free(labels);
+    for (int i = 0; i < TMIX_MODULE_COUNT; i++)
+        tmix_tensor_free(be, &grads[i]);
+    tmix_tensor_free(be, &images);
+    tmix_tensor_free(be, &logits);
+    tmix_tensor_free(be, &cams);
+    tmix_module_free(&module, be);
+    tmix_teacher_free(teacher);
+    return 0;
+}
