@@ -38,6 +38,11 @@ bool tmix_method_uses_mpn(tmix_method m)
     return m == TMIX_MIX_MPN_ONLY || m == TMIX_MIX_TRANSFORMMIX;
 }
 
+bool tmix_method_uses_cams(tmix_method m)
+{
+    return m == TMIX_MIX_SOFTMAX_CAM || tmix_method_uses_stn(m) || tmix_method_uses_mpn(m);
+}
+
 int tmix_draws_alloc(tmix_draws *d, int batch, int n, int stn_size)
 {
     memset(d, 0, sizeof *d);

@@ -143,25 +143,34 @@ static int size_host(tmix_mixer *mx, int b, int n)
 
 static int check_inputs(const tmix_mixer *mx, const tmix_teacher *teacher,
                         const tmix_module *module, const tmix_tensor *images,
-                        const int64_t *labels, const tmix_draws *d)
+                        const int64_t *labels, const tmix_draws *d, bool with_loss)
 {
-    const tmix_teacher_info *ti = tmix_teacher_info_get(teacher);
     const char *method = tmix_method_name(mx->method);
     if (!images || images->dtype != TMIX_F32 || images->ndim != 4 ||
         images->device != mx->be->device)
         return tmix_fail(TMIX_EINVAL, "mix: images must be a float32 (B, C, H, W) tensor on %s",
                          mx->be->name);
     const int64_t b = images->shape[0];
-    if (images->shape[1] != ti->in_channels)
-        return tmix_fail(TMIX_ESHAPE, "mix: images have %lld channels, the %s teacher takes %d",
-                         (long long)images->shape[1], ti->arch, ti->in_channels);
     if (d->batch != b)
         return tmix_fail(TMIX_ESHAPE, "mix: draws are for a batch of %d, images for %lld",
                          d->batch, (long long)b);
+    if (!teacher && (tmix_method_uses_cams(mx->method) || with_loss))
+        return tmix_fail(TMIX_EINVAL, "mix: method %s%s needs a teacher", method,
+                         with_loss ? " with the loss" : "");
     for (int64_t i = 0; i < b; i++)
-        if (labels[i] < 0 || labels[i] >= ti->num_classes)
-            return tmix_fail(TMIX_EINVAL, "mix: label %lld of sample %lld is outside [0, %d)",
-                             (long long)labels[i], (long long)i, ti->num_classes);
+        if (labels[i] < 0)
+            return tmix_fail(TMIX_EINVAL, "mix: label %lld of sample %lld is negative",
+                             (long long)labels[i], (long long)i);
+    if (teacher) {
+        const tmix_teacher_info *ti = tmix_teacher_info_get(teacher);
+        if (images->shape[1] != ti->in_channels)
+            return tmix_fail(TMIX_ESHAPE, "mix: images have %lld channels, the %s teacher takes %d",
+                             (long long)images->shape[1], ti->arch, ti->in_channels);
+        for (int64_t i = 0; i < b; i++)
+            if (labels[i] >= ti->num_classes)
+                return tmix_fail(TMIX_EINVAL, "mix: label %lld of sample %lld is outside [0, %d)",
+                                 (long long)labels[i], (long long)i, ti->num_classes);
+    }
     if (mx->method == TMIX_MIX_CUTMIX && d->n != 2)
         return tmix_fail(TMIX_EINVAL, "mix: cutmix mixes 2 images, not n = %d", d->n);
     const bool needs_module = tmix_method_uses_stn(mx->method) || tmix_method_uses_mpn(mx->method);
@@ -346,7 +355,7 @@ int tmix_mix_forward(tmix_mixer *mx, tmix_teacher *teacher, const tmix_module *m
                      const tmix_tensor *images, const int64_t *labels, const tmix_draws *d,
                      bool with_loss, tmix_mix_result *res)
 {
-    TMIX_TRY(check_inputs(mx, teacher, module, images, labels, d));
+    TMIX_TRY(check_inputs(mx, teacher, module, images, labels, d, with_loss));
     tmix_backend *be = mx->be;
     const tmix_method method = mx->method;
     const int b = d->batch, n = d->n, s = d->stn_size;
@@ -358,15 +367,17 @@ int tmix_mix_forward(tmix_mixer *mx, tmix_teacher *teacher, const tmix_module *m
     mx->height = h;
     mx->width = w;
     mx->stn_size = s;
-    mx->classes = tmix_teacher_info_get(teacher)->num_classes;
+    mx->classes = teacher ? tmix_teacher_info_get(teacher)->num_classes : 0;
     mx->images = images;
     memset(res, 0, sizeof *res);
 
     // CAMs of every sample for its own label.
-    TMIX_TRY(ensure(be, &mx->logits, 2, b, mx->classes, 0, 0));
-    TMIX_TRY(tmix_teacher_forward(teacher, &mx->logits, images));
-    TMIX_TRY(ensure(be, &mx->cams, 4, b, 1, h, w));
-    TMIX_TRY(tmix_teacher_cams(teacher, &mx->cams, labels));
+    if (teacher) {
+        TMIX_TRY(ensure(be, &mx->logits, 2, b, mx->classes, 0, 0));
+        TMIX_TRY(tmix_teacher_forward(teacher, &mx->logits, images));
+        TMIX_TRY(ensure(be, &mx->cams, 4, b, 1, h, w));
+        TMIX_TRY(tmix_teacher_cams(teacher, &mx->cams, labels));
+    }
 
     // Each sample's n inputs: itself, then its partners.
     for (int i = 0; i < b; i++)
@@ -378,8 +389,10 @@ int tmix_mix_forward(tmix_mixer *mx, tmix_teacher *teacher, const tmix_module *m
         }
     TMIX_TRY(ensure(be, &mx->xs, 4, (int64_t)b * n, c, h, w));
     TMIX_TRY(tmix_gather(be, &mx->xs, images, mx->sources));
-    TMIX_TRY(ensure(be, &mx->cs, 4, (int64_t)b * n, 1, h, w));
-    TMIX_TRY(tmix_gather(be, &mx->cs, &mx->cams, mx->sources));
+    if (teacher) {
+        TMIX_TRY(ensure(be, &mx->cs, 4, (int64_t)b * n, 1, h, w));
+        TMIX_TRY(tmix_gather(be, &mx->cs, &mx->cams, mx->sources));
+    }
     TMIX_TRY(ensure(be, &mx->lam, 2, b, n, 0, 0));
     TMIX_TRY(tmix_tensor_upload(be, &mx->lam, d->lam));
     TMIX_TRY(ensure(be, &mx->tau, 1, 1, 0, 0, 0));
@@ -425,10 +438,10 @@ int tmix_mix_forward(tmix_mixer *mx, tmix_teacher *teacher, const tmix_module *m
     TMIX_TRY(ensure(be, &mx->mixed, 4, b, c, h, w));
     TMIX_TRY(tmix_blend_forward(be, &mx->mixed, &mx->f.masks, warped));
 
-    res->cams = &mx->cams;
+    res->cams = teacher ? &mx->cams : NULL;
     res->theta = &mx->f.theta;
     res->warped = warped;
-    res->warped_cams = warped_cams;
+    res->warped_cams = teacher ? warped_cams : NULL;
     res->masks = &mx->f.masks;
     res->mixed = &mx->mixed;
     res->sources = mx->sources;

@@ -26,6 +26,8 @@ const char *tmix_method_name(tmix_method m);
 int tmix_method_parse(const char *name, tmix_method *out);
 bool tmix_method_uses_stn(tmix_method m);
 bool tmix_method_uses_mpn(tmix_method m);
+// Whether the method needs the teacher's CAMs (the others mix without a teacher).
+bool tmix_method_uses_cams(tmix_method m);
 
 // The random part of one batch, on the host: drawn from a seed, or given (tmixd mix --in).
 typedef struct {
@@ -66,6 +68,8 @@ void tmix_mixer_free(tmix_mixer *mx);
 // Mixes images (B, C, H, W; C = the teacher's in_channels) with labels (host, B entries).
 // module is needed by the methods that use the STN or MPN (NULL otherwise), and must have
 // n = draws->n. with_loss also runs the teacher on the mixed batch for logits and the loss.
+// teacher may be NULL for a method that needs no CAMs (none, mixup, cutmix) without
+// with_loss; the result's cams and warped_cams are then NULL.
 int tmix_mix_forward(tmix_mixer *mx, tmix_teacher *teacher, const tmix_module *module,
                      const tmix_tensor *images, const int64_t *labels,
                      const tmix_draws *draws, bool with_loss, tmix_mix_result *res);

@@ -379,6 +379,44 @@ static int test_gradients(void)
     return 0;
 }
 
+// none, mixup and cutmix need no teacher: without one they give the same bits; a method that
+// needs CAMs, or the loss, is refused.
+static int test_without_teacher(void)
+{
+    const tmix_method methods[] = {TMIX_MIX_NONE, TMIX_MIX_MIXUP, TMIX_MIX_CUTMIX};
+    for (int m = 0; m < COUNT(methods); m++) {
+        fixture f;
+        tmix_mixer *with, *without;
+        tmix_mix_result a, b;
+        CHECK(setup(&f, 2, 200 + m) == 0);
+        CHECK(run(&f, methods[m], &with, &a) == 0);
+        tmix_tensor images = V4(f.images, B, C, H, W);
+        CHECK_OK(tmix_mixer_new(&without, cpu(), methods[m]));
+        CHECK_OK(tmix_mix_forward(without, NULL, NULL, &images, f.labels, &f.draws, false, &b));
+        CHECK(b.cams == NULL && b.warped_cams == NULL);
+        CHECK(memcmp(tmix_f32(a.mixed), tmix_f32(b.mixed), sizeof(float) * B * C * H * W) == 0);
+        CHECK(memcmp(a.weights, b.weights, sizeof(float) * B * 2) == 0);
+        CHECK_ERR(tmix_mix_forward(without, NULL, NULL, &images, f.labels, &f.draws, true, &b),
+                  TMIX_EINVAL);
+        CHECK(strstr(tmix_last_error(), "needs a teacher"));
+        tmix_mixer_free(with);
+        tmix_mixer_free(without);
+        teardown(&f);
+    }
+    fixture f;
+    tmix_mixer *mx;
+    tmix_mix_result r;
+    CHECK(setup(&f, 2, 210) == 0);
+    tmix_tensor images = V4(f.images, B, C, H, W);
+    CHECK_OK(tmix_mixer_new(&mx, cpu(), TMIX_MIX_SOFTMAX_CAM));
+    CHECK_ERR(tmix_mix_forward(mx, NULL, NULL, &images, f.labels, &f.draws, false, &r),
+              TMIX_EINVAL);
+    CHECK(strstr(tmix_last_error(), "softmax-cam needs a teacher"));
+    tmix_mixer_free(mx);
+    teardown(&f);
+    return 0;
+}
+
 static int test_bad_input(void)
 {
     fixture f;
@@ -422,6 +460,7 @@ int main(int argc, char **argv)
         {"mix.identity_warp", test_identity_warp},
         {"mix.cold_masks", test_cold_masks},
         {"mix.gradients", test_gradients},
+        {"mix.without_teacher", test_without_teacher},
         {"mix.bad_input", test_bad_input},
         {NULL, NULL},
     };
