@@ -1,7 +1,5 @@
-// A small test harness (libuv style): each test program has a table of {name, fn}; meson
-// runs one process per test name (`prog NAME`), `prog` alone runs all, `prog --list` lists.
-// A test returns 0 to pass, 77 to skip, anything else to fail; CHECK prints the failing
-// expression with file and line and fails the test.
+// The core's test helpers: error-code checks, CPU views, poisoned outputs, random data; the
+// runner and CHECK are test_main.h's.
 #ifndef TMIX_TEST_HARNESS_H
 #define TMIX_TEST_HARNESS_H
 
@@ -12,21 +10,7 @@
 
 #include "backend.h"
 #include "error.h"
-
-typedef struct {
-    const char *name;
-    int (*fn)(void);
-} test_case;
-
-int test_main(int argc, char **argv, const test_case *tests);
-
-#define CHECK(cond)                                                              \
-    do {                                                                         \
-        if (!(cond)) {                                                           \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-            return 1;                                                            \
-        }                                                                        \
-    } while (0)
+#include "test_main.h"
 
 // Checks that expr returns exactly the error code `code`, and prints its message.
 #define CHECK_ERR(expr, code)                                                    \
