@@ -1,0 +1,91 @@
+// The one table of tmixd's settings. Every row makes a field of tmixd_config (named
+// section_key), a key of the config file ([section] key = value), a command-line override
+// (--section.key=value), a block of `tmixd serve --print-config` and of deploy/tmixd.conf.
+// Rows, by type (defaults are text, parsed like a value from the file):
+//   STR(section, key, default, reload, doc)                      char *
+//   INT(section, key, default, min, max, reload, doc)            int in [min, max]
+//   U64(section, key, default, reload, doc)                      uint64_t
+//   DBL(section, key, default, GE|GT, min, max, reload, doc)     double in [min, max] / (min, max]
+//   BOOL(section, key, default, reload, doc)                     true/false yes/no on/off 1/0
+//   ENUM(section, key, ctype, WORDS, default, reload, doc)       ctype, from the list WORDS
+//   FLOATS(section, key, default, GE|GT, min, max, reload, doc)  comma-separated floats or auto
+// reload: RELOAD when the setting may change while tmixd runs, FIXED otherwise.
+#ifndef TMIXD_SETTINGS_H
+#define TMIXD_SETTINGS_H
+
+#include <math.h>
+
+#include "log.h" // TMIXD_LOG_LEVELS
+#include "mix.h" // TMIX_METHODS
+
+// Word lists of the enum settings: W(ID, "word") makes the constant TMIXD_ID.
+#define TMIXD_DATASET_FORMATS(W)                                                       \
+    W(FORMAT_IDX, "idx") W(FORMAT_CIFAR, "cifar") W(FORMAT_IMAGEFOLDER, "imagefolder")
+#define TMIXD_SPLITS(W) W(SPLIT_TRAIN, "train") W(SPLIT_TEST, "test")
+#define TMIXD_CROPS(W)                                                                 \
+    W(AUGMENT_CROP_NONE, "none") W(AUGMENT_CROP_PAD, "pad")                          \
+    W(AUGMENT_CROP_RANDOM_RESIZED, "random-resized")
+#define TMIXD_DTYPES(W) W(DTYPE_FLOAT32, "float32") W(DTYPE_FLOAT16, "float16") W(DTYPE_UINT8, "uint8")
+#define TMIXD_LAYOUTS(W) W(LAYOUT_NCHW, "nchw") W(LAYOUT_NHWC, "nhwc")
+
+#define TMIXD_SETTINGS(STR, INT, U64, DBL, BOOL, ENUM, FLOATS)                                     \
+    STR(server, endpoint, "", FIXED,                                                               \
+        "Where trainers connect: ipc://PATH or tcp://HOST:PORT; empty = "                          \
+        "ipc://$XDG_RUNTIME_DIR/tmix/tmixd.sock (as root ipc:///run/tmix/tmixd.sock).")            \
+    STR(server, state_dir, "", FIXED,                                                              \
+        "Where consumer-group progress is saved; empty = $XDG_STATE_HOME/tmix, else "              \
+        "$HOME/.local/state/tmix (as root /var/lib/tmix).")                                        \
+    INT(server, max_memory_mb, 1024, 16, 1048576, FIXED,                                           \
+        "Upper bound on the memory of all pipeline buffers, in MiB.")                              \
+    U64(server, seed, 0, FIXED,                                                                    \
+        "Seed of every random draw: batch k of epoch e depends only on (seed, e, k).")             \
+    INT(server, workers, 0, 0, 256, FIXED, "Decode and augment threads; 0 = one per core.")        \
+    INT(server, prefetch, 4, 1, 64, FIXED, "Batches produced ahead, per consumer group.")          \
+    DBL(server, lease_timeout_s, 60, GE, 0.1, 86400, RELOAD,                                       \
+        "Seconds a trainer may hold a batch before it goes to another member of its group.")      \
+    INT(server, max_trainers, 64, 1, 4096, FIXED, "Most trainers connected at once.")              \
+    INT(server, max_request_bytes, 65536, 1024, 16777216, FIXED,                                   \
+        "Largest request accepted, in bytes; a larger one gets an error reply.")                   \
+    ENUM(server, log_level, tmixd_log_level, TMIXD_LOG_LEVELS, "info", RELOAD,                     \
+         "Least severe message written to the log.")                                               \
+    STR(server, log_file, "", FIXED,                                                               \
+        "Log file, opened for append and reopened on SIGHUP; empty = stderr.")                     \
+    ENUM(dataset, format, tmixd_dataset_format, TMIXD_DATASET_FORMATS, "idx", FIXED,               \
+         "idx: MNIST / Fashion-MNIST files; cifar: CIFAR-10/100 binary; imagefolder: "             \
+         "path/CLASS/*.jpg|*.jpeg|*.png.")                                                         \
+    STR(dataset, path, "/usr/share/datasets/fashion-mnist", FIXED, "Directory of the data set.")   \
+    ENUM(dataset, split, tmixd_split, TMIXD_SPLITS, "train", FIXED, "The split served.")           \
+    INT(augment, size, 0, 0, 4096, FIXED,                                                          \
+        "Output height = width, in pixels; 0 = the data set's native size.")                       \
+    ENUM(augment, crop, tmixd_crop, TMIXD_CROPS, "none", FIXED,                                    \
+         "none; pad: pad by [augment] pad, then a random crop; random-resized: a random crop "     \
+         "of area fraction [scale_min, scale_max], resized.")                                      \
+    INT(augment, pad, 4, 0, 1024, FIXED, "Padding in pixels of crop = pad.")                       \
+    BOOL(augment, flip, true, FIXED, "Random horizontal flip.")                                    \
+    DBL(augment, scale_min, 0.08, GT, 0, 1, FIXED,                                                 \
+        "Smallest area fraction of a random-resized crop.")                                        \
+    DBL(augment, scale_max, 1, GT, 0, 1, FIXED,                                                  \
+        "Largest area fraction of a random-resized crop.")                                         \
+    FLOATS(augment, mean, "auto", GE, -HUGE_VAL, HUGE_VAL, FIXED,                                  \
+           "Per-channel mean subtracted from images in [0, 1]; auto = the teacher's, else 0.5.")  \
+    FLOATS(augment, std, "auto", GT, 0, HUGE_VAL, FIXED,                                           \
+           "Per-channel standard deviation divided by after the mean; auto = the teacher's, "     \
+           "else 0.5.")                                                                             \
+    ENUM(mix, method, tmix_method, TMIX_METHODS, "mixup", FIXED,                                   \
+         "Mixing method; softmax-cam, stn-only, mpn-only and transformmix use [teacher] path.")    \
+    STR(mix, module, "", FIXED,                                                                    \
+        "Trained mixing module (safetensors from search mode) for stn-only, mpn-only and "         \
+        "transformmix.")                                                                           \
+    DBL(mix, alpha, 1, GE, 0.001, 1000, FIXED,                                                   \
+        "Concentration of the mixing weights: Dirichlet(alpha), Beta(alpha, alpha) for n = 2.")   \
+    INT(mix, n, 2, 2, 3, FIXED, "Images mixed into each output image.")                            \
+    STR(teacher, path, "", FIXED,                                                                  \
+        "Frozen teacher network (safetensors, see tmix.export) whose CAMs guide the mix.")         \
+    ENUM(output, dtype, tmixd_dtype, TMIXD_DTYPES, "float32", FIXED,                               \
+         "Image dtype of a batch when the trainer's hello does not choose one.")                   \
+    ENUM(output, layout, tmixd_layout, TMIXD_LAYOUTS, "nchw", FIXED,                               \
+         "Image layout of a batch when the trainer's hello does not choose one.")                  \
+    INT(output, batch_size, 128, 1, 65536, FIXED,                                                  \
+        "Images per batch when the trainer's hello does not choose a size.")
+
+#endif
