@@ -1,0 +1,180 @@
+// Crops, bilinear resize and flip of one uint8 HWC image; see augment.h.
+#include "augment.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+
+// Where output index d of an axis reads from when n_in pixels are resized to n_out: the
+// taps i0 <= i1 and the weight of i1. PyTorch's rule for align_corners=False: source =
+// (d + 0.5) n_in / n_out - 0.5, clamped below at 0; i1 = i0 + 1 except at the last pixel.
+typedef struct {
+    int i0, i1;
+    float l1;
+} axis_tap;
+
+static axis_tap source_tap(int d, int n_in, int n_out)
+{
+    double src = ((double)d + 0.5) * n_in / n_out - 0.5;
+    if (src < 0)
+        src = 0;
+    axis_tap t;
+    t.i0 = (int)src;
+    if (t.i0 > n_in - 1)
+        t.i0 = n_in - 1;
+    t.i1 = t.i0 < n_in - 1 ? t.i0 + 1 : t.i0;
+    t.l1 = (float)fmin(src - t.i0, 1.0);
+    return t;
+}
+
+// Resizes the window b of in (inside the image) to out_h x out_w into out.
+static int resize_window(const tmixd_image *in, tmixd_crop_box b, int out_h, int out_w,
+                         uint8_t *out) // (out_h, out_w, in->c)
+{
+    const int c = in->c;
+    const size_t row = (size_t)in->w * c;
+    if (b.h == out_h && b.w == out_w) {
+        for (int y = 0; y < out_h; y++)
+            memcpy(out + (size_t)y * out_w * c,
+                   in->data + (size_t)(b.top + y) * row + (size_t)b.left * c, (size_t)out_w * c);
+        return 0;
+    }
+    axis_tap *xs = malloc((size_t)out_w * sizeof *xs);
+    if (!xs)
+        return tmix_fail(TMIX_ENOMEM, "augment: out of memory for a %d-wide resize", out_w);
+    for (int x = 0; x < out_w; x++)
+        xs[x] = source_tap(x, b.w, out_w);
+    for (int y = 0; y < out_h; y++) {
+        const axis_tap ty = source_tap(y, b.h, out_h);
+        const uint8_t *r0 = in->data + (size_t)(b.top + ty.i0) * row + (size_t)b.left * c;
+        const uint8_t *r1 = in->data + (size_t)(b.top + ty.i1) * row + (size_t)b.left * c;
+        uint8_t *o = out + (size_t)y * out_w * c;
+        for (int x = 0; x < out_w; x++) {
+            const axis_tap tx = xs[x];
+            const size_t a = (size_t)tx.i0 * c, e = (size_t)tx.i1 * c;
+            for (int k = 0; k < c; k++) {
+                const float top = r0[a + k] + tx.l1 * (float)(r0[e + k] - r0[a + k]);
+                const float bottom = r1[a + k] + tx.l1 * (float)(r1[e + k] - r1[a + k]);
+                const float v = top + ty.l1 * (bottom - top);
+                o[(size_t)x * c + k] = (uint8_t)(v + 0.5f);
+            }
+        }
+    }
+    free(xs);
+    return 0;
+}
+
+// Copies the out_h x out_w window at b (in padded coordinates) of in, zeros outside it.
+static void pad_window(const tmixd_image *in, tmixd_crop_box b, uint8_t *out)
+{
+    const int c = in->c;
+    for (int y = 0; y < b.h; y++) {
+        uint8_t *o = out + (size_t)y * b.w * c;
+        const int sy = b.top + y;
+        memset(o, 0, (size_t)b.w * c);
+        if (sy < 0 || sy >= in->h)
+            continue;
+        const int x0 = b.left < 0 ? -b.left : 0;
+        const int x1 = in->w - b.left < b.w ? in->w - b.left : b.w; // exclusive
+        if (x1 > x0)
+            memcpy(o + (size_t)x0 * c, in->data + ((size_t)sy * in->w + b.left + x0) * c,
+                   (size_t)(x1 - x0) * c);
+    }
+}
+
+static void flip_rows(uint8_t *img, int h, int w, int c)
+{
+    for (int y = 0; y < h; y++) {
+        uint8_t *r = img + (size_t)y * w * c;
+        for (int x = 0; x < w / 2; x++)
+            for (int k = 0; k < c; k++) {
+                const uint8_t t = r[(size_t)x * c + k];
+                r[(size_t)x * c + k] = r[(size_t)(w - 1 - x) * c + k];
+                r[(size_t)(w - 1 - x) * c + k] = t;
+            }
+    }
+}
+
+tmixd_crop_box tmixd_random_resized_box(const tmixd_augment_params *p, int h, int w, tmix_rng *rng)
+{
+    const double area = (double)h * w;
+    const double log_lo = log(p->ratio_min), log_hi = log(p->ratio_max);
+    for (int attempt = 0; attempt < 10; attempt++) {
+        const double target =
+            area * (p->scale_min + (p->scale_max - p->scale_min) * tmix_rng_uniform(rng));
+        const double ratio = exp(log_lo + (log_hi - log_lo) * tmix_rng_uniform(rng));
+        const double cw = nearbyint(sqrt(target * ratio)), ch = nearbyint(sqrt(target / ratio));
+        if (cw > 0 && cw <= w && ch > 0 && ch <= h) {
+            tmixd_crop_box b = {0, 0, (int)ch, (int)cw};
+            b.top = (int)tmix_rng_below(rng, (uint64_t)(h - b.h + 1));
+            b.left = (int)tmix_rng_below(rng, (uint64_t)(w - b.w + 1));
+            return b;
+        }
+    }
+    // No try fitted: the central crop, narrowed to the nearest allowed aspect ratio.
+    tmixd_crop_box b = {0, 0, h, w};
+    const double in_ratio = (double)w / h;
+    if (in_ratio < p->ratio_min)
+        b.h = (int)nearbyint(w / (double)p->ratio_min);
+    else if (in_ratio > p->ratio_max)
+        b.w = (int)nearbyint(h * (double)p->ratio_max);
+    b.h = b.h < 1 ? 1 : b.h > h ? h : b.h;
+    b.w = b.w < 1 ? 1 : b.w > w ? w : b.w;
+    b.top = (h - b.h) / 2;
+    b.left = (w - b.w) / 2;
+    return b;
+}
+
+static int check_params(const tmixd_augment_params *p, const tmixd_image *in)
+{
+    if (p->out_h <= 0 || p->out_w <= 0)
+        return tmix_fail(TMIX_EINVAL, "augment: output size %dx%d is not positive", p->out_h,
+                         p->out_w);
+    if (!in->data || in->h <= 0 || in->w <= 0 || in->c <= 0)
+        return tmix_fail(TMIX_EINVAL, "augment: input image %dx%dx%d is empty", in->h, in->w,
+                         in->c);
+    switch (p->crop) {
+    case TMIXD_CROP_NONE:
+        return 0;
+    case TMIXD_CROP_PAD:
+        if (p->pad < 0 || p->pad > 1 << 16)
+            return tmix_fail(TMIX_EINVAL, "augment: pad %d is outside [0, 65536]", p->pad);
+        if (in->h + 2 * p->pad < p->out_h || in->w + 2 * p->pad < p->out_w)
+            return tmix_fail(TMIX_EINVAL,
+                             "augment: a %dx%d image padded by %d is smaller than the %dx%d output",
+                             in->h, in->w, p->pad, p->out_h, p->out_w);
+        return 0;
+    case TMIXD_CROP_RANDOM_RESIZED:
+        if (!(p->scale_min > 0 && p->scale_min <= p->scale_max && isfinite(p->scale_max)))
+            return tmix_fail(TMIX_EINVAL, "augment: scale range [%g, %g] needs 0 < min <= max",
+                             p->scale_min, p->scale_max);
+        if (!(p->ratio_min > 0 && p->ratio_min <= p->ratio_max && isfinite(p->ratio_max)))
+            return tmix_fail(TMIX_EINVAL, "augment: ratio range [%g, %g] needs 0 < min <= max",
+                             p->ratio_min, p->ratio_max);
+        return 0;
+    }
+    return tmix_fail(TMIX_EINVAL, "augment: unknown crop kind %d", (int)p->crop);
+}
+
+int tmixd_augment(const tmixd_augment_params *p, const tmixd_image *in, tmix_rng *rng,
+                  uint8_t *out) // (out_h, out_w, in->c)
+{
+    TMIX_TRY(check_params(p, in));
+    tmixd_crop_box b = {0, 0, in->h, in->w};
+    if (p->crop == TMIXD_CROP_PAD) {
+        b.h = p->out_h;
+        b.w = p->out_w;
+        b.top = (int)tmix_rng_below(rng, (uint64_t)(in->h + 2 * p->pad - p->out_h + 1)) - p->pad;
+        b.left = (int)tmix_rng_below(rng, (uint64_t)(in->w + 2 * p->pad - p->out_w + 1)) - p->pad;
+        pad_window(in, b, out);
+    } else {
+        if (p->crop == TMIXD_CROP_RANDOM_RESIZED)
+            b = tmixd_random_resized_box(p, in->h, in->w, rng);
+        TMIX_TRY(resize_window(in, b, p->out_h, p->out_w, out));
+    }
+    if (p->flip && tmix_rng_uniform(rng) < 0.5)
+        flip_rows(out, p->out_h, p->out_w, in->c);
+    return 0;
+}
