@@ -1,0 +1,329 @@
+// A trainer's session with tmixd: Hello -> Welcome, then Next -> Batch for sequence 1, 2, ...
+// with the acknowledgements of released batches, and a new Hello when the daemon has
+// forgotten the session.
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <nanomsg/nn.h>
+
+#include "internal.h"
+
+#define GROUP_MAX 64
+// Bounds that keep a Welcome's products (batch bytes, N x n) far from overflow.
+#define MIX_N_MAX       64
+#define BATCH_BYTES_MAX ((double)(1ull << 48))
+
+// A batch the caller holds; the caller's pointer is &pub.
+typedef struct held_batch {
+    tmix_batch pub;
+    Tmix__Envelope *env;     // owns every array pub points into
+    uint64_t session;        // the Hello (counted from 1) the batch was asked in
+    struct held_batch *next; // the client's unreleased batches, newest first
+} held_batch;
+
+struct tmix_client {
+    int sock;
+    char *endpoint;
+    tmix_options opts;
+    char group[GROUP_MAX + 1];
+    tmix_info info;
+    char *method;
+    uint64_t session;  // Hellos said so far
+    uint64_t next_seq; // the sequence the next Next asks for
+    held_batch *held;
+    char err[TMIXI_ERR_LEN];
+};
+
+void tmix_options_init(tmix_options *o)
+{
+    *o = (tmix_options){.group = "default", .timeout_ms = 60000};
+}
+
+static bool group_name_ok(const char *g)
+{
+    size_t len = strlen(g);
+    if (len < 1 || len > GROUP_MAX)
+        return false;
+    for (const char *p = g; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              *p == '.' || *p == '_' || *p == '-'))
+            return false;
+    return true;
+}
+
+static int check_options(const tmix_options *o, const char *endpoint, char *err)
+{
+    const char *g = o->group ? o->group : "default";
+    if (!group_name_ok(g))
+        return tmixi_fail(err, TMIX_EINVAL, "%s: group '%s': expected 1 to %d of A-Z a-z 0-9 . _ -",
+                          endpoint, g, GROUP_MAX);
+    if (o->mode < TMIX_MODE_DEFAULT || o->mode > TMIX_MODE_BROADCAST)
+        return tmixi_fail(err, TMIX_EINVAL, "%s: mode %d: expected TMIX_MODE_*", endpoint, o->mode);
+    if (o->dtype < TMIX_DTYPE_DEFAULT || o->dtype > TMIX_DTYPE_UINT8)
+        return tmixi_fail(err, TMIX_EINVAL, "%s: dtype %d: expected TMIX_DTYPE_*", endpoint,
+                          o->dtype);
+    if (o->layout < TMIX_LAYOUT_DEFAULT || o->layout > TMIX_LAYOUT_NHWC)
+        return tmixi_fail(err, TMIX_EINVAL, "%s: layout %d: expected TMIX_LAYOUT_*", endpoint,
+                          o->layout);
+    if (o->timeout_ms < 0)
+        return tmixi_fail(err, TMIX_EINVAL, "%s: timeout_ms %d: expected 0 (forever) or more",
+                          endpoint, o->timeout_ms);
+    return 0;
+}
+
+// A choice of the Hello that the Welcome must echo unless the Hello left it to the daemon.
+static bool resolved(long long asked, long long got, long long lo, long long hi)
+{
+    return got >= lo && got <= hi && (asked == 0 || asked == got);
+}
+
+static int check_welcome(const tmix_client *c, const Tmix__Welcome *w, char *err)
+{
+    const tmix_options *o = &c->opts;
+    const char *e = c->endpoint;
+    if (!resolved(o->mode, w->mode, TMIX_MODE_SHARD, TMIX_MODE_BROADCAST) ||
+        !resolved(o->dtype, w->dtype, TMIX_DTYPE_FLOAT32, TMIX_DTYPE_UINT8) ||
+        !resolved(o->layout, w->layout, TMIX_LAYOUT_NCHW, TMIX_LAYOUT_NHWC) ||
+        !resolved(o->batch_size, w->batch_size, 1, UINT32_MAX))
+        return tmixi_fail(err, TMIX_EPROTO,
+                          "%s: asked for mode %s, dtype %s, layout %s, batch size %u; the "
+                          "Welcome says %s, %s, %s, %u",
+                          e, tmix_mode_name(o->mode), tmix_dtype_name(o->dtype),
+                          tmix_layout_name(o->layout), o->batch_size, tmix_mode_name(w->mode),
+                          tmix_dtype_name(w->dtype), tmix_layout_name(w->layout), w->batch_size);
+    if (w->n_image_shape != 3)
+        return tmixi_fail(err, TMIX_EPROTO,
+                          "%s: the Welcome's image shape has %zu dimensions, expected 3", e,
+                          w->n_image_shape);
+    const uint32_t *s = w->image_shape;
+    const double bytes = (double)s[0] * s[1] * s[2] * w->batch_size * tmix_dtype_size(w->dtype);
+    if (!s[0] || !s[1] || !s[2] || bytes > BATCH_BYTES_MAX)
+        return tmixi_fail(err, TMIX_EPROTO,
+                          "%s: the Welcome's image shape (%u,%u,%u) with batch size %u is "
+                          "empty or absurd",
+                          e, s[0], s[1], s[2], w->batch_size);
+    if (w->mix_n < 1 || w->mix_n > MIX_N_MAX || w->classes < 1)
+        return tmixi_fail(err, TMIX_EPROTO,
+                          "%s: the Welcome's n = %u (expected 1 to %d) or "
+                          "classes = %u (expected 1 or more) is wrong",
+                          e, w->mix_n, MIX_N_MAX, w->classes);
+    return 0;
+}
+
+// Says Hello with the client's options and, on Welcome, starts a new session at sequence 1.
+static int hello(tmix_client *c, char *err)
+{
+    Tmix__Hello h = TMIX__HELLO__INIT;
+    h.group = c->group;
+    h.mode = (Tmix__GroupMode)c->opts.mode;
+    h.batch_size = c->opts.batch_size;
+    h.dtype = (Tmix__DType)c->opts.dtype;
+    h.layout = (Tmix__Layout)c->opts.layout;
+    h.delivery = TMIX__DELIVERY__INLINE; // the only delivery libtmix reads
+    Tmix__Envelope req = TMIX__ENVELOPE__INIT;
+    req.body_case = TMIX__ENVELOPE__BODY_HELLO;
+    req.hello = &h;
+    Tmix__Envelope *rep;
+    int rc = tmixi_exchange(c->sock, c->endpoint, c->opts.timeout_ms, &req,
+                            TMIX__ENVELOPE__BODY_WELCOME, &rep, err);
+    if (rc < 0)
+        return rc;
+    const Tmix__Welcome *w = rep->welcome;
+    char *method = NULL;
+    rc = check_welcome(c, w, err);
+    if (rc == 0 && !(method = strdup(w->method)))
+        rc = tmixi_fail(err, TMIX_ENOMEM, "%s: no memory for the Welcome", c->endpoint);
+    if (rc == 0) {
+        free(c->method);
+        c->method = method;
+        c->info = (tmix_info){
+            .session_id = w->session_id,
+            .channels = w->image_shape[0],
+            .height = w->image_shape[1],
+            .width = w->image_shape[2],
+            .classes = w->classes,
+            .mix_n = w->mix_n,
+            .batch_size = w->batch_size,
+            .epoch_size = w->epoch_size,
+            .batches_per_epoch = w->batches_per_epoch,
+            .mode = w->mode,
+            .dtype = w->dtype,
+            .layout = w->layout,
+            .method = method,
+        };
+        c->session++;
+        c->next_seq = 1;
+    }
+    tmix__envelope__free_unpacked(rep, NULL);
+    return rc;
+}
+
+int tmix_connect(tmix_client **out, const char *endpoint, const tmix_options *o)
+{
+    char *err = tmixi_thread_error();
+    if (!out || !endpoint)
+        return tmixi_fail(err, TMIX_EINVAL, "tmix_connect: %s is NULL", out ? "endpoint" : "out");
+    *out = NULL;
+    tmix_options defaults;
+    tmix_options_init(&defaults);
+    if (!o)
+        o = &defaults;
+    int rc = check_options(o, endpoint, err);
+    if (rc < 0)
+        return rc;
+    tmix_client *c = calloc(1, sizeof(*c));
+    if (!c || !(c->endpoint = strdup(endpoint))) {
+        free(c);
+        return tmixi_fail(err, TMIX_ENOMEM, "%s: no memory for a client", endpoint);
+    }
+    c->opts = *o;
+    strcpy(c->group, o->group ? o->group : "default");
+    c->opts.group = c->group;
+    rc = tmixi_socket_open(&c->sock, endpoint, o->timeout_ms, err);
+    if (rc < 0) {
+        free(c->endpoint);
+        free(c);
+        return rc;
+    }
+    rc = hello(c, err);
+    if (rc < 0) {
+        tmix_close(c);
+        return rc;
+    }
+    *out = c;
+    return 0;
+}
+
+const tmix_info *tmix_get_info(const tmix_client *c)
+{
+    return c ? &c->info : NULL;
+}
+
+// Every batch of the session through this sequence is released: the oldest one still held,
+// less one, or everything received when none is held.
+static uint64_t ack_through(const tmix_client *c)
+{
+    uint64_t ack = c->next_seq - 1;
+    for (const held_batch *h = c->held; h; h = h->next)
+        if (h->session == c->session && h->pub.sequence <= ack)
+            ack = h->pub.sequence - 1;
+    return ack;
+}
+
+static int ask_next(tmix_client *c, Tmix__Envelope **rep)
+{
+    Tmix__Next next = TMIX__NEXT__INIT;
+    next.session_id = c->info.session_id;
+    next.sequence = c->next_seq;
+    next.ack_through = ack_through(c);
+    Tmix__Envelope req = TMIX__ENVELOPE__INIT;
+    req.body_case = TMIX__ENVELOPE__BODY_NEXT;
+    req.next = &next;
+    return tmixi_exchange(c->sock, c->endpoint, c->opts.timeout_ms, &req,
+                          TMIX__ENVELOPE__BODY_BATCH, rep, c->err);
+}
+
+int tmix_next(tmix_client *c, tmix_batch **out)
+{
+    if (!c)
+        return tmixi_fail(tmixi_thread_error(), TMIX_EINVAL, "tmix_next: the client is NULL");
+    if (!out)
+        return tmixi_fail(c->err, TMIX_EINVAL, "%s: tmix_next: out is NULL", c->endpoint);
+    *out = NULL;
+    Tmix__Envelope *rep;
+    int rc = ask_next(c, &rep);
+    if (rc == TMIX_ESESSION) {
+        // The daemon restarted or expired the session: a new one, from sequence 1. Acks of
+        // the old session are lost; its batches come again to someone (at-least-once).
+        rc = hello(c, c->err);
+        if (rc == 0)
+            rc = ask_next(c, &rep);
+    }
+    if (rc < 0)
+        return rc;
+    held_batch *h = calloc(1, sizeof(*h));
+    if (!h)
+        rc = tmixi_fail(c->err, TMIX_ENOMEM, "%s: no memory for a batch", c->endpoint);
+    if (rc == 0)
+        rc = tmixi_batch_read(&h->pub, rep->batch, c->next_seq, &c->info, c->endpoint, c->err);
+    if (rc < 0) {
+        free(h);
+        tmix__envelope__free_unpacked(rep, NULL);
+        return rc;
+    }
+    h->env = rep;
+    h->session = c->session;
+    h->next = c->held;
+    c->held = h;
+    c->next_seq++;
+    *out = &h->pub;
+    return 0;
+}
+
+static void held_free(held_batch *h)
+{
+    tmix__envelope__free_unpacked(h->env, NULL);
+    free(h);
+}
+
+int tmix_release(tmix_client *c, tmix_batch *b)
+{
+    if (!c)
+        return tmixi_fail(tmixi_thread_error(), TMIX_EINVAL, "tmix_release: the client is NULL");
+    for (held_batch **p = &c->held; *p; p = &(*p)->next) {
+        if (&(*p)->pub == b) {
+            held_batch *h = *p;
+            *p = h->next;
+            held_free(h);
+            return 0;
+        }
+    }
+    return tmixi_fail(c->err, TMIX_EINVAL,
+                      "%s: tmix_release: not a batch this client holds (released already?)",
+                      c->endpoint);
+}
+
+// Says Bye, so that the daemon counts what was released and gives what was not to the
+// other members at once. Best effort: a daemon that is gone needs no goodbye.
+static void bye(tmix_client *c)
+{
+    enum { BYE_TIMEOUT_MS = 500 };
+    Tmix__Bye b = TMIX__BYE__INIT;
+    b.session_id = c->info.session_id;
+    b.ack_through = ack_through(c);
+    Tmix__Envelope req = TMIX__ENVELOPE__INIT;
+    req.body_case = TMIX__ENVELOPE__BODY_BYE;
+    req.bye = &b;
+    Tmix__Envelope *rep = NULL;
+    const int timeout = c->opts.timeout_ms > 0 && c->opts.timeout_ms < BYE_TIMEOUT_MS
+                            ? c->opts.timeout_ms : BYE_TIMEOUT_MS;
+    nn_setsockopt(c->sock, NN_SOL_SOCKET, NN_SNDTIMEO, &timeout, sizeof timeout);
+    nn_setsockopt(c->sock, NN_SOL_SOCKET, NN_RCVTIMEO, &timeout, sizeof timeout);
+    if (tmixi_exchange(c->sock, c->endpoint, timeout, &req, TMIX__ENVELOPE__BODY_BYE, &rep,
+                       c->err) == 0)
+        tmix__envelope__free_unpacked(rep, NULL);
+}
+
+void tmix_close(tmix_client *c)
+{
+    if (!c)
+        return;
+    if (c->info.session_id)
+        bye(c);
+    while (c->held) {
+        held_batch *h = c->held;
+        c->held = h->next;
+        held_free(h);
+    }
+    nn_close(c->sock);
+    free(c->method);
+    free(c->endpoint);
+    free(c);
+}
+
+const char *tmix_client_error(const tmix_client *c)
+{
+    return c ? c->err : tmixi_thread_error();
+}

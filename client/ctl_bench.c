@@ -1,0 +1,194 @@
+// tmixctl bench: K trainers (threads, each with its own client) in one consumer group pull
+// and release batches for S seconds; prints the throughput and tmix_next's latency.
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctl.h"
+#include "ctl_buf.h"
+
+static const char usage[] =
+    "usage: tmixctl bench --seconds S [-e ENDPOINT] [--trainers K] [--group G]\n"
+    "                     [--mode shard|broadcast] [--batch-size B] [--dtype D] [--layout L]\n"
+    "                     [--timeout S]\n"
+    "\n"
+    "  --seconds S    how long each trainer pulls\n"
+    "  --trainers K   trainers (threads, one client each) in the group (default 1)\n"
+    "  --group G      the consumer group (default \"bench\")\n"
+    "  --mode, --batch-size, --dtype, --layout\n"
+    "                 what to ask for in the Hello (default: the daemon's choice)\n"
+    "  --timeout S    seconds to wait for each reply (default 60; 0: forever)\n";
+
+// Where the trainers wait until every one has connected (or failed to), so that connecting
+// is not timed; `start` is set when `go` is.
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    uint32_t arrived;
+    bool go;
+    double start;
+} start_line;
+
+typedef struct {
+    const ctl_conn *conn;
+    start_line *line;
+    double seconds;
+    ctl_buf latencies_ms; // doubles, one per tmix_next
+    uint64_t batches, images;
+    double end;
+    int rc;
+    char err[512];
+} trainer;
+
+static void trainer_fail(trainer *t, int rc, const char *msg)
+{
+    t->rc = rc;
+    snprintf(t->err, sizeof(t->err), "%s", msg);
+}
+
+static void pull_until_deadline(trainer *t, tmix_client *c)
+{
+    const double deadline = t->line->start + t->seconds;
+    for (double now = ctl_now(); now < deadline;) {
+        tmix_batch *b;
+        int rc = tmix_next(c, &b);
+        if (rc < 0) {
+            trainer_fail(t, rc, tmix_client_error(c));
+            return;
+        }
+        const double after = ctl_now(), ms = (after - now) * 1e3;
+        if (ctl_buf_append(&t->latencies_ms, &ms, sizeof(ms)) < 0) {
+            trainer_fail(t, -1, "out of memory for the latencies");
+            return;
+        }
+        t->batches++;
+        t->images += b->size;
+        tmix_release(c, b);
+        now = after;
+    }
+}
+
+static void *trainer_run(void *arg)
+{
+    trainer *t = arg;
+    tmix_client *c = NULL;
+    int rc = tmix_connect(&c, t->conn->endpoint, &t->conn->o);
+    if (rc < 0)
+        trainer_fail(t, rc, tmix_client_error(NULL));
+    start_line *l = t->line;
+    pthread_mutex_lock(&l->mu);
+    l->arrived++;
+    pthread_cond_broadcast(&l->cv);
+    while (!l->go)
+        pthread_cond_wait(&l->cv, &l->mu);
+    pthread_mutex_unlock(&l->mu);
+    if (c)
+        pull_until_deadline(t, c);
+    t->end = ctl_now();
+    tmix_close(c);
+    return NULL;
+}
+
+static int by_value(const void *a, const void *b)
+{
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+// The p-quantile (0..1) of sorted[n] by nearest rank.
+static double quantile(const double *sorted, size_t n, double p)
+{
+    if (!n)
+        return 0;
+    size_t rank = (size_t)(p * (double)n + 0.999999);
+    return sorted[rank ? rank - 1 : 0];
+}
+
+static int report(trainer *ts, uint32_t k, double start)
+{
+    ctl_buf all = {0};
+    uint64_t batches = 0, images = 0;
+    double end = start;
+    for (uint32_t i = 0; i < k; i++) {
+        if (ctl_buf_append(&all, ts[i].latencies_ms.data, ts[i].latencies_ms.len) < 0) {
+            ctl_buf_free(&all);
+            return ctl_fail(1, "out of memory for the latencies");
+        }
+        batches += ts[i].batches;
+        images += ts[i].images;
+        end = ts[i].end > end ? ts[i].end : end;
+    }
+    double *lat = (double *)all.data;
+    const size_t n = all.len / sizeof(double);
+    if (n)
+        qsort(lat, n, sizeof(double), by_value);
+    const double seconds = end - start;
+    printf("%8s %10s %12s %12s %9s %9s\n", "trainers", "batches", "images", "images/s", "p50 ms",
+           "p99 ms");
+    printf("%8u %10llu %12llu %12.1f %9.2f %9.2f\n", k, (unsigned long long)batches,
+           (unsigned long long)images, seconds > 0 ? (double)images / seconds : 0.0,
+           quantile(lat, n, 0.5), quantile(lat, n, 0.99));
+    ctl_buf_free(&all);
+    return 0;
+}
+
+int ctl_bench_main(int argc, char **argv)
+{
+    ctl_conn conn;
+    ctl_opt opts[CTL_MAX_OPTS] = {0};
+    int n = 0;
+    double seconds = 0;
+    uint32_t k = 1;
+    ctl_conn_opts(&conn, 60, true, opts, &n);
+    conn.o.group = "bench";
+    opts[n++] = (ctl_opt){.name = "--seconds",
+                          .kind = CTL_SECONDS,
+                          .dest = &seconds,
+                          .lo = 0.001,
+                          .hi = 1e6,
+                          .required = true};
+    opts[n++] = (ctl_opt){.name = "--trainers", .kind = CTL_COUNT, .dest = &k, .lo = 1, .hi = 1024};
+    int rc = ctl_parse("tmixctl bench", usage, opts, argc, argv);
+    if (rc)
+        return rc < 0 ? 0 : rc;
+    ctl_conn_finish(&conn);
+
+    trainer *ts = calloc(k, sizeof(*ts));
+    pthread_t *threads = calloc(k, sizeof(*threads));
+    if (!ts || !threads) {
+        free(ts);
+        free(threads);
+        return ctl_fail(1, "out of memory for the trainers");
+    }
+    start_line line = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+    uint32_t started = 0;
+    for (; started < k; started++) {
+        ts[started] = (trainer){.conn = &conn, .line = &line, .seconds = seconds};
+        if (pthread_create(&threads[started], NULL, trainer_run, &ts[started]) != 0)
+            break;
+    }
+    for (uint32_t i = started; i < k; i++)
+        trainer_fail(&ts[i], -1, "cannot start a trainer thread");
+    pthread_mutex_lock(&line.mu);
+    while (line.arrived < started)
+        pthread_cond_wait(&line.cv, &line.mu);
+    line.start = ctl_now();
+    line.go = true;
+    pthread_cond_broadcast(&line.cv);
+    pthread_mutex_unlock(&line.mu);
+    for (uint32_t i = 0; i < started; i++)
+        pthread_join(threads[i], NULL);
+    rc = 0;
+    for (uint32_t i = 0; i < k && rc == 0; i++)
+        if (ts[i].rc)
+            rc = ctl_fail(ts[i].rc, ts[i].err);
+    if (rc == 0)
+        rc = report(ts, k, line.start);
+    for (uint32_t i = 0; i < k; i++)
+        ctl_buf_free(&ts[i].latencies_ms);
+    free(ts);
+    free(threads);
+    return rc;
+}

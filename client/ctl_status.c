@@ -1,0 +1,66 @@
+// tmixctl status: the daemon's answer to a StatusRequest as a table.
+#include <inttypes.h>
+#include <stdio.h>
+
+#include "ctl.h"
+
+static const char usage[] =
+    "usage: tmixctl status [-e ENDPOINT] [--timeout S]\n"
+    "\n"
+    "  -e, --endpoint E  the daemon's endpoint (ipc://PATH or tcp://HOST:PORT)\n"
+    "  --timeout S       seconds to wait for the answer (default 5; 0: forever)\n";
+
+static void print_duration(uint64_t s)
+{
+    if (s >= 86400)
+        printf("%" PRIu64 "d ", s / 86400);
+    printf("%02" PRIu64 ":%02" PRIu64 ":%02" PRIu64 "\n", s / 3600 % 24, s / 60 % 60, s % 60);
+}
+
+static void print_status(const char *endpoint, const tmix_server_status *s)
+{
+    printf("tmixd %s at %s\n", s->version, endpoint);
+    printf("  uptime          ");
+    print_duration(s->uptime_s);
+    printf("  backend         %s\n", s->backend);
+    printf("  data set        %s, %" PRIu64 " samples\n", s->dataset, s->dataset_size);
+    printf("  method          %s\n", s->method);
+    printf("  trainers        %u\n", s->trainers);
+    printf("  batches served  %" PRIu64 "\n", s->batches_served);
+    printf("  bad samples     %" PRIu64 "\n", s->bad_samples);
+    printf("  batch memory    %.1f MiB\n", (double)s->memory_bytes / (1 << 20));
+    if (!s->group_count) {
+        printf("\nno consumer groups\n");
+        return;
+    }
+    printf("\n%-24s %-9s %7s %6s %7s %17s %14s\n", "group", "mode", "members", "batch", "epoch",
+           "done/per epoch", "served");
+    for (size_t i = 0; i < s->group_count; i++) {
+        const tmix_group_status *g = &s->groups[i];
+        char progress[48];
+        snprintf(progress, sizeof(progress), "%" PRIu64 "/%" PRIu64, g->batches_done,
+                 g->batches_per_epoch);
+        printf("%-24s %-9s %7u %6u %7" PRIu64 " %17s %14" PRIu64 "\n", g->name,
+               tmix_mode_name(g->mode), g->members, g->batch_size, g->epoch, progress,
+               g->batches_served);
+    }
+}
+
+int ctl_status_main(int argc, char **argv)
+{
+    ctl_conn conn;
+    ctl_opt opts[CTL_MAX_OPTS] = {0};
+    int n = 0;
+    ctl_conn_opts(&conn, 5, false, opts, &n);
+    int rc = ctl_parse("tmixctl status", usage, opts, argc, argv);
+    if (rc)
+        return rc < 0 ? 0 : rc;
+    ctl_conn_finish(&conn);
+    tmix_server_status *s;
+    rc = tmix_status(conn.endpoint, conn.o.timeout_ms, &s);
+    if (rc < 0)
+        return ctl_fail(rc, tmix_client_error(NULL));
+    print_status(conn.endpoint, s);
+    tmix_status_free(s);
+    return 0;
+}

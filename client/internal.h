@@ -1,0 +1,38 @@
+// libtmix's insides (prefix tmixi_): error sentences, the socket and one request/reply
+// exchange, and reading a Batch message into a tmix_batch. Not installed.
+#ifndef TMIX_CLIENT_INTERNAL_H
+#define TMIX_CLIENT_INTERNAL_H
+
+#include "tmix.h"
+#include "tmix.pb-c.h"
+
+// Room for one error sentence; each client has one, and each thread one for calls without
+// a client (tmix_connect, tmix_status).
+#define TMIXI_ERR_LEN 512
+
+// Writes the sentence (printf-style) into err[TMIXI_ERR_LEN] and returns code, so that
+// failing paths read `return tmixi_fail(err, TMIX_EPROTO, "%s: ...", endpoint, ...);`.
+int tmixi_fail(char *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+// The calling thread's error buffer (what tmix_client_error(NULL) returns).
+char *tmixi_thread_error(void);
+
+// A REQ socket connected to endpoint, as libtmix uses it: replies of any size, requests
+// resent every second until answered, sends and receives that give up after timeout_ms
+// (0: never). TMIX_EINVAL for an endpoint nanomsg cannot connect to.
+int tmixi_socket_open(int *sock, const char *endpoint, int timeout_ms, char *err);
+
+// Sends req (its version set here) and waits for the reply. The reply must be an Envelope of
+// this protocol version whose body is `want`, stored in *reply (freed with
+// tmix__envelope__free_unpacked); an Error body returns its code mapped to a TMIX_E* code
+// (UNKNOWN_SESSION: TMIX_ESESSION) with the daemon's message in err.
+int tmixi_exchange(int sock, const char *endpoint, int timeout_ms, Tmix__Envelope *req,
+                   Tmix__Envelope__BodyCase want, Tmix__Envelope **reply, char *err);
+
+// Checks that m is the batch `sequence` asked for and agrees with itself and with the
+// Welcome (info): dtype, layout, shape, the payload size and the N and N x n arrays, and
+// fills *out with pointers into m. TMIX_EPROTO, naming the contradiction, otherwise.
+int tmixi_batch_read(tmix_batch *out, const Tmix__Batch *m, uint64_t sequence,
+                     const tmix_info *info, const char *endpoint, char *err);
+
+#endif

@@ -1,0 +1,95 @@
+// tmix_status: one StatusRequest on a socket of its own, answered without a session.
+#include <stdlib.h>
+
+#include <nanomsg/nn.h>
+
+#include "internal.h"
+
+// The caller's pointer is &pub; the strings point into env.
+typedef struct {
+    tmix_server_status pub;
+    tmix_group_status *groups;
+    Tmix__Envelope *env;
+} status_reply;
+
+static int status_from(const char *endpoint, Tmix__Envelope *env, tmix_server_status **out,
+                       char *err)
+{
+    const Tmix__Status *s = env->status;
+    status_reply *r = calloc(1, sizeof(*r));
+    tmix_group_status *groups = calloc(s->n_groups ? s->n_groups : 1, sizeof(*groups));
+    if (!r || !groups) {
+        free(r);
+        free(groups);
+        return tmixi_fail(err, TMIX_ENOMEM, "%s: no memory for the status", endpoint);
+    }
+    for (size_t i = 0; i < s->n_groups; i++) {
+        const Tmix__GroupStatus *g = s->groups[i];
+        groups[i] = (tmix_group_status){
+            .name = g->name,
+            .mode = g->mode,
+            .members = g->members,
+            .batch_size = g->batch_size,
+            .epoch = g->epoch,
+            .batches_done = g->batches_done,
+            .batches_per_epoch = g->batches_per_epoch,
+            .batches_served = g->batches_served,
+        };
+    }
+    r->groups = groups;
+    r->env = env;
+    r->pub = (tmix_server_status){
+        .version = s->version,
+        .uptime_s = s->uptime_s,
+        .trainers = s->trainers,
+        .batches_served = s->batches_served,
+        .backend = s->backend,
+        .dataset = s->dataset,
+        .dataset_size = s->dataset_size,
+        .method = s->method,
+        .bad_samples = s->bad_samples,
+        .memory_bytes = s->memory_bytes,
+        .group_count = s->n_groups,
+        .groups = groups,
+    };
+    *out = &r->pub;
+    return 0;
+}
+
+int tmix_status(const char *endpoint, int timeout_ms, tmix_server_status **out)
+{
+    char *err = tmixi_thread_error();
+    if (!out || !endpoint)
+        return tmixi_fail(err, TMIX_EINVAL, "tmix_status: %s is NULL", out ? "endpoint" : "out");
+    *out = NULL;
+    if (timeout_ms < 0)
+        return tmixi_fail(err, TMIX_EINVAL, "%s: timeout_ms %d: expected 0 (forever) or more",
+                          endpoint, timeout_ms);
+    int sock;
+    int rc = tmixi_socket_open(&sock, endpoint, timeout_ms, err);
+    if (rc < 0)
+        return rc;
+    Tmix__StatusRequest sr = TMIX__STATUS_REQUEST__INIT;
+    Tmix__Envelope req = TMIX__ENVELOPE__INIT;
+    req.body_case = TMIX__ENVELOPE__BODY_STATUS_REQUEST;
+    req.status_request = &sr;
+    Tmix__Envelope *rep;
+    rc = tmixi_exchange(sock, endpoint, timeout_ms, &req, TMIX__ENVELOPE__BODY_STATUS, &rep, err);
+    nn_close(sock);
+    if (rc == 0) {
+        rc = status_from(endpoint, rep, out, err);
+        if (rc < 0)
+            tmix__envelope__free_unpacked(rep, NULL);
+    }
+    return rc;
+}
+
+void tmix_status_free(tmix_server_status *s)
+{
+    if (!s)
+        return;
+    status_reply *r = (status_reply *)s;
+    tmix__envelope__free_unpacked(r->env, NULL);
+    free(r->groups);
+    free(r);
+}

@@ -1,0 +1,202 @@
+// libtmix: the C client of tmixd. A trainer connects to the daemon's endpoint, names its
+// consumer group, and pulls mixed batches (images with their sources, labels and label
+// weights) one after another; releasing a batch acknowledges it to the daemon with the next
+// request. The wire protocol is proto/tmix.proto over a nanomsg REQ socket.
+//
+//     tmix_client *c;
+//     tmix_options o;
+//     tmix_options_init(&o);
+//     o.group = "resnet-run-3";
+//     if (tmix_connect(&c, "ipc:///run/user/1000/tmix/tmixd.sock", &o) < 0)
+//         die(tmix_client_error(NULL));
+//     for (;;) {
+//         tmix_batch *b;
+//         if (tmix_next(c, &b) < 0)
+//             die(tmix_client_error(c));
+//         train_step(b->images, b->labels, b->weights, b->size, b->mix_n);
+//         tmix_release(c, b);
+//     }
+//     tmix_close(c);
+//
+// Every function that can fail returns 0 or a negative TMIX_E* code; the sentence that says
+// what failed (starting with the endpoint) is in tmix_client_error(). A client is used by one
+// thread at a time; different clients (and tmix_status) may be used from different threads.
+#ifndef TMIX_CLIENT_H
+#define TMIX_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// Error codes. Those that tmixd's core also has (EINVAL, ENOMEM, EIO, ENOTSUP) keep its
+// numbers; the ones only a client meets start at -20. The daemon's Error codes map to
+// EVERSION, EBADREQ, ENOTSUP, EBUSY, ESERVER (UNKNOWN, INTERNAL), ESESSION, ETOOLARGE and
+// ESHUTDOWN.
+// clang-format off
+#define TMIX_CLIENT_ERRORS(X)                                                        \
+    X(OK,        0,   "success")                                                     \
+    X(EINVAL,    -1,  "invalid argument")                                            \
+    X(ENOMEM,    -5,  "out of memory")                                               \
+    X(EIO,       -6,  "socket error")                                                \
+    X(ENOTSUP,   -8,  "not supported by the daemon")                                 \
+    X(ETIMEDOUT, -20, "timed out waiting for the daemon")                            \
+    X(EPROTO,    -21, "malformed or unexpected reply from the daemon")               \
+    X(ESERVER,   -22, "the daemon failed to serve the request")                      \
+    X(EVERSION,  -23, "the daemon speaks another protocol version")                  \
+    X(EBADREQ,   -24, "the daemon refused the request")                              \
+    X(EBUSY,     -25, "the daemon is at a limit (trainers, groups)")                 \
+    X(ESESSION,  -26, "the daemon does not know the session")                        \
+    X(ETOOLARGE, -27, "request larger than the daemon accepts")                      \
+    X(ESHUTDOWN, -28, "the daemon is shutting down")
+// clang-format on
+
+typedef enum {
+#define TMIX_CLIENT_ERR_ENUM(name, code, text) TMIX_##name = code,
+    TMIX_CLIENT_ERRORS(TMIX_CLIENT_ERR_ENUM)
+#undef TMIX_CLIENT_ERR_ENUM
+} tmix_error;
+
+// "invalid argument" / "TMIX_EINVAL" for a code of the table; "unknown error" /
+// "TMIX_E?" for any other number.
+const char *tmix_strerror(int err);
+const char *tmix_err_name(int err);
+
+// Consumer group modes, output dtypes and layouts: the values of proto GroupMode, DType and
+// Layout. DEFAULT (0) asks for the daemon's configured choice; Welcome says which it is.
+enum { TMIX_MODE_DEFAULT = 0, TMIX_MODE_SHARD = 1, TMIX_MODE_BROADCAST = 2 };
+enum {
+    TMIX_DTYPE_DEFAULT = 0,
+    TMIX_DTYPE_FLOAT32 = 1,
+    TMIX_DTYPE_FLOAT16 = 2,
+    TMIX_DTYPE_UINT8 = 3
+};
+enum { TMIX_LAYOUT_DEFAULT = 0, TMIX_LAYOUT_NCHW = 1, TMIX_LAYOUT_NHWC = 2 };
+
+// "shard", "float16", "nhwc", "default"...; "?" for a value out of range.
+const char *tmix_mode_name(int mode);
+const char *tmix_dtype_name(int dtype);
+const char *tmix_layout_name(int layout);
+
+// Bytes per element of an output dtype (4, 2, 1); 0 for DEFAULT or out of range.
+size_t tmix_dtype_size(int dtype);
+
+// What a trainer asks for in its Hello.
+typedef struct {
+    const char *group;   // consumer group, [A-Za-z0-9._-]{1,64}; NULL means "default"
+    int mode;            // TMIX_MODE_*
+    uint32_t batch_size; // 0: the daemon's default
+    int dtype;           // TMIX_DTYPE_*
+    int layout;          // TMIX_LAYOUT_*
+    int timeout_ms;      // how long one request waits for its reply; 0: forever
+} tmix_options;
+
+// Group "default", every choice the daemon's, a 60 s timeout.
+void tmix_options_init(tmix_options *o);
+
+typedef struct tmix_client tmix_client;
+
+// Opens a REQ socket to `endpoint` (ipc://PATH or tcp://HOST:PORT) and says Hello with `o`
+// (NULL: tmix_options_init's defaults); on Welcome stores a new client in *out. On failure
+// *out is NULL and tmix_client_error(NULL) says why on this thread: TMIX_EINVAL for a bad
+// endpoint or option, TMIX_ETIMEDOUT when nothing answers within o->timeout_ms,
+// TMIX_EPROTO for a reply that is not a valid Welcome, or the daemon's refusal (EBUSY,
+// EBADREQ, EVERSION...).
+int tmix_connect(tmix_client **out, const char *endpoint, const tmix_options *o);
+
+// What the daemon resolved in its Welcome. Valid until tmix_close; the client updates it in
+// place when it says Hello again after the daemon forgot the session (see tmix_next), so do
+// not keep `method` across tmix_next calls.
+typedef struct {
+    uint64_t session_id;
+    uint32_t channels, height, width; // of one output image
+    uint32_t classes;
+    uint32_t mix_n;      // sources per mixed sample (n)
+    uint32_t batch_size; // the group's; an epoch's last batch may be smaller
+    uint64_t epoch_size; // samples per epoch
+    uint64_t batches_per_epoch;
+    int mode, dtype, layout; // as resolved: never DEFAULT
+    const char *method;      // "mixup", "transformmix"...
+} tmix_info;
+
+const tmix_info *tmix_get_info(const tmix_client *c);
+
+// One mixed batch of N = size samples, each mixed from n = mix_n sources. Every pointer is
+// owned by the client and valid until the batch is released (or the client closed).
+typedef struct tmix_batch {
+    uint64_t sequence;            // 1, 2, ... within the client's session
+    uint64_t epoch, index;        // batch `index` of epoch `epoch` of the group's stream
+    int dtype, layout;            // TMIX_DTYPE_*, TMIX_LAYOUT_*, as in the Welcome
+    uint32_t ndim;                // 4
+    int64_t shape[4];             // (N, C, H, W) for NCHW, (N, H, W, C) for NHWC
+    const void *images;           // shape, dtype; float32/float16 normalised, uint8 pixels
+    size_t images_bytes;          // N * C * H * W * tmix_dtype_size(dtype)
+    uint32_t size, mix_n;         // N, n
+    const uint64_t *sample_ids;   // (N)
+    const uint64_t *sources;      // (N, n) sample ids, row-major; sources[i*n] = sample_ids[i]
+    const uint32_t *labels;       // (N, n) labels of the sources
+    const float *weights;         // (N, n) label weights, each row sums to 1
+    const uint64_t *replaced_ids; // (replaced_count) unreadable samples replaced by others
+    size_t replaced_count;
+} tmix_batch;
+
+// Asks for the next batch and waits up to the timeout for it; on success *out holds it. The
+// request acknowledges every batch released so far (through the highest sequence below
+// which all are released). When the daemon no longer knows the session (it restarted, or
+// the session expired) the client says Hello again with the same options and asks once more;
+// batches held from the old session stay valid until released. Errors: TMIX_ETIMEDOUT,
+// TMIX_EPROTO for a batch that contradicts its own shape or the Welcome, and the daemon's
+// refusals; calling again after a failure asks for the same batch again.
+int tmix_next(tmix_client *c, tmix_batch **out);
+
+// Gives b back to the client (its memory is freed); the next request acknowledges it.
+// TMIX_EINVAL when b is not a batch this client holds (released already, another client's).
+int tmix_release(tmix_client *c, tmix_batch *b);
+
+// Closes the socket and frees the client with every batch not yet released. NULL: no-op.
+void tmix_close(tmix_client *c);
+
+// The sentence that says what the last failing call on c did wrong, starting with the
+// endpoint (e.g. the daemon's Error message); "" if nothing failed. With c NULL: the last
+// failure of tmix_connect or tmix_status on the calling thread.
+const char *tmix_client_error(const tmix_client *c);
+
+// The daemon's answer to a StatusRequest. Strings and arrays live as long as the struct.
+typedef struct {
+    const char *name;
+    int mode;
+    uint32_t members, batch_size;
+    uint64_t epoch;        // the epoch of the oldest unfinished batch
+    uint64_t batches_done; // acknowledged in that epoch
+    uint64_t batches_per_epoch;
+    uint64_t batches_served; // since the daemon started
+} tmix_group_status;
+
+typedef struct {
+    const char *version;
+    uint64_t uptime_s;
+    uint32_t trainers;
+    uint64_t batches_served;
+    const char *backend;
+    const char *dataset; // format:path (split)
+    uint64_t dataset_size;
+    const char *method;
+    uint64_t bad_samples;  // unreadable samples replaced so far
+    uint64_t memory_bytes; // batch memory in use
+    size_t group_count;
+    const tmix_group_status *groups; // (group_count)
+} tmix_server_status;
+
+// Asks the daemon at `endpoint` for its status (no session needed), waiting up to
+// timeout_ms (0: forever). On success *out is freed with tmix_status_free; on failure it is
+// NULL and tmix_client_error(NULL) says why.
+int tmix_status(const char *endpoint, int timeout_ms, tmix_server_status **out);
+void tmix_status_free(tmix_server_status *s);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
