@@ -1,18 +1,22 @@
-// tmixd: the mixing-augmentation daemon. This release has the numeric core and its
-// self-test; serving (`tmixd serve`) and search mode arrive with the next milestones.
+// tmixd: the mixing-augmentation daemon: `serve` (the default command), `selftest`, `mix`.
 #include <stdio.h>
 #include <string.h>
 
 #include "backend.h"
 #include "mix_cmd.h"
+#include "serve.h"
 #include "selftest.h"
 
 static void usage(FILE *f)
 {
     fprintf(f,
             "usage: tmixd COMMAND\n"
+            "       tmixd [serve] [-c FILE] [--section.key=value ...]\n"
             "\n"
             "commands:\n"
+            "  serve        serve mixed batches to trainers (the default when the first\n"
+            "               argument is an option); -c FILE, --section.key=value override the\n"
+            "               embedded default config (deploy/tmixd.conf)\n"
             "  selftest     run every numeric op against its PyTorch reference and print a table\n"
             "  mix          mix one batch offline and write every intermediate (mix --help)\n"
             "  --version    print the version and the backends this build has\n"
@@ -26,6 +30,11 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *cmd = argv[1];
+    if (strcmp(cmd, "serve") == 0)
+        return tmixd_serve_main(argc - 2, argv + 2);
+    if (strcmp(cmd, "-c") == 0 || strncmp(cmd, "--config", 8) == 0 ||
+        (strncmp(cmd, "--", 2) == 0 && strchr(cmd, '.')))
+        return tmixd_serve_main(argc - 1, argv + 1);
     if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
         printf("tmixd %s (backends: cpu%s; GPUs visible: %d)\n", TMIX_VERSION,
                TMIX_HAVE_CUDA ? ", cuda" : "", tmix_cuda_device_count());

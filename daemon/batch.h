@@ -1,0 +1,28 @@
+// One produced batch: the mixed images in their output dtype and layout and the per-sample
+// metadata, in one allocation owned by whoever holds the pointer (a group entry).
+#ifndef TMIXD_BATCH_H
+#define TMIXD_BATCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    uint64_t pos;            // stream position: epoch * batches_per_epoch + index
+    uint64_t epoch, index;
+    uint32_t size, mix_n;    // N samples, n sources each
+    int dtype, layout;       // proto DType / Layout values
+    uint32_t shape[4];       // as laid out
+    void *images;            // size x C x H x W elements of dtype
+    size_t images_bytes;
+    uint64_t *sample_ids;    // [N]
+    uint64_t *sources;       // [N * n]
+    uint32_t *labels;        // [N * n]
+    float *weights;          // [N * n]
+    uint64_t *replaced_ids;  // [replaced_count]: samples read in place of unreadable ones
+    size_t replaced_count;
+    size_t bytes;            // everything above, for the memory budget
+} tmixd_batch;
+
+void tmixd_batch_free(tmixd_batch *b);
+
+#endif

@@ -1,0 +1,380 @@
+// Batch production. Every random choice of a batch comes from a generator seeded by
+// (seed, what it is for, epoch, sample or batch), so any worker, in any order, on any run,
+// makes the same batch for the same position.
+#include "producer.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "log.h"
+#include "ops.h"
+
+// What a generator is for: part of its seed, so that the streams never overlap.
+enum { SEED_ORDER = 1, SEED_SAMPLE, SEED_REPLACE, SEED_MIX };
+
+enum { MAX_REPLACEMENTS = 8, STN_SIZE_DEFAULT = 32 };
+
+static uint64_t mix64(uint64_t x) // splitmix64's finaliser
+{
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+static void seed_for(tmix_rng *r, uint64_t seed, uint64_t what, uint64_t a, uint64_t b)
+{
+    tmix_rng_seed(r, mix64(mix64(mix64(seed ^ mix64(what)) ^ a) ^ b));
+}
+
+// The epoch's order of the data set: a permutation drawn from (seed, epoch).
+static void epoch_order(uint64_t seed, uint64_t epoch, int64_t n, int64_t *order)
+{
+    tmix_rng r;
+    seed_for(&r, seed, SEED_ORDER, epoch, 0);
+    tmix_rng_permutation(&r, n, order);
+}
+
+// IEEE half from float, rounding to nearest even (no _Float16 in C11).
+static uint16_t half_from_float(float f)
+{
+    uint32_t x;
+    memcpy(&x, &f, sizeof x);
+    const uint32_t sign = (x >> 16) & 0x8000u, abs = x & 0x7fffffffu;
+    if (abs >= 0x7f800000u) // inf or nan
+        return (uint16_t)(sign | 0x7c00u | (abs > 0x7f800000u ? 0x200u : 0));
+    if (abs >= 0x477ff000u) // rounds to beyond the largest half
+        return (uint16_t)(sign | 0x7c00u);
+    if (abs < 0x38800000u) { // a subnormal half (or zero): scale into the integer range
+        float a;
+        memcpy(&a, &abs, sizeof a);
+        return (uint16_t)(sign | (uint32_t)lrintf(a * 16777216.0f)); // a / 2^-24
+    }
+    const uint32_t mant = abs & 0x1fffu, base = (abs - 0x38000000u) >> 13;
+    const uint32_t up = mant > 0x1000u || (mant == 0x1000u && (base & 1u));
+    return (uint16_t)(sign | (base + up));
+}
+
+// Writes the mixed images (B, C, H, W) float32 in the job's dtype and layout.
+static void encode_images(const tmixd_producer_config *c, const tmixd_job *job, const float *x,
+                          int b, int ch, int h, int w, void *out)
+{
+    const bool nhwc = job->layout == 2; // proto NHWC
+    const size_t plane = (size_t)h * w;
+    for (int i = 0; i < b; i++)
+        for (int k = 0; k < ch; k++)
+            for (size_t p = 0; p < plane; p++) {
+                const float v = x[((size_t)i * ch + k) * plane + p];
+                const size_t o = nhwc ? ((size_t)i * plane + p) * ch + k
+                                      : ((size_t)i * ch + k) * plane + p;
+                switch (job->dtype) {
+                case 2: // FLOAT16
+                    ((uint16_t *)out)[o] = half_from_float(v);
+                    break;
+                case 3: { // UINT8: back to pixels
+                    const float px = (v * c->std[k] + c->mean[k]) * 255.0f;
+                    ((uint8_t *)out)[o] = (uint8_t)(px <= 0 ? 0 : px >= 255 ? 255 : lrintf(px));
+                    break;
+                }
+                default: // FLOAT32
+                    ((float *)out)[o] = v;
+                }
+            }
+}
+
+static size_t dtype_size(int dtype) { return dtype == 2 ? 2 : dtype == 3 ? 1 : 4; }
+
+static tmixd_batch *batch_alloc(const tmixd_job *job, int b, int n, int ch, int h, int w)
+{
+    const size_t images = (size_t)b * ch * h * w * dtype_size(job->dtype);
+    const size_t ids = (size_t)b * sizeof(uint64_t), pairs = (size_t)b * n;
+    // Arrays first (8-byte aligned), images last.
+    const size_t bytes = sizeof(tmixd_batch) + 2 * ids + pairs * sizeof(uint64_t) +
+                         pairs * sizeof(uint32_t) + pairs * sizeof(float) + 8 + images;
+    tmixd_batch *bt = calloc(1, bytes);
+    if (!bt)
+        return NULL;
+    char *p = (char *)(bt + 1);
+    bt->sample_ids = (uint64_t *)p, p += ids;
+    bt->replaced_ids = (uint64_t *)p, p += ids;
+    bt->sources = (uint64_t *)p, p += pairs * sizeof(uint64_t);
+    bt->labels = (uint32_t *)p, p += pairs * sizeof(uint32_t);
+    bt->weights = (float *)p, p += pairs * sizeof(float);
+    bt->images = (void *)(((uintptr_t)p + 7) & ~(uintptr_t)7);
+    bt->images_bytes = images;
+    bt->bytes = bytes;
+    bt->pos = job->pos;
+    bt->epoch = job->pos / job->batches_per_epoch;
+    bt->index = job->pos % job->batches_per_epoch;
+    bt->size = (uint32_t)b;
+    bt->mix_n = (uint32_t)n;
+    bt->dtype = job->dtype;
+    bt->layout = job->layout;
+    const bool nhwc = job->layout == 2;
+    bt->shape[0] = (uint32_t)b;
+    bt->shape[1] = (uint32_t)(nhwc ? h : ch);
+    bt->shape[2] = (uint32_t)(nhwc ? w : h);
+    bt->shape[3] = (uint32_t)(nhwc ? ch : w);
+    return bt;
+}
+
+void tmixd_batch_free(tmixd_batch *b) { free(b); }
+
+// Reads sample id, or in its place a deterministic other one when it cannot be read (logged
+// once per sample by the caller through *bad). Returns the id read.
+static int64_t read_sample(const tmixd_producer_config *c, int64_t id, int out_h, int out_w,
+                           tmixd_image *img, uint64_t *bad)
+{
+    const int64_t n = tmixd_dataset_size(c->dataset);
+    int64_t cur = id;
+    for (int attempt = 0; attempt <= MAX_REPLACEMENTS; attempt++) {
+        if (tmixd_dataset_read(c->dataset, cur, out_h, out_w, img) == 0)
+            return cur;
+        tmixd_log(TMIXD_LOG_WARN, "sample %lld replaced: %s", (long long)cur, tmix_last_error());
+        ++*bad;
+        tmix_rng r;
+        seed_for(&r, c->seed, SEED_REPLACE, (uint64_t)id, (uint64_t)attempt);
+        cur = (int64_t)tmix_rng_below(&r, (uint64_t)n);
+    }
+    return tmix_fail(TMIX_EIO, "sample %lld and %d replacements could not be read", (long long)id,
+                     MAX_REPLACEMENTS);
+}
+
+int tmixd_produce(const tmixd_producer_config *c, tmix_mixer *mixer, const tmixd_job *job,
+                  tmixd_batch **out, uint64_t *bad_samples)
+{
+    *out = NULL;
+    const int64_t total = tmixd_dataset_size(c->dataset);
+    const uint64_t epoch = job->pos / job->batches_per_epoch;
+    const int64_t first = (int64_t)(job->pos % job->batches_per_epoch) * job->batch_size;
+    const int b = (int)(total - first < job->batch_size ? total - first : job->batch_size);
+    const int n = c->mix_n, h = c->augment.out_h, w = c->augment.out_w, ch = c->channels;
+    const int cs = tmixd_dataset_channels(c->dataset);
+    int64_t *order = malloc((size_t)total * sizeof *order);
+    int64_t *labels = malloc((size_t)b * sizeof *labels), *read_ids = malloc((size_t)b * 8);
+    uint8_t *pixels = malloc((size_t)b * h * w * cs);
+    float *images = malloc((size_t)b * ch * h * w * sizeof *images);
+    tmix_crop *crops = calloc((size_t)b, sizeof *crops);
+    tmix_draws draws = {0};
+    tmixd_image img = {0};
+    tmixd_batch *bt = batch_alloc(job, b, n, ch, h, w);
+    int rc = 0;
+    if (!order || !labels || !read_ids || !pixels || !images || !crops || !bt) {
+        rc = tmix_fail(TMIX_ENOMEM, "batch %llu: %d images of %dx%dx%d", (unsigned long long)job->pos,
+                       b, ch, h, w);
+        goto done;
+    }
+    epoch_order(c->seed, epoch, total, order);
+    for (int i = 0; i < b && rc == 0; i++) {
+        const int64_t id = order[first + i];
+        const int64_t got = read_sample(c, id, h, w, &img, bad_samples);
+        if (got < 0) {
+            rc = (int)got;
+            break;
+        }
+        bt->sample_ids[i] = (uint64_t)id;
+        if (got != id)
+            bt->replaced_ids[bt->replaced_count++] = (uint64_t)id;
+        read_ids[i] = got;
+        labels[i] = tmixd_dataset_label(c->dataset, got);
+        tmix_rng r;
+        seed_for(&r, c->seed, SEED_SAMPLE, epoch, (uint64_t)id);
+        rc = tmixd_augment(&c->augment, &img, &r, pixels + (size_t)i * h * w * cs);
+    }
+    if (rc < 0)
+        goto done;
+    tmix_backend *cpu = tmix_backend_cpu();
+    tmix_tensor src = tmix_tensor_view(pixels, TMIX_U8, TMIX_CPU, 4, (int64_t[]){b, h, w, cs});
+    tmix_tensor x = tmix_tensor_view(images, TMIX_F32, TMIX_CPU, 4, (int64_t[]){b, ch, h, w});
+    if ((rc = tmix_preprocess(cpu, &x, &src, crops, c->mean, c->std)) < 0)
+        goto done;
+    const int stn = c->module ? c->module->stn_size : STN_SIZE_DEFAULT;
+    if ((rc = tmix_draws_alloc(&draws, b, n, stn)) < 0)
+        goto done;
+    tmix_rng r;
+    seed_for(&r, c->seed, SEED_MIX, epoch, job->pos % job->batches_per_epoch);
+    tmix_draws_sample(&draws, &r, c->alpha);
+    tmix_mix_result res;
+    if ((rc = tmix_mix_forward(mixer, c->teacher, c->module, &x, labels, &draws, false, &res)) < 0)
+        goto done;
+    encode_images(c, job, tmix_f32(res.mixed), b, ch, h, w, bt->images);
+    for (int i = 0; i < b * n; i++) {
+        bt->sources[i] = (uint64_t)read_ids[res.sources[i]];
+        bt->labels[i] = (uint32_t)res.labels[i];
+        bt->weights[i] = res.weights[i];
+    }
+done:
+    if (rc < 0)
+        tmixd_batch_free(bt);
+    else
+        *out = bt;
+    tmix_draws_free(&draws);
+    tmixd_image_free(&img);
+    free(order);
+    free(labels);
+    free(read_ids);
+    free(pixels);
+    free(images);
+    free(crops);
+    return rc;
+}
+
+// ---- the worker pool ----------------------------------------------------------------------
+
+struct tmixd_producer {
+    tmixd_producer_config c;
+    uv_mutex_t lock;
+    uv_cond_t wake;
+    uv_mutex_t teacher_lock; // the teacher's buffers serve one forward at a time
+    tmixd_job *queue, *queue_tail, *results;
+    int pending;
+    bool stopping;
+    uint64_t bad_samples;
+    uv_async_t async;
+    tmixd_job_done done;
+    void *ctx;
+    uv_thread_t *threads;
+    int nthreads;
+};
+
+static void worker(void *arg)
+{
+    tmixd_producer *p = arg;
+    tmix_mixer *mixer = NULL;
+    const int mixer_rc = tmix_mixer_new(&mixer, tmix_backend_cpu(), p->c.method);
+    char mixer_error[200];
+    snprintf(mixer_error, sizeof mixer_error, "%s", mixer_rc < 0 ? tmix_last_error() : "");
+    for (;;) {
+        uv_mutex_lock(&p->lock);
+        while (!p->queue && !p->stopping)
+            uv_cond_wait(&p->wake, &p->lock);
+        if (p->stopping) {
+            uv_mutex_unlock(&p->lock);
+            break;
+        }
+        tmixd_job *job = p->queue;
+        p->queue = job->next;
+        if (!p->queue)
+            p->queue_tail = NULL;
+        uv_mutex_unlock(&p->lock);
+
+        uint64_t bad = 0;
+        if (mixer_rc < 0) {
+            snprintf(job->error, sizeof job->error, "%s", mixer_error);
+        } else {
+            if (p->c.teacher)
+                uv_mutex_lock(&p->teacher_lock);
+            if (tmixd_produce(&p->c, mixer, job, &job->batch, &bad) < 0)
+                snprintf(job->error, sizeof job->error, "%s", tmix_last_error());
+            if (p->c.teacher)
+                uv_mutex_unlock(&p->teacher_lock);
+        }
+
+        uv_mutex_lock(&p->lock);
+        p->bad_samples += bad;
+        job->next = p->results;
+        p->results = job;
+        uv_mutex_unlock(&p->lock);
+        uv_async_send(&p->async);
+    }
+    tmix_mixer_free(mixer);
+}
+
+static void on_results(uv_async_t *handle)
+{
+    tmixd_producer *p = handle->data;
+    uv_mutex_lock(&p->lock);
+    tmixd_job *job = p->results;
+    p->results = NULL;
+    uv_mutex_unlock(&p->lock);
+    while (job) {
+        tmixd_job *next = job->next;
+        uv_mutex_lock(&p->lock);
+        p->pending--;
+        uv_mutex_unlock(&p->lock);
+        p->done(p->ctx, job);
+        job = next;
+    }
+}
+
+int tmixd_producer_new(tmixd_producer **out, const tmixd_producer_config *c, uv_loop_t *loop,
+                       tmixd_job_done done, void *ctx)
+{
+    tmixd_producer *p = calloc(1, sizeof *p);
+    if (!p)
+        return tmix_fail(TMIX_ENOMEM, "producer");
+    p->c = *c;
+    p->done = done;
+    p->ctx = ctx;
+    p->nthreads = c->workers > 0 ? c->workers : 1;
+    p->threads = calloc((size_t)p->nthreads, sizeof *p->threads);
+    if (!p->threads || uv_mutex_init(&p->lock) || uv_mutex_init(&p->teacher_lock) ||
+        uv_cond_init(&p->wake) || uv_async_init(loop, &p->async, on_results)) {
+        free(p->threads);
+        free(p);
+        return tmix_fail(TMIX_ENOMEM, "producer: threads and locks");
+    }
+    p->async.data = p;
+    for (int i = 0; i < p->nthreads; i++)
+        if (uv_thread_create(&p->threads[i], worker, p)) {
+            p->nthreads = i;
+            tmixd_producer_stop(p);
+            return tmix_fail(TMIX_ENOMEM, "producer: cannot start worker thread %d", i);
+        }
+    *out = p;
+    return 0;
+}
+
+void tmixd_producer_submit(tmixd_producer *p, tmixd_job *job)
+{
+    job->next = NULL;
+    job->batch = NULL;
+    job->error[0] = 0;
+    uv_mutex_lock(&p->lock);
+    if (p->queue_tail)
+        p->queue_tail->next = job;
+    else
+        p->queue = job;
+    p->queue_tail = job;
+    p->pending++;
+    uv_cond_signal(&p->wake);
+    uv_mutex_unlock(&p->lock);
+}
+
+int tmixd_producer_pending(const tmixd_producer *p) { return p->pending; }
+
+uint64_t tmixd_producer_bad_samples(const tmixd_producer *p) { return p->bad_samples; }
+
+static void free_jobs(tmixd_job *job)
+{
+    while (job) {
+        tmixd_job *next = job->next;
+        tmixd_batch_free(job->batch);
+        free(job);
+        job = next;
+    }
+}
+
+static void on_closed(uv_handle_t *handle)
+{
+    tmixd_producer *p = handle->data;
+    free_jobs(p->queue);
+    free_jobs(p->results);
+    uv_mutex_destroy(&p->lock);
+    uv_mutex_destroy(&p->teacher_lock);
+    uv_cond_destroy(&p->wake);
+    free(p->threads);
+    free(p);
+}
+
+void tmixd_producer_stop(tmixd_producer *p)
+{
+    uv_mutex_lock(&p->lock);
+    p->stopping = true;
+    uv_cond_broadcast(&p->wake);
+    uv_mutex_unlock(&p->lock);
+    for (int i = 0; i < p->nthreads; i++)
+        uv_thread_join(&p->threads[i]);
+    uv_close((uv_handle_t *)&p->async, on_closed);
+}

@@ -1,0 +1,60 @@
+// Batch production: a pool of worker threads that turn a stream position into a finished
+// batch (the epoch's order, read and decode, augment, normalise, mix, encode), each a pure
+// function of (seed, position, batch size, output format). Results come back on the event
+// loop through a uv_async handle.
+#ifndef TMIXD_PRODUCER_H
+#define TMIXD_PRODUCER_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "augment.h"
+#include "batch.h"
+#include "dataset.h"
+#include "mix.h"
+
+typedef struct {
+    const tmixd_dataset *dataset;
+    tmixd_augment_params augment;
+    int channels;                // output channels (the teacher's when there is one)
+    float mean[3], std[3];       // per output channel
+    tmix_method method;
+    int mix_n;
+    double alpha;
+    tmix_teacher *teacher;       // NULL when the method needs none
+    const tmix_module *module;   // NULL when the method needs none
+    uint64_t seed;
+    int workers;
+} tmixd_producer_config;
+
+// A unit of work: produce position pos for a group with these output settings.
+typedef struct tmixd_job {
+    void *owner;                 // the caller's (the group)
+    uint64_t pos, batches_per_epoch;
+    uint32_t batch_size;
+    int dtype, layout;
+    tmixd_batch *batch;          // the result, or NULL with error set
+    char error[256];
+    struct tmixd_job *next;
+} tmixd_job;
+
+typedef struct tmixd_producer tmixd_producer;
+typedef void (*tmixd_job_done)(void *ctx, tmixd_job *job); // on the loop thread; owns job
+
+int tmixd_producer_new(tmixd_producer **out, const tmixd_producer_config *c, uv_loop_t *loop,
+                       tmixd_job_done done, void *ctx);
+// Queues a job (taking ownership); its result arrives through done.
+void tmixd_producer_submit(tmixd_producer *p, tmixd_job *job);
+// Jobs queued or running.
+int tmixd_producer_pending(const tmixd_producer *p);
+// Unreadable samples replaced so far.
+uint64_t tmixd_producer_bad_samples(const tmixd_producer *p);
+// Stops the workers after the jobs they are running (queued ones are dropped, unreported)
+// and closes the async handle; frees p once the loop has closed it.
+void tmixd_producer_stop(tmixd_producer *p);
+
+// Produces one batch on the calling thread (the workers' function; also for tests).
+int tmixd_produce(const tmixd_producer_config *c, tmix_mixer *mixer, const tmixd_job *job,
+                  tmixd_batch **out, uint64_t *bad_samples);
+
+#endif

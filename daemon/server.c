@@ -1,0 +1,597 @@
+// The serving loop. Everything here runs on the libuv loop thread; only the producer's
+// workers run elsewhere, and they hand results back through their async handle.
+#include "server.h"
+
+#include <errno.h>
+#include <nanomsg/nn.h>
+#include <nanomsg/reqrep.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <stdarg.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "group.h"
+#include "log.h"
+#include "progress.h"
+#include "tmix.pb-c.h"
+
+enum { MAX_GROUPS = 256, WANTED_PER_PUMP = 16, TICK_MS = 100, SAVE_EVERY_MS = 1000 };
+
+typedef struct {
+    uint64_t id;
+    tmixd_group *group;
+    uint64_t last_seen_ms;
+    void *pending;           // nanomsg control header of a request not answered yet, or NULL
+    uint64_t pending_seq, pending_ack;
+} session;
+
+typedef struct {
+    const tmixd_server_config *c;
+    uv_loop_t loop;
+    int sock;
+    uv_poll_t poll;
+    uv_timer_t tick;
+    uv_signal_t sigterm, sigint, sighup;
+    tmixd_producer *producer;
+    tmixd_group *groups[MAX_GROUPS];
+    int ngroups;
+    session *sessions;
+    int nsessions, cap_sessions;
+    uint64_t started_ms, last_save_ms, served;
+    bool dirty;
+    tmix_rng ids;
+} server;
+
+static uint64_t now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
+}
+
+// ---- replies ------------------------------------------------------------------------------
+
+// Sends env as the reply to the request whose routing header is control (consumed).
+static void reply(server *s, void *control, Tmix__Envelope *env)
+{
+    env->version = TMIX__PROTOCOL_VERSION__PROTOCOL_VERSION;
+    const size_t n = tmix__envelope__get_packed_size(env);
+    void *msg = nn_allocmsg(n ? n : 1, 0);
+    if (!msg) {
+        tmixd_log(TMIXD_LOG_ERROR, "reply of %zu bytes: %s", n, nn_strerror(nn_errno()));
+        nn_freemsg(control);
+        return;
+    }
+    tmix__envelope__pack(env, msg);
+    struct nn_iovec iov = {&msg, NN_MSG};
+    struct nn_msghdr hdr = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = &control,
+                            .msg_controllen = NN_MSG};
+    if (nn_sendmsg(s->sock, &hdr, NN_DONTWAIT) < 0) {
+        // The trainer is gone or not reading: its REQ socket resends, and gets the same reply.
+        tmixd_log(TMIXD_LOG_DEBUG, "reply dropped: %s", nn_strerror(nn_errno()));
+        nn_freemsg(msg);
+        nn_freemsg(control);
+    }
+}
+
+static void reply_error(server *s, void *control, Tmix__Error__Code code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void reply_error(server *s, void *control, Tmix__Error__Code code, const char *fmt, ...)
+{
+    char text[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    Tmix__Error err = TMIX__ERROR__INIT;
+    err.code = code;
+    err.message = text;
+    Tmix__Envelope env = TMIX__ENVELOPE__INIT;
+    env.body_case = TMIX__ENVELOPE__BODY_ERROR;
+    env.error = &err;
+    reply(s, control, &env);
+}
+
+static void reply_batch(server *s, void *control, uint64_t seq, const tmixd_batch *b)
+{
+    Tmix__Batch m = TMIX__BATCH__INIT;
+    const size_t pairs = (size_t)b->size * b->mix_n;
+    m.sequence = seq;
+    m.epoch = b->epoch;
+    m.index = b->index;
+    m.n_shape = 4;
+    m.shape = (uint32_t *)b->shape;
+    m.dtype = b->dtype;
+    m.layout = b->layout;
+    m.images = (ProtobufCBinaryData){b->images_bytes, b->images};
+    m.n_sample_ids = b->size;
+    m.sample_ids = b->sample_ids;
+    m.n_sources = m.n_labels = m.n_weights = pairs;
+    m.sources = b->sources;
+    m.labels = b->labels;
+    m.weights = b->weights;
+    m.mix_n = b->mix_n;
+    m.n_replaced_ids = b->replaced_count;
+    m.replaced_ids = b->replaced_ids;
+    Tmix__Envelope env = TMIX__ENVELOPE__INIT;
+    env.body_case = TMIX__ENVELOPE__BODY_BATCH;
+    env.batch = &m;
+    reply(s, control, &env);
+    s->served++;
+}
+
+// ---- sessions and groups ------------------------------------------------------------------
+
+static session *find_session(server *s, uint64_t id)
+{
+    for (int i = 0; i < s->nsessions; i++)
+        if (s->sessions[i].id == id)
+            return &s->sessions[i];
+    return NULL;
+}
+
+static tmixd_group *find_group(server *s, const char *name)
+{
+    for (int i = 0; i < s->ngroups; i++)
+        if (strcmp(tmixd_group_name(s->groups[i]), name) == 0)
+            return s->groups[i];
+    return NULL;
+}
+
+static size_t memory_in_use(const server *s)
+{
+    size_t bytes = 0;
+    for (int i = 0; i < s->ngroups; i++)
+        bytes += tmixd_group_bytes(s->groups[i]);
+    return bytes;
+}
+
+// Starts production of what group g wants now.
+static void pump(server *s, tmixd_group *g)
+{
+    uint64_t positions[WANTED_PER_PUMP];
+    const bool room = memory_in_use(s) < s->c->max_memory;
+    const int count = tmixd_group_wanted(g, room, positions, WANTED_PER_PUMP);
+    const tmixd_group_params *p = tmixd_group_params_get(g);
+    for (int i = 0; i < count; i++) {
+        tmixd_job *job = calloc(1, sizeof *job);
+        if (!job) {
+            tmixd_group_failed(g, positions[i]);
+            continue;
+        }
+        *job = (tmixd_job){.owner = g, .pos = positions[i],
+                           .batches_per_epoch = tmixd_group_batches_per_epoch(g),
+                           .batch_size = p->batch_size, .dtype = p->dtype, .layout = p->layout};
+        tmixd_producer_submit(s->producer, job);
+    }
+}
+
+// Answers the waiting requests of group g's members that can be answered now.
+static void serve_waiting(server *s, tmixd_group *g)
+{
+    for (int i = 0; i < s->nsessions; i++) {
+        session *ss = &s->sessions[i];
+        if (ss->group != g || !ss->pending)
+            continue;
+        const tmixd_batch *b;
+        const int rc = tmixd_group_next(g, ss->id, ss->pending_seq, ss->pending_ack, &b);
+        if (rc == 0)
+            continue;
+        void *control = ss->pending;
+        ss->pending = NULL;
+        if (rc > 0)
+            reply_batch(s, control, ss->pending_seq, b);
+        else
+            reply_error(s, control, TMIX__ERROR__CODE__BAD_REQUEST, "%s", tmix_last_error());
+    }
+    pump(s, g);
+}
+
+static void drop_session(server *s, session *ss, uint64_t ack_through)
+{
+    tmixd_group *g = ss->group;
+    tmixd_group_leave(g, ss->id, ack_through);
+    if (ss->pending)
+        nn_freemsg(ss->pending);
+    *ss = s->sessions[--s->nsessions];
+    s->dirty = true;
+    serve_waiting(s, g); // the batches it held go to the others
+}
+
+static void on_job_done(void *ctx, tmixd_job *job)
+{
+    server *s = ctx;
+    tmixd_group *g = job->owner;
+    if (job->batch) {
+        tmixd_group_produced(g, job->batch);
+    } else {
+        tmixd_log(TMIXD_LOG_ERROR, "group %s: batch %llu failed: %s", tmixd_group_name(g),
+                  (unsigned long long)job->pos, job->error);
+        tmixd_group_failed(g, job->pos);
+    }
+    free(job);
+    serve_waiting(s, g);
+}
+
+// ---- requests -----------------------------------------------------------------------------
+
+static bool valid_group_name(const char *name)
+{
+    const size_t n = strlen(name);
+    if (n == 0 || n > 64)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!(name[i] >= 'a' && name[i] <= 'z') && !(name[i] >= 'A' && name[i] <= 'Z') &&
+            !(name[i] >= '0' && name[i] <= '9') && !strchr("._-", name[i]))
+            return false;
+    return true;
+}
+
+static void on_hello(server *s, void *control, const Tmix__Hello *h)
+{
+    const tmixd_server_config *c = s->c;
+    const char *name = h->group && h->group[0] ? h->group : "default";
+    if (!valid_group_name(name))
+        return reply_error(s, control, TMIX__ERROR__CODE__BAD_REQUEST,
+                           "group name '%.80s' must be 1 to 64 of [A-Za-z0-9._-]", name);
+    if (h->delivery > TMIX__DELIVERY__INLINE)
+        return reply_error(s, control, TMIX__ERROR__CODE__NOT_SUPPORTED,
+                           "delivery %d: this daemon delivers inline only", (int)h->delivery);
+    if (s->nsessions >= c->max_trainers)
+        return reply_error(s, control, TMIX__ERROR__CODE__BUSY,
+                           "%d trainers are connected ([server] max_trainers)", s->nsessions);
+    if (h->mode > TMIX__GROUP_MODE__BROADCAST || h->dtype > TMIX__DTYPE__UINT8 ||
+        h->layout > TMIX__LAYOUT__NHWC || h->batch_size > 65536)
+        return reply_error(s, control, TMIX__ERROR__CODE__BAD_REQUEST,
+                           "hello: mode %d, dtype %d, layout %d or batch size %u out of range",
+                           (int)h->mode, (int)h->dtype, (int)h->layout, h->batch_size);
+    const tmixd_group_params want = {
+        .mode = h->mode ? (int)h->mode : TMIXD_SHARD,
+        .batch_size = h->batch_size ? h->batch_size : c->batch_size,
+        .dtype = h->dtype ? (int)h->dtype : c->dtype,
+        .layout = h->layout ? (int)h->layout : c->layout,
+    };
+    tmixd_group *g = find_group(s, name);
+    if (g) {
+        const tmixd_group_params *p = tmixd_group_params_get(g);
+        if (p->mode != want.mode || p->batch_size != want.batch_size || p->dtype != want.dtype ||
+            p->layout != want.layout)
+            return reply_error(s, control, TMIX__ERROR__CODE__BAD_REQUEST,
+                               "group %s is %s with batch size %u, dtype %d, layout %d; this "
+                               "hello asks for %s, %u, %d, %d", name,
+                               p->mode == TMIXD_SHARD ? "shard" : "broadcast", p->batch_size,
+                               p->dtype, p->layout,
+                               want.mode == TMIXD_SHARD ? "shard" : "broadcast", want.batch_size,
+                               want.dtype, want.layout);
+    } else {
+        if (s->ngroups == MAX_GROUPS)
+            return reply_error(s, control, TMIX__ERROR__CODE__BUSY, "%d groups exist",
+                               MAX_GROUPS);
+        g = tmixd_group_new(name, &want, (uint64_t)tmixd_dataset_size(c->producer.dataset),
+                            c->prefetch);
+        if (!g)
+            return reply_error(s, control, TMIX__ERROR__CODE__INTERNAL, "out of memory");
+        s->groups[s->ngroups++] = g;
+    }
+    if (s->nsessions == s->cap_sessions) {
+        const int cap = s->cap_sessions ? 2 * s->cap_sessions : 16;
+        session *a = realloc(s->sessions, (size_t)cap * sizeof *a);
+        if (!a)
+            return reply_error(s, control, TMIX__ERROR__CODE__INTERNAL, "out of memory");
+        s->sessions = a;
+        s->cap_sessions = cap;
+    }
+    const uint64_t id = tmix_rng_next(&s->ids) | 1; // never 0, the unset value
+    if (tmixd_group_join(g, id, h->start) < 0)
+        return reply_error(s, control, TMIX__ERROR__CODE__INTERNAL, "%s", tmix_last_error());
+    s->sessions[s->nsessions++] = (session){.id = id, .group = g, .last_seen_ms = now_ms()};
+
+    const tmixd_group_params *p = tmixd_group_params_get(g);
+    const tmixd_augment_params *a = &c->producer.augment;
+    uint32_t shape[3] = {(uint32_t)c->producer.channels, (uint32_t)a->out_h, (uint32_t)a->out_w};
+    Tmix__Welcome w = TMIX__WELCOME__INIT;
+    w.session_id = id;
+    w.n_image_shape = 3;
+    w.image_shape = shape;
+    w.classes = (uint32_t)c->classes;
+    w.epoch_size = (uint64_t)tmixd_dataset_size(c->producer.dataset);
+    w.method = (char *)tmix_method_name(c->producer.method);
+    w.mix_n = (uint32_t)c->producer.mix_n;
+    w.batch_size = p->batch_size;
+    w.batches_per_epoch = tmixd_group_batches_per_epoch(g);
+    w.mode = p->mode;
+    w.dtype = p->dtype;
+    w.layout = p->layout;
+    Tmix__Envelope env = TMIX__ENVELOPE__INIT;
+    env.body_case = TMIX__ENVELOPE__BODY_WELCOME;
+    env.welcome = &w;
+    reply(s, control, &env);
+    tmixd_log(TMIXD_LOG_INFO, "session %016llx joined group %s (%d members)",
+              (unsigned long long)id, name, tmixd_group_members(g));
+    pump(s, g);
+}
+
+static void on_next(server *s, void *control, const Tmix__Next *n)
+{
+    session *ss = find_session(s, n->session_id);
+    if (!ss)
+        return reply_error(s, control, TMIX__ERROR__CODE__UNKNOWN_SESSION,
+                           "session %016llx is unknown (expired, or the daemon restarted): say "
+                           "hello again", (unsigned long long)n->session_id);
+    ss->last_seen_ms = now_ms();
+    if (ss->pending) // a resent request: the new routing header replaces the old one
+        nn_freemsg(ss->pending);
+    ss->pending = NULL;
+    const tmixd_batch *b;
+    const int rc = tmixd_group_next(ss->group, ss->id, n->sequence, n->ack_through, &b);
+    s->dirty = true;
+    if (rc > 0) {
+        reply_batch(s, control, n->sequence, b);
+    } else if (rc == 0) {
+        ss->pending = control;
+        ss->pending_seq = n->sequence;
+        ss->pending_ack = n->ack_through;
+    } else {
+        reply_error(s, control, TMIX__ERROR__CODE__BAD_REQUEST, "%s", tmix_last_error());
+    }
+    pump(s, ss->group);
+}
+
+static void on_bye(server *s, void *control, const Tmix__Bye *b)
+{
+    session *ss = find_session(s, b->session_id);
+    if (ss) {
+        tmixd_log(TMIXD_LOG_INFO, "session %016llx left group %s", (unsigned long long)ss->id,
+                  tmixd_group_name(ss->group));
+        drop_session(s, ss, b->ack_through);
+    }
+    Tmix__Bye m = TMIX__BYE__INIT; // answered even for an unknown session: it is gone
+    m.session_id = b->session_id;
+    Tmix__Envelope env = TMIX__ENVELOPE__INIT;
+    env.body_case = TMIX__ENVELOPE__BODY_BYE;
+    env.bye = &m;
+    reply(s, control, &env);
+}
+
+static void on_status(server *s, void *control)
+{
+    Tmix__GroupStatus gs[MAX_GROUPS], *gp[MAX_GROUPS];
+    for (int i = 0; i < s->ngroups; i++) {
+        const tmixd_group *g = s->groups[i];
+        const tmixd_group_params *p = tmixd_group_params_get(g);
+        uint64_t through, done[64];
+        const int ndone = tmixd_group_progress(g, &through, done, 64);
+        const uint64_t bpe = tmixd_group_batches_per_epoch(g), epoch = through / bpe;
+        uint64_t in_epoch = through % bpe;
+        for (int k = 0; k < ndone; k++)
+            in_epoch += done[k] / bpe == epoch;
+        tmix__group_status__init(&gs[i]);
+        gs[i].name = (char *)tmixd_group_name(g);
+        gs[i].mode = p->mode;
+        gs[i].members = (uint32_t)tmixd_group_members(g);
+        gs[i].batch_size = p->batch_size;
+        gs[i].epoch = epoch;
+        gs[i].batches_done = in_epoch;
+        gs[i].batches_per_epoch = bpe;
+        gs[i].batches_served = tmixd_group_served(g);
+        gp[i] = &gs[i];
+    }
+    char version[] = TMIX_VERSION;
+    Tmix__Status st = TMIX__STATUS__INIT;
+    st.version = version;
+    st.uptime_s = (now_ms() - s->started_ms) / 1000;
+    st.trainers = (uint32_t)s->nsessions;
+    st.batches_served = s->served;
+    st.backend = (char *)s->c->backend;
+    st.dataset = (char *)s->c->dataset;
+    st.dataset_size = (uint64_t)tmixd_dataset_size(s->c->producer.dataset);
+    st.method = (char *)tmix_method_name(s->c->producer.method);
+    st.n_groups = (size_t)s->ngroups;
+    st.groups = gp;
+    st.bad_samples = tmixd_producer_bad_samples(s->producer);
+    st.memory_bytes = memory_in_use(s);
+    Tmix__Envelope env = TMIX__ENVELOPE__INIT;
+    env.body_case = TMIX__ENVELOPE__BODY_STATUS;
+    env.status = &st;
+    reply(s, control, &env);
+}
+
+static void on_request(server *s, const void *data, size_t size, void *control)
+{
+    if (size > s->c->max_request)
+        return reply_error(s, control, TMIX__ERROR__CODE__TOO_LARGE,
+                           "request of %zu bytes; the limit is %zu ([server] max_request_bytes)",
+                           size, s->c->max_request);
+    Tmix__Envelope *env = tmix__envelope__unpack(NULL, size, data);
+    if (!env)
+        return reply_error(s, control, TMIX__ERROR__CODE__BAD_REQUEST,
+                           "request of %zu bytes is not a tmix.Envelope", size);
+    if (env->version != TMIX__PROTOCOL_VERSION__PROTOCOL_VERSION) {
+        reply_error(s, control, TMIX__ERROR__CODE__VERSION_MISMATCH,
+                    "protocol version %d; this daemon speaks version %d (tmixd %s)",
+                    (int)env->version, TMIX__PROTOCOL_VERSION__PROTOCOL_VERSION, TMIX_VERSION);
+    } else {
+        switch (env->body_case) {
+        case TMIX__ENVELOPE__BODY_HELLO:
+            on_hello(s, control, env->hello);
+            break;
+        case TMIX__ENVELOPE__BODY_NEXT:
+            on_next(s, control, env->next);
+            break;
+        case TMIX__ENVELOPE__BODY_BYE:
+            on_bye(s, control, env->bye);
+            break;
+        case TMIX__ENVELOPE__BODY_STATUS_REQUEST:
+            on_status(s, control);
+            break;
+        default:
+            reply_error(s, control, TMIX__ERROR__CODE__BAD_REQUEST,
+                        "message %d is not a request (hello, next, bye or status_request)",
+                        (int)env->body_case);
+        }
+    }
+    tmix__envelope__free_unpacked(env, NULL);
+}
+
+static void on_readable(uv_poll_t *handle, int status, int events)
+{
+    server *s = handle->data;
+    (void)status;
+    (void)events;
+    for (;;) {
+        void *body = NULL, *control = NULL;
+        struct nn_iovec iov = {&body, NN_MSG};
+        struct nn_msghdr hdr = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = &control,
+                                .msg_controllen = NN_MSG};
+        const int n = nn_recvmsg(s->sock, &hdr, NN_DONTWAIT);
+        if (n < 0) {
+            if (nn_errno() != EAGAIN)
+                tmixd_log(TMIXD_LOG_ERROR, "receive: %s", nn_strerror(nn_errno()));
+            return;
+        }
+        on_request(s, body, (size_t)n, control);
+        nn_freemsg(body);
+    }
+}
+
+// ---- housekeeping -------------------------------------------------------------------------
+
+static void save_progress(server *s)
+{
+    if (!s->c->state_file[0])
+        return;
+    if (tmixd_progress_save(s->c->state_file, s->groups, s->ngroups) < 0)
+        tmixd_log(TMIXD_LOG_ERROR, "progress not saved: %s", tmix_last_error());
+    s->dirty = false;
+    s->last_save_ms = now_ms();
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    server *s = t->data;
+    const uint64_t now = now_ms(), lease_ms = (uint64_t)(s->c->lease_timeout_s * 1000);
+    for (int i = 0; i < s->nsessions;) {
+        session *ss = &s->sessions[i];
+        if (now - ss->last_seen_ms <= lease_ms) {
+            i++;
+            continue;
+        }
+        tmixd_log(TMIXD_LOG_WARN, "session %016llx of group %s expired after %.1f s of silence",
+                  (unsigned long long)ss->id, tmixd_group_name(ss->group), s->c->lease_timeout_s);
+        drop_session(s, ss, 0);
+    }
+    if (s->dirty && now - s->last_save_ms >= SAVE_EVERY_MS)
+        save_progress(s);
+}
+
+static void close_handle(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+static void on_stop_signal(uv_signal_t *sig, int signum)
+{
+    server *s = sig->data;
+    tmixd_log(TMIXD_LOG_INFO, "%s: draining", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    tmixd_producer_stop(s->producer); // running batches finish; the async handle closes
+    s->producer = NULL;
+    save_progress(s);
+    uv_walk(&s->loop, close_handle, NULL);
+}
+
+static void on_sighup(uv_signal_t *sig, int signum)
+{
+    (void)sig;
+    (void)signum;
+    if (tmixd_log_reopen() < 0)
+        tmixd_log(TMIXD_LOG_ERROR, "SIGHUP: %s", tmix_last_error());
+    else
+        tmixd_log(TMIXD_LOG_INFO, "SIGHUP: log reopened");
+}
+
+// ---- start and stop -----------------------------------------------------------------------
+
+// Binds the raw REP socket. nanomsg refuses an ipc path a live daemon holds (EADDRINUSE)
+// and replaces a stale socket file; it creates the file with the umask's mode: tighten it.
+static int bind_endpoint(server *s, const char *endpoint)
+{
+    s->sock = nn_socket(AF_SP_RAW, NN_REP);
+    if (s->sock < 0)
+        return tmix_fail(TMIX_EIO, "nn_socket: %s", nn_strerror(nn_errno()));
+    const int maxsize = 16 << 20; // bigger requests are dropped unread; up to here, TOO_LARGE
+    nn_setsockopt(s->sock, NN_SOL_SOCKET, NN_RCVMAXSIZE, &maxsize, sizeof maxsize);
+    if (nn_bind(s->sock, endpoint) < 0)
+        return tmix_fail(TMIX_EIO, "%s: %s", endpoint, nn_strerror(nn_errno()));
+    const char *path = strncmp(endpoint, "ipc://", 6) == 0 ? endpoint + 6 : NULL;
+    if (path && chmod(path, 0660) < 0)
+        return tmix_fail(TMIX_EIO, "%s: chmod 0660: %s", path, strerror(errno));
+    return 0;
+}
+
+static void free_server(server *s)
+{
+    for (int i = 0; i < s->nsessions; i++)
+        if (s->sessions[i].pending)
+            nn_freemsg(s->sessions[i].pending);
+    free(s->sessions);
+    for (int i = 0; i < s->ngroups; i++)
+        tmixd_group_free(s->groups[i]);
+    if (s->sock >= 0)
+        nn_close(s->sock);
+}
+
+int tmixd_server_run(const tmixd_server_config *c)
+{
+    server s = {.c = c, .sock = -1};
+    tmix_rng_seed(&s.ids, (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32) ^ now_ms());
+    int rc = uv_loop_init(&s.loop);
+    if (rc < 0)
+        return tmix_fail(TMIX_EIO, "uv_loop_init: %s", uv_strerror(rc));
+    if (c->state_file[0] &&
+        (rc = tmixd_progress_load(c->state_file, (uint64_t)tmixd_dataset_size(c->producer.dataset),
+                                  c->prefetch, s.groups, &s.ngroups, MAX_GROUPS)) < 0)
+        goto fail;
+    if ((rc = bind_endpoint(&s, c->endpoint)) < 0)
+        goto fail;
+    int fd;
+    size_t fdsize = sizeof fd;
+    if (nn_getsockopt(s.sock, NN_SOL_SOCKET, NN_RCVFD, &fd, &fdsize) < 0) {
+        rc = tmix_fail(TMIX_EIO, "NN_RCVFD: %s", nn_strerror(nn_errno()));
+        goto fail;
+    }
+    if ((rc = tmixd_producer_new(&s.producer, &c->producer, &s.loop, on_job_done, &s)) < 0)
+        goto fail;
+    uv_poll_init(&s.loop, &s.poll, fd);
+    uv_timer_init(&s.loop, &s.tick);
+    uv_signal_init(&s.loop, &s.sigterm);
+    uv_signal_init(&s.loop, &s.sigint);
+    uv_signal_init(&s.loop, &s.sighup);
+    s.poll.data = s.tick.data = s.sigterm.data = s.sigint.data = s.sighup.data = &s;
+    uv_poll_start(&s.poll, UV_READABLE, on_readable);
+    uv_timer_start(&s.tick, on_tick, TICK_MS, TICK_MS);
+    uv_signal_start(&s.sigterm, on_stop_signal, SIGTERM);
+    uv_signal_start(&s.sigint, on_stop_signal, SIGINT);
+    uv_signal_start(&s.sighup, on_sighup, SIGHUP);
+    s.started_ms = s.last_save_ms = now_ms();
+    tmixd_log(TMIXD_LOG_INFO, "serving %s on %s: %s, %d classes, method %s, %d workers",
+              c->dataset, c->endpoint, c->backend, c->classes,
+              tmix_method_name(c->producer.method), c->producer.workers);
+    uv_run(&s.loop, UV_RUN_DEFAULT);
+    uv_loop_close(&s.loop);
+    free_server(&s);
+    tmixd_log(TMIXD_LOG_INFO, "stopped");
+    return 0;
+fail:
+    free_server(&s);
+    uv_loop_close(&s.loop);
+    return rc;
+}

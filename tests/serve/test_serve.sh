@@ -1,0 +1,195 @@
+#!/usr/bin/env bash
+# Serving with real processes: tmixd daemons and tmixctl trainers on ipc:// sockets in a
+# temporary directory, fed a 1,000-sample IDX set cut from Debian's Fashion-MNIST.
+#   test_serve.sh SCENARIO    (shard, broadcast, kill_trainer, kill_daemon, bad_messages,
+#                              corrupt_jpeg, startup_errors)
+# Needs TMIXD, TMIXCTL, RAWREQ, MAKE_IMAGEFOLDER, MAKE_IDX and FMNIST in the environment.
+set -euo pipefail
+scenario=$1
+[ -d "$FMNIST" ] || { echo "SKIP: $FMNIST missing (apt-get install dataset-fashion-mnist)"; exit 77; }
+work=$(mktemp -d "${TMPDIR:-/tmp}/tmix-serve.XXXXXX")
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+fail() { echo "FAIL $scenario: $*" >&2; for f in "$work"/*.log; do [ -f "$f" ] && { echo "--- $f"; tail -20 "$f"; }; done >&2; exit 1; }
+
+python3 "$MAKE_IDX" "$FMNIST" "$work/idx" 1000 100
+
+# start_daemon NAME [tmixd options...]: serves $work/idx on ipc://$work/NAME.sock and waits
+# until it answers; the pid is in $daemon.
+start_daemon() {
+  local name=$1
+  shift
+  "$TMIXD" serve --server.endpoint="ipc://$work/$name.sock" --server.state_dir="$work/$name.state" \
+    --dataset.path="$work/idx" --server.workers=2 "$@" >>"$work/$name.log" 2>&1 &
+  daemon=$!
+  pids+=("$daemon")
+  for _ in $(seq 100); do
+    "$TMIXCTL" status -e "ipc://$work/$name.sock" --timeout 0.2 >/dev/null 2>&1 && return 0
+    kill -0 "$daemon" 2>/dev/null || fail "tmixd $name exited at start"
+    sleep 0.1
+  done
+  fail "tmixd $name does not answer"
+}
+
+stop_daemon() { # PID: SIGTERM, and the daemon must exit 0
+  kill -TERM "$1"
+  wait "$1" || fail "tmixd exited $? after SIGTERM"
+}
+
+# pull NAME OUT [tmixctl pull options...]: ids of the batches, one line each, into OUT.
+pull() {
+  local name=$1 out=$2
+  shift 2
+  "$TMIXCTL" pull -e "ipc://$work/$name.sock" --print-ids --timeout 30 "$@" >"$out" ||
+    fail "tmixctl pull $* exited $?"
+}
+
+# covers EPOCH FILES...: the ids of that epoch in FILES include every sample 0..999.
+covers() {
+  local epoch=$1
+  shift
+  local missing
+  missing=$(comm -23 <(seq 0 999 | sort) \
+    <(cat "$@" | awk -v e="$epoch" '$2 == e { for (i = 6; i <= NF; i++) print $i }' | sort -u) | wc -l)
+  [ "$missing" -eq 0 ] || fail "epoch $epoch misses $missing samples"
+}
+
+# exactly_once EPOCH FILES...: every sample exactly once in that epoch.
+exactly_once() {
+  local epoch=$1
+  shift
+  local ids
+  ids=$(cat "$@" | awk -v e="$epoch" '$2 == e { for (i = 6; i <= NF; i++) print $i }' | sort -n)
+  [ "$ids" = "$(seq 0 999)" ] || fail "epoch $epoch does not hold every sample exactly once"
+}
+
+case $scenario in
+shard)
+  # 4 trainers, one group, 2 epochs of 20 batches: every sample exactly once per epoch.
+  start_daemon a --server.seed=7
+  for i in 1 2 3 4; do
+    pull a "$work/t$i" --group g --mode shard --batches 10 --batch-size 50 &
+    pids+=($!)
+  done
+  for i in 1 2 3 4; do wait "${pids[-$i]}" || fail "trainer exited $?"; done
+  [ "$(cat "$work"/t? | wc -l)" -eq 40 ] || fail "40 batches expected"
+  exactly_once 0 "$work"/t?
+  exactly_once 1 "$work"/t?
+  [ "$(cat "$work"/t? | awk '{print $2, $4}' | sort -u | wc -l)" -eq 40 ] || fail "a batch twice"
+  stop_daemon "$daemon"
+  # The same seed makes the same batches: one trainer now pulls all 40.
+  start_daemon b --server.seed=7
+  pull b "$work/again" --group g --mode shard --batches 40 --batch-size 50
+  diff <(sort "$work"/t?) <(sort "$work/again") >/dev/null || fail "another run, other batches"
+  stop_daemon "$daemon"
+  ;;
+broadcast)
+  start_daemon a
+  for i in 1 2 3; do
+    pull a "$work/t$i" --group sweep --mode broadcast --batches 12 --batch-size 64 &
+    pids+=($!)
+  done
+  for i in 1 2 3; do wait "${pids[-$i]}" || fail "trainer exited $?"; done
+  [ "$(wc -l <"$work/t1")" -eq 12 ] || fail "12 batches expected"
+  cmp -s "$work/t1" "$work/t2" && cmp -s "$work/t1" "$work/t3" || fail "streams differ"
+  stop_daemon "$daemon"
+  ;;
+kill_trainer)
+  # A trainer killed holding a batch: after its lease times out the batch goes to another.
+  start_daemon a --server.lease_timeout_s=1
+  "$TMIXCTL" pull -e "ipc://$work/a.sock" --print-ids --group g --batches 100 --batch-size 50 \
+    --hold-ms 200 >"$work/victim" &
+  victim=$!
+  pids+=("$victim")
+  sleep 1
+  kill -9 "$victim"
+  wait "$victim" 2>/dev/null || true
+  [ -s "$work/victim" ] || fail "the victim got no batch"
+  sleep 1.5 # its session expires
+  pull a "$work/survivor" --group g --batches 20 --batch-size 50
+  covers 0 "$work/victim" "$work/survivor"
+  grep -q "expired" "$work/a.log" || fail "no expiry logged"
+  stop_daemon "$daemon"
+  ;;
+kill_daemon)
+  # SIGKILL with an epoch half done; a new daemon on the same state resumes it.
+  start_daemon a
+  pull a "$work/before" --group g --batches 8 --batch-size 50
+  sleep 1.5 # progress is saved within a second
+  kill -9 "$daemon"
+  wait "$daemon" 2>/dev/null || true
+  start_daemon a
+  grep -q "group g resumes at epoch 0" "$work/a.log" || fail "no resume logged"
+  pull a "$work/after" --group g --batches 16 --batch-size 50
+  covers 0 "$work/before" "$work/after"
+  [ "$(awk '$2 == 0' "$work/after" | wc -l)" -lt 20 ] || fail "the whole epoch was served again"
+  stop_daemon "$daemon"
+  ;;
+bad_messages)
+  start_daemon a --server.max_request_bytes=4096
+  "$TMIXCTL" pull -e "ipc://$work/a.sock" --print-ids --group g --batches 10 --batch-size 50 \
+    --hold-ms 100 >"$work/bystander" &
+  bystander=$!
+  pids+=("$bystander")
+  e="ipc://$work/a.sock"
+  "$RAWREQ" "$e" garbage | grep -q "^error BAD_REQUEST: request of 64 bytes" || fail garbage
+  "$RAWREQ" "$e" oversized 100000 | grep -q "^error TOO_LARGE: .*limit is 4096" || fail oversized
+  "$RAWREQ" "$e" version 2 | grep -q "^error VERSION_MISMATCH: protocol version 2" || fail version
+  "$RAWREQ" "$e" reply | grep -q "^error BAD_REQUEST: .*not a request" || fail reply
+  "$RAWREQ" "$e" next 12345 | grep -q "^error UNKNOWN_SESSION" || fail "unknown session"
+  "$RAWREQ" "$e" version 1 | grep -q "^ok status" || fail "status after bad messages"
+  wait "$bystander" || fail "the other trainer failed ($?)"
+  [ "$(wc -l <"$work/bystander")" -eq 10 ] || fail "the other trainer lost batches"
+  stop_daemon "$daemon"
+  ;;
+corrupt_jpeg)
+  "$MAKE_IMAGEFOLDER" "$work/jpegs" 3 10 48 40 --corrupt
+  "$TMIXD" serve --server.endpoint="ipc://$work/a.sock" --server.state_dir="$work/a.state" \
+    --dataset.format=imagefolder --dataset.path="$work/jpegs" --augment.size=32 \
+    --augment.crop=random-resized >"$work/a.log" 2>&1 &
+  daemon=$!
+  pids+=("$daemon")
+  sleep 0.5
+  pull a "$work/t" --group g --batches 8 --batch-size 8 # 32 samples: 2 epochs
+  exactly_ids=$(awk '$2 == 0 { for (i = 6; i <= NF; i++) print $i }' "$work/t" | sort -n)
+  [ "$exactly_ids" = "$(seq 0 31)" ] || fail "epoch 0 does not cover the 32 samples"
+  grep -q "img_corrupt.jpg" "$work/a.log" || fail "the truncated JPEG is not logged"
+  grep -q "not_an_image.jpg" "$work/a.log" || fail "the text file is not logged"
+  "$TMIXCTL" status -e "ipc://$work/a.sock" | grep -Eq "bad samples +[1-9]" || fail "not counted"
+  stop_daemon "$daemon"
+  ;;
+startup_errors)
+  # expect_one_line PATTERN ARGS...: tmixd ARGS exits non-zero with one stderr line matching.
+  expect_one_line() {
+    local pattern=$1
+    shift
+    set +e
+    "$TMIXD" "$@" >/dev/null 2>"$work/err"
+    local rc=$?
+    set -e
+    [ "$rc" -ne 0 ] || fail "tmixd $* exited 0"
+    [ "$(wc -l <"$work/err")" -eq 1 ] || fail "tmixd $* said: $(cat "$work/err")"
+    grep -q -- "$pattern" "$work/err" || fail "tmixd $* said: $(cat "$work/err")"
+  }
+  expect_one_line "$work/nothing" serve --dataset.path="$work/nothing" \
+    --server.endpoint="ipc://$work/x.sock"
+  expect_one_line "$work/missing.conf" serve -c "$work/missing.conf"
+  echo "[mix]" >"$work/bad.conf"
+  echo "alpha = abc" >>"$work/bad.conf"
+  expect_one_line "bad.conf:2" -c "$work/bad.conf"
+  start_daemon a
+  expect_one_line "in use" serve --server.endpoint="ipc://$work/a.sock" \
+    --server.state_dir="$work/b.state" --dataset.path="$work/idx"
+  "$TMIXCTL" status -e "ipc://$work/a.sock" >/dev/null || fail "the first daemon was disturbed"
+  stop_daemon "$daemon"
+  ;;
+*)
+  echo "unknown scenario $scenario" >&2
+  exit 2
+  ;;
+esac
+echo "PASS serve.$scenario"
