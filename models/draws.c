@@ -46,7 +46,7 @@ bool tmix_method_uses_cams(tmix_method m)
 int tmix_draws_alloc(tmix_draws *d, int batch, int n, int stn_size)
 {
     memset(d, 0, sizeof *d);
-    if (batch < 1 || n < 2 || n > TMIX_MODULE_MAX_N || stn_size < 1)
+    if (batch < 1 || n < 2 || n > TMIX_MODULE_MAX_N || stn_size < 0)
         return tmix_fail(TMIX_EINVAL, "draws: batch %d, n %d, stn_size %d out of range", batch, n,
                          stn_size);
     d->batch = batch;
@@ -54,9 +54,9 @@ int tmix_draws_alloc(tmix_draws *d, int batch, int n, int stn_size)
     d->stn_size = stn_size;
     d->perm = malloc(sizeof *d->perm * (size_t)(n - 1) * batch);
     d->lam = malloc(sizeof *d->lam * (size_t)n * batch);
-    d->noise = malloc(sizeof *d->noise * (size_t)batch * stn_size * stn_size);
+    d->noise = stn_size ? malloc(sizeof *d->noise * (size_t)batch * stn_size * stn_size) : NULL;
     d->centre = malloc(sizeof *d->centre * 2 * (size_t)batch);
-    if (!d->perm || !d->lam || !d->noise || !d->centre) {
+    if (!d->perm || !d->lam || (stn_size && !d->noise) || !d->centre) {
         tmix_draws_free(d);
         return tmix_fail(TMIX_ENOMEM, "draws: out of memory for a batch of %d", batch);
     }
@@ -83,10 +83,11 @@ void tmix_draws_sample(tmix_draws *d, tmix_rng *rng, double alpha)
         for (int k = 0; k < n; k++)
             d->lam[i * n + k] = (float)lam[k];
     }
-    for (size_t i = 0; i < (size_t)b * d->stn_size * d->stn_size; i++)
-        d->noise[i] = (float)tmix_rng_normal(rng);
     for (int i = 0; i < 2 * b; i++)
         d->centre[i] = (float)tmix_rng_uniform(rng);
+    // Last, so that draws without noise (stn_size 0) agree with the others on the rest.
+    for (size_t i = 0; i < (size_t)b * d->stn_size * d->stn_size; i++)
+        d->noise[i] = (float)tmix_rng_normal(rng);
 }
 
 int tmix_draws_check(const tmix_draws *d)

@@ -34,10 +34,11 @@ typedef struct {
     int batch, n, stn_size;
     int64_t *perm;  // [(n - 1) * batch]: row k - 1 is the k-th partner of every sample
     float *lam;     // [batch * n], each row sums to 1
-    float *noise;   // [batch * stn_size * stn_size]
+    float *noise;   // [batch * stn_size * stn_size], NULL when stn_size is 0
     float *centre;  // [batch * 2]: CutMix box centre (y, x) as a fraction of the image
 } tmix_draws;
 
+// stn_size 0: no noise (for the methods without an STN, which need none).
 int tmix_draws_alloc(tmix_draws *d, int batch, int n, int stn_size);
 void tmix_draws_free(tmix_draws *d);
 // Fills every field in the order of models/README.md ("Randomness").
