@@ -14,7 +14,7 @@
 // What a generator is for: part of its seed, so that the streams never overlap.
 enum { SEED_ORDER = 1, SEED_SAMPLE, SEED_REPLACE, SEED_MIX };
 
-enum { MAX_REPLACEMENTS = 8, STN_SIZE_DEFAULT = 32 };
+enum { MAX_REPLACEMENTS = 8 };
 
 static uint64_t mix64(uint64_t x) // splitmix64's finaliser
 {
@@ -56,31 +56,34 @@ static uint16_t half_from_float(float f)
     return (uint16_t)(sign | (base + up));
 }
 
-// Writes the mixed images (B, C, H, W) float32 in the job's dtype and layout.
+// Writes the mixed images (B, C, H, W) float32 in the job's dtype and layout, a channel
+// plane at a time: the destination of plane (i, k) starts at `at` and steps by `step`.
 static void encode_images(const tmixd_producer_config *c, const tmixd_job *job, const float *x,
                           int b, int ch, int h, int w, void *out)
 {
     const bool nhwc = job->layout == 2; // proto NHWC
-    const size_t plane = (size_t)h * w;
+    const size_t plane = (size_t)h * w, step = nhwc ? (size_t)ch : 1;
     for (int i = 0; i < b; i++)
-        for (int k = 0; k < ch; k++)
-            for (size_t p = 0; p < plane; p++) {
-                const float v = x[((size_t)i * ch + k) * plane + p];
-                const size_t o = nhwc ? ((size_t)i * plane + p) * ch + k
-                                      : ((size_t)i * ch + k) * plane + p;
-                switch (job->dtype) {
-                case 2: // FLOAT16
-                    ((uint16_t *)out)[o] = half_from_float(v);
-                    break;
-                case 3: { // UINT8: back to pixels
-                    const float px = (v * c->std[k] + c->mean[k]) * 255.0f;
-                    ((uint8_t *)out)[o] = (uint8_t)(px <= 0 ? 0 : px >= 255 ? 255 : lrintf(px));
-                    break;
+        for (int k = 0; k < ch; k++) {
+            const float *src = x + ((size_t)i * ch + k) * plane;
+            const size_t at = nhwc ? (size_t)i * plane * ch + k : ((size_t)i * ch + k) * plane;
+            if (job->dtype == 2) { // FLOAT16
+                uint16_t *dst = (uint16_t *)out + at;
+                for (size_t p = 0; p < plane; p++)
+                    dst[p * step] = half_from_float(src[p]);
+            } else if (job->dtype == 3) { // UINT8: back to pixels
+                uint8_t *dst = (uint8_t *)out + at;
+                const float scale = 255.0f * c->std[k], shift = 255.0f * c->mean[k];
+                for (size_t p = 0; p < plane; p++) {
+                    const float px = src[p] * scale + shift;
+                    dst[p * step] = (uint8_t)(px <= 0 ? 0 : px >= 255 ? 255 : lrintf(px));
                 }
-                default: // FLOAT32
-                    ((float *)out)[o] = v;
-                }
+            } else { // FLOAT32
+                float *dst = (float *)out + at;
+                for (size_t p = 0; p < plane; p++)
+                    dst[p * step] = src[p];
             }
+        }
 }
 
 static size_t dtype_size(int dtype) { return dtype == 2 ? 2 : dtype == 3 ? 1 : 4; }
@@ -121,18 +124,57 @@ static tmixd_batch *batch_alloc(const tmixd_job *job, int b, int n, int ch, int 
 
 void tmixd_batch_free(tmixd_batch *b) { free(b); }
 
-// Reads sample id, or in its place a deterministic other one when it cannot be read (logged
-// once per sample by the caller through *bad). Returns the id read.
-static int64_t read_sample(const tmixd_producer_config *c, int64_t id, int out_h, int out_w,
-                           tmixd_image *img, uint64_t *bad)
+// ---- the worker pool ----------------------------------------------------------------------
+
+struct tmixd_producer {
+    tmixd_producer_config c;
+    uv_mutex_t lock;
+    uv_cond_t wake;
+    uv_mutex_t teacher_lock; // the teacher's buffers serve one forward at a time
+    tmixd_job *queue, *queue_tail, *results;
+    int pending;
+    bool stopping;
+    uint64_t bad_samples;
+    uint8_t *bad_seen; // a bit per sample: unreadable, already logged and counted
+    uv_async_t async;
+    tmixd_job_done done;
+    void *ctx;
+    uv_thread_t *threads;
+    int nthreads;
+};
+
+// What a worker keeps between batches: its mixer and the order of the epoch it is in.
+typedef struct {
+    tmix_mixer *mixer;
+    int64_t *order;
+    uint64_t order_epoch;
+    bool has_order;
+} worker_state;
+
+// The first time sample id fails to read: logs it with its path and counts it.
+static void note_bad(tmixd_producer *p, int64_t id)
 {
+    uv_mutex_lock(&p->lock);
+    const bool first = !(p->bad_seen[id / 8] & (1u << (id % 8)));
+    p->bad_seen[id / 8] |= (uint8_t)(1u << (id % 8));
+    p->bad_samples += first;
+    uv_mutex_unlock(&p->lock);
+    if (first)
+        tmixd_log(TMIXD_LOG_WARN, "unreadable, replaced wherever it is drawn: %s",
+                  tmix_last_error());
+}
+
+// Reads sample id, or in its place a deterministic other one when it cannot be read.
+// Returns the id read.
+static int64_t read_sample(tmixd_producer *p, int64_t id, int out_h, int out_w, tmixd_image *img)
+{
+    const tmixd_producer_config *c = &p->c;
     const int64_t n = tmixd_dataset_size(c->dataset);
     int64_t cur = id;
     for (int attempt = 0; attempt <= MAX_REPLACEMENTS; attempt++) {
         if (tmixd_dataset_read(c->dataset, cur, out_h, out_w, img) == 0)
             return cur;
-        tmixd_log(TMIXD_LOG_WARN, "sample %lld replaced: %s", (long long)cur, tmix_last_error());
-        ++*bad;
+        note_bad(p, cur);
         tmix_rng r;
         seed_for(&r, c->seed, SEED_REPLACE, (uint64_t)id, (uint64_t)attempt);
         cur = (int64_t)tmix_rng_below(&r, (uint64_t)n);
@@ -141,34 +183,40 @@ static int64_t read_sample(const tmixd_producer_config *c, int64_t id, int out_h
                      MAX_REPLACEMENTS);
 }
 
-int tmixd_produce(const tmixd_producer_config *c, tmix_mixer *mixer, const tmixd_job *job,
-                  tmixd_batch **out, uint64_t *bad_samples)
+// Makes the batch of one job on the calling worker.
+static int produce(tmixd_producer *p, worker_state *w, const tmixd_job *job, tmixd_batch **out)
 {
+    const tmixd_producer_config *c = &p->c;
     *out = NULL;
     const int64_t total = tmixd_dataset_size(c->dataset);
     const uint64_t epoch = job->pos / job->batches_per_epoch;
     const int64_t first = (int64_t)(job->pos % job->batches_per_epoch) * job->batch_size;
     const int b = (int)(total - first < job->batch_size ? total - first : job->batch_size);
-    const int n = c->mix_n, h = c->augment.out_h, w = c->augment.out_w, ch = c->channels;
+    const int n = c->mix_n, h = c->augment.out_h, wd = c->augment.out_w, ch = c->channels;
     const int cs = tmixd_dataset_channels(c->dataset);
-    int64_t *order = malloc((size_t)total * sizeof *order);
     int64_t *labels = malloc((size_t)b * sizeof *labels), *read_ids = malloc((size_t)b * 8);
-    uint8_t *pixels = malloc((size_t)b * h * w * cs);
-    float *images = malloc((size_t)b * ch * h * w * sizeof *images);
+    uint8_t *pixels = malloc((size_t)b * h * wd * cs);
+    float *images = malloc((size_t)b * ch * h * wd * sizeof *images);
     tmix_crop *crops = calloc((size_t)b, sizeof *crops);
     tmix_draws draws = {0};
     tmixd_image img = {0};
-    tmixd_batch *bt = batch_alloc(job, b, n, ch, h, w);
+    tmixd_batch *bt = batch_alloc(job, b, n, ch, h, wd);
     int rc = 0;
-    if (!order || !labels || !read_ids || !pixels || !images || !crops || !bt) {
+    if (!w->order)
+        w->order = malloc((size_t)total * sizeof *w->order);
+    if (!w->order || !labels || !read_ids || !pixels || !images || !crops || !bt) {
         rc = tmix_fail(TMIX_ENOMEM, "batch %llu: %d images of %dx%dx%d", (unsigned long long)job->pos,
-                       b, ch, h, w);
+                       b, ch, h, wd);
         goto done;
     }
-    epoch_order(c->seed, epoch, total, order);
+    if (!w->has_order || w->order_epoch != epoch) {
+        epoch_order(c->seed, epoch, total, w->order);
+        w->order_epoch = epoch;
+        w->has_order = true;
+    }
     for (int i = 0; i < b && rc == 0; i++) {
-        const int64_t id = order[first + i];
-        const int64_t got = read_sample(c, id, h, w, &img, bad_samples);
+        const int64_t id = w->order[first + i];
+        const int64_t got = read_sample(p, id, h, wd, &img);
         if (got < 0) {
             rc = (int)got;
             break;
@@ -180,25 +228,30 @@ int tmixd_produce(const tmixd_producer_config *c, tmix_mixer *mixer, const tmixd
         labels[i] = tmixd_dataset_label(c->dataset, got);
         tmix_rng r;
         seed_for(&r, c->seed, SEED_SAMPLE, epoch, (uint64_t)id);
-        rc = tmixd_augment(&c->augment, &img, &r, pixels + (size_t)i * h * w * cs);
+        rc = tmixd_augment(&c->augment, &img, &r, pixels + (size_t)i * h * wd * cs);
     }
     if (rc < 0)
         goto done;
     tmix_backend *cpu = tmix_backend_cpu();
-    tmix_tensor src = tmix_tensor_view(pixels, TMIX_U8, TMIX_CPU, 4, (int64_t[]){b, h, w, cs});
-    tmix_tensor x = tmix_tensor_view(images, TMIX_F32, TMIX_CPU, 4, (int64_t[]){b, ch, h, w});
+    tmix_tensor src = tmix_tensor_view(pixels, TMIX_U8, TMIX_CPU, 4, (int64_t[]){b, h, wd, cs});
+    tmix_tensor x = tmix_tensor_view(images, TMIX_F32, TMIX_CPU, 4, (int64_t[]){b, ch, h, wd});
     if ((rc = tmix_preprocess(cpu, &x, &src, crops, c->mean, c->std)) < 0)
         goto done;
-    const int stn = c->module ? c->module->stn_size : STN_SIZE_DEFAULT;
+    const int stn = tmix_method_uses_stn(c->method) ? c->module->stn_size : 0; // noise only there
     if ((rc = tmix_draws_alloc(&draws, b, n, stn)) < 0)
         goto done;
     tmix_rng r;
     seed_for(&r, c->seed, SEED_MIX, epoch, job->pos % job->batches_per_epoch);
     tmix_draws_sample(&draws, &r, c->alpha);
     tmix_mix_result res;
-    if ((rc = tmix_mix_forward(mixer, c->teacher, c->module, &x, labels, &draws, false, &res)) < 0)
+    if (c->teacher)
+        uv_mutex_lock(&p->teacher_lock);
+    rc = tmix_mix_forward(w->mixer, c->teacher, c->module, &x, labels, &draws, false, &res);
+    if (c->teacher)
+        uv_mutex_unlock(&p->teacher_lock);
+    if (rc < 0)
         goto done;
-    encode_images(c, job, tmix_f32(res.mixed), b, ch, h, w, bt->images);
+    encode_images(c, job, tmix_f32(res.mixed), b, ch, h, wd, bt->images);
     for (int i = 0; i < b * n; i++) {
         bt->sources[i] = (uint64_t)read_ids[res.sources[i]];
         bt->labels[i] = (uint32_t)res.labels[i];
@@ -211,7 +264,6 @@ done:
         *out = bt;
     tmix_draws_free(&draws);
     tmixd_image_free(&img);
-    free(order);
     free(labels);
     free(read_ids);
     free(pixels);
@@ -220,29 +272,11 @@ done:
     return rc;
 }
 
-// ---- the worker pool ----------------------------------------------------------------------
-
-struct tmixd_producer {
-    tmixd_producer_config c;
-    uv_mutex_t lock;
-    uv_cond_t wake;
-    uv_mutex_t teacher_lock; // the teacher's buffers serve one forward at a time
-    tmixd_job *queue, *queue_tail, *results;
-    int pending;
-    bool stopping;
-    uint64_t bad_samples;
-    uv_async_t async;
-    tmixd_job_done done;
-    void *ctx;
-    uv_thread_t *threads;
-    int nthreads;
-};
-
 static void worker(void *arg)
 {
     tmixd_producer *p = arg;
-    tmix_mixer *mixer = NULL;
-    const int mixer_rc = tmix_mixer_new(&mixer, tmix_backend_cpu(), p->c.method);
+    worker_state w = {0};
+    const int mixer_rc = tmix_mixer_new(&w.mixer, tmix_backend_cpu(), p->c.method);
     char mixer_error[200];
     snprintf(mixer_error, sizeof mixer_error, "%s", mixer_rc < 0 ? tmix_last_error() : "");
     for (;;) {
@@ -259,26 +293,19 @@ static void worker(void *arg)
             p->queue_tail = NULL;
         uv_mutex_unlock(&p->lock);
 
-        uint64_t bad = 0;
-        if (mixer_rc < 0) {
+        if (mixer_rc < 0)
             snprintf(job->error, sizeof job->error, "%s", mixer_error);
-        } else {
-            if (p->c.teacher)
-                uv_mutex_lock(&p->teacher_lock);
-            if (tmixd_produce(&p->c, mixer, job, &job->batch, &bad) < 0)
-                snprintf(job->error, sizeof job->error, "%s", tmix_last_error());
-            if (p->c.teacher)
-                uv_mutex_unlock(&p->teacher_lock);
-        }
+        else if (produce(p, &w, job, &job->batch) < 0)
+            snprintf(job->error, sizeof job->error, "%s", tmix_last_error());
 
         uv_mutex_lock(&p->lock);
-        p->bad_samples += bad;
         job->next = p->results;
         p->results = job;
         uv_mutex_unlock(&p->lock);
         uv_async_send(&p->async);
     }
-    tmix_mixer_free(mixer);
+    tmix_mixer_free(w.mixer);
+    free(w.order);
 }
 
 static void on_results(uv_async_t *handle)
@@ -309,9 +336,11 @@ int tmixd_producer_new(tmixd_producer **out, const tmixd_producer_config *c, uv_
     p->ctx = ctx;
     p->nthreads = c->workers > 0 ? c->workers : 1;
     p->threads = calloc((size_t)p->nthreads, sizeof *p->threads);
-    if (!p->threads || uv_mutex_init(&p->lock) || uv_mutex_init(&p->teacher_lock) ||
+    p->bad_seen = calloc((size_t)tmixd_dataset_size(c->dataset) / 8 + 1, 1);
+    if (!p->threads || !p->bad_seen || uv_mutex_init(&p->lock) || uv_mutex_init(&p->teacher_lock) ||
         uv_cond_init(&p->wake) || uv_async_init(loop, &p->async, on_results)) {
         free(p->threads);
+        free(p->bad_seen);
         free(p);
         return tmix_fail(TMIX_ENOMEM, "producer: threads and locks");
     }
@@ -365,6 +394,7 @@ static void on_closed(uv_handle_t *handle)
     uv_mutex_destroy(&p->teacher_lock);
     uv_cond_destroy(&p->wake);
     free(p->threads);
+    free(p->bad_seen);
     free(p);
 }
 

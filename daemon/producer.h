@@ -47,14 +47,10 @@ int tmixd_producer_new(tmixd_producer **out, const tmixd_producer_config *c, uv_
 void tmixd_producer_submit(tmixd_producer *p, tmixd_job *job);
 // Jobs queued or running.
 int tmixd_producer_pending(const tmixd_producer *p);
-// Unreadable samples replaced so far.
+// Distinct samples found unreadable (and replaced) so far.
 uint64_t tmixd_producer_bad_samples(const tmixd_producer *p);
 // Stops the workers after the jobs they are running (queued ones are dropped, unreported)
 // and closes the async handle; frees p once the loop has closed it.
 void tmixd_producer_stop(tmixd_producer *p);
-
-// Produces one batch on the calling thread (the workers' function; also for tests).
-int tmixd_produce(const tmixd_producer_config *c, tmix_mixer *mixer, const tmixd_job *job,
-                  tmixd_batch **out, uint64_t *bad_samples);
 
 #endif

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Serving with real processes: tmixd daemons and tmixctl trainers on ipc:// sockets in a
 # temporary directory, fed a 1,000-sample IDX set cut from Debian's Fashion-MNIST.
-#   test_serve.sh SCENARIO    (shard, broadcast, kill_trainer, kill_daemon, bad_messages,
-#                              corrupt_jpeg, startup_errors)
-# Needs TMIXD, TMIXCTL, RAWREQ, MAKE_IMAGEFOLDER, MAKE_IDX and FMNIST in the environment.
+#   test_serve.sh SCENARIO    (shard, broadcast, formats, kill_trainer, kill_daemon,
+#                              bad_messages, corrupt_jpeg, startup_errors)
+# Needs TMIXD, TMIXCTL, RAWREQ, MAKE_IMAGEFOLDER, MAKE_IDX, FMNIST, and for formats
+# NUMPY_PYTHON and CHECK_FORMATS (with PYTHONPATH reaching client/python) in the environment.
 set -euo pipefail
 scenario=$1
 [ -d "$FMNIST" ] || { echo "SKIP: $FMNIST missing (apt-get install dataset-fashion-mnist)"; exit 77; }
@@ -96,6 +97,19 @@ broadcast)
   for i in 1 2 3; do wait "${pids[-$i]}" || fail "trainer exited $?"; done
   [ "$(wc -l <"$work/t1")" -eq 12 ] || fail "12 batches expected"
   cmp -s "$work/t1" "$work/t2" && cmp -s "$work/t1" "$work/t3" || fail "streams differ"
+  stop_daemon "$daemon"
+  ;;
+formats)
+  # The same batches as float32 NCHW, float16 NCHW and uint8 NHWC.
+  start_daemon a --server.seed=3 --mix.method=cutmix
+  "$TMIXCTL" pull -e "ipc://$work/a.sock" --group f32 --batches 3 --batch-size 40 \
+    --out "$work/f32.safetensors" >/dev/null || fail "pull float32"
+  "$TMIXCTL" pull -e "ipc://$work/a.sock" --group f16 --batches 3 --batch-size 40 \
+    --dtype float16 --out "$work/f16.safetensors" >/dev/null || fail "pull float16"
+  "$TMIXCTL" pull -e "ipc://$work/a.sock" --group u8 --batches 3 --batch-size 40 \
+    --dtype uint8 --layout nhwc --out "$work/u8.safetensors" >/dev/null || fail "pull uint8"
+  "$NUMPY_PYTHON" "$CHECK_FORMATS" "$work/f32.safetensors" "$work/f16.safetensors" \
+    "$work/u8.safetensors" || fail "formats differ"
   stop_daemon "$daemon"
   ;;
 kill_trainer)
