@@ -123,7 +123,7 @@ static int save(const char *path, const received *r, const tmix_info *info, cons
 
 static void print_welcome(const char *endpoint, const char *group, const tmix_info *i)
 {
-    printf("connected to %s: session %" PRIu64 ", group %s (%s), batch size %u\n", endpoint,
+    printf("connected to %s: session %016" PRIx64 ", group %s (%s), batch size %u\n", endpoint,
            i->session_id, group, tmix_mode_name(i->mode), i->batch_size);
     printf("images %ux%ux%u %s %s, %u classes, method %s, n = %u, epoch of %" PRIu64
            " samples (%" PRIu64 " batches)\n",

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # tmix set-up on Debian 12: installs the Debian packages that are missing (only those),
 # configures and builds in the clone this script belongs to, then does one of:
-#   deploy/setup.sh         run the main job: `tmixd selftest` (every op against PyTorch cases)
+#   deploy/setup.sh         run the main job: tmixd serving Fashion-MNIST, a trainer pulling
+#                           batches with tmixctl, then a clean stop
+#   deploy/setup.sh selftest  `tmixd selftest`: every op and model against PyTorch cases
 #   deploy/setup.sh test    run the whole test suite: unit, integration and gpu (gpu tests skip
 #                           without a GPU), then the unit suite again under ASan + UBSan
 #   deploy/setup.sh build   install and build only
@@ -47,8 +49,34 @@ install_missing
 configure build
 ninja -C build
 
+# run: tmixd on the embedded default config (Debian's Fashion-MNIST, mixup), one trainer
+# pulling batches with tmixctl, then SIGTERM. A private socket and state directory keep it
+# from meeting a tmixd already running on the default endpoint.
+demo() {
+  local dir pid rc=0
+  dir=$(mktemp -d "${TMPDIR:-/tmp}/tmix-demo.XXXXXX")
+  build/daemon/tmixd serve --server.endpoint="ipc://$dir/tmixd.sock" \
+    --server.state_dir="$dir/state" 2>"$dir/tmixd.log" &
+  pid=$!
+  for _ in $(seq 50); do
+    build/client/tmixctl status -e "ipc://$dir/tmixd.sock" --timeout 0.2 >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  build/client/tmixctl pull -e "ipc://$dir/tmixd.sock" --group demo --batches 20 || rc=$?
+  build/client/tmixctl status -e "ipc://$dir/tmixd.sock" || rc=$?
+  kill -TERM "$pid"
+  wait "$pid" || rc=$?
+  echo "--- tmixd's log"
+  cat "$dir/tmixd.log"
+  rm -rf "$dir"
+  return "$rc"
+}
+
 case "${1:-run}" in
   run)
+    demo
+    ;;
+  selftest)
     exec build/daemon/tmixd selftest
     ;;
   build) ;;
@@ -63,7 +91,7 @@ case "${1:-run}" in
       meson test -C build-asan --no-rebuild --print-errorlogs --suite unit
     ;;
   *)
-    echo "usage: $0 [run|test|build]" >&2
+    echo "usage: $0 [run|selftest|test|build]" >&2
     exit 2
     ;;
 esac
