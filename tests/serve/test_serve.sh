@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Serving with real processes: tmixd daemons and tmixctl trainers on ipc:// sockets in a
 # temporary directory, fed a 1,000-sample IDX set cut from Debian's Fashion-MNIST.
-#   test_serve.sh SCENARIO    (shard, broadcast, formats, kill_trainer, kill_daemon,
-#                              bad_messages, corrupt_jpeg, startup_errors)
+#   test_serve.sh SCENARIO    (shard, broadcast, formats, stalled, kill_trainer, kill_daemon,
+#                              bad_messages, corrupt_jpeg, startup_errors, sighup)
 # Needs TMIXD, TMIXCTL, RAWREQ, MAKE_IMAGEFOLDER, MAKE_IDX, FMNIST, and for formats
 # NUMPY_PYTHON and CHECK_FORMATS (with PYTHONPATH reaching client/python) in the environment.
 set -euo pipefail
@@ -110,6 +110,37 @@ formats)
     --dtype uint8 --layout nhwc --out "$work/u8.safetensors" >/dev/null || fail "pull uint8"
   "$NUMPY_PYTHON" "$CHECK_FORMATS" "$work/f32.safetensors" "$work/f16.safetensors" \
     "$work/u8.safetensors" || fail "formats differ"
+  stop_daemon "$daemon"
+  ;;
+stalled)
+  # A broadcast member that stops reading holds the others back by nothing and costs no more
+  # memory than its own window: batch memory stays flat while another member pulls on.
+  start_daemon a --server.prefetch=2
+  "$TMIXCTL" pull -e "ipc://$work/a.sock" --print-ids --group b --mode broadcast --batches 2 \
+    --batch-size 100 --hold-ms 60000 >"$work/stalled" &
+  pids+=($!)
+  sleep 0.5
+  peak=0
+  for round in 1 2 3 4 5; do
+    pull a "$work/fast$round" --group b --mode broadcast --batches 20 --batch-size 100
+    mib=$("$TMIXCTL" status -e "ipc://$work/a.sock" | awk '/batch memory/ { print $3 }')
+    peak=$(awk -v a="$peak" -v b="$mib" 'BEGIN { print (b > a) ? b : a }')
+  done
+  # Two members (the stalled one and the latest), each a held batch and 2 ahead, of 100
+  # images of 28x28 float32 (0.3 MiB): at most ~2 MiB, however far the others go.
+  echo "peak batch memory: $peak MiB"
+  awk -v p="$peak" 'BEGIN { exit !(p <= 2.0) }' || fail "batch memory grew to $peak MiB"
+  [ "$(wc -l <"$work/stalled")" -eq 1 ] || fail "the stalled member got more than its batch"
+  stop_daemon "$daemon"
+  ;;
+sighup)
+  # SIGHUP reopens the log file, so that logrotate can move it away.
+  start_daemon a --server.log_file="$work/tmixd.log"
+  mv "$work/tmixd.log" "$work/tmixd.log.1"
+  kill -HUP "$daemon"
+  for _ in $(seq 50); do [ -s "$work/tmixd.log" ] && break; sleep 0.1; done
+  grep -q "SIGHUP: log reopened" "$work/tmixd.log" || fail "no new log after SIGHUP"
+  grep -q "serving" "$work/tmixd.log.1" || fail "the old log lost its lines"
   stop_daemon "$daemon"
   ;;
 kill_trainer)
