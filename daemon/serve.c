@@ -162,7 +162,6 @@ static int run(resources *r, int argc, char **argv)
     TMIX_TRY(tmixd_config_get(cfg, "dataset.split", split, sizeof split));
     TMIX_TRY(tmixd_dataset_open(&r->dataset, format, cfg->dataset_path, split));
     tmixd_server_config sc = {
-        .prefetch = cfg->server_prefetch,
         .max_memory = (size_t)cfg->server_max_memory_mb << 20,
         .lease_timeout_s = cfg->server_lease_timeout_s,
         .max_trainers = cfg->server_max_trainers,
@@ -182,6 +181,7 @@ static int run(resources *r, int argc, char **argv)
     p->seed = cfg->server_seed;
     const long cores = sysconf(_SC_NPROCESSORS_ONLN);
     p->workers = cfg->server_workers > 0 ? cfg->server_workers : cores > 0 ? (int)cores : 1;
+    sc.prefetch = cfg->server_prefetch > 0 ? cfg->server_prefetch : p->workers + 2;
     TMIX_TRY(augment_params(cfg, r->dataset, &p->augment));
     TMIX_TRY(open_models(r, p));
 

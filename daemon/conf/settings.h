@@ -40,7 +40,9 @@
     U64(server, seed, 0, FIXED,                                                                    \
         "Seed of every random draw: batch k of epoch e depends only on (seed, e, k).")             \
     INT(server, workers, 0, 0, 256, FIXED, "Decode and augment threads; 0 = one per core.")        \
-    INT(server, prefetch, 4, 1, 64, FIXED, "Batches produced ahead, per consumer group.")          \
+    INT(server, prefetch, 0, 0, 1024, FIXED,                                                       \
+        "Batches produced ahead, per consumer group (per member in broadcast); 0 = workers + 2, "  \
+        "enough to keep every worker busy for one group.")                                         \
     DBL(server, lease_timeout_s, 60, GE, 0.1, 86400, RELOAD,                                       \
         "Seconds a trainer may hold a batch before it goes to another member of its group.")      \
     INT(server, max_trainers, 64, 1, 4096, FIXED, "Most trainers connected at once.")              \

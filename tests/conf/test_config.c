@@ -52,7 +52,7 @@ static int test_defaults(void)
     CHECK(strcmp(cfg.server_state_dir, "") == 0);
     CHECK(cfg.server_max_memory_mb == 1024);
     CHECK(cfg.server_seed == 0);
-    CHECK(cfg.server_workers == 0 && cfg.server_prefetch == 4);
+    CHECK(cfg.server_workers == 0 && cfg.server_prefetch == 0);
     CHECK(cfg.server_lease_timeout_s == 60.0);
     CHECK(cfg.server_max_trainers == 64 && cfg.server_max_request_bytes == 65536);
     CHECK(cfg.server_log_level == TMIXD_LOG_INFO && strcmp(cfg.server_log_file, "") == 0);
