@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# On another machine (a GPU box without our Debian packages): unpack a bundle, run its
+# selftest (CPU and, where there is a GPU, cuda:0 rows), then tmixctl bench for 1, 4 and 8
+# trainers on Fashion-MNIST and a generated 64x64 JPEG ImageFolder. Everything it needs
+# travels in one folder:
+#   DIR/tmix-*.tar.gz (deploy/bundle.sh), DIR/fmnist/*.gz (Debian's Fashion-MNIST files),
+#   DIR/make_imagefolder (built here: build/tests/serve/make_imagefolder)
+#   tests/bench/box.sh DIR OUT_DIR        SKIP_SELFTEST=1 skips the selftest
+# cuDNN is looked for in the Python package nvidia.cudnn (as on the lent H200 boxes).
+set -uo pipefail
+dir=$(cd "$1" && pwd)
+out=$(mkdir -p "$2" && cd "$2" && pwd)
+cd "$dir"
+tar xzf tmix-*.tar.gz
+B=$(ls -d "$dir"/tmix-*/ | head -1)
+CUDNN=$(python3 -c "import nvidia.cudnn as m; print(m.__path__[0])" 2>/dev/null)/lib
+export LD_LIBRARY_PATH=$CUDNN:/usr/local/cuda/lib64:$B/lib
+{ nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null; nproc
+  "$B/bin/tmixd" --version; } | tee "$out/machine.txt"
+if [ -z "${SKIP_SELFTEST:-}" ]; then
+  timeout 240 "$B/bin/tmixd" selftest >"$out/selftest.txt" 2>&1
+  echo "selftest exit $?: $(tail -1 "$out/selftest.txt"); cuda:0 rows: $(grep -c 'cuda:0' "$out/selftest.txt")"
+fi
+./make_imagefolder /tmp/tmix-box-jpeg64 10 500 64 64
+bench() { # NAME TRAINERS tmixd-options...
+  local name=$1 t=$2
+  shift 2
+  "$B/bin/tmixd" serve --server.endpoint=ipc:///tmp/tmix-box.sock \
+    --server.state_dir=/tmp/tmix-box-state --server.log_level=warn "$@" 2>>"$out/tmixd.log" &
+  local pid=$!
+  for _ in $(seq 100); do
+    "$B/bin/tmixctl" status -e ipc:///tmp/tmix-box.sock --timeout 0.2 >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  "$B/bin/tmixctl" bench -e ipc:///tmp/tmix-box.sock --seconds 8 --trainers "$t" --group "g$t" |
+    awk -v n="$name" 'NR == 2 { printf "%-24s %s\n", n, $0 }'
+  kill -TERM $pid
+  wait $pid
+  rm -rf /tmp/tmix-box-state
+}
+{
+  echo "mixup, batch 128, float32 NCHW, inline over ipc://, 8 s per row, $(nproc) cores"
+  printf "%-24s %8s %10s %12s %12s %9s %9s\n" "data set" trainers batches images images/s \
+    "p50 ms" "p99 ms"
+  for t in 1 4 8; do bench "fashion-mnist 28x28" $t --dataset.path="$dir/fmnist"; done
+  for t in 1 4 8; do
+    bench "jpeg imagefolder 64x64" $t --dataset.format=imagefolder \
+      --dataset.path=/tmp/tmix-box-jpeg64 --augment.size=64 --augment.crop=random-resized
+  done
+} | tee "$out/bench.txt"
