@@ -10,6 +10,7 @@
 #include "check.h"
 #include "cpu.h"
 #include "ops.h"
+#include "pixel_rules.h"
 
 int tmix_grid_sample_forward(tmix_backend *be,
                              tmix_tensor *out,         // (N, C, Ho, Wo)
@@ -49,54 +50,6 @@ int tmix_grid_sample_backward(tmix_backend *be,
     return be->ops->grid_sample_backward(be, din, dgrid, dout, in, grid);
 }
 
-// The four neighbours of one sampling point, in the order nw, ne, sw, se.
-typedef struct {
-    int64_t idx[4]; // y * W + x of the neighbour, or -1 when it lies outside (reads zero)
-    double w[4];    // bilinear weights
-    double tx, ty;  // position inside the cell, in [0, 1): what the weights depend on
-} taps;
-
-typedef enum {
-    TAPS_INSIDE,    // some neighbour may be in the image: idx, w, tx, ty are set
-    TAPS_OUTSIDE,   // every neighbour reads zero: output 0, no gradient
-    TAPS_NONFINITE, // a coordinate is NaN or infinite: tx (ty) is NaN when x (y) is
-} taps_kind;
-
-// Finds the neighbours of grid point g on an H x W image. A point outside [-1, W) x
-// [-1, H) in pixels has none; the test is written so that it comes before any conversion
-// to an integer, which huge coordinates would overflow. A point exactly on -1 keeps its
-// in-image neighbour: its value there is 0, but its gradient w.r.t. the grid is not, as
-// in PyTorch. Non-finite coordinates follow PyTorch too: its weights become NaN, so the
-// output is NaN and the grid gradient is NaN in x when y is non-finite (the x gradient is
-// made of y weights) and in y when x is; din gets nothing from such a point.
-static taps_kind find_taps(taps *t,        // the neighbours found
-                           const float *g, // (2) the grid point (gx, gy)
-                           int64_t H, int64_t W)
-{
-    double ix = (((double)g[0] + 1.0) * (double)W - 1.0) * 0.5;
-    double iy = (((double)g[1] + 1.0) * (double)H - 1.0) * 0.5;
-    if (!isfinite(ix) || !isfinite(iy)) {
-        t->tx = isfinite(ix) ? 0.0 : NAN;
-        t->ty = isfinite(iy) ? 0.0 : NAN;
-        return TAPS_NONFINITE;
-    }
-    if (!(ix >= -1.0 && ix < (double)W && iy >= -1.0 && iy < (double)H))
-        return TAPS_OUTSIDE;
-    double fx = floor(ix), fy = floor(iy);
-    int64_t x0 = (int64_t)fx, y0 = (int64_t)fy;
-    t->tx = ix - fx;
-    t->ty = iy - fy;
-    t->w[0] = (1.0 - t->tx) * (1.0 - t->ty);
-    t->w[1] = t->tx * (1.0 - t->ty);
-    t->w[2] = (1.0 - t->tx) * t->ty;
-    t->w[3] = t->tx * t->ty;
-    for (int k = 0; k < 4; k++) {
-        int64_t x = x0 + (k & 1), y = y0 + (k >> 1);
-        t->idx[k] = x >= 0 && x < W && y >= 0 && y < H ? y * W + x : -1;
-    }
-    return TAPS_INSIDE;
-}
-
 int tmix_cpu_grid_sample_forward(tmix_backend *be,
                                  tmix_tensor *out,        // (N, C, Ho, Wo)
                                  const tmix_tensor *in,   // (N, C, H, W)
@@ -112,12 +65,12 @@ int tmix_cpu_grid_sample_forward(tmix_backend *be,
     for (int64_t n = 0; n < N; n++) {
         for (int64_t i = 0; i < Ho; i++) {
             for (int64_t j = 0; j < Wo; j++) {
-                taps t;
-                taps_kind kind = find_taps(&t, gp + ((n * Ho + i) * Wo + j) * 2, H, W);
+                tmix_taps t;
+                tmix_taps_kind kind = tmix_find_taps(&t, gp + ((n * Ho + i) * Wo + j) * 2, H, W);
                 for (int64_t c = 0; c < C; c++) {
                     const float *plane = inp + (n * C + c) * H * W;
-                    double v = kind == TAPS_NONFINITE ? NAN : 0.0;
-                    for (int k = 0; kind == TAPS_INSIDE && k < 4; k++)
+                    double v = kind == TMIX_TAPS_NONFINITE ? NAN : 0.0;
+                    for (int k = 0; kind == TMIX_TAPS_INSIDE && k < 4; k++)
                         if (t.idx[k] >= 0)
                             v += t.w[k] * plane[t.idx[k]];
                     outp[((n * C + c) * Ho + i) * Wo + j] = (float)v;
@@ -164,14 +117,14 @@ int tmix_cpu_grid_sample_backward(tmix_backend *be,
             acc[e] = 0;
         const float *inn = inp + n * chw, *gon = go + n * C * outs;
         for (int64_t p = 0; p < outs; p++) {
-            taps t;
-            taps_kind kind = find_taps(&t, gp + (n * outs + p) * 2, H, W);
-            if (kind == TAPS_NONFINITE && dgp) {
+            tmix_taps t;
+            tmix_taps_kind kind = tmix_find_taps(&t, gp + (n * outs + p) * 2, H, W);
+            if (kind == TMIX_TAPS_NONFINITE && dgp) {
                 float *d = dgp + (n * outs + p) * 2;
                 d[0] = isnan(t.ty) ? NAN : d[0];
                 d[1] = isnan(t.tx) ? NAN : d[1];
             }
-            if (kind != TAPS_INSIDE)
+            if (kind != TMIX_TAPS_INSIDE)
                 continue;
             double gix = 0, giy = 0;
             for (int64_t c = 0; c < C; c++) {

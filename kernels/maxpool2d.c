@@ -4,6 +4,7 @@
 #include "check.h"
 #include "cpu.h"
 #include "ops.h"
+#include "pixel_rules.h"
 
 #include <math.h>
 
@@ -41,31 +42,6 @@ static int out_shape(const char *op, const char *name, const tmix_tensor *in,
     return 0;
 }
 
-// Index in the (H, W) plane of the maximum of output window (oh, ow), scanning rows then
-// columns. The first in-image position starts as the answer with -inf as its value, so a
-// window of -inf picks its first element, as PyTorch does; later NaNs replace earlier ones.
-static int64_t window_argmax(const float *x, // (H, W)
-                             int64_t H, int64_t W, int64_t oh, int64_t ow,
-                             tmix_pool2d_params p)
-{
-    const int64_t h0 = oh * p.stride_h - p.pad_h, w0 = ow * p.stride_w - p.pad_w;
-    const int64_t hs = h0 < 0 ? 0 : h0, ws = w0 < 0 ? 0 : w0;
-    const int64_t he = h0 + p.kernel_h < H ? h0 + p.kernel_h : H;
-    const int64_t we = w0 + p.kernel_w < W ? w0 + p.kernel_w : W;
-    int64_t best = hs * W + ws;
-    float max = -INFINITY;
-    for (int64_t ih = hs; ih < he; ih++) {
-        for (int64_t iw = ws; iw < we; iw++) {
-            const float v = x[ih * W + iw];
-            if (v > max || isnan(v)) {
-                max = v;
-                best = ih * W + iw;
-            }
-        }
-    }
-    return best;
-}
-
 int tmix_maxpool2d_forward(tmix_backend *be,
                            tmix_tensor *out,      // (N, C, OH, OW)
                            const tmix_tensor *in, // (N, C, H, W)
@@ -93,7 +69,7 @@ int tmix_cpu_maxpool2d_forward(tmix_backend *be, tmix_tensor *out, const tmix_te
         float *y = tmix_f32(out) + nc * OH * OW;
         for (int64_t oh = 0; oh < OH; oh++)
             for (int64_t ow = 0; ow < OW; ow++)
-                y[oh * OW + ow] = x[window_argmax(x, H, W, oh, ow, p)];
+                y[oh * OW + ow] = x[tmix_window_argmax(x, H, W, oh, ow, p)];
     }
     return 0;
 }
@@ -129,7 +105,7 @@ int tmix_cpu_maxpool2d_backward(tmix_backend *be, tmix_tensor *din, const tmix_t
         float *dx = tmix_f32(din) + nc * H * W;
         for (int64_t oh = 0; oh < OH; oh++)
             for (int64_t ow = 0; ow < OW; ow++)
-                dx[window_argmax(x, H, W, oh, ow, p)] += dy[oh * OW + ow];
+                dx[tmix_window_argmax(x, H, W, oh, ow, p)] += dy[oh * OW + ow];
     }
     return 0;
 }
