@@ -222,6 +222,30 @@ static tmix_backend_ops make_ops(void)
     o.softmax_channel_backward = tmix_cuda_softmax_channel_backward;
     o.blend_forward = tmix_cuda_blend_forward;
     o.blend_backward = tmix_cuda_blend_backward;
+    o.conv2d_forward = tmix_cuda_conv2d_forward;
+    o.conv2d_backward_input = tmix_cuda_conv2d_backward_input;
+    o.conv2d_backward_weight = tmix_cuda_conv2d_backward_weight;
+    o.maxpool2d_forward = tmix_cuda_maxpool2d_forward;
+    o.maxpool2d_backward = tmix_cuda_maxpool2d_backward;
+    o.linear_forward = tmix_cuda_linear_forward;
+    o.linear_backward_input = tmix_cuda_linear_backward_input;
+    o.linear_backward_weight = tmix_cuda_linear_backward_weight;
+    o.cross_entropy_forward = tmix_cuda_cross_entropy_forward;
+    o.cross_entropy_backward = tmix_cuda_cross_entropy_backward;
+    o.sgd_update = tmix_cuda_sgd_update;
+    o.affine_grid_forward = tmix_cuda_affine_grid_forward;
+    o.affine_grid_backward = tmix_cuda_affine_grid_backward;
+    o.grid_sample_forward = tmix_cuda_grid_sample_forward;
+    o.grid_sample_backward = tmix_cuda_grid_sample_backward;
+    o.resize_bilinear_forward = tmix_cuda_resize_bilinear_forward;
+    o.preprocess = tmix_cuda_preprocess;
+    o.add = tmix_cuda_add;
+    o.concat_channels_forward = tmix_cuda_concat_channels_forward;
+    o.concat_channels_backward = tmix_cuda_concat_channels_backward;
+    o.fill_channels = tmix_cuda_fill_channels;
+    o.gather = tmix_cuda_gather;
+    o.cam_forward = tmix_cuda_cam_forward;
+    o.box_masks = tmix_cuda_box_masks;
     return o;
 }
 

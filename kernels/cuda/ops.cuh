@@ -71,6 +71,135 @@ int tmix_cuda_bias_backward(tmix_backend *be,
                             tmix_tensor *dbias,       // (C)
                             const tmix_tensor *dout); // (N, C) or (N, C, H, W)
 
+// conv2d.cu
+int tmix_cuda_conv2d_forward(tmix_backend *be,
+                             tmix_tensor *out,          // (N, OC, OH, OW)
+                             const tmix_tensor *in,     // (N, C, H, W)
+                             const tmix_tensor *weight, // (OC, C, KH, KW)
+                             const tmix_tensor *bias,   // (OC) or NULL
+                             tmix_conv2d_params p);
+int tmix_cuda_conv2d_backward_input(tmix_backend *be,
+                                    tmix_tensor *din,          // (N, C, H, W)
+                                    const tmix_tensor *dout,   // (N, OC, OH, OW)
+                                    const tmix_tensor *weight, // (OC, C, KH, KW)
+                                    tmix_conv2d_params p);
+int tmix_cuda_conv2d_backward_weight(tmix_backend *be,
+                                     tmix_tensor *dweight,    // (OC, C, KH, KW)
+                                     const tmix_tensor *dout, // (N, OC, OH, OW)
+                                     const tmix_tensor *in,   // (N, C, H, W)
+                                     tmix_conv2d_params p);
+
+// maxpool2d.cu
+int tmix_cuda_maxpool2d_forward(tmix_backend *be,
+                                tmix_tensor *out,      // (N, C, OH, OW)
+                                const tmix_tensor *in, // (N, C, H, W)
+                                tmix_pool2d_params p);
+int tmix_cuda_maxpool2d_backward(tmix_backend *be,
+                                 tmix_tensor *din,        // (N, C, H, W)
+                                 const tmix_tensor *dout, // (N, C, OH, OW)
+                                 const tmix_tensor *in,   // (N, C, H, W)
+                                 tmix_pool2d_params p);
+
+// linear.cu
+int tmix_cuda_linear_forward(tmix_backend *be,
+                             tmix_tensor *out,          // (B, O)
+                             const tmix_tensor *in,     // (B, I)
+                             const tmix_tensor *weight, // (O, I)
+                             const tmix_tensor *bias);  // (O) or NULL
+int tmix_cuda_linear_backward_input(tmix_backend *be,
+                                    tmix_tensor *din,          // (B, I)
+                                    const tmix_tensor *dout,   // (B, O)
+                                    const tmix_tensor *weight);// (O, I)
+int tmix_cuda_linear_backward_weight(tmix_backend *be,
+                                     tmix_tensor *dweight,    // (O, I)
+                                     const tmix_tensor *dout, // (B, O)
+                                     const tmix_tensor *in);  // (B, I)
+
+// cross_entropy.cu
+int tmix_cuda_cross_entropy_forward(tmix_backend *be,
+                                    tmix_tensor *loss,          // (1)
+                                    const tmix_tensor *logits,  // (B, J)
+                                    const tmix_tensor *targets);// (B, J)
+int tmix_cuda_cross_entropy_backward(tmix_backend *be,
+                                     tmix_tensor *dlogits,       // (B, J)
+                                     const tmix_tensor *logits,  // (B, J)
+                                     const tmix_tensor *targets);// (B, J)
+
+// sgd.cu
+int tmix_cuda_sgd_update(tmix_backend *be,
+                         tmix_tensor *param,        // any shape
+                         const tmix_tensor *grad,   // same shape
+                         tmix_tensor *momentum_buf, // same shape, or NULL when momentum == 0
+                         tmix_sgd_params p,
+                         int64_t step);             // 0 for the first update
+
+// affine_grid.cu
+int tmix_cuda_affine_grid_forward(tmix_backend *be,
+                                  tmix_tensor *grid,         // (N, H, W, 2)
+                                  const tmix_tensor *theta); // (N, 2, 3)
+int tmix_cuda_affine_grid_backward(tmix_backend *be,
+                                   tmix_tensor *dtheta,       // (N, 2, 3)
+                                   const tmix_tensor *dgrid); // (N, H, W, 2)
+
+// grid_sample.cu
+int tmix_cuda_grid_sample_forward(tmix_backend *be,
+                                  tmix_tensor *out,        // (N, C, Ho, Wo)
+                                  const tmix_tensor *in,   // (N, C, H, W)
+                                  const tmix_tensor *grid);// (N, Ho, Wo, 2)
+int tmix_cuda_grid_sample_backward(tmix_backend *be,
+                                   tmix_tensor *din,        // (N, C, H, W) or NULL
+                                   tmix_tensor *dgrid,      // (N, Ho, Wo, 2) or NULL
+                                   const tmix_tensor *dout, // (N, C, Ho, Wo)
+                                   const tmix_tensor *in,   // (N, C, H, W)
+                                   const tmix_tensor *grid);// (N, Ho, Wo, 2)
+
+// resize_bilinear.cu
+int tmix_cuda_resize_bilinear_forward(tmix_backend *be,
+                                      tmix_tensor *out,       // (N, C, Ho, Wo)
+                                      const tmix_tensor *in); // (N, C, H, W)
+
+// preprocess.cu
+int tmix_cuda_preprocess(tmix_backend *be,
+                         tmix_tensor *out,       // (B, C, OH, OW) f32
+                         const tmix_tensor *src, // (B, H, W, Cs) u8, Cs == C or Cs == 1
+                         const tmix_crop *crops, // [B]
+                         const float *mean,      // [C]
+                         const float *std);      // [C]
+
+// add.cu
+int tmix_cuda_add(tmix_backend *be, tmix_tensor *out, const tmix_tensor *a, const tmix_tensor *b);
+
+// concat_channels.cu
+int tmix_cuda_concat_channels_forward(tmix_backend *be,
+                                      tmix_tensor *out,      // (N, Co, H, W), c0 + C <= Co
+                                      const tmix_tensor *in, // (N, C, H, W)
+                                      int c0);
+int tmix_cuda_concat_channels_backward(tmix_backend *be,
+                                       tmix_tensor *din,        // (N, C, H, W)
+                                       const tmix_tensor *dout, // (N, Co, H, W)
+                                       int c0);
+int tmix_cuda_fill_channels(tmix_backend *be,
+                            tmix_tensor *out,          // (N, Co, H, W), c0 + K <= Co
+                            const tmix_tensor *values, // (N, K)
+                            int c0);
+
+// gather.cu
+int tmix_cuda_gather(tmix_backend *be,
+                     tmix_tensor *out,      // (M, ...)
+                     const tmix_tensor *in, // (N, ...), same trailing shape
+                     const int64_t *index); // [M], host
+
+// cam.cu
+int tmix_cuda_cam_forward(tmix_backend *be,
+                          tmix_tensor *out,            // (N, 1, h, w)
+                          const tmix_tensor *features, // (N, C, h, w)
+                          const tmix_tensor *weight,   // (J, C)
+                          const int64_t *labels);      // [N], host
+
+// box_masks.cu
+int tmix_cuda_box_masks(tmix_backend *be,
+                        tmix_tensor *masks,       // (B, 2, H, W)
+                        const tmix_box *boxes);   // [B], host
 } // extern "C"
 
 #endif

@@ -1,0 +1,320 @@
+// 2-D convolution on the GPU (the twin of kernels/conv2d.c) through cuDNN's convolution
+// routines in plain fp32 FMA math: no TF32 tensor cores, whose 10-bit mantissas would put
+// results 1e-3 away from the CPU's im2col + GEMM. Each shape's algorithm is chosen once, by
+// cuDNN's heuristics among its deterministic algorithms, and cached.
+#include <limits.h>
+#include <pthread.h>
+#include <string.h>
+
+#include "ops.cuh"
+
+// Which cuDNN routine an algorithm is chosen for.
+enum conv_direction { CONV_FORWARD, CONV_BACKWARD_DATA, CONV_BACKWARD_FILTER };
+
+static const char *const op_names[] = {"conv2d_forward", "conv2d_backward_input",
+                                       "conv2d_backward_weight"};
+
+// Algorithms whose workspace is larger are passed over (FFT ones can ask for gigabytes); one
+// without workspace always exists.
+#define MAX_WORKSPACE ((size_t)512 << 20)
+
+// The algorithm for one convolution and the workspace it needs.
+struct conv_plan {
+    int algo; // a cudnnConvolution{Fwd,BwdData,BwdFilter}Algo_t, by direction
+    size_t workspace_bytes;
+};
+
+// ---- the algorithm cache ---------------------------------------------------------------------
+// Keyed by the device (an algorithm suits a GPU model), the direction and every size and
+// parameter of the convolution; the output size follows from those. A plan holds no cuDNN
+// object, so an entry can be overwritten (round robin once the table is full) while another
+// thread still runs the plan it copied out.
+
+enum { KEY_LEN = 15, CACHE_ENTRIES = 128 };
+
+struct plan_entry {
+    bool used;
+    int64_t key[KEY_LEN];
+    conv_plan plan;
+};
+
+static plan_entry plan_cache[CACHE_ENTRIES];
+static int plan_cache_next; // the entry the next insertion overwrites
+static pthread_mutex_t plan_cache_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void make_key(int64_t key[KEY_LEN], int device, conv_direction dir,
+                     const tmix_tensor *image,  // (N, C, H, W)
+                     const tmix_tensor *weight, // (OC, C, KH, KW)
+                     tmix_conv2d_params p)
+{
+    const int64_t k[KEY_LEN] = {
+        device, dir, image->shape[0], image->shape[1], image->shape[2], image->shape[3],
+        weight->shape[0], weight->shape[2], weight->shape[3], p.stride_h, p.stride_w,
+        p.pad_h, p.pad_w, p.dilation_h, p.dilation_w,
+    };
+    memcpy(key, k, sizeof k);
+}
+
+static bool cache_find(const int64_t key[KEY_LEN], conv_plan *plan)
+{
+    bool found = false;
+    pthread_mutex_lock(&plan_cache_lock);
+    for (int i = 0; i < CACHE_ENTRIES && !found; i++) {
+        if (plan_cache[i].used && memcmp(plan_cache[i].key, key, KEY_LEN * sizeof *key) == 0) {
+            *plan = plan_cache[i].plan;
+            found = true;
+        }
+    }
+    pthread_mutex_unlock(&plan_cache_lock);
+    return found;
+}
+
+// Two threads may choose the same plan at once; both insert it, which is harmless.
+static void cache_insert(const int64_t key[KEY_LEN], conv_plan plan)
+{
+    pthread_mutex_lock(&plan_cache_lock);
+    plan_entry *e = &plan_cache[plan_cache_next];
+    plan_cache_next = (plan_cache_next + 1) % CACHE_ENTRIES;
+    e->used = true;
+    memcpy(e->key, key, KEY_LEN * sizeof *key);
+    e->plan = plan;
+    pthread_mutex_unlock(&plan_cache_lock);
+}
+
+// ---- descriptors ------------------------------------------------------------------------------
+
+// The cuDNN descriptors of one call, destroyed when it returns, early returns included.
+struct conv_setup {
+    cudnnTensorDescriptor_t image = nullptr;  // (N, C, H, W)
+    cudnnFilterDescriptor_t filter = nullptr; // (OC, C, KH, KW)
+    cudnnTensorDescriptor_t output = nullptr; // (N, OC, OH, OW)
+    cudnnConvolutionDescriptor_t conv = nullptr;
+    conv_plan plan = {0, 0};
+    void *workspace = nullptr; // plan.workspace_bytes of scratch, or NULL
+
+    conv_setup() = default;
+    conv_setup(const conv_setup &) = delete;
+    conv_setup &operator=(const conv_setup &) = delete;
+    ~conv_setup()
+    {
+        if (conv)
+            (void)cudnnDestroyConvolutionDescriptor(conv);
+        if (output)
+            (void)cudnnDestroyTensorDescriptor(output);
+        if (filter)
+            (void)cudnnDestroyFilterDescriptor(filter);
+        if (image)
+            (void)cudnnDestroyTensorDescriptor(image);
+    }
+};
+
+static int describe_tensor(cudnnTensorDescriptor_t *desc, const tmix_tensor *t) // 4-D
+{
+    CUDNN_CHECK(cudnnCreateTensorDescriptor(desc));
+    CUDNN_CHECK(cudnnSetTensor4dDescriptor(*desc, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT,
+                                           (int)t->shape[0], (int)t->shape[1],
+                                           (int)t->shape[2], (int)t->shape[3]));
+    return 0;
+}
+
+// The entry point has checked that every size but the batch fits an int (its GEMMs need
+// that); cuDNN's descriptors take ints, so the batch is checked here.
+static int describe(conv_setup *s, conv_direction dir,
+                    const tmix_tensor *image,  // (N, C, H, W)
+                    const tmix_tensor *weight, // (OC, C, KH, KW)
+                    const tmix_tensor *output, // (N, OC, OH, OW)
+                    tmix_conv2d_params p)
+{
+    if (image->shape[0] > INT_MAX)
+        return tmix_fail(TMIX_EINVAL, "%s: a batch of %lld images is more than cuDNN takes",
+                         op_names[dir], (long long)image->shape[0]);
+    TMIX_TRY(describe_tensor(&s->image, image));
+    TMIX_TRY(describe_tensor(&s->output, output));
+    CUDNN_CHECK(cudnnCreateFilterDescriptor(&s->filter));
+    CUDNN_CHECK(cudnnSetFilter4dDescriptor(s->filter, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW,
+                                           (int)weight->shape[0], (int)weight->shape[1],
+                                           (int)weight->shape[2], (int)weight->shape[3]));
+    CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&s->conv));
+    // Cross-correlation is what PyTorch (and the CPU twin) call convolution.
+    CUDNN_CHECK(cudnnSetConvolution2dDescriptor(s->conv, p.pad_h, p.pad_w, p.stride_h,
+                                                p.stride_w, p.dilation_h, p.dilation_w,
+                                                CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
+    CUDNN_CHECK(cudnnSetConvolutionMathType(s->conv, CUDNN_FMA_MATH));
+    return 0;
+}
+
+// ---- choosing the algorithm --------------------------------------------------------------------
+
+// The first of cuDNN's candidates (best predicted first) that works, is deterministic (no
+// atomics: the same bits on every run), runs in fp32 FMA math and fits MAX_WORKSPACE; -1 if
+// none does. The heuristics are used rather than timing every algorithm (cudnnFind*), so
+// that the choice, and with it every bit of the results, is the same from run to run.
+template <typename Perf>
+static int first_usable(const Perf *perf, int count)
+{
+    for (int i = 0; i < count; i++)
+        if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].determinism == CUDNN_DETERMINISTIC &&
+            perf[i].mathType != CUDNN_TENSOR_OP_MATH &&
+            perf[i].mathType != CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION &&
+            perf[i].memory <= MAX_WORKSPACE)
+            return i;
+    return -1;
+}
+
+static int no_algorithm(conv_direction dir, const tmix_tensor *image,
+                        const tmix_tensor *weight)
+{
+    return tmix_fail(TMIX_ENOTSUP,
+                     "%s: cuDNN offers no deterministic fp32 algorithm within %zu MiB of "
+                     "workspace for an image (%lld,%lld,%lld,%lld) and a weight "
+                     "(%lld,%lld,%lld,%lld)", op_names[dir], MAX_WORKSPACE >> 20,
+                     (long long)image->shape[0], (long long)image->shape[1],
+                     (long long)image->shape[2], (long long)image->shape[3],
+                     (long long)weight->shape[0], (long long)weight->shape[1],
+                     (long long)weight->shape[2], (long long)weight->shape[3]);
+}
+
+static int choose(tmix_cuda_state *st, conv_setup *s, conv_direction dir,
+                  const tmix_tensor *image, const tmix_tensor *weight)
+{
+    int n = 0, i = -1;
+    switch (dir) {
+    case CONV_FORWARD: {
+        cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
+        CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(
+            st->cudnn, s->image, s->filter, s->conv, s->output,
+            CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n, perf));
+        if ((i = first_usable(perf, n)) < 0)
+            return no_algorithm(dir, image, weight);
+        s->plan.algo = perf[i].algo;
+        CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(
+            st->cudnn, s->image, s->filter, s->conv, s->output, perf[i].algo,
+            &s->plan.workspace_bytes));
+        break;
+    }
+    case CONV_BACKWARD_DATA: {
+        cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
+        CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(
+            st->cudnn, s->filter, s->output, s->conv, s->image,
+            CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &n, perf));
+        if ((i = first_usable(perf, n)) < 0)
+            return no_algorithm(dir, image, weight);
+        s->plan.algo = perf[i].algo;
+        CUDNN_CHECK(cudnnGetConvolutionBackwardDataWorkspaceSize(
+            st->cudnn, s->filter, s->output, s->conv, s->image, perf[i].algo,
+            &s->plan.workspace_bytes));
+        break;
+    }
+    case CONV_BACKWARD_FILTER: {
+        cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
+        CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(
+            st->cudnn, s->image, s->output, s->conv, s->filter,
+            CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &n, perf));
+        if ((i = first_usable(perf, n)) < 0)
+            return no_algorithm(dir, image, weight);
+        s->plan.algo = perf[i].algo;
+        CUDNN_CHECK(cudnnGetConvolutionBackwardFilterWorkspaceSize(
+            st->cudnn, s->image, s->output, s->conv, s->filter, perf[i].algo,
+            &s->plan.workspace_bytes));
+        break;
+    }
+    }
+    return 0;
+}
+
+// Everything a call needs before its cuDNN routine: descriptors, the plan (cached or chosen
+// now) and its workspace.
+static int prepare(tmix_cuda_state *st, conv_setup *s, conv_direction dir,
+                   const tmix_tensor *image,  // (N, C, H, W)
+                   const tmix_tensor *weight, // (OC, C, KH, KW)
+                   const tmix_tensor *output, // (N, OC, OH, OW)
+                   tmix_conv2d_params p)
+{
+    TMIX_TRY(describe(s, dir, image, weight, output, p));
+    int64_t key[KEY_LEN];
+    make_key(key, st->device, dir, image, weight, p);
+    if (!cache_find(key, &s->plan)) {
+        TMIX_TRY(choose(st, s, dir, image, weight));
+        cache_insert(key, s->plan);
+    }
+    if (s->plan.workspace_bytes > 0)
+        TMIX_TRY(tmix_cuda_scratch(st, s->plan.workspace_bytes, &s->workspace));
+    return 0;
+}
+
+// ---- the ops -----------------------------------------------------------------------------------
+
+// out[:, oc] += bias[oc], as a (1, OC, 1, 1) tensor broadcast over out.
+static int add_bias(tmix_cuda_state *st, const conv_setup *s,
+                    tmix_tensor *out,        // (N, OC, OH, OW)
+                    const tmix_tensor *bias) // (OC)
+{
+    struct bias_descriptor {
+        cudnnTensorDescriptor_t desc = nullptr;
+        ~bias_descriptor()
+        {
+            if (desc)
+                (void)cudnnDestroyTensorDescriptor(desc);
+        }
+    } b;
+    CUDNN_CHECK(cudnnCreateTensorDescriptor(&b.desc));
+    CUDNN_CHECK(cudnnSetTensor4dDescriptor(b.desc, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1,
+                                           (int)bias->shape[0], 1, 1));
+    const float one = 1.0f;
+    CUDNN_CHECK(cudnnAddTensor(st->cudnn, &one, b.desc, tmix_f32(bias), &one, s->output,
+                               tmix_f32(out)));
+    return 0;
+}
+
+extern "C" int tmix_cuda_conv2d_forward(tmix_backend *be, tmix_tensor *out,
+                                        const tmix_tensor *in, const tmix_tensor *weight,
+                                        const tmix_tensor *bias, tmix_conv2d_params p)
+{
+    tmix_cuda_state *st = tmix_cuda_state_of(be);
+    CUDA_CHECK(tmix_cuda_use(st));
+    conv_setup s;
+    TMIX_TRY(prepare(st, &s, CONV_FORWARD, in, weight, out, p));
+    const float one = 1.0f, zero = 0.0f; // out = conv(in, weight), overwritten
+    CUDNN_CHECK(cudnnConvolutionForward(st->cudnn, &one, s.image, tmix_f32(in), s.filter,
+                                        tmix_f32(weight), s.conv,
+                                        (cudnnConvolutionFwdAlgo_t)s.plan.algo, s.workspace,
+                                        s.plan.workspace_bytes, &zero, s.output,
+                                        tmix_f32(out)));
+    if (bias)
+        TMIX_TRY(add_bias(st, &s, out, bias));
+    return 0;
+}
+
+extern "C" int tmix_cuda_conv2d_backward_input(tmix_backend *be, tmix_tensor *din,
+                                               const tmix_tensor *dout,
+                                               const tmix_tensor *weight, tmix_conv2d_params p)
+{
+    tmix_cuda_state *st = tmix_cuda_state_of(be);
+    CUDA_CHECK(tmix_cuda_use(st));
+    conv_setup s;
+    TMIX_TRY(prepare(st, &s, CONV_BACKWARD_DATA, din, weight, dout, p));
+    const float one = 1.0f; // beta 1: din += the gradient
+    CUDNN_CHECK(cudnnConvolutionBackwardData(st->cudnn, &one, s.filter, tmix_f32(weight),
+                                             s.output, tmix_f32(dout), s.conv,
+                                             (cudnnConvolutionBwdDataAlgo_t)s.plan.algo,
+                                             s.workspace, s.plan.workspace_bytes, &one,
+                                             s.image, tmix_f32(din)));
+    return 0;
+}
+
+extern "C" int tmix_cuda_conv2d_backward_weight(tmix_backend *be, tmix_tensor *dweight,
+                                                const tmix_tensor *dout,
+                                                const tmix_tensor *in, tmix_conv2d_params p)
+{
+    tmix_cuda_state *st = tmix_cuda_state_of(be);
+    CUDA_CHECK(tmix_cuda_use(st));
+    conv_setup s;
+    TMIX_TRY(prepare(st, &s, CONV_BACKWARD_FILTER, in, dweight, dout, p));
+    const float one = 1.0f; // beta 1: dweight += the gradient
+    CUDNN_CHECK(cudnnConvolutionBackwardFilter(st->cudnn, &one, s.image, tmix_f32(in),
+                                               s.output, tmix_f32(dout), s.conv,
+                                               (cudnnConvolutionBwdFilterAlgo_t)s.plan.algo,
+                                               s.workspace, s.plan.workspace_bytes, &one,
+                                               s.filter, tmix_f32(dweight)));
+    return 0;
+}
