@@ -2,9 +2,10 @@
 // clean batch), the whole TransformMix forward (CAMs + module + blend), and one search step
 // (forward with the teacher's loss + backward into the module). Prints a table.
 //
-//   bench_mix TEACHER [--batch 128] [--size 32] [--n 2] [--repeat 5]
+//   bench_mix TEACHER [--batch 128] [--size 32] [--n 2] [--repeat 5] [--backend cpu|cuda]
 //
-// Inputs are random; a fresh module is used (its weights do not change the cost).
+// Inputs are random; a fresh module is used (its weights do not change the cost). On the GPU
+// every timed row ends with a synchronize, so it counts the work, not the queueing.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,11 +24,22 @@ static int fail(const char *what)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: bench_mix TEACHER [--batch B] [--size S] [--n N] [--repeat R]\n");
+        fprintf(stderr, "usage: bench_mix TEACHER [--batch B] [--size S] [--n N] [--repeat R] "
+                        "[--backend cpu|cuda]\n");
         return 2;
     }
     int batch = 128, size = 32, n = 2, repeat = 5;
+    tmix_backend *be = tmix_backend_cpu();
     for (int i = 2; i + 1 < argc; i += 2) {
+        if (strcmp(argv[i], "--backend") == 0) {
+            if (strcmp(argv[i + 1], "cuda") == 0 && tmix_backend_cuda_open(&be, 0) < 0)
+                return fail("cuda backend");
+            if (strcmp(argv[i + 1], "cuda") != 0 && strcmp(argv[i + 1], "cpu") != 0) {
+                fprintf(stderr, "bench_mix: --backend is cpu or cuda, not %s\n", argv[i + 1]);
+                return 2;
+            }
+            continue;
+        }
         int *v = strcmp(argv[i], "--batch") == 0 ? &batch : strcmp(argv[i], "--size") == 0 ? &size
                  : strcmp(argv[i], "--n") == 0   ? &n : strcmp(argv[i], "--repeat") == 0 ? &repeat
                                                  : NULL;
@@ -36,7 +48,6 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    tmix_backend *be = tmix_backend_cpu();
     tmix_teacher *teacher;
     if (tmix_teacher_load(&teacher, be, argv[1]) < 0)
         return fail("teacher");
@@ -51,12 +62,15 @@ int main(int argc, char **argv)
         tmix_tensor_alloc(be, &cams, TMIX_F32, 4, (int64_t[]){batch, 1, size, size}) < 0 ||
         tmix_module_alloc_like(&module, be, grads) < 0)
         return fail("buffers");
-    float *x = tmix_f32(&images);
+    float *x = malloc(tmix_tensor_bytes(&images));
     uint64_t s = 1;
     for (int64_t i = 0; i < tmix_tensor_numel(&images); i++) {
         s = s * 6364136223846793005ull + 1442695040888963407ull;
         x[i] = (float)((s >> 40) / (double)(1 << 24)) * 4 - 2;
     }
+    if (tmix_tensor_upload(be, &images, x) < 0)
+        return fail("images");
+    free(x);
     int64_t *labels = malloc(sizeof *labels * batch);
     for (int i = 0; i < batch; i++)
         labels[i] = i % info->num_classes;
@@ -76,14 +90,15 @@ int main(int argc, char **argv)
         tmix_mix_result res;
         double t0 = tmix_now_ms();
         if (tmix_teacher_forward(teacher, &logits, &images) < 0 ||
-            tmix_teacher_cams(teacher, &cams, labels) < 0)
+            tmix_teacher_cams(teacher, &cams, labels) < 0 || tmix_synchronize(be) < 0)
             return fail("cams");
         double t1 = tmix_now_ms();
-        if (tmix_mix_forward(mx, teacher, &module, &images, labels, &draws, false, &res) < 0)
+        if (tmix_mix_forward(mx, teacher, &module, &images, labels, &draws, false, &res) < 0 ||
+            tmix_synchronize(be) < 0)
             return fail("mix");
         double t2 = tmix_now_ms();
         if (tmix_mix_forward(mx, teacher, &module, &images, labels, &draws, true, &res) < 0 ||
-            tmix_mix_backward(mx, teacher, &module, grads, NULL) < 0)
+            tmix_mix_backward(mx, teacher, &module, grads, NULL) < 0 || tmix_synchronize(be) < 0)
             return fail("search step");
         double t3 = tmix_now_ms();
         if (r == 0)
@@ -109,5 +124,7 @@ int main(int argc, char **argv)
     tmix_tensor_free(be, &cams);
     tmix_module_free(&module, be);
     tmix_teacher_free(teacher);
+    if (be != tmix_backend_cpu())
+        tmix_backend_close(be);
     return 0;
 }
