@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # On another machine (a GPU box without our Debian packages): unpack a bundle, run its
-# selftest (CPU and, where there is a GPU, cuda:0 rows), then tmixctl bench for 1, 4 and 8
-# trainers on Fashion-MNIST and a generated 64x64 JPEG ImageFolder. Everything it needs
-# travels in one folder:
-#   DIR/tmix-*.tar.gz (deploy/bundle.sh), DIR/fmnist/*.gz (Debian's Fashion-MNIST files),
-#   DIR/make_imagefolder (built here: build/tests/serve/make_imagefolder)
+# selftest (CPU and, where there is a GPU, cuda:0 rows); where they were brought, the CUDA
+# twins test and bench_mix on the GPU (teachers made there with PyTorch); then, where
+# Fashion-MNIST was brought, tmixctl bench for 1, 4 and 8 trainers on it and on a generated
+# 64x64 JPEG ImageFolder. Everything it needs travels in one folder:
+#   DIR/tmix-*.tar.gz (deploy/bundle.sh), DIR/make_imagefolder (build/tests/serve/),
+#   optional: DIR/fmnist/*.gz (Debian's Fashion-MNIST files), DIR/test_twins
+#   (build/tests/gpu/), DIR/bench_mix (build/tests/bench/)
 #   tests/bench/box.sh DIR OUT_DIR        SKIP_SELFTEST=1 skips the selftest
+# Run from the root of a checkout (the GPU bench uses client/python to make its teachers).
 # cuDNN is looked for in the Python package nvidia.cudnn (as on the lent H200 boxes).
 set -uo pipefail
+repo=$PWD
 dir=$(cd "$1" && pwd)
 out=$(mkdir -p "$2" && cd "$2" && pwd)
 cd "$dir"
@@ -21,6 +25,27 @@ if [ -z "${SKIP_SELFTEST:-}" ]; then
   timeout 240 "$B/bin/tmixd" selftest >"$out/selftest.txt" 2>&1
   echo "selftest exit $?: $(tail -1 "$out/selftest.txt"); cuda:0 rows: $(grep -c 'cuda:0' "$out/selftest.txt")"
 fi
+export TMIX_CUDA_PLUGIN=$B/lib/tmix/libtmix-cuda.so
+if [ -x ./test_twins ]; then
+  timeout 200 ./test_twins >"$out/twins.txt" 2>&1
+  echo "twins exit $?: $(grep -c '^PASS' "$out/twins.txt") groups passed"
+  grep '^FAIL' "$out/twins.txt"
+fi
+if [ -x ./bench_mix ]; then
+  PYTHONPATH=$repo/client/python python3 -c "
+import torch
+from tmix import export, zoo
+torch.manual_seed(0)
+for arch, k in (('cifar_resnet18', 10), ('resnet50', 1000)):
+    m = zoo.build(arch, k)
+    zoo.randomize_bn(m, 0)
+    export.export(m.state_dict(), arch, '/tmp/tmix-box-' + arch + '.safetensors')"
+  {
+    ./bench_mix /tmp/tmix-box-cifar_resnet18.safetensors --size 32 --repeat 5 --backend cuda
+    ./bench_mix /tmp/tmix-box-resnet50.safetensors --size 224 --repeat 3 --backend cuda
+  } | tee "$out/bench_mix.txt"
+fi
+[ -d fmnist ] || exit 0
 ./make_imagefolder /tmp/tmix-box-jpeg64 10 500 64 64
 bench() { # NAME TRAINERS tmixd-options...
   local name=$1 t=$2
