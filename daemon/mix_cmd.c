@@ -17,12 +17,14 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: tmixd mix --teacher T [--module M] [--method NAME] [--n N] [--alpha A]\n"
-            "                 [--seed S] [--grads] --in IN.safetensors --out OUT.safetensors\n"
+            "                 [--seed S] [--grads] [--backend cpu|cuda[:N]]\n"
+            "                 --in IN.safetensors --out OUT.safetensors\n"
             "\n"
             "Mixes the batch in IN (images float32 NCHW normalised, labels int64; optional\n"
             "perm, lam, noise) and writes every intermediate to OUT. Methods: none, mixup,\n"
             "cutmix, softmax-cam, stn-only, mpn-only, transformmix (the default with a module,\n"
-            "mixup without). --grads adds the loss gradients of the mixed images and the module.\n");
+            "mixup without). --grads adds the loss gradients of the mixed images and the module.\n"
+            "--backend runs it on a GPU (default: the CPU reference backend).\n");
 }
 
 // ---- input ----------------------------------------------------------------------------------
@@ -193,9 +195,22 @@ static int write_result(const char *path, tmix_backend *be, const char *method,
 
 // ---- the command ----------------------------------------------------------------------------
 
+// The backend named by --backend: the CPU, or a CUDA device ("cuda", "cuda:N").
+static int open_backend(const char *name, tmix_backend **be)
+{
+    *be = tmix_backend_cpu();
+    if (!name || strcmp(name, "cpu") == 0)
+        return 0;
+    char *end = NULL;
+    const long device = strcmp(name, "cuda") == 0 ? 0
+                        : strncmp(name, "cuda:", 5) == 0 ? strtol(name + 5, &end, 10) : -1;
+    if (device < 0 || (end && (*end || end == name + 5)))
+        return tmix_fail(TMIX_EINVAL, "--backend '%s': expected cpu, cuda or cuda:N", name);
+    return tmix_backend_cuda_open(be, (int)device);
+}
+
 int tmixd_mix_run(const tmixd_mix_args *a)
 {
-    tmix_backend *be = tmix_backend_cpu();
     tmix_method method = a->module ? TMIX_MIX_TRANSFORMMIX : TMIX_MIX_MIXUP;
     if (a->method)
         TMIX_TRY(tmix_method_parse(a->method, &method));
@@ -205,6 +220,8 @@ int tmixd_mix_run(const tmixd_mix_args *a)
     if (a->grads && !uses_module)
         return tmix_fail(TMIX_EINVAL, "--grads needs a method with a learned part "
                          "(stn-only, mpn-only, transformmix), not %s", tmix_method_name(method));
+    tmix_backend *be;
+    TMIX_TRY(open_backend(a->backend, &be));
 
     tmix_teacher *teacher = NULL;
     tmix_module module = {0};
@@ -212,7 +229,7 @@ int tmixd_mix_run(const tmixd_mix_args *a)
     tmix_mixer *mx = NULL;
     batch in = {0};
     bool have_batch = false;
-    tmix_tensor grads[TMIX_MODULE_COUNT] = {0}, dmixed = {0};
+    tmix_tensor grads[TMIX_MODULE_COUNT] = {0}, dmixed = {0}, images = {0};
     int rc = tmix_teacher_load(&teacher, be, a->teacher);
     if (rc == 0 && a->module) {
         rc = tmix_module_load(&module, be, a->module);
@@ -229,11 +246,15 @@ int tmixd_mix_run(const tmixd_mix_args *a)
     if (rc == 0)
         rc = read_batch(&in, a->in, n, stn_size, alpha, a->seed);
     have_batch = rc == 0;
+    if (rc == 0) // the images on the backend (a copy on a GPU)
+        rc = tmix_tensor_alloc(be, &images, TMIX_F32, 4, in.images.shape);
+    if (rc == 0)
+        rc = tmix_tensor_upload(be, &images, tmix_f32(&in.images));
     if (rc == 0)
         rc = tmix_mixer_new(&mx, be, method);
     tmix_mix_result res;
     if (rc == 0)
-        rc = tmix_mix_forward(mx, teacher, have_module ? &module : NULL, &in.images, in.labels,
+        rc = tmix_mix_forward(mx, teacher, have_module ? &module : NULL, &images, in.labels,
                               &in.draws, true, &res);
     if (rc == 0 && a->grads) {
         rc = tmix_module_alloc_like(&module, be, grads);
@@ -245,17 +266,20 @@ int tmixd_mix_run(const tmixd_mix_args *a)
             rc = tmix_mix_backward(mx, teacher, &module, grads, &dmixed);
     }
     if (rc == 0)
-        rc = write_result(a->out, be, tmix_method_name(method), &res, &in.draws, &in.images,
+        rc = write_result(a->out, be, tmix_method_name(method), &res, &in.draws, &images,
                           a->grads ? grads : NULL, a->grads ? &dmixed : NULL);
     for (int i = 0; i < TMIX_MODULE_COUNT; i++)
         tmix_tensor_free(be, &grads[i]);
     tmix_tensor_free(be, &dmixed);
+    tmix_tensor_free(be, &images);
     tmix_mixer_free(mx);
     if (have_batch)
         batch_free(&in);
     if (have_module)
         tmix_module_free(&module, be);
     tmix_teacher_free(teacher);
+    if (be != tmix_backend_cpu())
+        tmix_backend_close(be);
     return rc;
 }
 
@@ -290,6 +314,7 @@ int tmixd_mix_main(int argc, char **argv)
                             : strcmp(opt, "--method") == 0 ? &a.method
                             : strcmp(opt, "--in") == 0     ? &a.in
                             : strcmp(opt, "--out") == 0    ? &a.out
+                            : strcmp(opt, "--backend") == 0 ? &a.backend
                                                            : NULL;
         const bool numeric = !text && (strcmp(opt, "--n") == 0 || strcmp(opt, "--alpha") == 0 ||
                                        strcmp(opt, "--seed") == 0);

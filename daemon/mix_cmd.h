@@ -13,6 +13,7 @@ typedef struct {
     double alpha;       // 0: the module's, else 1
     uint64_t seed;
     bool grads;
+    const char *backend; // NULL or "cpu"; "cuda" or "cuda:N" for GPU N
 } tmixd_mix_args;
 
 // Runs the mix; returns 0 or a negative TMIX_* code with tmix_last_error() set.

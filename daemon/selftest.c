@@ -124,8 +124,8 @@ static double norm_error(const float *got, const float *ref, int64_t n)
 // of θ by the image gradient, and a ReLU input within rounding of zero may route a weight
 // gradient differently, so single elements may move by more than the tensor does.
 // tests/models/mix_parity.py checks each step element by element.)
-static void compare_outputs(const tmix_safetensors *got, const tmix_safetensors *expected,
-                            double ms, tally *t)
+static void compare_outputs(const char *backend, const tmix_safetensors *got,
+                            const tmix_safetensors *expected, double ms, tally *t)
 {
     for (int i = 0; i < tmix_safetensors_count(expected); i++) {
         const tmix_st_tensor *e = tmix_safetensors_at(expected, i);
@@ -146,15 +146,16 @@ static void compare_outputs(const tmix_safetensors *got, const tmix_safetensors 
         const bool ok = err <= TMIX_TOL_GEMM;
         t->rows++;
         t->failed += !ok;
-        printf("%-7s %-17s %-12s %-34.34s %10.2e %8.0e %9.3f  %s\n", "cpu", "transformmix",
+        printf("%-7s %-17s %-12s %-34.34s %10.2e %8.0e %9.3f  %s\n", backend, "transformmix",
                i == 0 ? "fwd+bwd" : "", e->name, err, TMIX_TOL_GEMM, i == 0 ? ms : 0.0,
                ok ? "ok" : g ? "FAIL" : "FAIL (missing)");
     }
 }
 
-// The whole TransformMix forward and backward (tmixd mix --grads) on the CPU, on the PyTorch
-// fixture of tests/golden/transformmix/ (a cifar_resnet20 teacher, an n = 2 module).
-static void run_transformmix(const char *dir, tally *t)
+// The whole TransformMix forward and backward (tmixd mix --grads) on `backend` ("cpu",
+// "cuda:N"), on the PyTorch fixture of tests/golden/transformmix/ (a cifar_resnet20
+// teacher, an n = 2 module).
+static void run_transformmix(const char *dir, const char *backend, tally *t)
 {
     char teacher[2 * PATH_MAX], module[2 * PATH_MAX], in[2 * PATH_MAX],
         expected[2 * PATH_MAX], out[PATH_MAX];
@@ -172,7 +173,7 @@ static void run_transformmix(const char *dir, tally *t)
     }
     close(fd);
     tmixd_mix_args args = {.teacher = teacher, .module = module, .in = in, .out = out,
-                           .grads = true};
+                           .grads = true, .backend = backend};
     const double t0 = tmix_now_ms();
     tmix_safetensors *got = NULL, *want = NULL;
     int rc = tmixd_mix_run(&args);
@@ -182,9 +183,9 @@ static void run_transformmix(const char *dir, tally *t)
     if (rc == 0)
         rc = tmix_safetensors_open(&want, expected);
     if (rc == 0)
-        compare_outputs(got, want, ms, t);
+        compare_outputs(backend, got, want, ms, t);
     else {
-        printf("%-7s %-17s %-12s %-34s %10s %8s %9s  FAIL (%s)\n", "cpu", "transformmix",
+        printf("%-7s %-17s %-12s %-34s %10s %8s %9s  FAIL (%s)\n", backend, "transformmix",
                "fwd+bwd", "-", "-", "-", "-", tmix_last_error());
         t->rows++;
         t->failed++;
@@ -206,7 +207,7 @@ int tmixd_selftest(void)
     tally t = {0};
     if (run_backend(tmix_backend_cpu(), dir, &t))
         return 1;
-    run_transformmix(dir, &t);
+    run_transformmix(dir, "cpu", &t);
     int gpus = tmix_cuda_device_count();
     for (int d = 0; d < gpus; d++) {
         tmix_backend *be;
@@ -217,6 +218,9 @@ int tmixd_selftest(void)
         }
         run_backend(be, dir, &t);
         tmix_backend_close(be);
+        char name[16];
+        snprintf(name, sizeof name, "cuda:%d", d);
+        run_transformmix(dir, name, &t);
     }
     if (gpus == 0) {
         tmix_backend *be;

@@ -44,4 +44,5 @@ expect 2 "--out needs a value" mix --teacher t --in a --out
 expect 1 "/nonexistent/t.safetensors" mix --teacher /nonexistent/t.safetensors --in a --out b
 expect 1 "unknown mixing method 'puzzle'" mix --teacher t --in a --out b --method puzzle
 expect 1 "needs --module" mix --teacher t --in a --out b --method transformmix
+expect 1 "--backend 'cuda:x'" mix --teacher t --in a --out b --backend cuda:x
 echo "PASS tmixd.cli"
