@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # On another machine (a GPU box without our Debian packages): unpack a bundle, run its
 # selftest (CPU and, where there is a GPU, cuda:0 rows); where they were brought, the CUDA
-# twins test and bench_mix on the GPU (teachers made there with PyTorch); then, where
+# twins test, and bench_mix on the GPU beside its PyTorch peer (tests/bench/peer_torch.py;
+# teachers made there with PyTorch); then, where
 # Fashion-MNIST was brought, tmixctl bench for 1, 4 and 8 trainers on it and on a generated
 # 64x64 JPEG ImageFolder. Everything it needs travels in one folder:
 #   DIR/tmix-*.tar.gz (deploy/bundle.sh), DIR/make_imagefolder (build/tests/serve/),
@@ -43,7 +44,8 @@ for arch, k in (('cifar_resnet18', 10), ('resnet50', 1000)):
   {
     ./bench_mix /tmp/tmix-box-cifar_resnet18.safetensors --size 32 --repeat 5 --backend cuda
     ./bench_mix /tmp/tmix-box-resnet50.safetensors --size 224 --repeat 3 --backend cuda
-  } | tee "$out/bench_mix.txt"
+    PYTHONPATH=$repo/client/python python3 "$repo/tests/bench/peer_torch.py" --repeat 5
+  } 2>&1 | tee "$out/bench_mix.txt"
 fi
 [ -d fmnist ] || exit 0
 ./make_imagefolder /tmp/tmix-box-jpeg64 10 500 64 64
