@@ -112,7 +112,10 @@ static int cuda_alloc(tmix_backend *be, tmix_tensor *t)
     tmix_cuda_state *st = tmix_cuda_state_of(be);
     CUDA_CHECK(tmix_cuda_use(st));
     size_t bytes = tensor_bytes(t);
-    cudaError_t e = cudaMalloc(&t->data, bytes);
+    // From the device's stream-ordered pool, which keeps what is freed (open sets its release
+    // threshold to the maximum): after the first batches, allocating is a lookup, not a call
+    // into the driver, and memory freed on the stream is reused in stream order.
+    cudaError_t e = cudaMallocAsync(&t->data, bytes, st->stream);
     if (e == cudaSuccess)
         return 0;
     t->data = NULL;
@@ -122,7 +125,7 @@ static int cuda_alloc(tmix_backend *be, tmix_tensor *t)
         return tmix_fail(TMIX_ENOMEM, "tensor_alloc: %zu bytes for %s on %s: %s", bytes,
                          shape_str(t, s, sizeof s), st->name, cudaGetErrorString(e));
     }
-    return tmix_cuda_error(TMIX_ECUDA, "cudaMalloc(&t->data, bytes)", __func__, __FILE__,
+    return tmix_cuda_error(TMIX_ECUDA, "cudaMallocAsync(&t->data, bytes)", __func__, __FILE__,
                            __LINE__, cudaGetErrorString(e));
 }
 
@@ -130,8 +133,9 @@ static void cuda_free(tmix_backend *be, tmix_tensor *t)
 {
     // Nothing to report through a void call: a failing cudaFree means the context is already
     // broken, and the next checked call says so.
-    if (tmix_cuda_use(tmix_cuda_state_of(be)) == cudaSuccess)
-        (void)cudaFree(t->data);
+    tmix_cuda_state *st = tmix_cuda_state_of(be);
+    if (tmix_cuda_use(st) == cudaSuccess)
+        (void)cudaFreeAsync(t->data, st->stream);
 }
 
 static int cuda_zero(tmix_backend *be, tmix_tensor *t)
@@ -292,6 +296,10 @@ static int open_device(cuda_backend *cb, int device)
                          cudaGetErrorName(e));
     }
 
+    cudaMemPool_t pool;
+    uint64_t keep = UINT64_MAX;
+    CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, device));
+    CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep));
     CUDA_CHECK(cudaStreamCreateWithFlags(&st->stream, cudaStreamNonBlocking));
     CUDNN_CHECK(cudnnCreate(&st->cudnn));
     CUDNN_CHECK(cudnnSetStream(st->cudnn, st->stream));
