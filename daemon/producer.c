@@ -130,7 +130,8 @@ struct tmixd_producer {
     tmixd_producer_config c;
     uv_mutex_t lock;
     uv_cond_t wake;
-    uv_mutex_t teacher_lock; // the teacher's buffers serve one forward at a time
+    uv_mutex_t mix_lock;     // a GPU, or the teacher's buffers, serve one batch at a time
+    tmix_mixer *gpu_mixer;   // the one mixer on a GPU backend
     tmixd_job *queue, *queue_tail, *results;
     int pending;
     bool stopping;
@@ -183,6 +184,55 @@ static int64_t read_sample(tmixd_producer *p, int64_t id, int out_h, int out_w, 
                      MAX_REPLACEMENTS);
 }
 
+// Normalises the batch's pixels (B, H, W, Cs) and mixes them on the producer's backend, then
+// fills bt: the mixed images in the job's format, and the sources, labels and weights. A GPU
+// serves one batch at a time (its stream and scratch, the shared mixer), and so does a
+// teacher (its buffers): the lock covers exactly that part.
+static int mix_batch(tmixd_producer *p, worker_state *w, const tmixd_job *job, uint8_t *pixels,
+                     float *images, const tmix_crop *crops, const int64_t *labels,
+                     const int64_t *read_ids, const tmix_draws *d, tmixd_batch *bt)
+{
+    const tmixd_producer_config *c = &p->c;
+    tmix_backend *be = c->backend;
+    const bool gpu = be != tmix_backend_cpu(), locked = gpu || c->teacher;
+    const int b = d->batch, n = d->n, ch = c->channels, h = c->augment.out_h;
+    const int wd = c->augment.out_w, cs = tmixd_dataset_channels(c->dataset);
+    tmix_tensor src = tmix_tensor_view(pixels, TMIX_U8, TMIX_CPU, 4, (int64_t[]){b, h, wd, cs});
+    tmix_tensor x = tmix_tensor_view(images, TMIX_F32, TMIX_CPU, 4, (int64_t[]){b, ch, h, wd});
+    tmix_tensor dsrc = {0}, dx = {0}; // their copies on a GPU
+    tmix_mix_result res;
+    if (locked)
+        uv_mutex_lock(&p->mix_lock);
+    int rc = 0;
+    if (gpu) {
+        rc = tmix_tensor_alloc(be, &dsrc, TMIX_U8, 4, src.shape);
+        if (rc == 0)
+            rc = tmix_tensor_upload(be, &dsrc, pixels);
+        if (rc == 0)
+            rc = tmix_tensor_alloc(be, &dx, TMIX_F32, 4, x.shape);
+    }
+    if (rc == 0)
+        rc = tmix_preprocess(be, gpu ? &dx : &x, gpu ? &dsrc : &src, crops, c->mean, c->std);
+    if (rc == 0)
+        rc = tmix_mix_forward(gpu ? p->gpu_mixer : w->mixer, c->teacher, c->module,
+                              gpu ? &dx : &x, labels, d, false, &res);
+    if (rc == 0 && gpu) // the mixed images come back into the host buffer of the inputs
+        rc = tmix_tensor_download(be, images, res.mixed);
+    if (rc == 0) {
+        encode_images(c, job, gpu ? images : tmix_f32(res.mixed), b, ch, h, wd, bt->images);
+        for (int i = 0; i < b * n; i++) {
+            bt->sources[i] = (uint64_t)read_ids[res.sources[i]];
+            bt->labels[i] = (uint32_t)res.labels[i];
+            bt->weights[i] = res.weights[i];
+        }
+    }
+    tmix_tensor_free(be, &dsrc);
+    tmix_tensor_free(be, &dx);
+    if (locked)
+        uv_mutex_unlock(&p->mix_lock);
+    return rc;
+}
+
 // Makes the batch of one job on the calling worker.
 static int produce(tmixd_producer *p, worker_state *w, const tmixd_job *job, tmixd_batch **out)
 {
@@ -232,31 +282,13 @@ static int produce(tmixd_producer *p, worker_state *w, const tmixd_job *job, tmi
     }
     if (rc < 0)
         goto done;
-    tmix_backend *cpu = tmix_backend_cpu();
-    tmix_tensor src = tmix_tensor_view(pixels, TMIX_U8, TMIX_CPU, 4, (int64_t[]){b, h, wd, cs});
-    tmix_tensor x = tmix_tensor_view(images, TMIX_F32, TMIX_CPU, 4, (int64_t[]){b, ch, h, wd});
-    if ((rc = tmix_preprocess(cpu, &x, &src, crops, c->mean, c->std)) < 0)
-        goto done;
     const int stn = tmix_method_uses_stn(c->method) ? c->module->stn_size : 0; // noise only there
     if ((rc = tmix_draws_alloc(&draws, b, n, stn)) < 0)
         goto done;
     tmix_rng r;
     seed_for(&r, c->seed, SEED_MIX, epoch, job->pos % job->batches_per_epoch);
     tmix_draws_sample(&draws, &r, c->alpha);
-    tmix_mix_result res;
-    if (c->teacher)
-        uv_mutex_lock(&p->teacher_lock);
-    rc = tmix_mix_forward(w->mixer, c->teacher, c->module, &x, labels, &draws, false, &res);
-    if (c->teacher)
-        uv_mutex_unlock(&p->teacher_lock);
-    if (rc < 0)
-        goto done;
-    encode_images(c, job, tmix_f32(res.mixed), b, ch, h, wd, bt->images);
-    for (int i = 0; i < b * n; i++) {
-        bt->sources[i] = (uint64_t)read_ids[res.sources[i]];
-        bt->labels[i] = (uint32_t)res.labels[i];
-        bt->weights[i] = res.weights[i];
-    }
+    rc = mix_batch(p, w, job, pixels, images, crops, labels, read_ids, &draws, bt);
 done:
     if (rc < 0)
         tmixd_batch_free(bt);
@@ -337,7 +369,7 @@ int tmixd_producer_new(tmixd_producer **out, const tmixd_producer_config *c, uv_
     p->nthreads = c->workers > 0 ? c->workers : 1;
     p->threads = calloc((size_t)p->nthreads, sizeof *p->threads);
     p->bad_seen = calloc((size_t)tmixd_dataset_size(c->dataset) / 8 + 1, 1);
-    if (!p->threads || !p->bad_seen || uv_mutex_init(&p->lock) || uv_mutex_init(&p->teacher_lock) ||
+    if (!p->threads || !p->bad_seen || uv_mutex_init(&p->lock) || uv_mutex_init(&p->mix_lock) ||
         uv_cond_init(&p->wake) || uv_async_init(loop, &p->async, on_results)) {
         free(p->threads);
         free(p->bad_seen);
@@ -345,6 +377,13 @@ int tmixd_producer_new(tmixd_producer **out, const tmixd_producer_config *c, uv_
         return tmix_fail(TMIX_ENOMEM, "producer: threads and locks");
     }
     p->async.data = p;
+    if (c->backend != tmix_backend_cpu()) {
+        const int rc = tmix_mixer_new(&p->gpu_mixer, c->backend, c->method);
+        if (rc < 0) {
+            tmixd_producer_stop(p);
+            return rc;
+        }
+    }
     for (int i = 0; i < p->nthreads; i++)
         if (uv_thread_create(&p->threads[i], worker, p)) {
             p->nthreads = i;
@@ -391,7 +430,8 @@ static void on_closed(uv_handle_t *handle)
     free_jobs(p->queue);
     free_jobs(p->results);
     uv_mutex_destroy(&p->lock);
-    uv_mutex_destroy(&p->teacher_lock);
+    uv_mutex_destroy(&p->mix_lock);
+    tmix_mixer_free(p->gpu_mixer);
     uv_cond_destroy(&p->wake);
     free(p->threads);
     free(p->bad_seen);

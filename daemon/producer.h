@@ -1,7 +1,8 @@
 // Batch production: a pool of worker threads that turn a stream position into a finished
 // batch (the epoch's order, read and decode, augment, normalise, mix, encode), each a pure
-// function of (seed, position, batch size, output format). Results come back on the event
-// loop through a uv_async handle.
+// function of (seed, position, batch size, output format). Decoding and augmenting run on
+// every worker at once; normalising and mixing run on the configured backend, a GPU serving
+// one batch at a time. Results come back on the event loop through a uv_async handle.
 #ifndef TMIXD_PRODUCER_H
 #define TMIXD_PRODUCER_H
 
@@ -14,6 +15,7 @@
 #include "mix.h"
 
 typedef struct {
+    tmix_backend *backend;       // where batches are normalised and mixed (a GPU, or the CPU)
     const tmixd_dataset *dataset;
     tmixd_augment_params augment;
     int channels;                // output channels (the teacher's when there is one)
@@ -21,8 +23,8 @@ typedef struct {
     tmix_method method;
     int mix_n;
     double alpha;
-    tmix_teacher *teacher;       // NULL when the method needs none
-    const tmix_module *module;   // NULL when the method needs none
+    tmix_teacher *teacher;       // on backend; NULL when the method needs none
+    const tmix_module *module;   // on backend; NULL when the method needs none
     uint64_t seed;
     int workers;
 } tmixd_producer_config;

@@ -4,13 +4,13 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "config.h"
 #include "error.h"
-#include "log.h"
 #include "server.h"
 
 // mkdir -p with mode for every directory it creates.
@@ -69,11 +69,39 @@ static int normalisation(const tmixd_config *cfg, const tmix_teacher *teacher, i
 
 typedef struct {
     tmixd_config cfg;
+    tmix_backend *backend; // the CPU's, or a GPU opened here
     tmixd_dataset *dataset;
     tmix_teacher *teacher;
     tmix_module module;
     bool has_module;
 } resources;
+
+// [server] device: auto takes the first GPU and falls back to the CPU, saying why in note
+// (the serving line of the log carries it); cuda or cuda:N must open, or tmixd stops.
+static int open_backend(const char *device, tmix_backend **be, char *note, size_t size)
+{
+    *be = tmix_backend_cpu();
+    note[0] = 0;
+    if (strcmp(device, "cpu") == 0)
+        return 0;
+    if (strcmp(device, "auto") == 0) {
+        if (tmix_backend_cuda_open(be, 0) == 0)
+            return 0;
+        snprintf(note, size, " (no GPU: %s)", tmix_last_error());
+        *be = tmix_backend_cpu();
+        return 0;
+    }
+    char *end = NULL;
+    const long n = strcmp(device, "cuda") == 0 ? 0
+                   : strncmp(device, "cuda:", 5) == 0 ? strtol(device + 5, &end, 10) : -1;
+    if (n < 0 || (end && (*end || end == device + 5)))
+        return tmix_fail(TMIX_EINVAL, "[server] device = '%s': expected auto, cpu, cuda or "
+                         "cuda:N", device);
+    const int rc = tmix_backend_cuda_open(be, (int)n);
+    if (rc < 0)
+        *be = tmix_backend_cpu();
+    return rc;
+}
 
 static int open_models(resources *r, tmixd_producer_config *p)
 {
@@ -87,9 +115,9 @@ static int open_models(resources *r, tmixd_producer_config *p)
     if (needs_module && !cfg->mix_module[0])
         return tmix_fail(TMIX_EINVAL, "[mix] method = %s needs [mix] module", method);
     if (cfg->teacher_path[0])
-        TMIX_TRY(tmix_teacher_load(&r->teacher, tmix_backend_cpu(), cfg->teacher_path));
+        TMIX_TRY(tmix_teacher_load(&r->teacher, r->backend, cfg->teacher_path));
     if (needs_module) {
-        TMIX_TRY(tmix_module_load(&r->module, tmix_backend_cpu(), cfg->mix_module));
+        TMIX_TRY(tmix_module_load(&r->module, r->backend, cfg->mix_module));
         r->has_module = true;
         if (r->module.n != cfg->mix_n)
             return tmix_fail(TMIX_EINVAL, "%s mixes n = %d images; [mix] n = %d",
@@ -171,9 +199,13 @@ static int run(resources *r, int argc, char **argv)
         .layout = (int)cfg->output_layout + 1, // proto NCHW = 1, NHWC = 2
         .classes = tmixd_dataset_classes(r->dataset),
         .dataset = tmixd_dataset_describe(r->dataset),
-        .backend = "cpu",
     };
+    char note[512];
+    TMIX_TRY(open_backend(cfg->server_device, &r->backend, note, sizeof note));
+    sc.backend = r->backend->name;
+    sc.backend_note = note;
     tmixd_producer_config *p = &sc.producer;
+    p->backend = r->backend;
     p->dataset = r->dataset;
     p->method = cfg->mix_method;
     p->mix_n = cfg->mix_n;
@@ -210,8 +242,10 @@ int tmixd_serve_main(int argc, char **argv)
     if (rc < 0)
         fprintf(stderr, "tmixd: %s\n", tmix_last_error());
     if (r.has_module)
-        tmix_module_free(&r.module, tmix_backend_cpu());
+        tmix_module_free(&r.module, r.backend);
     tmix_teacher_free(r.teacher);
+    if (r.backend && r.backend != tmix_backend_cpu())
+        tmix_backend_close(r.backend);
     tmixd_dataset_close(r.dataset);
     tmixd_config_free(&r.cfg);
     return rc < 0 ? 1 : 0;

@@ -22,7 +22,8 @@ typedef struct {
     int dtype, layout;             // proto values
     int classes;
     const char *dataset;           // tmixd_dataset_describe
-    const char *backend;
+    const char *backend;           // "cpu", "cuda:0"
+    const char *backend_note;      // why not a GPU, for the log ("" when none to say)
     tmixd_producer_config producer;
 } tmixd_server_config;
 

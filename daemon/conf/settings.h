@@ -39,6 +39,9 @@
         "Upper bound on the memory of all pipeline buffers, in MiB.")                              \
     U64(server, seed, 0, FIXED,                                                                    \
         "Seed of every random draw: batch k of epoch e depends only on (seed, e, k).")             \
+    STR(server, device, "auto", FIXED,                                                             \
+        "Where batches are normalised and mixed: auto = the first GPU when there is one (else "    \
+        "the CPU, said in the log), cpu, cuda or cuda:N.")                                         \
     INT(server, workers, 0, 0, 256, FIXED, "Decode and augment threads; 0 = one per core.")        \
     INT(server, prefetch, 0, 0, 1024, FIXED,                                                       \
         "Batches produced ahead, per consumer group (per member in broadcast); 0 = workers + 2, "  \

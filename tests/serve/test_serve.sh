@@ -2,9 +2,10 @@
 # Serving with real processes: tmixd daemons and tmixctl trainers on ipc:// sockets in a
 # temporary directory, fed a 1,000-sample IDX set cut from Debian's Fashion-MNIST.
 #   test_serve.sh SCENARIO    (shard, broadcast, formats, stalled, kill_trainer, kill_daemon,
-#                              bad_messages, corrupt_jpeg, startup_errors, sighup)
+#                              bad_messages, corrupt_jpeg, startup_errors, sighup, devices)
 # Needs TMIXD, TMIXCTL, RAWREQ, MAKE_IMAGEFOLDER, MAKE_IDX, FMNIST, and for formats
-# NUMPY_PYTHON and CHECK_FORMATS (with PYTHONPATH reaching client/python) in the environment.
+# NUMPY_PYTHON and CHECK_FORMATS (with PYTHONPATH reaching client/python), for devices
+# CHECK_DEVICES, in the environment. The daemon mixes on the first GPU when there is one.
 set -euo pipefail
 scenario=$1
 [ -d "$FMNIST" ] || { echo "SKIP: $FMNIST missing (apt-get install dataset-fashion-mnist)"; exit 77; }
@@ -110,6 +111,31 @@ formats)
     --dtype uint8 --layout nhwc --out "$work/u8.safetensors" >/dev/null || fail "pull uint8"
   "$NUMPY_PYTHON" "$CHECK_FORMATS" "$work/f32.safetensors" "$work/f16.safetensors" \
     "$work/u8.safetensors" || fail "formats differ"
+  stop_daemon "$daemon"
+  ;;
+devices)
+  # The same batches mixed on the CPU and on the GPU (skipped without a GPU).
+  start_daemon c --server.seed=5 --server.device=cpu
+  "$TMIXCTL" pull -e "ipc://$work/c.sock" --group g --batches 4 --batch-size 50 \
+    --out "$work/cpu.safetensors" >/dev/null || fail "pull from the CPU daemon"
+  stop_daemon "$daemon"
+  set +e
+  "$TMIXD" serve --server.endpoint="ipc://$work/g.sock" --server.state_dir="$work/g.state" \
+    --dataset.path="$work/idx" --server.device=cuda --server.seed=5 >"$work/g.log" 2>&1 &
+  daemon=$!
+  pids+=("$daemon")
+  sleep 1
+  if ! kill -0 "$daemon" 2>/dev/null; then
+    grep -q "no GPU\|without the CUDA backend\|no NVIDIA driver\|no usable GPU" "$work/g.log" &&
+      { echo "SKIP: no GPU: $(cat "$work/g.log")"; exit 77; }
+    fail "tmixd on the GPU exited: $(cat "$work/g.log")"
+  fi
+  set -e
+  "$TMIXCTL" pull -e "ipc://$work/g.sock" --group g --batches 4 --batch-size 50 \
+    --out "$work/gpu.safetensors" >/dev/null || fail "pull from the GPU daemon"
+  grep -q "cuda:0" "$work/g.log" || fail "the GPU daemon does not say it mixes on cuda:0"
+  "$NUMPY_PYTHON" "$CHECK_DEVICES" "$work/cpu.safetensors" "$work/gpu.safetensors" ||
+    fail "the CPU and the GPU made other batches"
   stop_daemon "$daemon"
   ;;
 stalled)
