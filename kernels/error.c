@@ -2,6 +2,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 static _Thread_local char last_error[512];
 
@@ -27,10 +28,14 @@ const char *tmix_err_name(int err)
 
 int tmix_fail(int err, const char *fmt, ...)
 {
+    // Formatted aside first: callers wrap the last message, tmix_fail(rc, "%s: %s", path,
+    // tmix_last_error()), and vsnprintf must not read the buffer it writes.
+    char text[sizeof last_error];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    vsnprintf(text, sizeof text, fmt, ap);
     va_end(ap);
+    memcpy(last_error, text, sizeof text);
     return err;
 }
 

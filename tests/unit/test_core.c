@@ -9,6 +9,15 @@
 #include "ops.h"
 #include "tmix.pb-c.h"
 
+// A message may wrap the last one: tmix_fail(rc, "%s: %s", path, tmix_last_error()).
+static int test_error_wraps_last(void)
+{
+    CHECK(tmix_fail(TMIX_EIO, "inner %d", 7) == TMIX_EIO);
+    CHECK(tmix_fail(TMIX_EFORMAT, "outer: %s", tmix_last_error()) == TMIX_EFORMAT);
+    CHECK(strcmp(tmix_last_error(), "outer: inner 7") == 0);
+    return 0;
+}
+
 static int test_error_table(void)
 {
     const int codes[] = {
@@ -144,6 +153,7 @@ static int test_proto_roundtrip(void)
 
 static const test_case tests[] = {
     {"error.table", test_error_table},
+    {"error.wraps_last", test_error_wraps_last},
     {"tensor.shape_str", test_tensor_shape_str},
     {"memory.alloc_zero_copy", test_memory_alloc_zero_copy},
     {"memory.bad_input", test_memory_bad_input},
