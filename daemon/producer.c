@@ -304,6 +304,25 @@ done:
     return rc;
 }
 
+int tmixd_producer_warm_up(tmixd_producer *p, uint32_t batch_size, int dtype, int layout)
+{
+    const uint64_t n = (uint64_t)tmixd_dataset_size(p->c.dataset);
+    const tmixd_job job = {.pos = 0, .batches_per_epoch = (n + batch_size - 1) / batch_size,
+                           .batch_size = batch_size, .dtype = dtype, .layout = layout};
+    worker_state w = {0};
+    tmixd_batch *b = NULL;
+    int rc = tmix_mixer_new(&w.mixer, tmix_backend_cpu(), p->c.method);
+    if (rc == 0)
+        rc = produce(p, &w, &job, &b);
+    if (rc < 0)
+        rc = tmix_fail(rc, "a first batch of %u on %s: %s", batch_size, p->c.backend->name,
+                       tmix_last_error());
+    tmixd_batch_free(b);
+    tmix_mixer_free(w.mixer);
+    free(w.order);
+    return rc;
+}
+
 static void worker(void *arg)
 {
     tmixd_producer *p = arg;

@@ -47,6 +47,11 @@ int tmixd_producer_new(tmixd_producer **out, const tmixd_producer_config *c, uv_
                        tmixd_job_done done, void *ctx);
 // Queues a job (taking ownership); its result arrives through done.
 void tmixd_producer_submit(tmixd_producer *p, tmixd_job *job);
+// Makes one batch (position 0, these output settings) on the calling thread and drops it:
+// the GPU's memory pool, kernels and convolution algorithms are set up, and a batch that
+// cannot be made at all (out of device memory, say) fails here, before serving, with an
+// error naming the batch and the backend.
+int tmixd_producer_warm_up(tmixd_producer *p, uint32_t batch_size, int dtype, int layout);
 // Jobs queued or running.
 int tmixd_producer_pending(const tmixd_producer *p);
 // Distinct samples found unreadable (and replaced) so far.

@@ -560,7 +560,9 @@ int tmixd_server_run(const tmixd_server_config *c)
         (rc = tmixd_progress_load(c->state_file, (uint64_t)tmixd_dataset_size(c->producer.dataset),
                                   c->prefetch, s.groups, &s.ngroups, MAX_GROUPS)) < 0)
         goto fail;
-    if ((rc = bind_endpoint(&s, c->endpoint)) < 0)
+    if ((rc = tmixd_producer_new(&s.producer, &c->producer, &s.loop, on_job_done, &s)) < 0 ||
+        (rc = tmixd_producer_warm_up(s.producer, c->batch_size, c->dtype, c->layout)) < 0 ||
+        (rc = bind_endpoint(&s, c->endpoint)) < 0)
         goto fail;
     int fd;
     size_t fdsize = sizeof fd;
@@ -568,8 +570,6 @@ int tmixd_server_run(const tmixd_server_config *c)
         rc = tmix_fail(TMIX_EIO, "NN_RCVFD: %s", nn_strerror(nn_errno()));
         goto fail;
     }
-    if ((rc = tmixd_producer_new(&s.producer, &c->producer, &s.loop, on_job_done, &s)) < 0)
-        goto fail;
     uv_poll_init(&s.loop, &s.poll, fd);
     uv_timer_init(&s.loop, &s.tick);
     uv_signal_init(&s.loop, &s.sigterm);
@@ -591,6 +591,10 @@ int tmixd_server_run(const tmixd_server_config *c)
     tmixd_log(TMIXD_LOG_INFO, "stopped");
     return 0;
 fail:
+    if (s.producer) { // its workers end and its async handle closes
+        tmixd_producer_stop(s.producer);
+        uv_run(&s.loop, UV_RUN_DEFAULT);
+    }
     free_server(&s);
     uv_loop_close(&s.loop);
     return rc;

@@ -252,6 +252,10 @@ startup_errors)
   echo "[mix]" >"$work/bad.conf"
   echo "alpha = abc" >>"$work/bad.conf"
   expect_one_line "bad.conf:2" -c "$work/bad.conf"
+  # A batch that cannot be made at all (here 4 TB of pixels) stops tmixd before it serves.
+  expect_one_line "a first batch of 65536 on cpu" serve --dataset.path="$FMNIST" \
+    --server.endpoint="ipc://$work/x.sock" --server.device=cpu --augment.size=4096 \
+    --output.batch_size=65536
   start_daemon a
   expect_one_line "in use" serve --server.endpoint="ipc://$work/a.sock" \
     --server.state_dir="$work/b.state" --dataset.path="$work/idx"
