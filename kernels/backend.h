@@ -82,6 +82,8 @@ typedef struct tmix_backend_ops {
                       int64_t step);
     int (*preprocess)(tmix_backend *, tmix_tensor *out, TMIX_CONST src,
                       const tmix_crop *crops, const float *mean, const float *std);
+    // Optional: NULL where every op is float32 only (the CPU).
+    int (*set_precision)(tmix_backend *, tmix_precision p);
 } tmix_backend_ops;
 #undef TMIX_CONST
 
@@ -99,6 +101,11 @@ tmix_backend *tmix_backend_cpu(void);
 // when tmix was built without CUDA or no usable GPU is present.
 int tmix_backend_cuda_open(tmix_backend **out, int device);
 void tmix_backend_close(tmix_backend *be);
+
+// The arithmetic of the convolutions of `be` from now on (the teacher's cost): FP32, or TF32
+// tensor cores (10-bit mantissa products, float32 sums) where the backend has them; every
+// other op stays float32. FP32 always succeeds; TF32 is TMIX_ENOTSUP on the CPU.
+int tmix_backend_set_precision(tmix_backend *be, tmix_precision p);
 
 // Number of usable CUDA devices (0 when built without CUDA or when the driver has none).
 int tmix_cuda_device_count(void);

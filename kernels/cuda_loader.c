@@ -87,3 +87,14 @@ void tmix_backend_close(tmix_backend *be)
     if (be && be->ops->close)
         be->ops->close(be);
 }
+
+int tmix_backend_set_precision(tmix_backend *be, tmix_precision p)
+{
+    if (p != TMIX_PRECISION_FP32 && p != TMIX_PRECISION_TF32)
+        return tmix_fail(TMIX_EINVAL, "set_precision: precision %d is not fp32 or tf32", (int)p);
+    if (be->ops->set_precision)
+        return be->ops->set_precision(be, p);
+    return p == TMIX_PRECISION_FP32
+               ? 0
+               : tmix_fail(TMIX_ENOTSUP, "set_precision: %s computes in fp32 only", be->name);
+}

@@ -40,4 +40,7 @@ typedef struct {
     int y0, x0, y1, x1;
 } tmix_box;
 
+// Arithmetic of the convolutions (tmix_backend_set_precision).
+typedef enum { TMIX_PRECISION_FP32 = 0, TMIX_PRECISION_TF32 = 1 } tmix_precision;
+
 #endif

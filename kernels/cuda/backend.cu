@@ -138,6 +138,13 @@ static void cuda_free(tmix_backend *be, tmix_tensor *t)
         (void)cudaFreeAsync(t->data, st->stream);
 }
 
+static int cuda_set_precision(tmix_backend *be, tmix_precision p)
+{
+    // Chosen convolution algorithms are cached per precision, so a change takes effect at once.
+    tmix_cuda_state_of(be)->tf32 = p == TMIX_PRECISION_TF32;
+    return 0;
+}
+
 static int cuda_zero(tmix_backend *be, tmix_tensor *t)
 {
     tmix_cuda_state *st = tmix_cuda_state_of(be);
@@ -213,6 +220,7 @@ static tmix_backend_ops make_ops(void)
     o.download = cuda_download;
     o.synchronize = cuda_synchronize;
     o.close = cuda_close;
+    o.set_precision = cuda_set_precision;
 
     o.bias_backward = tmix_cuda_bias_backward;
     o.batchnorm_forward = tmix_cuda_batchnorm_forward;

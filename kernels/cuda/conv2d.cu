@@ -22,6 +22,7 @@ static const char *const op_names[] = {"conv2d_forward", "conv2d_backward_input"
 struct conv_plan {
     int algo; // a cudnnConvolution{Fwd,BwdData,BwdFilter}Algo_t, by direction
     size_t workspace_bytes;
+    cudnnMathType_t math; // the algorithm's: FMA for fp32; tensor ops allowed for tf32
 };
 
 // ---- the algorithm cache ---------------------------------------------------------------------
@@ -30,7 +31,7 @@ struct conv_plan {
 // object, so an entry can be overwritten (round robin once the table is full) while another
 // thread still runs the plan it copied out.
 
-enum { KEY_LEN = 15, CACHE_ENTRIES = 128 };
+enum { KEY_LEN = 16, CACHE_ENTRIES = 128 };
 
 struct plan_entry {
     bool used;
@@ -42,13 +43,13 @@ static plan_entry plan_cache[CACHE_ENTRIES];
 static int plan_cache_next; // the entry the next insertion overwrites
 static pthread_mutex_t plan_cache_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static void make_key(int64_t key[KEY_LEN], int device, conv_direction dir,
+static void make_key(int64_t key[KEY_LEN], const tmix_cuda_state *st, conv_direction dir,
                      const tmix_tensor *image,  // (N, C, H, W)
                      const tmix_tensor *weight, // (OC, C, KH, KW)
                      tmix_conv2d_params p)
 {
     const int64_t k[KEY_LEN] = {
-        device, dir, image->shape[0], image->shape[1], image->shape[2], image->shape[3],
+        st->device, st->tf32, dir, image->shape[0], image->shape[1], image->shape[2], image->shape[3],
         weight->shape[0], weight->shape[2], weight->shape[3], p.stride_h, p.stride_w,
         p.pad_h, p.pad_w, p.dilation_h, p.dilation_w,
     };
@@ -89,7 +90,7 @@ struct conv_setup {
     cudnnFilterDescriptor_t filter = nullptr; // (OC, C, KH, KW)
     cudnnTensorDescriptor_t output = nullptr; // (N, OC, OH, OW)
     cudnnConvolutionDescriptor_t conv = nullptr;
-    conv_plan plan = {0, 0};
+    conv_plan plan = {0, 0, CUDNN_FMA_MATH};
     void *workspace = nullptr; // plan.workspace_bytes of scratch, or NULL
 
     conv_setup() = default;
@@ -119,7 +120,7 @@ static int describe_tensor(cudnnTensorDescriptor_t *desc, const tmix_tensor *t) 
 
 // The entry point has checked that every size but the batch fits an int (its GEMMs need
 // that); cuDNN's descriptors take ints, so the batch is checked here.
-static int describe(conv_setup *s, conv_direction dir,
+static int describe(conv_setup *s, conv_direction dir, bool tf32,
                     const tmix_tensor *image,  // (N, C, H, W)
                     const tmix_tensor *weight, // (OC, C, KH, KW)
                     const tmix_tensor *output, // (N, OC, OH, OW)
@@ -139,22 +140,24 @@ static int describe(conv_setup *s, conv_direction dir,
     CUDNN_CHECK(cudnnSetConvolution2dDescriptor(s->conv, p.pad_h, p.pad_w, p.stride_h,
                                                 p.stride_w, p.dilation_h, p.dilation_w,
                                                 CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
-    CUDNN_CHECK(cudnnSetConvolutionMathType(s->conv, CUDNN_FMA_MATH));
+    // The heuristics offer tensor-core (TF32) algorithms only when the descriptor allows them.
+    CUDNN_CHECK(cudnnSetConvolutionMathType(s->conv, tf32 ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH));
     return 0;
 }
 
 // ---- choosing the algorithm --------------------------------------------------------------------
 
 // The first of cuDNN's candidates (best predicted first) that works, is deterministic (no
-// atomics: the same bits on every run), runs in fp32 FMA math and fits MAX_WORKSPACE; -1 if
-// none does. The heuristics are used rather than timing every algorithm (cudnnFind*), so
-// that the choice, and with it every bit of the results, is the same from run to run.
+// atomics: the same bits on every run), runs in fp32 FMA math (or TF32 tensor-core math when
+// tf32, never a conversion to half) and fits MAX_WORKSPACE; -1 if none does. The heuristics
+// are used rather than timing every algorithm (cudnnFind*), so that the choice, and with it
+// every bit of the results, is the same from run to run.
 template <typename Perf>
-static int first_usable(const Perf *perf, int count)
+static int first_usable(const Perf *perf, int count, bool tf32)
 {
     for (int i = 0; i < count; i++)
         if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].determinism == CUDNN_DETERMINISTIC &&
-            perf[i].mathType != CUDNN_TENSOR_OP_MATH &&
+            (tf32 || perf[i].mathType != CUDNN_TENSOR_OP_MATH) &&
             perf[i].mathType != CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION &&
             perf[i].memory <= MAX_WORKSPACE)
             return i;
@@ -165,7 +168,7 @@ static int no_algorithm(conv_direction dir, const tmix_tensor *image,
                         const tmix_tensor *weight)
 {
     return tmix_fail(TMIX_ENOTSUP,
-                     "%s: cuDNN offers no deterministic fp32 algorithm within %zu MiB of "
+                     "%s: cuDNN offers no deterministic fp32/tf32 algorithm within %zu MiB of "
                      "workspace for an image (%lld,%lld,%lld,%lld) and a weight "
                      "(%lld,%lld,%lld,%lld)", op_names[dir], MAX_WORKSPACE >> 20,
                      (long long)image->shape[0], (long long)image->shape[1],
@@ -174,8 +177,8 @@ static int no_algorithm(conv_direction dir, const tmix_tensor *image,
                      (long long)weight->shape[2], (long long)weight->shape[3]);
 }
 
-static int choose(tmix_cuda_state *st, conv_setup *s, conv_direction dir,
-                  const tmix_tensor *image, const tmix_tensor *weight)
+static int choose_with(tmix_cuda_state *st, conv_setup *s, conv_direction dir,
+                       const tmix_tensor *image, const tmix_tensor *weight, bool tf32)
 {
     int n = 0, i = -1;
     switch (dir) {
@@ -184,9 +187,11 @@ static int choose(tmix_cuda_state *st, conv_setup *s, conv_direction dir,
         CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(
             st->cudnn, s->image, s->filter, s->conv, s->output,
             CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n, perf));
-        if ((i = first_usable(perf, n)) < 0)
+        if ((i = first_usable(perf, n, tf32)) < 0)
             return no_algorithm(dir, image, weight);
         s->plan.algo = perf[i].algo;
+        s->plan.math = perf[i].mathType;
+        CUDNN_CHECK(cudnnSetConvolutionMathType(s->conv, s->plan.math));
         CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(
             st->cudnn, s->image, s->filter, s->conv, s->output, perf[i].algo,
             &s->plan.workspace_bytes));
@@ -197,9 +202,11 @@ static int choose(tmix_cuda_state *st, conv_setup *s, conv_direction dir,
         CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(
             st->cudnn, s->filter, s->output, s->conv, s->image,
             CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &n, perf));
-        if ((i = first_usable(perf, n)) < 0)
+        if ((i = first_usable(perf, n, tf32)) < 0)
             return no_algorithm(dir, image, weight);
         s->plan.algo = perf[i].algo;
+        s->plan.math = perf[i].mathType;
+        CUDNN_CHECK(cudnnSetConvolutionMathType(s->conv, s->plan.math));
         CUDNN_CHECK(cudnnGetConvolutionBackwardDataWorkspaceSize(
             st->cudnn, s->filter, s->output, s->conv, s->image, perf[i].algo,
             &s->plan.workspace_bytes));
@@ -210,9 +217,11 @@ static int choose(tmix_cuda_state *st, conv_setup *s, conv_direction dir,
         CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(
             st->cudnn, s->image, s->output, s->conv, s->filter,
             CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &n, perf));
-        if ((i = first_usable(perf, n)) < 0)
+        if ((i = first_usable(perf, n, tf32)) < 0)
             return no_algorithm(dir, image, weight);
         s->plan.algo = perf[i].algo;
+        s->plan.math = perf[i].mathType;
+        CUDNN_CHECK(cudnnSetConvolutionMathType(s->conv, s->plan.math));
         CUDNN_CHECK(cudnnGetConvolutionBackwardFilterWorkspaceSize(
             st->cudnn, s->image, s->output, s->conv, s->filter, perf[i].algo,
             &s->plan.workspace_bytes));
@@ -220,6 +229,20 @@ static int choose(tmix_cuda_state *st, conv_setup *s, conv_direction dir,
     }
     }
     return 0;
+}
+
+// The algorithm for this convolution: with TF32 allowed, a deterministic tensor-core one when
+// cuDNN has one, else (some shapes, e.g. the 1x1 stride-2 backward data of resnet50 on the
+// H200) the fp32 one, so that tf32 never fails where fp32 works.
+static int choose(tmix_cuda_state *st, conv_setup *s, conv_direction dir,
+                  const tmix_tensor *image, const tmix_tensor *weight)
+{
+    int rc = choose_with(st, s, dir, image, weight, st->tf32);
+    if (rc == TMIX_ENOTSUP && st->tf32) {
+        CUDNN_CHECK(cudnnSetConvolutionMathType(s->conv, CUDNN_FMA_MATH));
+        rc = choose_with(st, s, dir, image, weight, false);
+    }
+    return rc;
 }
 
 // Everything a call needs before its cuDNN routine: descriptors, the plan (cached or chosen
@@ -230,13 +253,14 @@ static int prepare(tmix_cuda_state *st, conv_setup *s, conv_direction dir,
                    const tmix_tensor *output, // (N, OC, OH, OW)
                    tmix_conv2d_params p)
 {
-    TMIX_TRY(describe(s, dir, image, weight, output, p));
+    TMIX_TRY(describe(s, dir, st->tf32, image, weight, output, p));
     int64_t key[KEY_LEN];
-    make_key(key, st->device, dir, image, weight, p);
+    make_key(key, st, dir, image, weight, p);
     if (!cache_find(key, &s->plan)) {
         TMIX_TRY(choose(st, s, dir, image, weight));
         cache_insert(key, s->plan);
     }
+    CUDNN_CHECK(cudnnSetConvolutionMathType(s->conv, s->plan.math));
     if (s->plan.workspace_bytes > 0)
         TMIX_TRY(tmix_cuda_scratch(st, s->plan.workspace_bytes, &s->workspace));
     return 0;
