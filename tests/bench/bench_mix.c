@@ -3,6 +3,7 @@
 // (forward with the teacher's loss + backward into the module). Prints a table.
 //
 //   bench_mix TEACHER [--batch 128] [--size 32] [--n 2] [--repeat 5] [--backend cpu|cuda]
+//             [--precision fp32|tf32]
 //
 // Inputs are random; a fresh module is used (its weights do not change the cost). On the GPU
 // every timed row ends with a synchronize, so it counts the work, not the queueing.
@@ -25,12 +26,22 @@ int main(int argc, char **argv)
 {
     if (argc < 2) {
         fprintf(stderr, "usage: bench_mix TEACHER [--batch B] [--size S] [--n N] [--repeat R] "
-                        "[--backend cpu|cuda]\n");
+                        "[--backend cpu|cuda] [--precision fp32|tf32]\n");
         return 2;
     }
     int batch = 128, size = 32, n = 2, repeat = 5;
     tmix_backend *be = tmix_backend_cpu();
+    tmix_precision precision = TMIX_PRECISION_FP32;
     for (int i = 2; i + 1 < argc; i += 2) {
+        if (strcmp(argv[i], "--precision") == 0) {
+            if (strcmp(argv[i + 1], "fp32") && strcmp(argv[i + 1], "tf32")) {
+                fprintf(stderr, "bench_mix: --precision is fp32 or tf32, not %s\n", argv[i + 1]);
+                return 2;
+            }
+            precision = strcmp(argv[i + 1], "tf32") == 0 ? TMIX_PRECISION_TF32
+                                                         : TMIX_PRECISION_FP32;
+            continue;
+        }
         if (strcmp(argv[i], "--backend") == 0) {
             if (strcmp(argv[i + 1], "cuda") == 0 && tmix_backend_cuda_open(&be, 0) < 0)
                 return fail("cuda backend");
@@ -48,6 +59,8 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    if (tmix_backend_set_precision(be, precision) < 0)
+        return fail("precision");
     tmix_teacher *teacher;
     if (tmix_teacher_load(&teacher, be, argv[1]) < 0)
         return fail("teacher");
@@ -107,8 +120,9 @@ int main(int argc, char **argv)
         for (int k = 0; k < 3; k++)
             best[k] = ms[k] < best[k] ? ms[k] : best[k];
     }
-    printf("backend %s, teacher %s, batch %d of %dx%dx%d, n = %d, best of %d\n", be->name,
-           info->arch, batch, info->in_channels, size, size, n, repeat);
+    printf("backend %s (%s), teacher %s, batch %d of %dx%dx%d, n = %d, best of %d\n", be->name,
+           precision == TMIX_PRECISION_TF32 ? "tf32" : "fp32", info->arch, batch,
+           info->in_channels, size, size, n, repeat);
     printf("%-44s %10s %12s\n", "stage", "ms/batch", "images/s");
     const char *rows[3] = {"CAMs (teacher forward + CAM)", "whole mix (CAMs + STN + MPN + blend)",
                            "search step (mix + teacher loss + backward)"};
