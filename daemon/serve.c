@@ -202,6 +202,11 @@ static int run(resources *r, int argc, char **argv)
     };
     char note[512];
     TMIX_TRY(open_backend(cfg->server_device, &r->backend, note, sizeof note));
+    _Static_assert((int)TMIXD_PRECISION_TF32 == (int)TMIX_PRECISION_TF32, "precision words");
+    if (r->backend != tmix_backend_cpu())
+        TMIX_TRY(tmix_backend_set_precision(r->backend, (tmix_precision)cfg->mix_precision));
+    else if (cfg->mix_precision != TMIXD_PRECISION_FP32)
+        snprintf(note + strlen(note), sizeof note - strlen(note), " (fp32: tf32 needs a GPU)");
     sc.backend = r->backend->name;
     sc.backend_note = note;
     tmixd_producer_config *p = &sc.producer;

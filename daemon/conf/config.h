@@ -21,6 +21,7 @@ typedef enum { TMIXD_SPLITS(TMIXD_ENUM_ID) } tmixd_split;
 typedef enum { TMIXD_CROPS(TMIXD_ENUM_ID) } tmixd_crop;
 typedef enum { TMIXD_DTYPES(TMIXD_ENUM_ID) } tmixd_dtype;
 typedef enum { TMIXD_LAYOUTS(TMIXD_ENUM_ID) } tmixd_layout;
+typedef enum { TMIXD_PRECISIONS(TMIXD_ENUM_ID) } tmixd_precision;
 #undef TMIXD_ENUM_ID
 
 // A list of floats; count 0 (values NULL) is `auto`.

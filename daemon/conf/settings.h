@@ -27,6 +27,7 @@
     W(AUGMENT_CROP_RANDOM_RESIZED, "random-resized")
 #define TMIXD_DTYPES(W) W(DTYPE_FLOAT32, "float32") W(DTYPE_FLOAT16, "float16") W(DTYPE_UINT8, "uint8")
 #define TMIXD_LAYOUTS(W) W(LAYOUT_NCHW, "nchw") W(LAYOUT_NHWC, "nhwc")
+#define TMIXD_PRECISIONS(W) W(PRECISION_FP32, "fp32") W(PRECISION_TF32, "tf32")
 
 #define TMIXD_SETTINGS(STR, INT, U64, DBL, BOOL, ENUM, FLOATS)                                     \
     STR(server, endpoint, "", FIXED,                                                               \
@@ -84,6 +85,9 @@
     DBL(mix, alpha, 1, GE, 0.001, 1000, FIXED,                                                   \
         "Concentration of the mixing weights: Dirichlet(alpha), Beta(alpha, alpha) for n = 2.")   \
     INT(mix, n, 2, 2, 3, FIXED, "Images mixed into each output image.")                            \
+    ENUM(mix, precision, tmixd_precision, TMIXD_PRECISIONS, "fp32", FIXED,                          \
+         "Arithmetic of the teacher's convolutions on a GPU: fp32, or tf32 (tensor cores); the "   \
+         "CPU computes fp32.")                                                                      \
     STR(teacher, path, "", FIXED,                                                                  \
         "Frozen teacher network (safetensors, see tmix.export) whose CAMs guide the mix.")         \
     ENUM(output, dtype, tmixd_dtype, TMIXD_DTYPES, "float32", FIXED,                               \
