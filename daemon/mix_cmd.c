@@ -195,20 +195,6 @@ static int write_result(const char *path, tmix_backend *be, const char *method,
 
 // ---- the command ----------------------------------------------------------------------------
 
-// The backend named by --backend: the CPU, or a CUDA device ("cuda", "cuda:N").
-static int open_backend(const char *name, tmix_backend **be)
-{
-    *be = tmix_backend_cpu();
-    if (!name || strcmp(name, "cpu") == 0)
-        return 0;
-    char *end = NULL;
-    const long device = strcmp(name, "cuda") == 0 ? 0
-                        : strncmp(name, "cuda:", 5) == 0 ? strtol(name + 5, &end, 10) : -1;
-    if (device < 0 || (end && (*end || end == name + 5)))
-        return tmix_fail(TMIX_EINVAL, "--backend '%s': expected cpu, cuda or cuda:N", name);
-    return tmix_backend_cuda_open(be, (int)device);
-}
-
 int tmixd_mix_run(const tmixd_mix_args *a)
 {
     tmix_method method = a->module ? TMIX_MIX_TRANSFORMMIX : TMIX_MIX_MIXUP;
@@ -221,7 +207,10 @@ int tmixd_mix_run(const tmixd_mix_args *a)
         return tmix_fail(TMIX_EINVAL, "--grads needs a method with a learned part "
                          "(stn-only, mpn-only, transformmix), not %s", tmix_method_name(method));
     tmix_backend *be;
-    TMIX_TRY(open_backend(a->backend, &be));
+    int brc = tmix_backend_open(a->backend ? a->backend : "cpu", &be);
+    if (brc == TMIX_EINVAL) // name the option: "--backend 'x': expected ..."
+        return tmix_fail(brc, "--%s", tmix_last_error());
+    TMIX_TRY(brc);
 
     tmix_teacher *teacher = NULL;
     tmix_module module = {0};

@@ -80,27 +80,19 @@ typedef struct {
 // (the serving line of the log carries it); cuda or cuda:N must open, or tmixd stops.
 static int open_backend(const char *device, tmix_backend **be, char *note, size_t size)
 {
-    *be = tmix_backend_cpu();
     note[0] = 0;
-    if (strcmp(device, "cpu") == 0)
-        return 0;
-    if (strcmp(device, "auto") == 0) {
-        if (tmix_backend_cuda_open(be, 0) == 0)
-            return 0;
+    if (strcmp(device, "auto") != 0) {
+        const int rc = tmix_backend_open(device, be);
+        if (rc == TMIX_EINVAL)
+            return tmix_fail(rc, "[server] device = '%s': expected auto, cpu, cuda or cuda:N",
+                             device);
+        return rc;
+    }
+    if (tmix_backend_cuda_open(be, 0) < 0) {
         snprintf(note, size, " (no GPU: %s)", tmix_last_error());
         *be = tmix_backend_cpu();
-        return 0;
     }
-    char *end = NULL;
-    const long n = strcmp(device, "cuda") == 0 ? 0
-                   : strncmp(device, "cuda:", 5) == 0 ? strtol(device + 5, &end, 10) : -1;
-    if (n < 0 || (end && (*end || end == device + 5)))
-        return tmix_fail(TMIX_EINVAL, "[server] device = '%s': expected auto, cpu, cuda or "
-                         "cuda:N", device);
-    const int rc = tmix_backend_cuda_open(be, (int)n);
-    if (rc < 0)
-        *be = tmix_backend_cpu();
-    return rc;
+    return 0;
 }
 
 static int open_models(resources *r, tmixd_producer_config *p)

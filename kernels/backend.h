@@ -102,6 +102,10 @@ tmix_backend *tmix_backend_cpu(void);
 int tmix_backend_cuda_open(tmix_backend **out, int device);
 void tmix_backend_close(tmix_backend *be);
 
+// Opens a backend by name: "cpu" (the singleton), "cuda" (GPU 0) or "cuda:N". *out is the
+// CPU's after a failure; a bad name is TMIX_EINVAL naming it.
+int tmix_backend_open(const char *name, tmix_backend **out);
+
 // The arithmetic of the convolutions of `be` from now on (the teacher's cost): FP32, or TF32
 // tensor cores (10-bit mantissa products, float32 sums) where the backend has them; every
 // other op stays float32. FP32 always succeeds; TF32 is TMIX_ENOTSUP on the CPU.

@@ -88,6 +88,22 @@ void tmix_backend_close(tmix_backend *be)
         be->ops->close(be);
 }
 
+int tmix_backend_open(const char *name, tmix_backend **out)
+{
+    *out = tmix_backend_cpu();
+    if (strcmp(name, "cpu") == 0)
+        return 0;
+    char *end = NULL;
+    const long device = strcmp(name, "cuda") == 0 ? 0
+                        : strncmp(name, "cuda:", 5) == 0 ? strtol(name + 5, &end, 10) : -1;
+    if (device < 0 || device > INT_MAX || (end && (*end || end == name + 5)))
+        return tmix_fail(TMIX_EINVAL, "backend '%s': expected cpu, cuda or cuda:N", name);
+    const int rc = tmix_backend_cuda_open(out, (int)device);
+    if (rc < 0)
+        *out = tmix_backend_cpu();
+    return rc;
+}
+
 int tmix_backend_set_precision(tmix_backend *be, tmix_precision p)
 {
     if (p != TMIX_PRECISION_FP32 && p != TMIX_PRECISION_TF32)
