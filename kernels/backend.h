@@ -22,6 +22,10 @@ typedef struct tmix_backend_ops {
     int (*upload)(tmix_backend *be, tmix_tensor *dst, const void *src);
     int (*download)(tmix_backend *be, void *dst, TMIX_CONST src);
     int (*synchronize)(tmix_backend *be);
+    // Optional: host memory the device copies from and to at full speed (pinned); NULL
+    // means plain malloc/free (the CPU).
+    int (*host_alloc)(tmix_backend *be, size_t bytes, void **out);
+    void (*host_free)(tmix_backend *be, void *p);
     void (*close)(tmix_backend *be); // releases the backend; NULL for the CPU singleton
 
     // ops (see ops.h)

@@ -6,7 +6,7 @@
 
 #include "backend.h"
 
-#define TMIX_CUDA_PLUGIN_ABI 3 // 3: tmix_backend_ops.set_precision
+#define TMIX_CUDA_PLUGIN_ABI 4 // 4: tmix_backend_ops.host_alloc and host_free
 
 // Each returns what tmix_cuda_device_count / tmix_backend_cuda_open return.
 typedef int (*tmix_cuda_plugin_abi_fn)(void);

@@ -2,6 +2,7 @@
 #include "check.h"
 #include "ops.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 int tmix_tensor_alloc(tmix_backend *be, tmix_tensor *t, tmix_dtype dtype, int ndim,
@@ -68,4 +69,28 @@ int tmix_synchronize(tmix_backend *be)
 {
     TMIX_CHECK_BACKEND("synchronize", be, synchronize);
     return be->ops->synchronize(be);
+}
+
+int tmix_host_alloc(tmix_backend *be, size_t bytes, void **out)
+{
+    static const char op[] = "host_alloc";
+    if (!out)
+        return tmix_fail(TMIX_EINVAL, "%s: out is NULL", op);
+    *out = NULL;
+    if (!be)
+        return tmix_fail(TMIX_EINVAL, "%s: backend is NULL", op);
+    if (be->ops->host_alloc)
+        return be->ops->host_alloc(be, bytes ? bytes : 1, out);
+    *out = malloc(bytes ? bytes : 1);
+    return *out ? 0 : tmix_fail(TMIX_ENOMEM, "%s: %zu bytes of host memory", op, bytes);
+}
+
+void tmix_host_free(tmix_backend *be, void *p)
+{
+    if (!p || !be)
+        return;
+    if (be->ops->host_free)
+        be->ops->host_free(be, p);
+    else
+        free(p);
 }

@@ -27,6 +27,11 @@ int tmix_tensor_upload(tmix_backend *be, tmix_tensor *dst, const void *src);
 int tmix_tensor_download(tmix_backend *be, void *dst, const tmix_tensor *src);
 // Waits until all work queued on be is done (a no-op on the CPU).
 int tmix_synchronize(tmix_backend *be);
+// Host memory for the staging buffers of uploads and downloads: pinned (page-locked) where
+// the backend's copies are faster from it, else malloc'd. Free it with tmix_host_free on the
+// same backend.
+int tmix_host_alloc(tmix_backend *be, size_t bytes, void **out);
+void tmix_host_free(tmix_backend *be, void *p);
 
 
 // ---- convolution -----------------------------------------------------------------------

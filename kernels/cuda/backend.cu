@@ -175,6 +175,31 @@ static int cuda_download(tmix_backend *be, void *dst, const tmix_tensor *src)
     return 0;
 }
 
+// Pinned and portable: any stream of any backend on any GPU copies from it by DMA, which is
+// what lets one batch's upload run while another batch computes.
+static int cuda_host_alloc(tmix_backend *be, size_t bytes, void **out)
+{
+    tmix_cuda_state *st = tmix_cuda_state_of(be);
+    CUDA_CHECK(tmix_cuda_use(st));
+    cudaError_t e = cudaHostAlloc(out, bytes, cudaHostAllocPortable);
+    if (e == cudaSuccess)
+        return 0;
+    *out = NULL;
+    (void)cudaGetLastError();
+    if (e == cudaErrorMemoryAllocation)
+        return tmix_fail(TMIX_ENOMEM, "host_alloc: %zu bytes of pinned host memory for %s: %s",
+                         bytes, st->name, cudaGetErrorString(e));
+    return tmix_cuda_error(TMIX_ECUDA, "cudaHostAlloc(out, bytes, cudaHostAllocPortable)",
+                           __func__, __FILE__, __LINE__, cudaGetErrorString(e));
+}
+
+static void cuda_host_free(tmix_backend *be, void *p)
+{
+    (void)be;
+    (void)cudaFreeHost(p); // waits for copies still reading it; no error to report
+    (void)cudaGetLastError();
+}
+
 static int cuda_synchronize(tmix_backend *be)
 {
     tmix_cuda_state *st = tmix_cuda_state_of(be);
@@ -219,6 +244,8 @@ static tmix_backend_ops make_ops(void)
     o.upload = cuda_upload;
     o.download = cuda_download;
     o.synchronize = cuda_synchronize;
+    o.host_alloc = cuda_host_alloc;
+    o.host_free = cuda_host_free;
     o.close = cuda_close;
     o.set_precision = cuda_set_precision;
 

@@ -94,6 +94,26 @@ static int test_memory_bad_input(void)
     return 0;
 }
 
+// Staging memory on the CPU is plain host memory: usable, and freed by the same backend.
+static int test_memory_host(void)
+{
+    void *p = NULL;
+    CHECK_OK(tmix_host_alloc(cpu(), 1000, &p));
+    CHECK(p != NULL);
+    memset(p, 0xab, 1000);
+    tmix_host_free(cpu(), p);
+    tmix_host_free(cpu(), NULL);
+    CHECK_OK(tmix_host_alloc(cpu(), 0, &p)); // an empty batch still gets a pointer
+    CHECK(p != NULL);
+    tmix_host_free(cpu(), p);
+    CHECK_ERR(tmix_host_alloc(NULL, 8, &p), TMIX_EINVAL);
+    CHECK(p == NULL && strstr(tmix_last_error(), "host_alloc") != NULL);
+    CHECK_ERR(tmix_host_alloc(cpu(), 8, NULL), TMIX_EINVAL);
+    CHECK_ERR(tmix_host_alloc(cpu(), SIZE_MAX, &p), TMIX_ENOMEM);
+    CHECK(p == NULL);
+    return 0;
+}
+
 static int test_golden_all_suites_have_fixtures(void)
 {
     int suites = 0;
@@ -157,6 +177,7 @@ static const test_case tests[] = {
     {"tensor.shape_str", test_tensor_shape_str},
     {"memory.alloc_zero_copy", test_memory_alloc_zero_copy},
     {"memory.bad_input", test_memory_bad_input},
+    {"memory.host", test_memory_host},
     {"golden.all_suites_have_fixtures", test_golden_all_suites_have_fixtures},
     {"cuda.absent_is_enodev", test_cuda_no_device},
     {"proto.roundtrip", test_proto_roundtrip},
