@@ -86,6 +86,14 @@ typedef struct tmix_backend_ops {
                       int64_t step);
     int (*preprocess)(tmix_backend *, tmix_tensor *out, TMIX_CONST src,
                       const tmix_crop *crops, const float *mean, const float *std);
+    int (*batchnorm_train_forward)(tmix_backend *, tmix_tensor *out, tmix_tensor *save_mean,
+                                   tmix_tensor *save_invstd, tmix_tensor *running_mean,
+                                   tmix_tensor *running_var, TMIX_CONST in, TMIX_CONST gamma,
+                                   TMIX_CONST beta, tmix_batchnorm_train_params p);
+    int (*batchnorm_train_backward)(tmix_backend *, tmix_tensor *din, tmix_tensor *dgamma,
+                                    tmix_tensor *dbeta, TMIX_CONST dout, TMIX_CONST in,
+                                    TMIX_CONST gamma, TMIX_CONST save_mean,
+                                    TMIX_CONST save_invstd);
     // Optional: NULL where every op is float32 only (the CPU).
     int (*set_precision)(tmix_backend *, tmix_precision p);
 } tmix_backend_ops;

@@ -97,6 +97,8 @@ static const tmix_backend_ops cpu_ops = {
     .cross_entropy_backward = tmix_cpu_cross_entropy_backward,
     .sgd_update = tmix_cpu_sgd_update,
     .preprocess = tmix_cpu_preprocess,
+    .batchnorm_train_forward = tmix_cpu_batchnorm_train_forward,
+    .batchnorm_train_backward = tmix_cpu_batchnorm_train_backward,
 };
 
 static tmix_backend cpu_backend = {.name = "cpu", .device = TMIX_CPU, .ops = &cpu_ops};

@@ -72,6 +72,38 @@ int tmix_batchnorm_backward_input(tmix_backend *be,
 void tmix_batchnorm_fold(float *scale, float *shift, const float *gamma, const float *beta,
                          const float *mean, const float *var, float eps, int channels);
 
+// ---- batch norm (training form) ----------------------------------------------------------
+// torch.nn.BatchNorm2d in train(). Per channel c, over the n = N*H*W values of the batch
+// (n >= 2): the mean m and biased variance v, invstd = 1 / sqrt(v + eps), and
+//   out = (in - m) * invstd * gamma[c] + beta[c],   save_mean[c] = m,  save_invstd[c] = invstd,
+//   running_mean[c] = (1 - momentum) * running_mean[c] + momentum * m,
+//   running_var[c]  = (1 - momentum) * running_var[c]  + momentum * v * n / (n - 1)
+// (the running variance is unbiased, as in PyTorch). A NULL running tensor is not updated.
+// out may be in.
+int tmix_batchnorm_train_forward(tmix_backend *be,
+                                 tmix_tensor *out,          // (N, C, H, W)
+                                 tmix_tensor *save_mean,    // (C)
+                                 tmix_tensor *save_invstd,  // (C)
+                                 tmix_tensor *running_mean, // (C) or NULL, updated in place
+                                 tmix_tensor *running_var,  // (C) or NULL, updated in place
+                                 const tmix_tensor *in,     // (N, C, H, W)
+                                 const tmix_tensor *gamma,  // (C)
+                                 const tmix_tensor *beta,   // (C)
+                                 tmix_batchnorm_train_params p);
+// The gradients of the forward with the batch statistics it saved (PyTorch's autograd):
+//   dbeta += sum(dout),  dgamma += sum(dout * xhat) with xhat = (in - save_mean) * save_invstd,
+//   din += gamma * save_invstd * (dout - sum(dout) / n - xhat * sum(dout * xhat) / n),
+// sums over the n = N*H*W values of each channel.
+int tmix_batchnorm_train_backward(tmix_backend *be,
+                                  tmix_tensor *din,                // (N, C, H, W) or NULL
+                                  tmix_tensor *dgamma,             // (C) or NULL
+                                  tmix_tensor *dbeta,              // (C) or NULL
+                                  const tmix_tensor *dout,         // (N, C, H, W)
+                                  const tmix_tensor *in,           // (N, C, H, W)
+                                  const tmix_tensor *gamma,        // (C)
+                                  const tmix_tensor *save_mean,    // (C)
+                                  const tmix_tensor *save_invstd); // (C)
+
 // ---- activations and pooling -------------------------------------------------------------
 // out = max(in, 0); out may be in.
 int tmix_relu_forward(tmix_backend *be, tmix_tensor *out, const tmix_tensor *in); // any shape

@@ -28,6 +28,14 @@ typedef struct {
     int nesterov;
 } tmix_sgd_params;
 
+// torch.nn.BatchNorm2d in train(): eps > 0 is added to the batch variance before the square
+// root; momentum in [0, 1] is the weight of the batch's statistics in the running ones
+// (PyTorch's defaults: 1e-5 and 0.1).
+typedef struct {
+    float eps;
+    float momentum;
+} tmix_batchnorm_train_params;
+
 // Where sample b is cut from its source image, and whether the cut is mirrored left-right.
 // The window [y, y + OH) x [x, x + OW) may leave the image (pad-crop): outside pixels are 0.
 typedef struct {

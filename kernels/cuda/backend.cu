@@ -285,6 +285,8 @@ static tmix_backend_ops make_ops(void)
     o.gather = tmix_cuda_gather;
     o.cam_forward = tmix_cuda_cam_forward;
     o.box_masks = tmix_cuda_box_masks;
+    o.batchnorm_train_forward = tmix_cuda_batchnorm_train_forward;
+    o.batchnorm_train_backward = tmix_cuda_batchnorm_train_backward;
     return o;
 }
 

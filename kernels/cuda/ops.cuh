@@ -200,6 +200,27 @@ int tmix_cuda_cam_forward(tmix_backend *be,
 int tmix_cuda_box_masks(tmix_backend *be,
                         tmix_tensor *masks,       // (B, 2, H, W)
                         const tmix_box *boxes);   // [B], host
+
+// batchnorm_train.cu
+int tmix_cuda_batchnorm_train_forward(tmix_backend *be,
+                                      tmix_tensor *out,          // (N, C, H, W)
+                                      tmix_tensor *save_mean,    // (C)
+                                      tmix_tensor *save_invstd,  // (C)
+                                      tmix_tensor *running_mean, // (C) or NULL
+                                      tmix_tensor *running_var,  // (C) or NULL
+                                      const tmix_tensor *in,     // (N, C, H, W)
+                                      const tmix_tensor *gamma,  // (C)
+                                      const tmix_tensor *beta,   // (C)
+                                      tmix_batchnorm_train_params p);
+int tmix_cuda_batchnorm_train_backward(tmix_backend *be,
+                                       tmix_tensor *din,                // (N, C, H, W) or NULL
+                                       tmix_tensor *dgamma,             // (C) or NULL
+                                       tmix_tensor *dbeta,              // (C) or NULL
+                                       const tmix_tensor *dout,         // (N, C, H, W)
+                                       const tmix_tensor *in,           // (N, C, H, W)
+                                       const tmix_tensor *gamma,        // (C)
+                                       const tmix_tensor *save_mean,    // (C)
+                                       const tmix_tensor *save_invstd); // (C)
 } // extern "C"
 
 #endif

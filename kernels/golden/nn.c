@@ -1,7 +1,8 @@
-// Golden runners of the network layers (tests/golden/gen_nn.py): conv2d, batchnorm, relu,
-// maxpool2d, avgpool, linear. Each case uploads its inputs to the backend, runs the op and
-// its backward passes, and compares every result with the PyTorch one. Tensor memory is
-// only touched through upload and download, so the runners work on any backend.
+// Golden runners of the network layers (tests/golden/gen_nn.py): conv2d, batchnorm (inference
+// and training form), relu, maxpool2d, avgpool, linear. Each case uploads its inputs to the
+// backend, runs the op and its backward passes, and compares every result with the PyTorch
+// one. Tensor memory is only touched through upload and download, so the runners work on any
+// backend.
 #include "suites.h"
 
 #include <stdlib.h>
@@ -10,7 +11,7 @@
 #include "../ops.h"
 
 // The most tensors a case uses; every slot starts empty, so one call frees them all.
-enum { MAX_TENSORS = 10 };
+enum { MAX_TENSORS = 14 };
 
 // Replays every case of g with run_case; a case whose fixture is unusable stops the suite.
 typedef int (*case_fn)(tmix_backend *be, tmix_golden *g, int c, tmix_tensor *t,
@@ -156,9 +157,87 @@ static int batchnorm_case(tmix_backend *be, tmix_golden *g, int c, tmix_tensor *
     return 0;
 }
 
+// A result of one op call and the fixture role it is compared with, under `check`.
+typedef struct {
+    const char *check, *role;
+    const tmix_tensor *got;
+} call_result;
+
+// Reports a row for each of the n results of one call (status rc, taking ms).
+static void check_results(tmix_golden *g, int c, tmix_backend *be, int rc, double ms,
+                          const call_result *r, size_t n, tmix_golden_report report, void *ctx)
+{
+    for (size_t k = 0; k < n; k++)
+        tmix_golden_check(g, c, be, r[k].check, rc, r[k].role, r[k].got, TMIX_TOL_ELEMENTWISE, ms,
+                          report, ctx);
+}
+
+// The training form: the forward's five results, then the backward from PyTorch's saved
+// statistics (rounded to float32, as this forward hands its own on), so each is judged alone.
+// The results of one call share its time.
+static int batchnorm_train_case(tmix_backend *be, tmix_golden *g, int c, tmix_tensor *t,
+                                tmix_golden_report report, void *ctx)
+{
+    int inplace;
+    tmix_batchnorm_train_params p;
+    TMIX_TRY(tmix_golden_int(g, c, "inplace", -1, &inplace));
+    TMIX_TRY(tmix_golden_float(g, c, "eps", -1, &p.eps));
+    TMIX_TRY(tmix_golden_float(g, c, "momentum", -1, &p.momentum));
+    tmix_tensor *in = &t[0], *gamma = &t[1], *beta = &t[2], *out = &t[3];
+    tmix_tensor *save_mean = &t[4], *save_invstd = &t[5], *run_mean = &t[6], *run_var = &t[7];
+    tmix_tensor *dout = &t[8], *ref_mean = &t[9], *ref_invstd = &t[10], *din = &t[11];
+    tmix_tensor *dgamma = &t[12], *dbeta = &t[13];
+    TMIX_TRY(tmix_golden_input(g, c, "in", be, in));
+    // In place: out starts as a copy of in and is passed as both.
+    TMIX_TRY(inplace ? tmix_golden_input(g, c, "in", be, out)
+                     : tmix_golden_output(g, c, "out", be, out));
+    TMIX_TRY(tmix_golden_input(g, c, "gamma", be, gamma));
+    TMIX_TRY(tmix_golden_input(g, c, "beta", be, beta));
+    TMIX_TRY(tmix_golden_output(g, c, "save_mean", be, save_mean));
+    TMIX_TRY(tmix_golden_output(g, c, "save_invstd", be, save_invstd));
+    TMIX_TRY(tmix_golden_input(g, c, "running_mean", be, run_mean));
+    TMIX_TRY(tmix_golden_input(g, c, "running_var", be, run_var));
+    TMIX_TRY(tmix_golden_input(g, c, "dout", be, dout));
+    TMIX_TRY(tmix_golden_input(g, c, "save_mean", be, ref_mean));
+    TMIX_TRY(tmix_golden_input(g, c, "save_invstd", be, ref_invstd));
+    TMIX_TRY(tmix_golden_output(g, c, "grad_input", be, din));
+    TMIX_TRY(tmix_golden_output(g, c, "grad_gamma", be, dgamma));
+    TMIX_TRY(tmix_golden_output(g, c, "grad_beta", be, dbeta));
+
+    double t0 = tmix_now_ms(), ms;
+    int rc = tmix_batchnorm_train_forward(be, out, save_mean, save_invstd, run_mean, run_var,
+                                          inplace ? out : in, gamma, beta, p);
+    ms = tmix_golden_elapsed(be, &rc, t0);
+    const call_result forward[] = {
+        {"forward", "out", out}, {"save_mean", "save_mean", save_mean},
+        {"save_invstd", "save_invstd", save_invstd},
+        {"running_mean", "running_mean_out", run_mean},
+        {"running_var", "running_var_out", run_var}};
+    check_results(g, c, be, rc, ms, forward, sizeof forward / sizeof forward[0], report, ctx);
+
+    t0 = tmix_now_ms();
+    rc = tmix_batchnorm_train_backward(be, din, dgamma, dbeta, dout, in, gamma, ref_mean,
+                                       ref_invstd);
+    ms = tmix_golden_elapsed(be, &rc, t0);
+    const call_result backward[] = {{"grad_input", "grad_input", din},
+                                    {"grad_gamma", "grad_gamma", dgamma},
+                                    {"grad_beta", "grad_beta", dbeta}};
+    check_results(g, c, be, rc, ms, backward, sizeof backward / sizeof backward[0], report, ctx);
+    return 0;
+}
+
+// A case of either form, as its "train" parameter says.
+static int batchnorm_any_case(tmix_backend *be, tmix_golden *g, int c, tmix_tensor *t,
+                              tmix_golden_report report, void *ctx)
+{
+    int train;
+    TMIX_TRY(tmix_golden_int(g, c, "train", -1, &train));
+    return (train ? batchnorm_train_case : batchnorm_case)(be, g, c, t, report, ctx);
+}
+
 int tmix_golden_batchnorm(tmix_backend *be, tmix_golden *g, tmix_golden_report report, void *ctx)
 {
-    return run_cases(be, g, batchnorm_case, report, ctx);
+    return run_cases(be, g, batchnorm_any_case, report, ctx);
 }
 
 // ---- relu ------------------------------------------------------------------------------------

@@ -1,5 +1,8 @@
 """Golden cases of the network layers: conv2d, batchnorm, relu, maxpool2d, avgpool, linear.
 
+The batchnorm suite holds both forms: inference (a folded scale and shift) and training
+(nn.BatchNorm2d in train(): batch statistics, saved and running ones), told apart by "train".
+
 Each suite function returns [(case_name, params, {role: tensor})]; make_golden.py writes
 them. Inputs are float32-representable (common.rand), the math is float64 (the driver sets
 torch's default dtype), and gradients are those of a random float32 cotangent `dout`.
@@ -64,6 +67,11 @@ def conv2d():
     return cases
 
 
+def _f32(v):
+    """The float32 value the C side gets for the parameter v."""
+    return float(torch.tensor(v, dtype=torch.float32))
+
+
 def batchnorm():
     specs = [
         # name, seed, shape, eps
@@ -75,7 +83,7 @@ def batchnorm():
     cases = []
     for name, seed, shape, eps in specs:
         c = shape[1]
-        eps = float(torch.tensor(eps, dtype=torch.float32))  # what the C side gets
+        eps = _f32(eps)
         x = rand(seed, *shape, lo=-3.0, hi=3.0).requires_grad_()
         gamma = rand(seed + 1, c, lo=0.5, hi=1.5)
         beta = rand(seed + 2, c, lo=-0.2, hi=0.2)
@@ -84,9 +92,78 @@ def batchnorm():
         out = F.batch_norm(x, mean, var, gamma, beta, training=False, eps=eps)
         dout, (gx,) = grads(out, [x], seed + 5)
         label = f"in {_dims(shape)} eps {eps:.0e}"
-        cases.append((name, {"label": label, "eps": eps, "inplace": int(name == "odd")},
+        cases.append((name, {"label": label, "train": 0, "eps": eps,
+                             "inplace": int(name == "odd")},
                       {"in": x, "gamma": gamma, "beta": beta, "mean": mean, "var": var,
                        "out": out, "dout": dout, "grad_input": gx}))
+    return cases + _batchnorm_train()
+
+
+def _rel_err(got, ref):
+    """kernels/golden.h's error measure: relative per element, floored at 1e-3 of the scale."""
+    floor = 1e-3 * ref.abs().max()
+    return float(((got - ref).abs() / torch.maximum(ref.abs(), floor)).max())
+
+
+def _batchnorm_train():
+    """The training-form cases of the batchnorm suite ("train": 1).
+
+    The backward is judged on its own: it gets PyTorch's saved mean and invstd rounded to
+    float32, as the C forward hands them on, and its reference is PyTorch's backward of those
+    rounded statistics in float64 (what autograd computes, less the rounding of the stats,
+    which an ill-conditioned case such as N*H*W = 2 would otherwise amplify).
+    """
+    specs = [
+        # name, seed, shape, eps, momentum, label
+        ("t_odd", 800, (2, 3, 5, 7), 1e-5, 0.1, "train 2x3x5x7 in place"),
+        ("t_b1", 810, (1, 4, 6, 6), 1e-5, 0.1, "train 1x4x6x6 (batch 1)"),
+        ("t_n2", 820, (2, 3, 1, 1), 1e-5, 0.1, "train 2x3x1x1 (N*H*W = 2)"),
+        ("t_hw2", 830, (1, 2, 1, 2), 1e-3, 0.1, "train 1x2x1x2 eps 1e-3"),
+        ("t_offset", 840, (4, 2, 3, 5), 1e-5, 0.1, "train 4x2x3x5 mean 50"),
+        ("t_mom1", 850, (3, 2, 4, 3), 1e-3, 1.0, "train 3x2x4x3 momentum 1"),
+        ("t_mom0", 860, (2, 2, 3, 3), 1e-5, 0.0, "train 2x2x3x3 momentum 0"),
+        ("t_wide", 870, (2, 16, 3, 3), 1e-5, 0.3, "train 2x16x3x3 momentum 0.3"),
+        ("t_big", 880, (6, 3, 11, 13), 1e-5, 0.1, "train 6x3x11x13"),
+    ]
+    cases = []
+    for name, seed, shape, eps, momentum, label in specs:
+        c, n = shape[1], shape[0] * shape[2] * shape[3]
+        eps, momentum = _f32(eps), _f32(momentum)
+        # Far from zero, a one-pass variance in float32 would lose most of its digits.
+        lo, hi = (47.0, 53.0) if name == "t_offset" else (-3.0, 3.0)
+        x = rand(seed, *shape, lo=lo, hi=hi).requires_grad_()
+        gamma = rand(seed + 1, c, lo=0.5, hi=1.5).requires_grad_()
+        beta = rand(seed + 2, c, lo=-0.2, hi=0.2).requires_grad_()
+        running_mean = rand(seed + 3, c, lo=-0.3, hi=0.3)
+        running_var = rand(seed + 4, c, lo=0.25, hi=2.0)
+        new_mean, new_var = running_mean.clone(), running_var.clone()
+        out = F.batch_norm(x, new_mean, new_var, gamma, beta, training=True,
+                           momentum=momentum, eps=eps)
+        with torch.no_grad():
+            _, save_mean, save_invstd = torch.native_batch_norm(
+                x, gamma, beta, None, None, True, momentum, eps)
+            # PyTorch's statistics are the textbook ones.
+            dims = (0, 2, 3)
+            var = x.var(dims, unbiased=False)
+            assert torch.allclose(save_mean, x.mean(dims), rtol=1e-12, atol=0)
+            assert torch.allclose(save_invstd, (var + eps) ** -0.5, rtol=1e-12, atol=0)
+            assert torch.allclose(new_var, (1 - momentum) * running_var +
+                                  momentum * var * n / (n - 1), rtol=1e-12, atol=0)
+        dout, (gx, gg, gb) = grads(out, [x, gamma, beta], seed + 5)
+        mean32, invstd32 = save_mean.float().double(), save_invstd.float().double()
+        with torch.no_grad():
+            rx, rg, rb = torch.ops.aten.native_batch_norm_backward(
+                dout, x, gamma, None, None, mean32, invstd32, True, eps, [True, True, True])
+        # Rounding the statistics moves the gradients by far less than a training step cares
+        # about: 3e-3 of din at worst (t_n2, whose din is a difference of near-equal terms).
+        assert _rel_err(rx, gx) < 1e-2 and _rel_err(rg, gg) < 1e-5 and _rel_err(rb, gb) == 0
+        cases.append((name, {"label": label, "train": 1, "eps": eps, "momentum": momentum,
+                             "inplace": int(name == "t_odd")},
+                      {"in": x, "gamma": gamma, "beta": beta, "running_mean": running_mean,
+                       "running_var": running_var, "out": out, "save_mean": save_mean,
+                       "save_invstd": save_invstd, "running_mean_out": new_mean,
+                       "running_var_out": new_var, "dout": dout, "grad_input": rx,
+                       "grad_gamma": rg, "grad_beta": rb}))
     return cases
 
 

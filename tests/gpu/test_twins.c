@@ -49,6 +49,7 @@ typedef struct {
     tmix_crop crops[16];
     float mean[3], std[3];
     bool no_bias;
+    tmix_batchnorm_train_params bn;
 } call;
 
 typedef int (*op_fn)(tmix_backend *be, tmix_tensor *t, const call *c);
@@ -631,6 +632,58 @@ static int test_early_ops(tmix_backend *gpu)
     return failed;
 }
 
+static int f_bn_train_fwd(tmix_backend *be, tmix_tensor *t, const call *c)
+{
+    return tmix_batchnorm_train_forward(be, T(0), T(1), T(2), T(3), T(4), T(5), T(6), T(7), c->bn);
+}
+static int f_bn_train_bwd(tmix_backend *be, tmix_tensor *t, const call *c)
+{
+    (void)c;
+    return tmix_batchnorm_train_backward(be, T(0), T(1), T(2), T(3), T(4), T(5), T(6), T(7));
+}
+
+// Batch norm in training form: channels of N*H*W = 2 up to 16384 values (several reduction
+// slices on the GPU), 70 channels, and inputs near 50, where a variance summed in float
+// around zero would lose its digits. The backward gets statistics that are not the batch's,
+// which its formula allows, so every term of it counts.
+static int test_batchnorm_train(tmix_backend *gpu)
+{
+    static const int64_t cases[][4] = {{2, 3, 5, 7},     {2, 3, 1, 1},     {1, 2, 1, 2},
+                                       {16, 8, 32, 32}, {64, 4, 17, 19}, {3, 70, 3, 3}};
+    int failed = 0;
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        const int64_t n = cases[k][0], ch = cases[k][1], h = cases[k][2], w = cases[k][3];
+        const float lo = k == 4 ? 40 : -3, hi = k == 4 ? 60 : 3;
+        char what[96];
+        call c = {.bn = {.eps = 1e-5f, .momentum = k % 2 ? 0.1f : 0.7f}};
+        OUT(&c, 4, n, ch, h, w);
+        OUT(&c, 1, ch);                             // save_mean
+        OUT(&c, 1, ch);                             // save_invstd
+        GRAD(&c, 1, ch);                            // running_mean, updated in place
+        add_f32(&c, true, false, 0.5f, 2, 1, ch);   // running_var, likewise
+        IN(&c, lo, hi, 4, n, ch, h, w);
+        IN(&c, 0.5f, 1.5f, 1, ch);
+        IN(&c, -1, 1, 1, ch);
+        snprintf(what, sizeof what, "batchnorm_train forward %lldx%lldx%lldx%lld",
+                 (long long)n, (long long)ch, (long long)h, (long long)w);
+        failed += twins(gpu, &c, f_bn_train_fwd, what);
+        free_call(&c);
+        GRAD(&c, 4, n, ch, h, w);
+        GRAD(&c, 1, ch);
+        GRAD(&c, 1, ch);
+        IN(&c, -1, 1, 4, n, ch, h, w);
+        IN(&c, lo, hi, 4, n, ch, h, w);
+        IN(&c, 0.5f, 1.5f, 1, ch);
+        IN(&c, lo, hi, 1, ch);
+        IN(&c, 0.2f, 2, 1, ch);
+        snprintf(what, sizeof what, "batchnorm_train grads %lldx%lldx%lldx%lld", (long long)n,
+                 (long long)ch, (long long)h, (long long)w);
+        failed += twins(gpu, &c, f_bn_train_bwd, what);
+        free_call(&c);
+    }
+    return failed;
+}
+
 static const struct {
     const char *name;
     int (*fn)(tmix_backend *gpu);
@@ -646,6 +699,7 @@ static const struct {
     {"twins.loss_and_sgd", test_loss_and_sgd, TOL, TMIX_PRECISION_FP32},
     {"twins.preprocess", test_preprocess, TOL, TMIX_PRECISION_FP32},
     {"twins.early_ops", test_early_ops, TOL, TMIX_PRECISION_FP32},
+    {"twins.batchnorm_train", test_batchnorm_train, TOL, TMIX_PRECISION_FP32},
 };
 
 int main(int argc, char **argv)

@@ -2,6 +2,7 @@
 // pass (loss L = <out, r> for a random r, so dL/dout = r), argument checks of every entry
 // point, and conv2d and linear giving bitwise the same results on 1, 2 and 3 threads.
 #include <cblas.h>
+#include <math.h>
 #include <omp.h>
 #include <stdbool.h>
 #include <string.h>
@@ -141,6 +142,109 @@ static int test_gradcheck_batchnorm_grad_input(void)
     un.loss.forward = batchnorm_forward;
     CHECK_OK(tmix_batchnorm_backward_input(cpu(), &un.din, &un.r, &un.scale));
     CHECK(gradcheck_loss("batchnorm din", un.x, 120, un.dx, &un.loss, 1e-2, 1e-3, 1e-2) == 0);
+    return 0;
+}
+
+// batchnorm_train: in (N, C, H, W), gamma and beta (C) -> out, through the batch statistics,
+// so the finite differences see how every input moves the mean and variance too.
+enum { BN_N = 2, BN_C = 3, BN_H = 4, BN_W = 5, BN_SIZE = BN_N * BN_C * BN_H * BN_W };
+
+typedef struct {
+    test_loss loss;
+    tmix_tensor in, gamma, beta, out, save_mean, save_invstd, r, din, dgamma, dbeta;
+    float x[BN_SIZE], g[BN_C], b[BN_C], y[BN_SIZE], sm[BN_C], si[BN_C], rr[BN_SIZE];
+    float dx[BN_SIZE], dg[BN_C], db[BN_C];
+} bn_train_problem;
+
+static bn_train_problem bnt;
+static const tmix_batchnorm_train_params bn_params = {.eps = 1e-5f, .momentum = 0.1f};
+
+static int bn_train_forward(test_loss *self)
+{
+    bn_train_problem *u = (bn_train_problem *)self;
+    return tmix_batchnorm_train_forward(cpu(), &u->out, &u->save_mean, &u->save_invstd, NULL,
+                                        NULL, &u->in, &u->gamma, &u->beta, bn_params);
+}
+
+// Random inputs, one forward, then all three gradients of L = <out, r> from the backward.
+static int bn_train_setup(void)
+{
+    bn_train_problem *u = &bnt;
+    memset(u, 0, sizeof *u);
+    u->in = V4(u->x, BN_N, BN_C, BN_H, BN_W);
+    u->out = V4(u->y, BN_N, BN_C, BN_H, BN_W);
+    u->r = V4(u->rr, BN_N, BN_C, BN_H, BN_W);
+    u->din = V4(u->dx, BN_N, BN_C, BN_H, BN_W);
+    u->gamma = V1(u->g, BN_C);
+    u->beta = V1(u->b, BN_C);
+    u->save_mean = V1(u->sm, BN_C);
+    u->save_invstd = V1(u->si, BN_C);
+    u->dgamma = V1(u->dg, BN_C);
+    u->dbeta = V1(u->db, BN_C);
+    fill_uniform(u->x, BN_SIZE, 450, -2, 2);
+    fill_uniform(u->g, BN_C, 451, 0.5f, 2);
+    fill_uniform(u->b, BN_C, 452, -1, 1);
+    fill_uniform(u->rr, BN_SIZE, 453, -1, 1);
+    u->loss = (test_loss){bn_train_forward, u->y, u->rr, BN_SIZE, false};
+    CHECK_OK(bn_train_forward(&u->loss));
+    CHECK_OK(tmix_batchnorm_train_backward(cpu(), &u->din, &u->dgamma, &u->dbeta, &u->r, &u->in,
+                                           &u->gamma, &u->save_mean, &u->save_invstd));
+    return 0;
+}
+
+// gradcheck of one of the three inputs x (n floats) against its analytic gradient.
+static int bn_train_gradcheck(const char *what, float *x, int64_t n, const float *analytic)
+{
+    return gradcheck_loss(what, x, n, analytic, &bnt.loss, 1e-2, 1e-3, 1e-2);
+}
+
+static int test_gradcheck_batchnorm_train_grad_input(void)
+{
+    CHECK(bn_train_setup() == 0);
+    CHECK(bn_train_gradcheck("batchnorm_train din", bnt.x, BN_SIZE, bnt.dx) == 0);
+    return 0;
+}
+
+static int test_gradcheck_batchnorm_train_grad_gamma(void)
+{
+    CHECK(bn_train_setup() == 0);
+    CHECK(bn_train_gradcheck("batchnorm_train dgamma", bnt.g, BN_C, bnt.dg) == 0);
+    return 0;
+}
+
+static int test_gradcheck_batchnorm_train_grad_beta(void)
+{
+    CHECK(bn_train_setup() == 0);
+    CHECK(bn_train_gradcheck("batchnorm_train dbeta", bnt.b, BN_C, bnt.db) == 0);
+    return 0;
+}
+
+// The backward adds to its outputs (a second call doubles them, exactly: g + round(g) rounds
+// to 2 round(g)) and skips a NULL one without changing the others.
+static int test_batchnorm_train_accumulates(void)
+{
+    static float dx2[BN_SIZE], dg2[BN_C], db2[BN_C];
+    CHECK(bn_train_setup() == 0);
+    bn_train_problem *u = &bnt;
+    memcpy(dx2, u->dx, sizeof dx2);
+    memcpy(dg2, u->dg, sizeof dg2);
+    memcpy(db2, u->db, sizeof db2);
+    CHECK_OK(tmix_batchnorm_train_backward(cpu(), &u->din, &u->dgamma, &u->dbeta, &u->r, &u->in,
+                                           &u->gamma, &u->save_mean, &u->save_invstd));
+    for (int i = 0; i < BN_SIZE; i++)
+        CHECK(u->dx[i] == 2 * dx2[i]);
+    for (int c = 0; c < BN_C; c++)
+        CHECK(u->dg[c] == 2 * dg2[c] && u->db[c] == 2 * db2[c]);
+
+    memset(u->dx, 0, sizeof u->dx);
+    memset(u->dg, 0, sizeof u->dg);
+    CHECK_OK(tmix_batchnorm_train_backward(cpu(), &u->din, NULL, NULL, &u->r, &u->in, &u->gamma,
+                                           &u->save_mean, &u->save_invstd));
+    CHECK_OK(tmix_batchnorm_train_backward(cpu(), NULL, &u->dgamma, NULL, &u->r, &u->in,
+                                           &u->gamma, &u->save_mean, &u->save_invstd));
+    CHECK(memcmp(u->dx, dx2, sizeof dx2) == 0 && memcmp(u->dg, dg2, sizeof dg2) == 0);
+    for (int c = 0; c < BN_C; c++)
+        CHECK(u->db[c] == 2 * db2[c]); // untouched by both calls
     return 0;
 }
 
@@ -451,6 +555,112 @@ static int test_badinput_batchnorm(void)
     EXPECT_FAIL(tmix_batchnorm_backward_input(be, &din_u8, &dout, &scale), TMIX_EDTYPE, op, dx_out);
     EXPECT_FAIL(tmix_batchnorm_backward_input(be, &din, &dout_gpu, &scale), TMIX_EDEVICE, op,
                 dx_out);
+    return 0;
+}
+
+static int test_badinput_batchnorm_train(void)
+{
+    static float x[BN_SIZE], y[BN_SIZE], g[4], b[4], sm[4], si[4], rm[4], rv[4];
+    static float dx[BN_SIZE], dg[4], db[4];
+    tmix_backend *be = cpu();
+    tmix_tensor in = V4(x, BN_N, BN_C, BN_H, BN_W), out = V4(y, BN_N, BN_C, BN_H, BN_W);
+    tmix_tensor gamma = V1(g, BN_C), beta = V1(b, BN_C), mean = V1(sm, BN_C);
+    tmix_tensor invstd = V1(si, BN_C), run_mean = V1(rm, BN_C), run_var = V1(rv, BN_C);
+    tmix_tensor din = V4(dx, BN_N, BN_C, BN_H, BN_W), dgamma = V1(dg, BN_C), dbeta = V1(db, BN_C);
+    tmix_tensor dout = out;
+    tmix_batchnorm_train_params p = bn_params;
+    fill_uniform(x, BN_SIZE, 1, -1, 1);
+    fill_uniform(g, 4, 2, 0.5f, 2);
+    fill_uniform(b, 4, 3, -1, 1);
+    fill_const(rv, 4, 1);
+    // The bounds themselves are valid: momentum 0 and 1, and no running statistics.
+    for (p.momentum = 0; p.momentum <= 1; p.momentum++)
+        CHECK_OK(tmix_batchnorm_train_forward(be, &out, &mean, &invstd, &run_mean, &run_var, &in,
+                                              &gamma, &beta, p));
+    CHECK_OK(tmix_batchnorm_train_forward(be, &out, &mean, &invstd, NULL, NULL, &in, &gamma,
+                                          &beta, bn_params));
+    CHECK_OK(tmix_batchnorm_train_backward(be, &din, &dgamma, &dbeta, &dout, &in, &gamma, &mean,
+                                           &invstd));
+    CHECK_OK(tmix_batchnorm_train_backward(be, NULL, NULL, NULL, &dout, &in, &gamma, &mean,
+                                           &invstd));
+
+    const test_buf fwd_out[] = {{y, BN_SIZE}, {sm, 4}, {si, 4}, {rm, 4}, {rv, 4}};
+    const char *op = "batchnorm_train_forward";
+    tmix_tensor in3 = V3(x, BN_N * BN_C, BN_H, BN_W), out_c4 = V4(y, BN_N, 4, BN_H, BN_W);
+    tmix_tensor c4 = V1(sm, 4), c2d = V2(si, 1, BN_C), in_u8 = as_u8(in), gamma_u8 = as_u8(gamma);
+    tmix_tensor var_u8 = as_u8(run_var), out_gpu = on_cuda(out), invstd_gpu = on_cuda(invstd);
+    tmix_tensor in1 = V4(x, 1, BN_C, 1, 1), out1 = V4(y, 1, BN_C, 1, 1);
+#define FWD(be_, out_, mean_, invstd_, rmean_, rvar_, in_, gamma_, beta_, p_, code)             \
+    EXPECT_FAIL(tmix_batchnorm_train_forward(be_, out_, mean_, invstd_, rmean_, rvar_, in_,     \
+                                             gamma_, beta_, p_),                                \
+                code, op, fwd_out)
+    FWD(NULL, &out, &mean, &invstd, &run_mean, &run_var, &in, &gamma, &beta, p, TMIX_EINVAL);
+    FWD(empty_backend(), &out, &mean, &invstd, &run_mean, &run_var, &in, &gamma, &beta, p,
+        TMIX_ENOTSUP);
+    FWD(be, NULL, &mean, &invstd, &run_mean, &run_var, &in, &gamma, &beta, p, TMIX_EINVAL);
+    FWD(be, &out, NULL, &invstd, &run_mean, &run_var, &in, &gamma, &beta, p, TMIX_EINVAL);
+    FWD(be, &out, &mean, NULL, &run_mean, &run_var, &in, &gamma, &beta, p, TMIX_EINVAL);
+    FWD(be, &out, &mean, &invstd, &run_mean, &run_var, NULL, &gamma, &beta, p, TMIX_EINVAL);
+    FWD(be, &out, &mean, &invstd, &run_mean, &run_var, &in, NULL, &beta, p, TMIX_EINVAL);
+    FWD(be, &out, &mean, &invstd, &run_mean, &run_var, &in, &gamma, NULL, p, TMIX_EINVAL);
+    FWD(be, &out, &mean, &invstd, &run_mean, &run_var, &in3, &gamma, &beta, p, TMIX_ESHAPE);
+    FWD(be, &out_c4, &mean, &invstd, &run_mean, &run_var, &in, &gamma, &beta, p, TMIX_ESHAPE);
+    FWD(be, &out, &c4, &invstd, &run_mean, &run_var, &in, &gamma, &beta, p, TMIX_ESHAPE);
+    FWD(be, &out, &mean, &c2d, &run_mean, &run_var, &in, &gamma, &beta, p, TMIX_ESHAPE);
+    FWD(be, &out, &mean, &invstd, &c4, &run_var, &in, &gamma, &beta, p, TMIX_ESHAPE);
+    FWD(be, &out, &mean, &invstd, &run_mean, &c4, &in, &gamma, &beta, p, TMIX_ESHAPE);
+    FWD(be, &out, &mean, &invstd, &run_mean, &run_var, &in, &c4, &beta, p, TMIX_ESHAPE);
+    FWD(be, &out, &mean, &invstd, &run_mean, &run_var, &in, &gamma, &c4, p, TMIX_ESHAPE);
+    FWD(be, &out1, &mean, &invstd, &run_mean, &run_var, &in1, &gamma, &beta, p, TMIX_ESHAPE);
+    FWD(be, &out, &mean, &invstd, &run_mean, &run_var, &in_u8, &gamma, &beta, p, TMIX_EDTYPE);
+    FWD(be, &out, &mean, &invstd, &run_mean, &run_var, &in, &gamma_u8, &beta, p, TMIX_EDTYPE);
+    FWD(be, &out, &mean, &invstd, &run_mean, &var_u8, &in, &gamma, &beta, p, TMIX_EDTYPE);
+    FWD(be, &out_gpu, &mean, &invstd, &run_mean, &run_var, &in, &gamma, &beta, p, TMIX_EDEVICE);
+    FWD(be, &out, &mean, &invstd_gpu, &run_mean, &run_var, &in, &gamma, &beta, p, TMIX_EDEVICE);
+    static const float bad_eps[] = {0, -1e-5f, NAN, INFINITY};
+    for (int k = 0; k < (int)COUNT(bad_eps); k++) {
+        p = (tmix_batchnorm_train_params){.eps = bad_eps[k], .momentum = 0.1f};
+        FWD(be, &out, &mean, &invstd, &run_mean, &run_var, &in, &gamma, &beta, p, TMIX_EINVAL);
+        CHECK(strstr(tmix_last_error(), "eps") != NULL);
+    }
+    static const float bad_momentum[] = {-0.1f, 1.5f, NAN, INFINITY};
+    for (int k = 0; k < (int)COUNT(bad_momentum); k++) {
+        p = (tmix_batchnorm_train_params){.eps = 1e-5f, .momentum = bad_momentum[k]};
+        FWD(be, &out, &mean, &invstd, &run_mean, &run_var, &in, &gamma, &beta, p, TMIX_EINVAL);
+        CHECK(strstr(tmix_last_error(), "momentum") != NULL);
+    }
+#undef FWD
+
+    const test_buf bwd_out[] = {{dx, BN_SIZE}, {dg, 4}, {db, 4}};
+    op = "batchnorm_train_backward";
+    tmix_tensor din_c4 = V4(dx, BN_N, 4, BN_H, BN_W), dout3 = in3, din_u8 = as_u8(din);
+    tmix_tensor in_c4 = V4(x, BN_N, 4, BN_H, BN_W), dg4 = V1(dg, 4), db2d = V2(db, 1, BN_C);
+    tmix_tensor invstd_u8 = as_u8(invstd), dgamma_gpu = on_cuda(dgamma), in_gpu = on_cuda(in);
+#define BWD(be_, din_, dgamma_, dbeta_, dout_, in_, gamma_, mean_, invstd_, code)                \
+    EXPECT_FAIL(tmix_batchnorm_train_backward(be_, din_, dgamma_, dbeta_, dout_, in_, gamma_,   \
+                                              mean_, invstd_),                                  \
+                code, op, bwd_out)
+    BWD(NULL, &din, &dgamma, &dbeta, &dout, &in, &gamma, &mean, &invstd, TMIX_EINVAL);
+    BWD(empty_backend(), &din, &dgamma, &dbeta, &dout, &in, &gamma, &mean, &invstd,
+        TMIX_ENOTSUP);
+    BWD(be, &din, &dgamma, &dbeta, NULL, &in, &gamma, &mean, &invstd, TMIX_EINVAL);
+    BWD(be, &din, &dgamma, &dbeta, &dout, NULL, &gamma, &mean, &invstd, TMIX_EINVAL);
+    BWD(be, &din, &dgamma, &dbeta, &dout, &in, NULL, &mean, &invstd, TMIX_EINVAL);
+    BWD(be, &din, &dgamma, &dbeta, &dout, &in, &gamma, NULL, &invstd, TMIX_EINVAL);
+    BWD(be, &din, &dgamma, &dbeta, &dout, &in, &gamma, &mean, NULL, TMIX_EINVAL);
+    BWD(be, &din, &dgamma, &dbeta, &dout3, &in, &gamma, &mean, &invstd, TMIX_ESHAPE);
+    BWD(be, &din_c4, &dgamma, &dbeta, &dout, &in, &gamma, &mean, &invstd, TMIX_ESHAPE);
+    BWD(be, &din, &dg4, &dbeta, &dout, &in, &gamma, &mean, &invstd, TMIX_ESHAPE);
+    BWD(be, &din, &dgamma, &db2d, &dout, &in, &gamma, &mean, &invstd, TMIX_ESHAPE);
+    BWD(be, &din, &dgamma, &dbeta, &dout, &in_c4, &gamma, &mean, &invstd, TMIX_ESHAPE);
+    BWD(be, &din, &dgamma, &dbeta, &dout, &in, &c4, &mean, &invstd, TMIX_ESHAPE);
+    BWD(be, &din, &dgamma, &dbeta, &dout, &in, &gamma, &c4, &invstd, TMIX_ESHAPE);
+    BWD(be, &din, &dgamma, &dbeta, &dout, &in, &gamma, &mean, &c2d, TMIX_ESHAPE);
+    BWD(be, &din_u8, &dgamma, &dbeta, &dout, &in, &gamma, &mean, &invstd, TMIX_EDTYPE);
+    BWD(be, &din, &dgamma, &dbeta, &dout, &in, &gamma, &mean, &invstd_u8, TMIX_EDTYPE);
+    BWD(be, &din, &dgamma_gpu, &dbeta, &dout, &in, &gamma, &mean, &invstd, TMIX_EDEVICE);
+    BWD(be, &din, &dgamma, &dbeta, &dout, &in_gpu, &gamma, &mean, &invstd, TMIX_EDEVICE);
+#undef BWD
     return 0;
 }
 
@@ -844,6 +1054,10 @@ static const test_case tests[] = {
     {"gradcheck.conv2d.grad_weight", test_gradcheck_conv2d_grad_weight},
     {"gradcheck.conv2d.grad_bias", test_gradcheck_conv2d_grad_bias},
     {"gradcheck.batchnorm.grad_input", test_gradcheck_batchnorm_grad_input},
+    {"gradcheck.batchnorm_train.grad_input", test_gradcheck_batchnorm_train_grad_input},
+    {"gradcheck.batchnorm_train.grad_gamma", test_gradcheck_batchnorm_train_grad_gamma},
+    {"gradcheck.batchnorm_train.grad_beta", test_gradcheck_batchnorm_train_grad_beta},
+    {"batchnorm_train.accumulates", test_batchnorm_train_accumulates},
     {"gradcheck.relu.grad_input", test_gradcheck_relu_grad_input},
     {"gradcheck.maxpool2d.grad_input", test_gradcheck_maxpool2d_grad_input},
     {"gradcheck.avgpool.grad_input", test_gradcheck_avgpool_grad_input},
@@ -852,6 +1066,7 @@ static const test_case tests[] = {
     {"gradcheck.linear.grad_bias", test_gradcheck_linear_grad_bias},
     {"badinput.conv2d", test_badinput_conv2d},
     {"badinput.batchnorm", test_badinput_batchnorm},
+    {"badinput.batchnorm_train", test_badinput_batchnorm_train},
     {"badinput.relu", test_badinput_relu},
     {"badinput.maxpool2d", test_badinput_maxpool2d},
     {"badinput.avgpool", test_badinput_avgpool},
