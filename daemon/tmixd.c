@@ -18,6 +18,7 @@ static void usage(FILE *f)
             "               argument is an option); -c FILE, --section.key=value override the\n"
             "               embedded default config (deploy/tmixd.conf)\n"
             "  selftest     run every numeric op against its PyTorch reference and print a table\n"
+            "               with a column group per backend (selftest --help)\n"
             "  mix          mix one batch offline and write every intermediate (mix --help)\n"
             "  --version    print the version and the backends this build has\n"
             "  --help       print this help\n");
@@ -44,13 +45,8 @@ int main(int argc, char **argv)
         usage(stdout);
         return 0;
     }
-    if (strcmp(cmd, "selftest") == 0) {
-        if (argc > 2) {
-            fprintf(stderr, "tmixd selftest: unexpected argument '%s'\n", argv[2]);
-            return 2;
-        }
-        return tmixd_selftest();
-    }
+    if (strcmp(cmd, "selftest") == 0)
+        return tmixd_selftest_main(argc - 2, argv + 2);
     if (strcmp(cmd, "mix") == 0)
         return tmixd_mix_main(argc - 2, argv + 2);
     fprintf(stderr, "tmixd: unknown command '%s'\n\n", cmd);
