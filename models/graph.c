@@ -333,6 +333,27 @@ void tmix_graph_free(tmix_graph *g)
     memset(g, 0, sizeof *g);
 }
 
+int tmix_graph_share(tmix_graph *dst, const tmix_graph *src, tmix_backend *be)
+{
+    memset(dst, 0, sizeof *dst);
+    dst->nodes = calloc((size_t)src->count, sizeof *dst->nodes);
+    if (!dst->nodes)
+        return tmix_fail(TMIX_ENOMEM, "graph_share: %d nodes", src->count);
+    dst->be = be;
+    dst->count = dst->cap = src->count;
+    dst->in_channels = src->in_channels;
+    dst->num_classes = src->num_classes;
+    for (int i = 0; i < src->count; i++) {
+        const tmix_node *s = &src->nodes[i];
+        tmix_node *n = &dst->nodes[i];
+        *n = *s;
+        n->weight.owned = n->bias.owned = false; // views: tmix_tensor_free only forgets them
+        memset(&n->out, 0, sizeof n->out);
+        memset(&n->dout, 0, sizeof n->dout);
+    }
+    return 0;
+}
+
 static const tmix_tensor *input_of(const tmix_graph *g, const tmix_tensor *x, int in)
 {
     return in == TMIX_GRAPH_INPUT ? x : &g->nodes[in].out;

@@ -81,6 +81,9 @@ int tmix_graph_linear(tmix_graph_loader *b, int in, const char *name);
 // whose activation is read from outside: the CAM features).
 void tmix_graph_finish(tmix_graph *g, int keep);
 void tmix_graph_free(tmix_graph *g);
+// dst: the network of src running on be (src's device, maybe another stream) with src's
+// weights borrowed and activations of its own. src must outlive dst and not change.
+int tmix_graph_share(tmix_graph *dst, const tmix_graph *src, tmix_backend *be);
 
 // out = the last node of the network on x (caller's tensor, written directly; the last node
 // is always the classifier, whose output no backward reads). Activations are (re)allocated

@@ -176,6 +176,28 @@ int tmix_teacher_load(tmix_teacher **out, tmix_backend *be, const char *path)
     return 0;
 }
 
+int tmix_teacher_share(tmix_teacher **out, const tmix_teacher *src, tmix_backend *be)
+{
+    if (!out || !src || !be)
+        return tmix_fail(TMIX_EINVAL, "teacher_share: out, teacher or backend is NULL");
+    *out = NULL;
+    if (strcmp(be->name, src->g.be->name) != 0)
+        return tmix_fail(TMIX_EINVAL, "teacher_share: the teacher is on %s, not %s",
+                         src->g.be->name, be->name);
+    tmix_teacher *t = calloc(1, sizeof *t);
+    if (!t)
+        return tmix_fail(TMIX_ENOMEM, "teacher_share");
+    t->info = src->info;
+    t->feature = src->feature;
+    const int rc = tmix_graph_share(&t->g, &src->g, be);
+    if (rc < 0) {
+        free(t);
+        return rc;
+    }
+    *out = t;
+    return 0;
+}
+
 void tmix_teacher_free(tmix_teacher *t)
 {
     if (!t)

@@ -31,6 +31,11 @@ extern const char *const tmix_teacher_archs[];
 // TMIX_ESHAPE for a tensor of the wrong shape; TMIX_EDTYPE for one that is not F32, F16 or
 // BF16; TMIX_ENOENT when the file does not exist. *out is NULL after a failure.
 int tmix_teacher_load(tmix_teacher **out, tmix_backend *be, const char *path);
+// A second teacher on be running src's network with src's weights (not copied) and
+// activations of its own, so that several batches can run at once: be is src's backend or
+// another one on the same device (a GPU stream of its own). src must outlive *out.
+// TMIX_EINVAL when be is on another device.
+int tmix_teacher_share(tmix_teacher **out, const tmix_teacher *src, tmix_backend *be);
 void tmix_teacher_free(tmix_teacher *t);
 const tmix_teacher_info *tmix_teacher_info_get(const tmix_teacher *t);
 

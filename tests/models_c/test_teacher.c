@@ -524,6 +524,37 @@ static int test_cams(void)
     return 0;
 }
 
+// A shared teacher computes what its source does, interleaved with it (activations of its
+// own, weights borrowed), and freeing it leaves the source's weights alone.
+static int test_share(void)
+{
+    spec s = plain();
+    tmix_teacher *t, *u;
+    CHECK(load_plain(&t, &s) == 0);
+    CHECK_OK(tmix_teacher_share(&u, t, cpu()));
+    const int64_t labels[4] = {2, 7, 0, 5};
+    run_setup(&r1, t, 4, 8, 41);
+    run_setup(&r2, u, 4, 8, 43);
+    memcpy(r2.xs, r1.xs, sizeof r1.xs);
+    CHECK_OK(tmix_teacher_forward(t, &r1.logits, &r1.x));
+    CHECK_OK(tmix_teacher_forward(u, &r2.logits, &r2.x));
+    CHECK_OK(tmix_teacher_cams(u, &r2.cams, labels));
+    CHECK_OK(tmix_teacher_cams(t, &r1.cams, labels)); // t's activations survived u's forward
+    CHECK_OK(tmix_teacher_backward(u, &r2.dx, &r2.dlogits));
+    memcpy(r1.r, r2.r, sizeof r1.r);
+    CHECK_OK(tmix_teacher_backward(t, &r1.dx, &r1.dlogits));
+    CHECK(memcmp(r1.y, r2.y, 4 * 10 * sizeof(float)) == 0);
+    CHECK(memcmp(r1.cm, r2.cm, 4 * 64 * sizeof(float)) == 0);
+    CHECK(memcmp(r1.dxs, r2.dxs, 4 * 3 * 64 * sizeof(float)) == 0);
+    CHECK(tmix_teacher_info_get(u)->num_classes == 10);
+    tmix_teacher_free(u);
+    CHECK_OK(tmix_teacher_forward(t, &r1.logits, &r1.x)); // the weights are still there
+    CHECK(memcmp(r1.y, r2.y, 4 * 10 * sizeof(float)) == 0);
+    CHECK_ERR(tmix_teacher_share(NULL, t, cpu()), TMIX_EINVAL);
+    tmix_teacher_free(t);
+    return 0;
+}
+
 // Changing the batch shape reallocates the activations: the results match a teacher that
 // only ever saw the new shape, and going back gives the first results again.
 static int test_batch_shapes(void)
@@ -607,6 +638,7 @@ static const test_case tests[] = {
     {"teacher.dtypes", test_dtypes},
     {"teacher.gradcheck", test_gradcheck},
     {"teacher.cams", test_cams},
+    {"teacher.share", test_share},
     {"teacher.batch_shapes", test_batch_shapes},
     {"teacher.bad_calls", test_bad_calls},
     {NULL, NULL},
