@@ -126,12 +126,25 @@ void tmixd_batch_free(tmixd_batch *b) { free(b); }
 
 // ---- the worker pool ----------------------------------------------------------------------
 
+// A lane mixes one batch at a time: a backend (on a GPU, a stream and cuDNN handle of its
+// own, so that lanes overlap one batch's copies with another's kernels), a teacher sharing
+// the weights but with activations of its own, and a mixer. Workers decode and augment
+// without one, then take a free lane for the part that needs it.
+typedef struct lane {
+    tmix_backend *be;
+    bool owns_be;          // a second stream on the GPU, opened here
+    tmix_teacher *teacher; // shares c->teacher's weights; NULL without a teacher
+    tmix_mixer *mixer;
+    struct lane *next_free;
+} lane;
+
 struct tmixd_producer {
     tmixd_producer_config c;
     uv_mutex_t lock;
     uv_cond_t wake;
-    uv_mutex_t mix_lock;     // a GPU, or the teacher's buffers, serve one batch at a time
-    tmix_mixer *gpu_mixer;   // the one mixer on a GPU backend
+    uv_cond_t lane_free; // a lane came back (under lock)
+    lane *lanes, *free_lanes;
+    int nlanes;
     tmixd_job *queue, *queue_tail, *results;
     int pending;
     bool stopping;
@@ -144,13 +157,78 @@ struct tmixd_producer {
     int nthreads;
 };
 
-// What a worker keeps between batches: its mixer and the order of the epoch it is in.
+// What a worker keeps between batches: the order of the epoch it is in, and its staging
+// buffers (pinned on a GPU, so uploads and downloads go by DMA), grown to the largest batch.
 typedef struct {
-    tmix_mixer *mixer;
     int64_t *order;
     uint64_t order_epoch;
     bool has_order;
+    uint8_t *pixels; // (B, H, W, Cs) as augmented
+    float *images;   // (B, C, H, W) normalised, then mixed
+    size_t pixels_bytes, images_bytes;
 } worker_state;
+
+static void worker_state_free(tmixd_producer *p, worker_state *w)
+{
+    tmix_host_free(p->c.backend, w->pixels);
+    tmix_host_free(p->c.backend, w->images);
+    free(w->order);
+}
+
+// Makes w's staging buffer *buf hold at least bytes.
+static int staging(tmixd_producer *p, void **buf, size_t *have, size_t bytes)
+{
+    if (*have >= bytes)
+        return 0;
+    tmix_host_free(p->c.backend, *buf);
+    *buf = NULL;
+    *have = 0;
+    TMIX_TRY(tmix_host_alloc(p->c.backend, bytes, buf));
+    *have = bytes;
+    return 0;
+}
+
+static lane *lane_take(tmixd_producer *p)
+{
+    uv_mutex_lock(&p->lock);
+    while (!p->free_lanes)
+        uv_cond_wait(&p->lane_free, &p->lock);
+    lane *l = p->free_lanes;
+    p->free_lanes = l->next_free;
+    uv_mutex_unlock(&p->lock);
+    return l;
+}
+
+static void lane_give(tmixd_producer *p, lane *l)
+{
+    uv_mutex_lock(&p->lock);
+    l->next_free = p->free_lanes;
+    p->free_lanes = l;
+    uv_cond_signal(&p->lane_free);
+    uv_mutex_unlock(&p->lock);
+}
+
+static int lane_open(tmixd_producer *p, lane *l, bool first)
+{
+    const tmixd_producer_config *c = &p->c;
+    l->be = c->backend;
+    if (!first && c->backend != tmix_backend_cpu()) {
+        TMIX_TRY(tmix_backend_open(c->backend->name, &l->be));
+        l->owns_be = true;
+        TMIX_TRY(tmix_backend_set_precision(l->be, c->precision));
+    }
+    if (c->teacher)
+        TMIX_TRY(tmix_teacher_share(&l->teacher, c->teacher, l->be));
+    return tmix_mixer_new(&l->mixer, l->be, c->method);
+}
+
+static void lane_close(lane *l)
+{
+    tmix_mixer_free(l->mixer);
+    tmix_teacher_free(l->teacher);
+    if (l->owns_be)
+        tmix_backend_close(l->be);
+}
 
 // The first time sample id fails to read: logs it with its path and counts it.
 static void note_bad(tmixd_producer *p, int64_t id)
@@ -184,42 +262,38 @@ static int64_t read_sample(tmixd_producer *p, int64_t id, int out_h, int out_w, 
                      MAX_REPLACEMENTS);
 }
 
-// Normalises the batch's pixels (B, H, W, Cs) and mixes them on the producer's backend, then
-// fills bt: the mixed images in the job's format, and the sources, labels and weights. A GPU
-// serves one batch at a time (its stream and scratch, the shared mixer), and so does a
-// teacher (its buffers): the lock covers exactly that part.
-static int mix_batch(tmixd_producer *p, worker_state *w, const tmixd_job *job, uint8_t *pixels,
-                     float *images, const tmix_crop *crops, const int64_t *labels,
-                     const int64_t *read_ids, const tmix_draws *d, tmixd_batch *bt)
+// Normalises the batch's pixels (w->pixels, (B, H, W, Cs)) and mixes them on lane l, then
+// fills bt: the mixed images in the job's format, and the sources, labels and weights.
+static int mix_batch(tmixd_producer *p, worker_state *w, lane *l, const tmixd_job *job,
+                     const tmix_crop *crops, const int64_t *labels, const int64_t *read_ids,
+                     const tmix_draws *d, tmixd_batch *bt)
 {
     const tmixd_producer_config *c = &p->c;
-    tmix_backend *be = c->backend;
-    const bool gpu = be != tmix_backend_cpu(), locked = gpu || c->teacher;
+    tmix_backend *be = l->be;
+    const bool gpu = be != tmix_backend_cpu();
     const int b = d->batch, n = d->n, ch = c->channels, h = c->augment.out_h;
     const int wd = c->augment.out_w, cs = tmixd_dataset_channels(c->dataset);
-    tmix_tensor src = tmix_tensor_view(pixels, TMIX_U8, TMIX_CPU, 4, (int64_t[]){b, h, wd, cs});
-    tmix_tensor x = tmix_tensor_view(images, TMIX_F32, TMIX_CPU, 4, (int64_t[]){b, ch, h, wd});
+    tmix_tensor src = tmix_tensor_view(w->pixels, TMIX_U8, TMIX_CPU, 4, (int64_t[]){b, h, wd, cs});
+    tmix_tensor x = tmix_tensor_view(w->images, TMIX_F32, TMIX_CPU, 4, (int64_t[]){b, ch, h, wd});
     tmix_tensor dsrc = {0}, dx = {0}; // their copies on a GPU
     tmix_mix_result res;
-    if (locked)
-        uv_mutex_lock(&p->mix_lock);
     int rc = 0;
     if (gpu) {
         rc = tmix_tensor_alloc(be, &dsrc, TMIX_U8, 4, src.shape);
         if (rc == 0)
-            rc = tmix_tensor_upload(be, &dsrc, pixels);
+            rc = tmix_tensor_upload(be, &dsrc, w->pixels);
         if (rc == 0)
             rc = tmix_tensor_alloc(be, &dx, TMIX_F32, 4, x.shape);
     }
     if (rc == 0)
         rc = tmix_preprocess(be, gpu ? &dx : &x, gpu ? &dsrc : &src, crops, c->mean, c->std);
     if (rc == 0)
-        rc = tmix_mix_forward(gpu ? p->gpu_mixer : w->mixer, c->teacher, c->module,
-                              gpu ? &dx : &x, labels, d, false, &res);
-    if (rc == 0 && gpu) // the mixed images come back into the host buffer of the inputs
-        rc = tmix_tensor_download(be, images, res.mixed);
+        rc = tmix_mix_forward(l->mixer, l->teacher, c->module, gpu ? &dx : &x, labels, d, false,
+                              &res);
+    if (rc == 0 && gpu) // the mixed images come back into the staging buffer of the inputs
+        rc = tmix_tensor_download(be, w->images, res.mixed);
     if (rc == 0) {
-        encode_images(c, job, gpu ? images : tmix_f32(res.mixed), b, ch, h, wd, bt->images);
+        encode_images(c, job, gpu ? w->images : tmix_f32(res.mixed), b, ch, h, wd, bt->images);
         for (int i = 0; i < b * n; i++) {
             bt->sources[i] = (uint64_t)read_ids[res.sources[i]];
             bt->labels[i] = (uint32_t)res.labels[i];
@@ -228,13 +302,13 @@ static int mix_batch(tmixd_producer *p, worker_state *w, const tmixd_job *job, u
     }
     tmix_tensor_free(be, &dsrc);
     tmix_tensor_free(be, &dx);
-    if (locked)
-        uv_mutex_unlock(&p->mix_lock);
     return rc;
 }
 
-// Makes the batch of one job on the calling worker.
-static int produce(tmixd_producer *p, worker_state *w, const tmixd_job *job, tmixd_batch **out)
+// Makes the batch of one job on the calling worker, mixing on lane l, or on the first free
+// lane when l is NULL.
+static int produce(tmixd_producer *p, worker_state *w, lane *l, const tmixd_job *job,
+                   tmixd_batch **out)
 {
     const tmixd_producer_config *c = &p->c;
     *out = NULL;
@@ -245,8 +319,6 @@ static int produce(tmixd_producer *p, worker_state *w, const tmixd_job *job, tmi
     const int n = c->mix_n, h = c->augment.out_h, wd = c->augment.out_w, ch = c->channels;
     const int cs = tmixd_dataset_channels(c->dataset);
     int64_t *labels = malloc((size_t)b * sizeof *labels), *read_ids = malloc((size_t)b * 8);
-    uint8_t *pixels = malloc((size_t)b * h * wd * cs);
-    float *images = malloc((size_t)b * ch * h * wd * sizeof *images);
     tmix_crop *crops = calloc((size_t)b, sizeof *crops);
     tmix_draws draws = {0};
     tmixd_image img = {0};
@@ -254,7 +326,11 @@ static int produce(tmixd_producer *p, worker_state *w, const tmixd_job *job, tmi
     int rc = 0;
     if (!w->order)
         w->order = malloc((size_t)total * sizeof *w->order);
-    if (!w->order || !labels || !read_ids || !pixels || !images || !crops || !bt) {
+    if ((rc = staging(p, (void **)&w->pixels, &w->pixels_bytes, (size_t)b * h * wd * cs)) < 0 ||
+        (rc = staging(p, (void **)&w->images, &w->images_bytes,
+                      (size_t)b * ch * h * wd * sizeof(float))) < 0)
+        goto done;
+    if (!w->order || !labels || !read_ids || !crops || !bt) {
         rc = tmix_fail(TMIX_ENOMEM, "batch %llu: %d images of %dx%dx%d", (unsigned long long)job->pos,
                        b, ch, h, wd);
         goto done;
@@ -278,7 +354,7 @@ static int produce(tmixd_producer *p, worker_state *w, const tmixd_job *job, tmi
         labels[i] = tmixd_dataset_label(c->dataset, got);
         tmix_rng r;
         seed_for(&r, c->seed, SEED_SAMPLE, epoch, (uint64_t)id);
-        rc = tmixd_augment(&c->augment, &img, &r, pixels + (size_t)i * h * wd * cs);
+        rc = tmixd_augment(&c->augment, &img, &r, w->pixels + (size_t)i * h * wd * cs);
     }
     if (rc < 0)
         goto done;
@@ -288,7 +364,10 @@ static int produce(tmixd_producer *p, worker_state *w, const tmixd_job *job, tmi
     tmix_rng r;
     seed_for(&r, c->seed, SEED_MIX, epoch, job->pos % job->batches_per_epoch);
     tmix_draws_sample(&draws, &r, c->alpha);
-    rc = mix_batch(p, w, job, pixels, images, crops, labels, read_ids, &draws, bt);
+    lane *use = l ? l : lane_take(p);
+    rc = mix_batch(p, w, use, job, crops, labels, read_ids, &draws, bt);
+    if (!l)
+        lane_give(p, use);
 done:
     if (rc < 0)
         tmixd_batch_free(bt);
@@ -298,8 +377,6 @@ done:
     tmixd_image_free(&img);
     free(labels);
     free(read_ids);
-    free(pixels);
-    free(images);
     free(crops);
     return rc;
 }
@@ -310,16 +387,20 @@ int tmixd_producer_warm_up(tmixd_producer *p, uint32_t batch_size, int dtype, in
     const tmixd_job job = {.pos = 0, .batches_per_epoch = (n + batch_size - 1) / batch_size,
                            .batch_size = batch_size, .dtype = dtype, .layout = layout};
     worker_state w = {0};
-    tmixd_batch *b = NULL;
-    int rc = tmix_mixer_new(&w.mixer, tmix_backend_cpu(), p->c.method);
-    if (rc == 0)
-        rc = produce(p, &w, &job, &b);
-    if (rc < 0)
-        rc = tmix_fail(rc, "a first batch of %u on %s: %s", batch_size, p->c.backend->name,
-                       tmix_last_error());
-    tmixd_batch_free(b);
-    tmix_mixer_free(w.mixer);
-    free(w.order);
+    int rc = 0;
+    // Every GPU stream chooses its convolution algorithms and fills the pool; CPU lanes
+    // differ only in their buffers.
+    for (int i = 0; i < p->nlanes && rc == 0; i++) {
+        if (i > 0 && !p->lanes[i].owns_be)
+            break;
+        tmixd_batch *b = NULL;
+        rc = produce(p, &w, &p->lanes[i], &job, &b);
+        tmixd_batch_free(b);
+        if (rc < 0)
+            rc = tmix_fail(rc, "a first batch of %u on %s: %s", batch_size, p->lanes[i].be->name,
+                           tmix_last_error());
+    }
+    worker_state_free(p, &w);
     return rc;
 }
 
@@ -327,9 +408,6 @@ static void worker(void *arg)
 {
     tmixd_producer *p = arg;
     worker_state w = {0};
-    const int mixer_rc = tmix_mixer_new(&w.mixer, tmix_backend_cpu(), p->c.method);
-    char mixer_error[200];
-    snprintf(mixer_error, sizeof mixer_error, "%s", mixer_rc < 0 ? tmix_last_error() : "");
     for (;;) {
         uv_mutex_lock(&p->lock);
         while (!p->queue && !p->stopping)
@@ -344,9 +422,7 @@ static void worker(void *arg)
             p->queue_tail = NULL;
         uv_mutex_unlock(&p->lock);
 
-        if (mixer_rc < 0)
-            snprintf(job->error, sizeof job->error, "%s", mixer_error);
-        else if (produce(p, &w, job, &job->batch) < 0)
+        if (produce(p, &w, NULL, job, &job->batch) < 0)
             snprintf(job->error, sizeof job->error, "%s", tmix_last_error());
 
         uv_mutex_lock(&p->lock);
@@ -355,8 +431,7 @@ static void worker(void *arg)
         uv_mutex_unlock(&p->lock);
         uv_async_send(&p->async);
     }
-    tmix_mixer_free(w.mixer);
-    free(w.order);
+    worker_state_free(p, &w);
 }
 
 static void on_results(uv_async_t *handle)
@@ -386,22 +461,30 @@ int tmixd_producer_new(tmixd_producer **out, const tmixd_producer_config *c, uv_
     p->done = done;
     p->ctx = ctx;
     p->nthreads = c->workers > 0 ? c->workers : 1;
+    p->nlanes = c->lanes > 0 ? c->lanes : 1;
     p->threads = calloc((size_t)p->nthreads, sizeof *p->threads);
+    p->lanes = calloc((size_t)p->nlanes, sizeof *p->lanes);
     p->bad_seen = calloc((size_t)tmixd_dataset_size(c->dataset) / 8 + 1, 1);
-    if (!p->threads || !p->bad_seen || uv_mutex_init(&p->lock) || uv_mutex_init(&p->mix_lock) ||
-        uv_cond_init(&p->wake) || uv_async_init(loop, &p->async, on_results)) {
+    if (!p->threads || !p->lanes || !p->bad_seen || uv_mutex_init(&p->lock) ||
+        uv_cond_init(&p->wake) || uv_cond_init(&p->lane_free) ||
+        uv_async_init(loop, &p->async, on_results)) {
         free(p->threads);
+        free(p->lanes);
         free(p->bad_seen);
         free(p);
         return tmix_fail(TMIX_ENOMEM, "producer: threads and locks");
     }
     p->async.data = p;
-    if (c->backend != tmix_backend_cpu()) {
-        const int rc = tmix_mixer_new(&p->gpu_mixer, c->backend, c->method);
+    for (int i = 0; i < p->nlanes; i++) {
+        const int rc = lane_open(p, &p->lanes[i], i == 0);
         if (rc < 0) {
+            const int r = tmix_fail(rc, "mixing lane %d of %d on %s: %s", i + 1, p->nlanes,
+                                    c->backend->name, tmix_last_error());
+            p->nthreads = 0;
             tmixd_producer_stop(p);
-            return rc;
+            return r;
         }
+        lane_give(p, &p->lanes[i]);
     }
     for (int i = 0; i < p->nthreads; i++)
         if (uv_thread_create(&p->threads[i], worker, p)) {
@@ -448,10 +531,12 @@ static void on_closed(uv_handle_t *handle)
     tmixd_producer *p = handle->data;
     free_jobs(p->queue);
     free_jobs(p->results);
+    for (int i = 0; i < p->nlanes; i++)
+        lane_close(&p->lanes[i]);
+    free(p->lanes);
     uv_mutex_destroy(&p->lock);
-    uv_mutex_destroy(&p->mix_lock);
-    tmix_mixer_free(p->gpu_mixer);
     uv_cond_destroy(&p->wake);
+    uv_cond_destroy(&p->lane_free);
     free(p->threads);
     free(p->bad_seen);
     free(p);

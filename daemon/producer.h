@@ -1,8 +1,9 @@
 // Batch production: a pool of worker threads that turn a stream position into a finished
 // batch (the epoch's order, read and decode, augment, normalise, mix, encode), each a pure
 // function of (seed, position, batch size, output format). Decoding and augmenting run on
-// every worker at once; normalising and mixing run on the configured backend, a GPU serving
-// one batch at a time. Results come back on the event loop through a uv_async handle.
+// every worker at once; normalising and mixing run on the configured backend in `lanes`
+// (a batch at a time each: on a GPU a stream each, so that one batch's copies overlap
+// another's kernels). Results come back on the event loop through a uv_async handle.
 #ifndef TMIXD_PRODUCER_H
 #define TMIXD_PRODUCER_H
 
@@ -27,6 +28,8 @@ typedef struct {
     const tmix_module *module;   // on backend; NULL when the method needs none
     uint64_t seed;
     int workers;
+    int lanes;                   // batches mixed at once (>= 1)
+    tmix_precision precision;    // of the convolutions on every GPU lane
 } tmixd_producer_config;
 
 // A unit of work: produce position pos for a group with these output settings.
@@ -47,8 +50,8 @@ int tmixd_producer_new(tmixd_producer **out, const tmixd_producer_config *c, uv_
                        tmixd_job_done done, void *ctx);
 // Queues a job (taking ownership); its result arrives through done.
 void tmixd_producer_submit(tmixd_producer *p, tmixd_job *job);
-// Makes one batch (position 0, these output settings) on the calling thread and drops it:
-// the GPU's memory pool, kernels and convolution algorithms are set up, and a batch that
+// Makes one batch (position 0, these output settings) on each lane, on the calling thread,
+// and drops them: the GPU's memory pool, kernels and convolution algorithms are set up, and a batch that
 // cannot be made at all (out of device memory, say) fails here, before serving, with an
 // error naming the batch and the backend.
 int tmixd_producer_warm_up(tmixd_producer *p, uint32_t batch_size, int dtype, int layout);

@@ -213,6 +213,14 @@ static int run(resources *r, int argc, char **argv)
     sc.prefetch = cfg->server_prefetch > 0 ? cfg->server_prefetch : p->workers + 2;
     TMIX_TRY(augment_params(cfg, r->dataset, &p->augment));
     TMIX_TRY(open_models(r, p));
+    p->precision = (tmix_precision)cfg->mix_precision;
+    // A GPU lane costs a stream and a set of activations; two keep the GPU busy while one
+    // batch's copies run. On the CPU a teacher's activations are large and it computes on
+    // the worker's core anyway: one lane with a teacher, else a lane per worker (no waiting).
+    p->lanes = cfg->mix_lanes > 0                  ? cfg->mix_lanes
+               : r->backend != tmix_backend_cpu() ? 2
+               : r->teacher                        ? 1
+                                                   : p->workers;
 
     char endpoint[4096], state_dir[4096], dir[4096], state_file[4200];
     if (cfg->server_endpoint[0])

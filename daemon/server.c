@@ -582,9 +582,11 @@ int tmixd_server_run(const tmixd_server_config *c)
     uv_signal_start(&s.sigint, on_stop_signal, SIGINT);
     uv_signal_start(&s.sighup, on_sighup, SIGHUP);
     s.started_ms = s.last_save_ms = now_ms();
-    tmixd_log(TMIXD_LOG_INFO, "serving %s on %s: %s%s, %d classes, method %s, %d workers",
+    tmixd_log(TMIXD_LOG_INFO,
+              "serving %s on %s: %s%s, %d classes, method %s, %d workers, %d mixing lane%s",
               c->dataset, c->endpoint, c->backend, c->backend_note, c->classes,
-              tmix_method_name(c->producer.method), c->producer.workers);
+              tmix_method_name(c->producer.method), c->producer.workers, c->producer.lanes,
+              c->producer.lanes == 1 ? "" : "s");
     uv_run(&s.loop, UV_RUN_DEFAULT);
     uv_loop_close(&s.loop);
     free_server(&s);

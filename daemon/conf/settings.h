@@ -88,6 +88,9 @@
     ENUM(mix, precision, tmixd_precision, TMIXD_PRECISIONS, "fp32", FIXED,                          \
          "Arithmetic of the teacher's convolutions on a GPU: fp32, or tf32 (tensor cores); the "   \
          "CPU computes fp32.")                                                                      \
+    INT(mix, lanes, 0, 0, 64, FIXED,                                                               \
+        "Batches mixed at once, each lane with teacher activations of its own (and on a GPU its "  \
+        "own stream); 0 = auto: 2 on a GPU, 1 on the CPU with a teacher, else one per worker.")    \
     STR(teacher, path, "", FIXED,                                                                  \
         "Frozen teacher network (safetensors, see tmix.export) whose CAMs guide the mix.")         \
     ENUM(output, dtype, tmixd_dtype, TMIXD_DTYPES, "float32", FIXED,                               \

@@ -2,8 +2,8 @@
 # Serving with real processes: tmixd daemons and tmixctl trainers on ipc:// sockets in a
 # temporary directory, fed a 1,000-sample IDX set cut from Debian's Fashion-MNIST.
 #   test_serve.sh SCENARIO    (shard, broadcast, formats, stalled, kill_trainer, kill_daemon,
-#                              bad_messages, corrupt_jpeg, startup_errors, sighup, devices)
-# Needs TMIXD, TMIXCTL, RAWREQ, MAKE_IMAGEFOLDER, MAKE_IDX, FMNIST, and for formats
+#                              bad_messages, corrupt_jpeg, startup_errors, sighup, devices, lanes)
+# Needs TMIXD, TMIXCTL, RAWREQ, MAKE_IMAGEFOLDER, MAKE_IDX, FMNIST, GOLDEN, and for formats
 # NUMPY_PYTHON and CHECK_FORMATS (with PYTHONPATH reaching client/python), for devices
 # CHECK_DEVICES, in the environment. The daemon mixes on the first GPU when there is one.
 set -euo pipefail
@@ -114,10 +114,17 @@ formats)
   stop_daemon "$daemon"
   ;;
 devices)
-  # The same batches mixed on the CPU and on the GPU (skipped without a GPU).
+  # The same batches mixed on the CPU and on the GPU (skipped without a GPU): mixup, then
+  # TransformMix with the fixture teacher and module on the GPU's two lanes.
+  tm=(--mix.method=transformmix --teacher.path="$GOLDEN/transformmix/teacher.safetensors"
+      --mix.module="$GOLDEN/transformmix/module.safetensors")
   start_daemon c --server.seed=5 --server.device=cpu
   "$TMIXCTL" pull -e "ipc://$work/c.sock" --group g --batches 4 --batch-size 50 \
     --out "$work/cpu.safetensors" >/dev/null || fail "pull from the CPU daemon"
+  stop_daemon "$daemon"
+  start_daemon ct --server.seed=5 --server.device=cpu "${tm[@]}"
+  "$TMIXCTL" pull -e "ipc://$work/ct.sock" --group g --batches 4 --batch-size 50 \
+    --out "$work/cpu_tm.safetensors" >/dev/null || fail "pull from the CPU daemon"
   stop_daemon "$daemon"
   set +e
   "$TMIXD" serve --server.endpoint="ipc://$work/g.sock" --server.state_dir="$work/g.state" \
@@ -137,6 +144,28 @@ devices)
   "$NUMPY_PYTHON" "$CHECK_DEVICES" "$work/cpu.safetensors" "$work/gpu.safetensors" ||
     fail "the CPU and the GPU made other batches"
   stop_daemon "$daemon"
+  start_daemon gt --server.seed=5 --server.device=cuda "${tm[@]}"
+  grep -q "2 mixing lanes" "$work/gt.log" || fail "the GPU daemon does not mix on 2 lanes"
+  "$TMIXCTL" pull -e "ipc://$work/gt.sock" --group g --batches 4 --batch-size 50 \
+    --out "$work/gpu_tm.safetensors" >/dev/null || fail "pull TransformMix from the GPU daemon"
+  "$NUMPY_PYTHON" "$CHECK_DEVICES" "$work/cpu_tm.safetensors" "$work/gpu_tm.safetensors" \
+    --norm 1e-4 || fail "the CPU and the GPU made other TransformMix batches"
+  stop_daemon "$daemon"
+  ;;
+lanes)
+  # TransformMix on the CPU with one mixing lane, and with three fed by three workers at
+  # once (each lane's teacher shares the weights, not the activations): the same bytes.
+  for l in 1 3; do
+    start_daemon "l$l" --server.seed=9 --server.workers=3 --server.device=cpu \
+      --mix.method=transformmix --teacher.path="$GOLDEN/transformmix/teacher.safetensors" \
+      --mix.module="$GOLDEN/transformmix/module.safetensors" --mix.lanes=$l
+    grep -q "method transformmix, 3 workers, $l mixing lane" "$work/l$l.log" ||
+      fail "the daemon does not say it mixes on $l lane(s)"
+    "$TMIXCTL" pull -e "ipc://$work/l$l.sock" --group g --batches 6 --batch-size 40 \
+      --out "$work/l$l.safetensors" >/dev/null || fail "pull with $l lane(s)"
+    stop_daemon "$daemon"
+  done
+  cmp -s "$work/l1.safetensors" "$work/l3.safetensors" || fail "3 lanes made other batches than 1"
   ;;
 stalled)
   # A broadcast member that stops reading holds the others back by nothing and costs no more
