@@ -1,6 +1,5 @@
-// Batch production. Every random choice of a batch comes from a generator seeded by
-// (seed, what it is for, epoch, sample or batch), so any worker, in any order, on any run,
-// makes the same batch for the same position.
+// Batch production: workers turn a stream position into a finished batch, from the inputs
+// the sampler draws (sampler.h) through a mixing lane to the job's output format.
 #include "producer.h"
 
 #include <math.h>
@@ -10,31 +9,6 @@
 #include "error.h"
 #include "log.h"
 #include "ops.h"
-
-// What a generator is for: part of its seed, so that the streams never overlap.
-enum { SEED_ORDER = 1, SEED_SAMPLE, SEED_REPLACE, SEED_MIX };
-
-enum { MAX_REPLACEMENTS = 8 };
-
-static uint64_t mix64(uint64_t x) // splitmix64's finaliser
-{
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
-}
-
-static void seed_for(tmix_rng *r, uint64_t seed, uint64_t what, uint64_t a, uint64_t b)
-{
-    tmix_rng_seed(r, mix64(mix64(mix64(seed ^ mix64(what)) ^ a) ^ b));
-}
-
-// The epoch's order of the data set: a permutation drawn from (seed, epoch).
-static void epoch_order(uint64_t seed, uint64_t epoch, int64_t n, int64_t *order)
-{
-    tmix_rng r;
-    seed_for(&r, seed, SEED_ORDER, epoch, 0);
-    tmix_rng_permutation(&r, n, order);
-}
 
 // IEEE half from float, rounding to nearest even (no _Float16 in C11).
 static uint16_t half_from_float(float f)
@@ -140,6 +114,7 @@ typedef struct lane {
 
 struct tmixd_producer {
     tmixd_producer_config c;
+    tmixd_sampler sampler;
     uv_mutex_t lock;
     uv_cond_t wake;
     uv_cond_t lane_free; // a lane came back (under lock)
@@ -160,9 +135,7 @@ struct tmixd_producer {
 // What a worker keeps between batches: the order of the epoch it is in, and its staging
 // buffers (pinned on a GPU, so uploads and downloads go by DMA), grown to the largest batch.
 typedef struct {
-    int64_t *order;
-    uint64_t order_epoch;
-    bool has_order;
+    tmixd_epoch_order order;
     uint8_t *pixels; // (B, H, W, Cs) as augmented
     float *images;   // (B, C, H, W) normalised, then mixed
     size_t pixels_bytes, images_bytes;
@@ -172,7 +145,7 @@ static void worker_state_free(tmixd_producer *p, worker_state *w)
 {
     tmix_host_free(p->c.backend, w->pixels);
     tmix_host_free(p->c.backend, w->images);
-    free(w->order);
+    tmixd_epoch_order_free(&w->order);
 }
 
 // Makes w's staging buffer *buf hold at least bytes.
@@ -231,8 +204,9 @@ static void lane_close(lane *l)
 }
 
 // The first time sample id fails to read: logs it with its path and counts it.
-static void note_bad(tmixd_producer *p, int64_t id)
+static void note_bad(void *ctx, int64_t id)
 {
+    tmixd_producer *p = ctx;
     uv_mutex_lock(&p->lock);
     const bool first = !(p->bad_seen[id / 8] & (1u << (id % 8)));
     p->bad_seen[id / 8] |= (uint8_t)(1u << (id % 8));
@@ -241,25 +215,6 @@ static void note_bad(tmixd_producer *p, int64_t id)
     if (first)
         tmixd_log(TMIXD_LOG_WARN, "unreadable, replaced wherever it is drawn: %s",
                   tmix_last_error());
-}
-
-// Reads sample id, or in its place a deterministic other one when it cannot be read.
-// Returns the id read.
-static int64_t read_sample(tmixd_producer *p, int64_t id, int out_h, int out_w, tmixd_image *img)
-{
-    const tmixd_producer_config *c = &p->c;
-    const int64_t n = tmixd_dataset_size(c->dataset);
-    int64_t cur = id;
-    for (int attempt = 0; attempt <= MAX_REPLACEMENTS; attempt++) {
-        if (tmixd_dataset_read(c->dataset, cur, out_h, out_w, img) == 0)
-            return cur;
-        note_bad(p, cur);
-        tmix_rng r;
-        seed_for(&r, c->seed, SEED_REPLACE, (uint64_t)id, (uint64_t)attempt);
-        cur = (int64_t)tmix_rng_below(&r, (uint64_t)n);
-    }
-    return tmix_fail(TMIX_EIO, "sample %lld and %d replacements could not be read", (long long)id,
-                     MAX_REPLACEMENTS);
 }
 
 // Normalises the batch's pixels (w->pixels, (B, H, W, Cs)) and mixes them on lane l, then
@@ -318,54 +273,35 @@ static int produce(tmixd_producer *p, worker_state *w, lane *l, const tmixd_job 
     const int b = (int)(total - first < job->batch_size ? total - first : job->batch_size);
     const int n = c->mix_n, h = c->augment.out_h, wd = c->augment.out_w, ch = c->channels;
     const int cs = tmixd_dataset_channels(c->dataset);
-    int64_t *labels = malloc((size_t)b * sizeof *labels), *read_ids = malloc((size_t)b * 8);
+    int64_t *ids = malloc((size_t)b * 3 * sizeof *ids);
     tmix_crop *crops = calloc((size_t)b, sizeof *crops);
     tmix_draws draws = {0};
-    tmixd_image img = {0};
     tmixd_batch *bt = batch_alloc(job, b, n, ch, h, wd);
     int rc = 0;
-    if (!w->order)
-        w->order = malloc((size_t)total * sizeof *w->order);
     if ((rc = staging(p, (void **)&w->pixels, &w->pixels_bytes, (size_t)b * h * wd * cs)) < 0 ||
         (rc = staging(p, (void **)&w->images, &w->images_bytes,
                       (size_t)b * ch * h * wd * sizeof(float))) < 0)
         goto done;
-    if (!w->order || !labels || !read_ids || !crops || !bt) {
+    if (!ids || !crops || !bt) {
         rc = tmix_fail(TMIX_ENOMEM, "batch %llu: %d images of %dx%dx%d", (unsigned long long)job->pos,
                        b, ch, h, wd);
         goto done;
     }
-    if (!w->has_order || w->order_epoch != epoch) {
-        epoch_order(c->seed, epoch, total, w->order);
-        w->order_epoch = epoch;
-        w->has_order = true;
-    }
-    for (int i = 0; i < b && rc == 0; i++) {
-        const int64_t id = w->order[first + i];
-        const int64_t got = read_sample(p, id, h, wd, &img);
-        if (got < 0) {
-            rc = (int)got;
-            break;
-        }
-        bt->sample_ids[i] = (uint64_t)id;
-        if (got != id)
-            bt->replaced_ids[bt->replaced_count++] = (uint64_t)id;
-        read_ids[i] = got;
-        labels[i] = tmixd_dataset_label(c->dataset, got);
-        tmix_rng r;
-        seed_for(&r, c->seed, SEED_SAMPLE, epoch, (uint64_t)id);
-        rc = tmixd_augment(&c->augment, &img, &r, w->pixels + (size_t)i * h * wd * cs);
-    }
-    if (rc < 0)
+    tmixd_batch_inputs in = {.pixels = w->pixels, .ids = ids, .read_ids = ids + b,
+                             .labels = ids + 2 * b};
+    if ((rc = tmixd_sample_batch(&p->sampler, &w->order, epoch, first, b, &in)) < 0)
         goto done;
+    for (int i = 0; i < b; i++) {
+        bt->sample_ids[i] = (uint64_t)in.ids[i];
+        if (in.read_ids[i] != in.ids[i])
+            bt->replaced_ids[bt->replaced_count++] = (uint64_t)in.ids[i];
+    }
     const int stn = tmix_method_uses_stn(c->method) ? c->module->stn_size : 0; // noise only there
     if ((rc = tmix_draws_alloc(&draws, b, n, stn)) < 0)
         goto done;
-    tmix_rng r;
-    seed_for(&r, c->seed, SEED_MIX, epoch, job->pos % job->batches_per_epoch);
-    tmix_draws_sample(&draws, &r, c->alpha);
+    tmixd_sample_draws(&p->sampler, epoch, job->pos % job->batches_per_epoch, &draws);
     lane *use = l ? l : lane_take(p);
-    rc = mix_batch(p, w, use, job, crops, labels, read_ids, &draws, bt);
+    rc = mix_batch(p, w, use, job, crops, in.labels, in.read_ids, &draws, bt);
     if (!l)
         lane_give(p, use);
 done:
@@ -374,9 +310,7 @@ done:
     else
         *out = bt;
     tmix_draws_free(&draws);
-    tmixd_image_free(&img);
-    free(labels);
-    free(read_ids);
+    free(ids);
     free(crops);
     return rc;
 }
@@ -458,6 +392,8 @@ int tmixd_producer_new(tmixd_producer **out, const tmixd_producer_config *c, uv_
     if (!p)
         return tmix_fail(TMIX_ENOMEM, "producer");
     p->c = *c;
+    p->sampler = (tmixd_sampler){.dataset = c->dataset, .augment = c->augment, .seed = c->seed,
+                                 .alpha = c->alpha, .on_bad = note_bad, .ctx = p};
     p->done = done;
     p->ctx = ctx;
     p->nthreads = c->workers > 0 ? c->workers : 1;

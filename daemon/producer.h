@@ -14,6 +14,7 @@
 #include "batch.h"
 #include "dataset.h"
 #include "mix.h"
+#include "sampler.h"
 
 typedef struct {
     tmix_backend *backend;       // where batches are normalised and mixed (a GPU, or the CPU)
