@@ -156,7 +156,8 @@ static void meta_copy(const tmix_safetensors *st, const char *key, char *dst, si
     snprintf(dst, size, "%s", s ? s : "");
 }
 
-static int load_tensors(tmix_module *m, const tmix_safetensors *st, float *host[])
+static int load_tensors(tmix_module *m, const tmix_safetensors *st, float *host[],
+                        const char *others)
 {
     const char *path = tmix_safetensors_path(st);
     for (int i = 0; i < TMIX_MODULE_COUNT; i++) {
@@ -180,7 +181,7 @@ static int load_tensors(tmix_module *m, const tmix_safetensors *st, float *host[
     }
     for (int i = 0; i < tmix_safetensors_count(st); i++) {
         const char *name = tmix_safetensors_at(st, i)->name;
-        bool known = false;
+        bool known = others && strncmp(name, others, strlen(others)) == 0;
         for (int j = 0; j < TMIX_MODULE_COUNT && !known; j++)
             known = strcmp(name, tmix_module_names[j]) == 0;
         if (!known)
@@ -195,6 +196,16 @@ int tmix_module_load(tmix_module *m, tmix_backend *be, const char *path)
     memset(m, 0, sizeof *m);
     tmix_safetensors *st;
     TMIX_TRY(tmix_safetensors_open(&st, path));
+    const int rc = tmix_module_read(m, be, st, NULL);
+    tmix_safetensors_close(st);
+    return rc;
+}
+
+int tmix_module_read(tmix_module *m, tmix_backend *be, const tmix_safetensors *st,
+                     const char *others)
+{
+    memset(m, 0, sizeof *m);
+    const char *path = tmix_safetensors_path(st);
     const char *format = tmix_safetensors_meta(st, "format");
     int rc = 0;
     if (!format || strcmp(format, "tmix-module") != 0)
@@ -223,23 +234,33 @@ int tmix_module_load(tmix_module *m, tmix_backend *be, const char *path)
     if (rc == 0 && (rc = alloc_host(m, host)) < 0)
         tmix_module_free(m, be);
     if (rc == 0) {
-        rc = load_tensors(m, st, host);
+        rc = load_tensors(m, st, host, others);
         if (rc == 0)
             rc = upload_all(m, be, host);
-        else
+        if (rc < 0)
             tmix_module_free(m, be);
         free_host(host);
     }
-    tmix_safetensors_close(st);
     return rc;
 }
 
 int tmix_module_save(const tmix_module *m, tmix_backend *be, const char *path)
 {
-    float *host[TMIX_MODULE_COUNT];
-    TMIX_TRY(alloc_host(m, host));
     tmix_st_writer *w = NULL;
     int rc = tmix_st_writer_new(&w);
+    if (rc == 0)
+        rc = tmix_module_write(m, be, w);
+    if (rc == 0)
+        rc = tmix_st_writer_save(w, path);
+    tmix_st_writer_free(w);
+    return rc;
+}
+
+int tmix_module_write(const tmix_module *m, tmix_backend *be, tmix_st_writer *w)
+{
+    float *host[TMIX_MODULE_COUNT];
+    TMIX_TRY(alloc_host(m, host));
+    int rc = 0;
     for (int i = 0; rc == 0 && i < TMIX_MODULE_COUNT; i++) {
         rc = tmix_tensor_download(be, host[i], &m->p[i]);
         if (rc == 0)
@@ -255,9 +276,6 @@ int tmix_module_save(const tmix_module *m, tmix_backend *be, const char *path)
                              {"teacher_arch", m->teacher_arch}};
     for (size_t i = 0; rc == 0 && i < sizeof meta / sizeof meta[0]; i++)
         rc = tmix_st_writer_meta(w, meta[i][0], meta[i][1]);
-    if (rc == 0)
-        rc = tmix_st_writer_save(w, path);
-    tmix_st_writer_free(w);
     free_host(host);
     return rc;
 }

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "backend.h"
+#include "safetensors.h"
 #include "tensor.h"
 
 // The module's tensors in state_dict order.
@@ -48,8 +49,14 @@ int tmix_module_init(tmix_module *m, tmix_backend *be, int n, int stn_size, floa
                      uint64_t seed);
 // Loads a module file; errors name the file and the tensor or metadata key at fault.
 int tmix_module_load(tmix_module *m, tmix_backend *be, const char *path);
+// Reads a module from an open file whose other tensors, if any, all have names starting
+// with `others` (NULL: none allowed), as in a search checkpoint.
+int tmix_module_read(tmix_module *m, tmix_backend *be, const tmix_safetensors *st,
+                     const char *others);
 // Writes the module (F32, metadata of DESIGN.md) atomically.
 int tmix_module_save(const tmix_module *m, tmix_backend *be, const char *path);
+// Adds the module's tensors and metadata to w (what tmix_module_save writes).
+int tmix_module_write(const tmix_module *m, tmix_backend *be, tmix_st_writer *w);
 void tmix_module_free(tmix_module *m, tmix_backend *be);
 // Allocates tensors shaped like the module's (for gradients) and zeroes them.
 int tmix_module_alloc_like(const tmix_module *m, tmix_backend *be,
