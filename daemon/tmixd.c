@@ -1,9 +1,11 @@
-// tmixd: the mixing-augmentation daemon: `serve` (the default command), `selftest`, `mix`.
+// tmixd: the mixing-augmentation daemon: `serve` (the default command), `search`,
+// `selftest`, `mix`.
 #include <stdio.h>
 #include <string.h>
 
 #include "backend.h"
 #include "mix_cmd.h"
+#include "search.h"
 #include "serve.h"
 #include "selftest.h"
 
@@ -12,11 +14,15 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: tmixd COMMAND\n"
             "       tmixd [serve] [-c FILE] [--section.key=value ...]\n"
+            "       tmixd search [--resume] [-c FILE] [--section.key=value ...]\n"
             "\n"
             "commands:\n"
             "  serve        serve mixed batches to trainers (the default when the first\n"
             "               argument is an option); -c FILE, --section.key=value override the\n"
             "               embedded default config (deploy/tmixd.conf)\n"
+            "  search       train the mixing module ([mix] method) against [teacher] path on the\n"
+            "               data set and write it to [search] out; --resume continues from\n"
+            "               the checkpoint after a stop or a kill\n"
             "  selftest     run every numeric op against its PyTorch reference and print a table\n"
             "               with a column group per backend (selftest --help)\n"
             "  mix          mix one batch offline and write every intermediate (mix --help)\n"
@@ -45,6 +51,8 @@ int main(int argc, char **argv)
         usage(stdout);
         return 0;
     }
+    if (strcmp(cmd, "search") == 0)
+        return tmixd_search_main(argc - 2, argv + 2);
     if (strcmp(cmd, "selftest") == 0)
         return tmixd_selftest_main(argc - 2, argv + 2);
     if (strcmp(cmd, "mix") == 0)

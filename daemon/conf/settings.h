@@ -98,6 +98,27 @@
     ENUM(output, layout, tmixd_layout, TMIXD_LAYOUTS, "nchw", FIXED,                               \
          "Image layout of a batch when the trainer's hello does not choose one.")                  \
     INT(output, batch_size, 128, 1, 65536, FIXED,                                                  \
-        "Images per batch when the trainer's hello does not choose a size.")
+        "Images per batch when the trainer's hello does not choose a size.")                       \
+    STR(search, out, "", FIXED,                                                                    \
+        "The module file `tmixd search` writes (safetensors, what [mix] module loads); required "  \
+        "for search.")                                                                             \
+    STR(search, checkpoint, "", FIXED,                                                             \
+        "Checkpoint of a search (weights, optimiser state, position), written atomically; empty = " \
+        "OUT.ckpt.")                                                                               \
+    STR(search, metrics, "", FIXED,                                                                \
+        "Metrics of a search, a JSON object per step; empty = OUT.metrics.jsonl.")                 \
+    INT(search, epochs, 100, 1, 1000000, FIXED, "Epochs over the data set.")                      \
+    INT(search, steps, 0, 0, 2000000000, FIXED,                                                    \
+        "Stop after this many steps in all (a short run); 0 = every epoch.")                       \
+    INT(search, batch_size, 128, 1, 65536, FIXED, "Images per step.")                              \
+    DBL(search, lr, 0.0005, GT, 0, 10, FIXED, "SGD learning rate.")                                \
+    DBL(search, momentum, 0, GE, 0, 0.999, FIXED, "SGD momentum; 0 = plain SGD, as in the paper.") \
+    DBL(search, weight_decay, 0.01, GE, 0, 1, FIXED, "SGD weight decay.")                          \
+    INT(search, checkpoint_every, 500, 0, 2000000000, FIXED,                                       \
+        "Steps between checkpoints, besides the end of each epoch; 0 = at epoch ends only.")        \
+    INT(search, stn_size, 32, 20, 1024, FIXED, "Resolution the STN sees the CAMs at.")             \
+    U64(search, seed, 0, FIXED,                                                                    \
+        "Seed of the module's first weights and of every draw: order, crops, pairs, lambda, "      \
+        "noise.")
 
 #endif
