@@ -1,0 +1,124 @@
+"""Parity of one training step of tmix's trainable classifier with PyTorch.
+
+    classifier_parity.py   (env: TMIX_TEST_CLASSIFIER = the test_classifier binary,
+                            PYTHONPATH = client/python)
+
+Builds cifar_resnet20 with tmix.zoo (upstream initialisation from a fixed seed, random batch
+norm statistics and affine parameters), writes its state_dict, a batch x and soft targets,
+and runs `test_classifier --step IN OUT`: tmix's train-mode forward, the soft-label
+cross-entropy, the backward into every parameter, then an eval forward. The same step in
+float64 PyTorch (model.train(), then model.eval()) is the reference for:
+
+- logits, loss, the running mean and variance of every batch norm after the step, and the
+  eval logits: element by element, kernels/golden.c's tmix_rel_error, bound max(TOL, SLACK x
+  the error of PyTorch's own float32 run of the same step);
+- every parameter gradient: ||got - ref|| / ||ref|| <= TOL (element by element a gradient
+  cannot be bounded: a ReLU input within float32 rounding of zero routes it differently in
+  float32 and float64; models/README.md, "PyTorch side and parity");
+- num_batches_tracked: exactly one more than before.
+
+Cases: 3 channels at 32x32 (batch 8) and 1 channel at 28x28 (batch 4). Exit status 0 when
+every error is within its bound, 1 otherwise.
+"""
+import os
+import sys
+import tempfile
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from tmix import safetensors, zoo
+
+from common import norm_error, rel_error, run
+
+TOL = 1e-4
+SLACK = 4
+CLASSES = 10
+
+
+def torch_step(model, x, targets):
+    """One train-mode step of model (a copy is changed): logits, loss, {name: grad},
+    {name: buffer after}, eval logits, as numpy arrays."""
+    model.train()
+    model.zero_grad()
+    logits = model(x)
+    loss = -(targets * F.log_softmax(logits, dim=1)).sum(1).mean()
+    loss.backward()
+    grads = {n: p.grad.detach().numpy().copy() for n, p in model.named_parameters()}
+    buffers = {n: b.detach().numpy().copy() for n, b in model.named_buffers()}
+    model.eval()
+    with torch.no_grad():
+        eval_logits = model(x).numpy()
+    return logits.detach().numpy(), loss.detach().numpy().reshape(1), grads, buffers, eval_logits
+
+
+def case(in_channels, size, batch, binary, tmp, seed):
+    name = f"cifar_resnet20 {in_channels}ch {size}x{size} batch {batch}"
+    torch.manual_seed(seed)
+    model = zoo.build("cifar_resnet20", CLASSES, in_channels)
+    zoo.randomize_bn(model, seed + 1)
+    state = {k: v.numpy().copy() for k, v in model.state_dict().items()}
+    g = torch.Generator().manual_seed(seed + 2)
+    x = torch.randn(batch, in_channels, size, size, generator=g)           # (B, C, H, W)
+    targets = torch.softmax(2 * torch.randn(batch, CLASSES, generator=g), 1)  # (B, K)
+
+    src, out = os.path.join(tmp, "step_in.safetensors"), os.path.join(tmp, "step_out.safetensors")
+    safetensors.save(src, {**state, "x": x.numpy(), "targets": targets.numpy()},
+                     {"arch": "cifar_resnet20"})
+    run([binary, "--step", src, out])
+    got, _ = safetensors.load(out)
+
+    ref = torch_step(model.double(), x.double(), targets.double())  # float32 values: exact
+    model.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
+    f32 = torch_step(model.float(), x, targets)
+
+    ok = True
+
+    def report(good, what, err, bound, extra=""):
+        nonlocal ok
+        ok &= good
+        print(f"{'ok  ' if good else 'FAIL'} {name}: {what} error {err:.3g}, bound {bound:.3g}"
+              f"{extra}")
+
+    forward = [("logits", "logits", 0), ("loss", "loss", 1), ("eval_logits", "eval_logits", 4)]
+    forward += [(f"state.{n}", n, 3) for n in ref[3] if not n.endswith("num_batches_tracked")]
+    for key, ref_key, at in forward:
+        want = ref[at] if at != 3 else ref[3][ref_key]
+        torch32 = f32[at] if at != 3 else f32[3][ref_key]
+        if key not in got:
+            report(False, f"{key} missing", float("inf"), 0)
+            continue
+        err, torch_err = rel_error(got[key], want), rel_error(torch32, want)
+        report(err <= max(TOL, SLACK * torch_err), key, err, max(TOL, SLACK * torch_err),
+               f" (PyTorch float32: {torch_err:.3g})")
+    worst = ("", 0.0)
+    for n, want in ref[2].items():
+        err = norm_error(got[f"grad.{n}"], want) if f"grad.{n}" in got else float("inf")
+        if err > worst[1] or not worst[0]:
+            worst = (n, err)
+        if err > TOL:
+            report(False, f"grad.{n}", err, TOL)
+    report(worst[1] <= TOL, f"{len(ref[2])} gradients, worst grad.{worst[0]}", worst[1], TOL)
+    for n, want in ref[3].items():
+        if n.endswith("num_batches_tracked"):
+            good = f"state.{n}" in got and int(got[f"state.{n}"]) == int(want) == 1
+            if not good:
+                report(False, f"state.{n} (want {int(want)})", float("inf"), 0)
+    return ok
+
+
+def main():
+    binary = os.environ.get("TMIX_TEST_CLASSIFIER")
+    if not binary or not os.access(binary, os.X_OK):
+        sys.exit(f"classifier_parity: TMIX_TEST_CLASSIFIER must name the test_classifier binary "
+                 f"(got {binary!r})")
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
+    with tempfile.TemporaryDirectory(prefix="tmix-classifier-") as tmp:
+        ok = case(3, 32, 8, binary, tmp, seed=10)
+        ok &= case(1, 28, 4, binary, tmp, seed=20)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
