@@ -6,30 +6,24 @@
 // resumed run repeats the losses of an uninterrupted one.
 #include "search.h"
 
-#include <errno.h>
 #include <math.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
+#include "checkpoint.h"
 #include "error.h"
 #include "log.h"
 #include "ops.h"
 #include "sampler.h"
 #include "setup.h"
-#include "trainlog.h"
+#include "trainloop.h"
 
 #define MOMENTUM_PREFIX "search.momentum."
 
-static volatile sig_atomic_t stop_signal;
-
-static void on_stop(int sig) { stop_signal = sig; }
-
 typedef struct {
     tmixd_setup su;
-    char out[4096], checkpoint[4200], metrics[4200];
+    tmixd_run_files files;
     tmix_method method;
     tmix_module module;
     bool has_module;
@@ -58,73 +52,46 @@ static void on_bad(void *ctx, int64_t id)
               tmix_last_error());
 }
 
-static int paths(search *s)
+// What must not change between a checkpoint and its resumption: the batches it was made of.
+static int fingerprint(const search *s, tmixd_fingerprint fp[5])
 {
     const tmixd_config *cfg = &s->su.cfg;
-    if (!cfg->search_out[0])
-        return tmix_fail(TMIX_EINVAL, "search needs [search] out, the module file to write");
-    snprintf(s->out, sizeof s->out, "%s", cfg->search_out);
-    if (cfg->search_checkpoint[0])
-        snprintf(s->checkpoint, sizeof s->checkpoint, "%s", cfg->search_checkpoint);
-    else
-        snprintf(s->checkpoint, sizeof s->checkpoint, "%s.ckpt", s->out);
-    if (cfg->search_metrics[0])
-        snprintf(s->metrics, sizeof s->metrics, "%s", cfg->search_metrics);
-    else
-        snprintf(s->metrics, sizeof s->metrics, "%s.metrics.jsonl", s->out);
-    return 0;
+    fp[0] = (tmixd_fingerprint){.key = "search.seed"};
+    snprintf(fp[0].value, sizeof fp[0].value, "%llu", (unsigned long long)cfg->search_seed);
+    fp[1] = (tmixd_fingerprint){.key = "search.batch_size"};
+    snprintf(fp[1].value, sizeof fp[1].value, "%d", cfg->search_batch_size);
+    fp[2] = (tmixd_fingerprint){.key = "search.samples"};
+    snprintf(fp[2].value, sizeof fp[2].value, "%lld",
+             (long long)tmixd_dataset_size(s->su.dataset));
+    fp[3] = (tmixd_fingerprint){.key = "search.dataset"};
+    snprintf(fp[3].value, sizeof fp[3].value, "%s", tmixd_dataset_describe(s->su.dataset));
+    fp[4] = (tmixd_fingerprint){.key = "search.method"};
+    snprintf(fp[4].value, sizeof fp[4].value, "%s", tmix_method_name(s->method));
+    return 5;
 }
 
-// What must not change between a checkpoint and its resumption: the batches it was made of.
-#define FINGERPRINT(X)                                                                     \
-    X("search.seed", "%llu", (unsigned long long)cfg->search_seed)                           \
-    X("search.batch_size", "%d", cfg->search_batch_size)                                     \
-    X("search.samples", "%lld", (long long)tmixd_dataset_size(s->su.dataset))                \
-    X("search.dataset", "%s", tmixd_dataset_describe(s->su.dataset))                         \
-    X("search.method", "%s", tmix_method_name(s->method))
-
-static int save_checkpoint(search *s)
+static int save_checkpoint(void *ctx)
 {
-    const tmixd_config *cfg = &s->su.cfg;
+    search *s = ctx;
     tmix_backend *be = s->su.backend;
+    tmix_tensor *momentum[TMIX_MODULE_COUNT];
+    for (int i = 0; i < TMIX_MODULE_COUNT; i++)
+        momentum[i] = &s->momentum[i];
+    tmixd_fingerprint fp[5];
+    const int nfp = fingerprint(s, fp);
     tmix_st_writer *w;
     TMIX_TRY(tmix_st_writer_new(&w));
     int rc = tmix_module_write(&s->module, be, w);
-    float *host = NULL;
-    for (int i = 0; rc == 0 && i < TMIX_MODULE_COUNT; i++) {
-        if (!s->momentum[i].data)
-            continue;
-        const size_t bytes = tmix_tensor_bytes(&s->momentum[i]);
-        float *grown = realloc(host, bytes);
-        if (!grown) {
-            rc = tmix_fail(TMIX_ENOMEM, "checkpoint %s", s->checkpoint);
-            break;
-        }
-        host = grown;
-        char name[128];
-        snprintf(name, sizeof name, MOMENTUM_PREFIX "%s", tmix_module_names[i]);
-        rc = tmix_tensor_download(be, host, &s->momentum[i]);
-        if (rc == 0)
-            rc = tmix_st_writer_add(w, name, TMIX_ST_F32, s->momentum[i].ndim,
-                                    s->momentum[i].shape, host);
-    }
-    free(host);
-    char value[256];
-    snprintf(value, sizeof value, "%lld", (long long)s->step);
     if (rc == 0)
-        rc = tmix_st_writer_meta(w, "search.step", value);
-#define PUT(key, fmt, v)                                                                   \
-    if (rc == 0) {                                                                         \
-        snprintf(value, sizeof value, fmt, v);                                             \
-        rc = tmix_st_writer_meta(w, key, value);                                           \
-    }
-    FINGERPRINT(PUT)
-#undef PUT
+        rc = tmixd_checkpoint_put_tensors(w, be, MOMENTUM_PREFIX, tmix_module_names, momentum,
+                                          TMIX_MODULE_COUNT);
     if (rc == 0)
-        rc = tmix_st_writer_save(w, s->checkpoint);
+        rc = tmixd_checkpoint_put_meta(w, s->step, fp, nfp);
+    if (rc == 0)
+        rc = tmix_st_writer_save(w, s->files.checkpoint);
     tmix_st_writer_free(w);
     if (rc < 0)
-        return tmix_fail(rc, "checkpoint %s: %s", s->checkpoint, tmix_last_error());
+        return tmix_fail(rc, "checkpoint %s: %s", s->files.checkpoint, tmix_last_error());
     return 0;
 }
 
@@ -133,60 +100,27 @@ static int load_checkpoint(search *s)
 {
     const tmixd_config *cfg = &s->su.cfg;
     tmix_backend *be = s->su.backend;
-    if (access(s->checkpoint, F_OK) != 0)
-        return tmix_fail(TMIX_ENOENT, "--resume: no checkpoint %s", s->checkpoint);
+    tmix_tensor *momentum[TMIX_MODULE_COUNT];
+    for (int i = 0; i < TMIX_MODULE_COUNT; i++)
+        momentum[i] = &s->momentum[i];
+    tmixd_fingerprint fp[5];
+    const int nfp = fingerprint(s, fp);
     tmix_safetensors *st;
-    TMIX_TRY(tmix_safetensors_open(&st, s->checkpoint));
-    int rc = 0;
-    const char *got = tmix_safetensors_meta(st, "search.step");
-    char *end = NULL;
-    const long long step = got ? strtoll(got, &end, 10) : -1;
-    if (!got || *end || step < 0)
-        rc = tmix_fail(TMIX_EFORMAT, "%s: not a search checkpoint (metadata search.step is %s)",
-                       s->checkpoint, got ? got : "missing");
-    char want[256];
-#define CHECK_KEY(key, fmt, v)                                                             \
-    if (rc == 0) {                                                                         \
-        snprintf(want, sizeof want, fmt, v);                                               \
-        const char *have = tmix_safetensors_meta(st, key);                                 \
-        if (!have || strcmp(have, want) != 0)                                              \
-            rc = tmix_fail(TMIX_EINVAL, "%s was made with %s = %s, this search has %s",    \
-                           s->checkpoint, key, have ? have : "(none)", want);              \
-    }
-    FINGERPRINT(CHECK_KEY)
-#undef CHECK_KEY
+    TMIX_TRY(tmix_safetensors_open(&st, s->files.checkpoint));
+    int64_t step = 0;
+    int rc = tmixd_checkpoint_get_meta(st, &step, fp, nfp);
     if (rc == 0 && (rc = tmix_module_read(&s->module, be, st, MOMENTUM_PREFIX)) == 0)
         s->has_module = true;
     if (rc == 0 && s->module.n != cfg->mix_n)
-        rc = tmix_fail(TMIX_EINVAL, "%s mixes n = %d images; [mix] n = %d", s->checkpoint,
+        rc = tmix_fail(TMIX_EINVAL, "%s mixes n = %d images; [mix] n = %d", s->files.checkpoint,
                        s->module.n, cfg->mix_n);
     if (rc == 0 && s->module.stn_size != cfg->search_stn_size)
-        rc = tmix_fail(TMIX_EINVAL, "%s has stn_size %d; [search] stn_size = %d", s->checkpoint,
-                       s->module.stn_size, cfg->search_stn_size);
-    float *host = NULL;
-    for (int i = 0; rc == 0 && i < TMIX_MODULE_COUNT; i++) {
-        if (!s->momentum[i].data)
-            continue;
-        char name[128];
-        snprintf(name, sizeof name, MOMENTUM_PREFIX "%s", tmix_module_names[i]);
-        const tmix_st_tensor *t = tmix_safetensors_find(st, name);
-        if (!t || tmix_st_numel(t) != tmix_tensor_numel(&s->momentum[i])) {
-            rc = tmix_fail(TMIX_EFORMAT, "%s: no momentum buffer '%s' of %lld values (written "
-                           "with [search] momentum = 0?)", s->checkpoint, name,
-                           (long long)tmix_tensor_numel(&s->momentum[i]));
-            break;
-        }
-        float *grown = realloc(host, tmix_tensor_bytes(&s->momentum[i]));
-        if (!grown) {
-            rc = tmix_fail(TMIX_ENOMEM, "checkpoint %s", s->checkpoint);
-            break;
-        }
-        host = grown;
-        rc = tmix_st_read_f32(st, t, host);
-        if (rc == 0)
-            rc = tmix_tensor_upload(be, &s->momentum[i], host);
-    }
-    free(host);
+        rc = tmix_fail(TMIX_EINVAL, "%s has stn_size %d; [search] stn_size = %d",
+                       s->files.checkpoint, s->module.stn_size, cfg->search_stn_size);
+    if (rc == 0)
+        rc = tmixd_checkpoint_get_tensors(st, be, MOMENTUM_PREFIX, tmix_module_names, momentum,
+                                          TMIX_MODULE_COUNT,
+                                          "written with [search] momentum = 0?");
     tmix_safetensors_close(st);
     if (rc == 0)
         s->step = step;
@@ -201,10 +135,8 @@ static int open_search(search *s, bool resume)
     if (!tmix_method_uses_stn(s->method) && !tmix_method_uses_mpn(s->method))
         return tmix_fail(TMIX_EINVAL, "search trains the module of [mix] method = stn-only, "
                          "mpn-only or transformmix, not %s", tmix_method_name(s->method));
-    TMIX_TRY(paths(s));
-    if (!resume && access(s->checkpoint, F_OK) == 0)
-        return tmix_fail(TMIX_EINVAL, "%s exists: --resume continues that search, or remove it",
-                         s->checkpoint);
+    TMIX_TRY(tmixd_run_files_get(&s->files, "search", cfg->search_out, cfg->search_checkpoint,
+                                 cfg->search_metrics, resume));
     const int64_t samples = tmixd_dataset_size(s->su.dataset), b = cfg->search_batch_size;
     s->batches_per_epoch = (samples + b - 1) / b;
     s->steps = s->batches_per_epoch * cfg->search_epochs;
@@ -249,9 +181,10 @@ static int open_search(search *s, bool resume)
     return 0;
 }
 
-// One SGD step on batch s->step of the search; *loss is the batch's.
-static int step(search *s, float *loss, int *images)
+// One SGD step on batch s->step of the search (tmixd_train_ops.step).
+static int step(void *ctx, float *loss, int *images, char *fields, size_t size)
 {
+    search *s = ctx;
     const tmixd_config *cfg = &s->su.cfg;
     tmix_backend *be = s->su.backend;
     const int64_t samples = tmixd_dataset_size(s->su.dataset), B = cfg->search_batch_size;
@@ -299,6 +232,9 @@ static int step(search *s, float *loss, int *images)
         return tmix_fail(TMIX_EINVAL, "step %lld (epoch %llu, batch %lld): the loss is %g; "
                          "lower [search] lr", (long long)s->step, (unsigned long long)epoch,
                          (long long)index, res.loss);
+    float log_tau = 0;
+    TMIX_TRY(tmix_tensor_download(be, &log_tau, &s->module.p[TMIX_MPN_LOG_TAU]));
+    snprintf(fields, size, "\"lr\": %g, \"tau\": %.6g", cfg->search_lr, exp(log_tau));
     *loss = res.loss;
     *images = b;
     s->step++;
@@ -311,61 +247,29 @@ static int run(search *s, bool resume)
     const tmixd_config *cfg = &s->su.cfg;
     tmix_backend *be = s->su.backend;
     if (resume)
-        tmixd_log(TMIXD_LOG_INFO, "search: resuming %s at step %lld of %lld", s->checkpoint,
+        tmixd_log(TMIXD_LOG_INFO, "search: resuming %s at step %lld of %lld", s->files.checkpoint,
                   (long long)s->step, (long long)s->steps);
     tmixd_log(TMIXD_LOG_INFO, "search: %s, %s on %s%s, teacher %s, %lld steps of %d (%lld per "
               "epoch), lr %g, momentum %g, weight decay %g; writes %s", tmix_method_name(s->method),
               tmixd_dataset_describe(s->su.dataset), be->name, s->su.backend_note,
               cfg->teacher_path, (long long)s->steps, cfg->search_batch_size,
               (long long)s->batches_per_epoch, cfg->search_lr, cfg->search_momentum,
-              cfg->search_weight_decay, s->out);
+              cfg->search_weight_decay, s->files.out);
     tmixd_trainlog log;
-    TMIX_TRY(tmixd_trainlog_open(&log, "search", s->metrics, resume ? s->step : -1, s->steps));
-    struct sigaction sa = {.sa_handler = on_stop};
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    int rc = 0;
-    int64_t images = 0;
-    double epoch_loss = 0;
-    int epoch_steps = 0;
-    while (rc == 0 && s->step < s->steps && !stop_signal) {
-        float loss = 0;
-        int b = 0;
-        if ((rc = step(s, &loss, &b)) < 0)
-            break;
-        images += b;
-        epoch_loss += loss;
-        epoch_steps++;
-        float log_tau = 0;
-        rc = tmix_tensor_download(be, &log_tau, &s->module.p[TMIX_MPN_LOG_TAU]);
-        char fields[128];
-        snprintf(fields, sizeof fields, "\"lr\": %g, \"tau\": %.6g", cfg->search_lr,
-                 exp(log_tau));
-        const int64_t epoch = (s->step - 1) / s->batches_per_epoch;
+    TMIX_TRY(tmixd_trainlog_open(&log, "search", s->files.metrics, resume ? s->step : -1,
+                                 s->steps));
+    const tmixd_train_plan plan = {.step = &s->step, .steps = s->steps,
+                                   .steps_per_epoch = s->batches_per_epoch,
+                                   .checkpoint_every = cfg->search_checkpoint_every,
+                                   .checkpoint = s->files.checkpoint};
+    const tmixd_train_ops ops = {.step = step, .save_checkpoint = save_checkpoint};
+    bool done;
+    int rc = tmixd_train_loop(&log, &plan, &ops, s, &done);
+    if (rc == 0 && done) {
+        rc = tmix_module_save(&s->module, be, s->files.out);
         if (rc == 0)
-            rc = tmixd_trainlog_step(&log, s->step, epoch, images, loss, fields);
-        const bool epoch_end = s->step % s->batches_per_epoch == 0;
-        if (rc == 0 && epoch_end) {
-            tmixd_trainlog_note(&log, "epoch %lld done: mean loss %.4f", (long long)epoch,
-                                epoch_loss / epoch_steps);
-            epoch_loss = 0;
-            epoch_steps = 0;
-        }
-        if (rc == 0 && (epoch_end || s->step == s->steps ||
-                        (cfg->search_checkpoint_every > 0 &&
-                         s->step % cfg->search_checkpoint_every == 0)))
-            rc = save_checkpoint(s);
-    }
-    if (rc == 0 && stop_signal) {
-        rc = save_checkpoint(s);
-        if (rc == 0)
-            tmixd_trainlog_note(&log, "%s at step %lld: checkpoint %s (--resume continues)",
-                                strsignal(stop_signal), (long long)s->step, s->checkpoint);
-    }
-    if (rc == 0 && s->step == s->steps) {
-        rc = tmix_module_save(&s->module, be, s->out);
-        if (rc == 0)
-            tmixd_trainlog_note(&log, "done: %lld steps; module %s", (long long)s->step, s->out);
+            tmixd_trainlog_note(&log, "done: %lld steps; module %s", (long long)s->step,
+                                s->files.out);
     }
     const int closed = tmixd_trainlog_close(&log);
     return rc < 0 ? rc : closed;

@@ -96,8 +96,8 @@ bad_inputs)
   expect "no teacher" "needs \[teacher\] path" --teacher.path=
   expect "checkpoint exists" "good.safetensors.ckpt exists: --resume"
   expect "another n" "mixes n = 2 images; \[mix\] n = 3" --resume --mix.n=3
-  expect "another seed" "made with search.seed = 3, this search has 4" --resume --search.seed=4
-  expect "another batch size" "made with search.batch_size = 40, this search has 50" --resume \
+  expect "another seed" "made with search.seed = 3, this run has 4" --resume --search.seed=4
+  expect "another batch size" "made with search.batch_size = 40, this run has 50" --resume \
     --search.batch_size=50
   cp "$work/good.safetensors.ckpt" "$work/saved.ckpt"
   head -c 1000 "$work/saved.ckpt" >"$work/good.safetensors.ckpt"
