@@ -23,6 +23,7 @@
 
 typedef struct {
     tmixd_setup su;
+    bool resume; // --resume: continue from the checkpoint
     tmixd_run_files files;
     tmix_method method;
     tmix_module module;
@@ -241,8 +242,10 @@ static int step(void *ctx, float *loss, int *images, char *fields, size_t size)
     return 0;
 }
 
-static int run(search *s, bool resume)
+static int run(void *ctx)
 {
+    search *s = ctx;
+    const bool resume = s->resume;
     TMIX_TRY(open_search(s, resume));
     const tmixd_config *cfg = &s->su.cfg;
     tmix_backend *be = s->su.backend;
@@ -296,28 +299,15 @@ static void close_search(search *s)
 
 int tmixd_search_main(int argc, char **argv)
 {
-    bool resume = false;
-    for (int i = 0; i < argc; i++)
-        if (strcmp(argv[i], "--resume") == 0) {
-            resume = true;
-            memmove(&argv[i], &argv[i + 1], (size_t)(argc - i - 1) * sizeof *argv);
-            argc--;
-            i--;
-        }
+    const bool resume = tmixd_take_flag(&argc, argv, "--resume");
     search *s = calloc(1, sizeof *s);
     if (!s) {
         fprintf(stderr, "tmixd search: out of memory\n");
         return 1;
     }
-    bool printed = false;
-    int rc = tmixd_setup_config(&s->su, argc, argv, &printed);
-    if (rc == 0 && !printed)
-        rc = tmixd_setup_open(&s->su, TMIXD_SETUP_SEARCH);
-    if (rc == 0 && !printed)
-        rc = run(s, resume);
-    if (rc < 0)
-        fprintf(stderr, "tmixd search: %s\n", tmix_last_error());
+    s->resume = resume;
+    const int code = tmixd_setup_run("search", &s->su, TMIXD_SETUP_SEARCH, argc, argv, run, s);
     close_search(s);
     free(s);
-    return rc < 0 ? 1 : 0;
+    return code;
 }

@@ -75,18 +75,24 @@ static int augment_params(const tmixd_config *cfg, const tmixd_dataset *ds,
     return 0;
 }
 
+bool tmixd_take_flag(int *argc, char **argv, const char *flag)
+{
+    bool found = false;
+    for (int i = 0; i < *argc; i++)
+        if (strcmp(argv[i], flag) == 0) {
+            found = true;
+            memmove(&argv[i], &argv[i + 1], (size_t)(*argc - i - 1) * sizeof *argv);
+            (*argc)--;
+            i--;
+        }
+    return found;
+}
+
 int tmixd_setup_config(tmixd_setup *s, int argc, char **argv, bool *printed)
 {
     memset(s, 0, sizeof *s);
     // --print-config: the config in use, as INI, instead of running.
-    *printed = false;
-    for (int i = 0; i < argc; i++)
-        if (strcmp(argv[i], "--print-config") == 0) {
-            *printed = true;
-            memmove(&argv[i], &argv[i + 1], (size_t)(argc - i - 1) * sizeof *argv);
-            argc--;
-            i--;
-        }
+    *printed = tmixd_take_flag(&argc, argv, "--print-config");
     TMIX_TRY(tmixd_config_from_args(&s->cfg, argc, argv));
     if (*printed) {
         tmixd_config_write(&s->cfg, stdout);
@@ -100,27 +106,29 @@ int tmixd_setup_config(tmixd_setup *s, int argc, char **argv, bool *printed)
 static int open_models(tmixd_setup *s, tmixd_setup_for what)
 {
     const tmixd_config *cfg = &s->cfg;
-    const bool search = what == TMIXD_SETUP_SEARCH;
-    const bool needs_teacher = search || tmix_method_uses_cams(cfg->mix_method);
-    const bool needs_module = !search && (tmix_method_uses_stn(cfg->mix_method) ||
-                                          tmix_method_uses_mpn(cfg->mix_method));
+    const int data_channels = tmixd_dataset_channels(s->dataset);
+    s->channels = data_channels;
+    if (what == TMIXD_SETUP_TRAIN)
+        return normalisation(cfg, NULL, s->channels, s->mean, s->std);
+    const bool search = what == TMIXD_SETUP_SEARCH, eval = what == TMIXD_SETUP_EVAL;
+    const bool needs_teacher = search || eval || tmix_method_uses_cams(cfg->mix_method);
+    const bool needs_module = !search && !eval && (tmix_method_uses_stn(cfg->mix_method) ||
+                                                   tmix_method_uses_mpn(cfg->mix_method));
     const char *method = tmix_method_name(cfg->mix_method);
     if (needs_teacher && !cfg->teacher_path[0])
         return tmix_fail(TMIX_EINVAL, "%s needs [teacher] path",
-                         search ? "search" : "[mix] method");
+                         search ? "search" : eval ? "eval" : "[mix] method");
     if (needs_module && !cfg->mix_module[0])
         return tmix_fail(TMIX_EINVAL, "[mix] method = %s needs [mix] module", method);
     if (cfg->teacher_path[0])
         TMIX_TRY(tmix_teacher_load(&s->teacher, s->backend, cfg->teacher_path));
-    if (needs_module) {
+    if (needs_module || (eval && cfg->mix_module[0])) {
         TMIX_TRY(tmix_module_load(&s->module, s->backend, cfg->mix_module));
         s->has_module = true;
         if (s->module.n != cfg->mix_n)
             return tmix_fail(TMIX_EINVAL, "%s mixes n = %d images; [mix] n = %d",
                              cfg->mix_module, s->module.n, cfg->mix_n);
     }
-    const int data_channels = tmixd_dataset_channels(s->dataset);
-    s->channels = data_channels;
     if (s->teacher) {
         const tmix_teacher_info *ti = tmix_teacher_info_get(s->teacher);
         if (ti->num_classes != tmixd_dataset_classes(s->dataset))
@@ -163,4 +171,36 @@ void tmixd_setup_close(tmixd_setup *s)
         tmix_backend_close(s->backend);
     tmixd_dataset_close(s->dataset);
     tmixd_config_free(&s->cfg);
+}
+
+int tmixd_setup_test_split(const tmixd_setup *s, tmixd_dataset **test, tmixd_sampler *sampler)
+{
+    char format[32];
+    TMIX_TRY(tmixd_config_get(&s->cfg, "dataset.format", format, sizeof format));
+    TMIX_TRY(tmixd_dataset_open(test, format, s->cfg.dataset_path, "test"));
+    tmixd_augment_params a = s->augment;
+    int h, w;
+    tmixd_dataset_image_size(*test, &h, &w);
+    const bool pad = a.crop == TMIXD_CROP_PAD && h > 0 && a.out_h >= h &&
+                     a.out_h - h == a.out_w - w && (a.out_h - h) % 2 == 0;
+    a.crop = pad ? TMIXD_CROP_PAD : TMIXD_CROP_NONE;
+    a.pad = pad ? (a.out_h - h) / 2 : 0;
+    a.flip = false;
+    *sampler = (tmixd_sampler){.dataset = *test, .augment = a, .seed = s->cfg.server_seed,
+                               .alpha = s->cfg.mix_alpha};
+    return 0;
+}
+
+int tmixd_setup_run(const char *name, tmixd_setup *s, tmixd_setup_for what, int argc,
+                    char **argv, int (*run)(void *ctx), void *ctx)
+{
+    bool printed = false;
+    int rc = tmixd_setup_config(s, argc, argv, &printed);
+    if (rc == 0 && !printed)
+        rc = tmixd_setup_open(s, what);
+    if (rc == 0 && !printed)
+        rc = run(ctx);
+    if (rc < 0)
+        fprintf(stderr, "tmixd %s: %s\n", name, tmix_last_error());
+    return rc < 0 ? 1 : 0;
 }

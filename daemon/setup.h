@@ -11,6 +11,7 @@
 #include "config.h"
 #include "dataset.h"
 #include "module.h"
+#include "sampler.h"
 #include "teacher.h"
 
 typedef struct {
@@ -29,13 +30,27 @@ typedef struct {
 typedef enum {
     TMIXD_SETUP_SERVE,  // teacher and module as [mix] method needs them
     TMIXD_SETUP_SEARCH, // a teacher always; no module (search makes it)
+    TMIXD_SETUP_TRAIN,  // neither (train-teacher makes the teacher)
+    TMIXD_SETUP_EVAL,   // a teacher always; [mix] module when one is named
 } tmixd_setup_for;
 
+// Whether flag is among argv[0 .. *argc); every copy is removed.
+bool tmixd_take_flag(int *argc, char **argv, const char *flag);
 // Reads the config from argv (the arguments after the command). *printed: --print-config
 // was given and the config was written to stdout instead (nothing else is opened).
 int tmixd_setup_config(tmixd_setup *s, int argc, char **argv, bool *printed);
 // Opens the rest, once the config is read.
 int tmixd_setup_open(tmixd_setup *s, tmixd_setup_for what);
 void tmixd_setup_close(tmixd_setup *s);
+
+// A command built on the setup (search, train-teacher, eval): reads the config from argv,
+// opens the setup for `what`, then runs run(ctx) unless --print-config was given; a failure
+// is one line "tmixd NAME: why" on stderr. Returns the exit code (0 or 1).
+int tmixd_setup_run(const char *name, tmixd_setup *s, tmixd_setup_for what, int argc,
+                    char **argv, int (*run)(void *ctx), void *ctx);
+
+// The test split of the configured data set, and a sampler that shows it whole and
+// unaugmented: padded to the output size as [augment] pad does (centred), else resized.
+int tmixd_setup_test_split(const tmixd_setup *s, tmixd_dataset **test, tmixd_sampler *sampler);
 
 #endif

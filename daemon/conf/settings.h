@@ -119,6 +119,29 @@
     INT(search, stn_size, 32, 20, 1024, FIXED, "Resolution the STN sees the CAMs at.")             \
     U64(search, seed, 0, FIXED,                                                                    \
         "Seed of the module's first weights and of every draw: order, crops, pairs, lambda, "      \
-        "noise.")
+        "noise.")                                                                                  \
+    STR(train, arch, "cifar_resnet20", FIXED,                                                      \
+        "Classifier `tmixd train-teacher` trains from scratch (a zoo architecture).")              \
+    STR(train, out, "", FIXED,                                                                     \
+        "The teacher file train-teacher writes (what [teacher] path loads); required for it.")    \
+    STR(train, checkpoint, "", FIXED,                                                              \
+        "Checkpoint of train-teacher (weights, momentum, position); empty = OUT.ckpt.")            \
+    STR(train, metrics, "", FIXED,                                                                 \
+        "Metrics of train-teacher, a JSON object per step; empty = OUT.metrics.jsonl.")            \
+    INT(train, epochs, 30, 1, 1000000, FIXED, "Epochs over the data set.")                        \
+    INT(train, steps, 0, 0, 2000000000, FIXED,                                                     \
+        "Stop after this many steps in all (a short run); 0 = every epoch. The learning rate "     \
+        "still follows the schedule of every epoch.")                                              \
+    INT(train, batch_size, 128, 2, 65536, FIXED, "Images per step.")                               \
+    DBL(train, lr, 0.1, GT, 0, 10, FIXED,                                                          \
+        "Peak SGD learning rate, annealed to 0 by a cosine over all epochs.")                      \
+    DBL(train, momentum, 0.9, GE, 0, 0.999, FIXED, "SGD momentum.")                                 \
+    DBL(train, weight_decay, 0.0005, GE, 0, 1, FIXED, "SGD weight decay.")                         \
+    INT(train, checkpoint_every, 500, 0, 2000000000, FIXED,                                        \
+        "Steps between checkpoints, besides the end of each epoch; 0 = at epoch ends only.")        \
+    U64(train, seed, 0, FIXED, "Seed of the first weights and of every draw: order, crops, flips.") \
+    INT(eval, samples, 0, 0, 2000000000, FIXED,                                                    \
+        "Test images `tmixd eval` mixes (a seeded sample of the test split); 0 = all.")                  \
+    INT(eval, batch_size, 128, 2, 65536, FIXED, "Images per batch of tmixd eval.")
 
 #endif

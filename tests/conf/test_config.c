@@ -366,7 +366,7 @@ static int test_unknown_names(void)
     tmixd_config cfg;
     CHECK_MSG(FROM_ARGS(&cfg, "--mixx.alpha=1"), TMIX_EINVAL,
               "command line: --mixx.alpha=1: unknown section [mixx] (sections: server, "
-              "dataset, augment, mix, teacher, output, search)");
+              "dataset, augment, mix, teacher, output, search, train, eval)");
     tmixd_config_free(&cfg);
     CHECK_MSG(FROM_ARGS(&cfg, "--mix.alhpa=1"), TMIX_EINVAL,
               "command line: --mix.alhpa=1: unknown key 'alhpa' in [mix] (keys: method, "
@@ -381,7 +381,7 @@ static int test_unknown_names(void)
 
     // An unknown section is an error at its header, even with no key under it.
     snprintf(want, sizeof want, "%s:4: [mixx]: unknown section [mixx] (sections: server, "
-             "dataset, augment, mix, teacher, output, search)", scratch_path("section.conf"));
+             "dataset, augment, mix, teacher, output, search, train, eval)", scratch_path("section.conf"));
     CHECK_MSG(load_text(&cfg, "section.conf", "[server]\nseed = 3\n\n[mixx]\n"), TMIX_EINVAL,
               want);
     CHECK(cfg.server_seed == 3); // lines before the error stay applied
