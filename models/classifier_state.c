@@ -51,7 +51,7 @@ int tmix_classifier_write_state(const tmix_classifier *c, tmix_st_writer *w, con
         float *host = malloc(tmix_tensor_bytes(e.value));
         if (!host)
             return tmix_fail(TMIX_ENOMEM, "classifier_write_state: %s", name);
-        int rc = tmix_tensor_download(c->be, host, e.value);
+        int rc = tmix_tensor_download(c->net.be, host, e.value);
         if (rc == 0)
             rc = tmix_st_writer_add(w, name, TMIX_ST_F32, e.value->ndim, e.value->shape, host);
         free(host);
@@ -141,7 +141,7 @@ static int read_all(tmix_classifier *c, const tmix_safetensors *st, const char *
         if (e.count)
             memcpy(e.count, host[i], sizeof *e.count);
         else
-            TMIX_TRY(tmix_tensor_upload(c->be, e.value, host[i]));
+            TMIX_TRY(tmix_tensor_upload(c->net.be, e.value, host[i]));
     }
     return 0;
 }

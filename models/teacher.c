@@ -1,5 +1,5 @@
 // The teacher: a zoo network (zoo.c) built from a teacher file (models/README.md, "Teacher
-// files") and run through graph.c, plus its class activation maps.
+// files") by graph.c and run by net_run.c, plus its class activation maps.
 #include "teacher.h"
 
 #include <cjson/cJSON.h>
@@ -17,22 +17,12 @@
 #include "zoo.h"
 
 struct tmix_teacher {
-    tmix_graph g;
+    tmix_net g;
     tmix_teacher_info info;
     int feature;       // the node whose activation the CAMs weigh
     bool have_forward; // the activations hold a forward pass of g.x_shape
     tmix_tensor cam;   // (B, 1, h, w): the CAM at the features' size
 };
-
-// "resnet18, resnet34, ..." for messages.
-static const char *arch_list(char *buf, size_t size)
-{
-    size_t at = 0;
-    buf[0] = '\0';
-    for (int i = 0; tmix_teacher_archs[i] && at < size; i++)
-        at += (size_t)snprintf(buf + at, size - at, "%s%s", i ? ", " : "", tmix_teacher_archs[i]);
-    return buf;
-}
 
 // The integer metadata value `key`, which must be `want` when given.
 static int check_meta_int(const tmix_safetensors *st, const char *key, int want, const char *tensor,
@@ -128,18 +118,18 @@ static int load(tmix_teacher *t, tmix_backend *be, const tmix_safetensors *st, b
     char known[256];
     if (!arch)
         return tmix_fail(TMIX_EFORMAT, "%s: metadata has no 'arch' (one of %s)", path,
-                         arch_list(known, sizeof known));
+                         tmix_zoo_names(known, sizeof known));
     const tmix_zoo_arch *za = tmix_zoo_find(arch);
     if (!za)
         return tmix_fail(TMIX_EFORMAT, "%s: unknown arch '%s' (known: %s)", path, arch,
-                         arch_list(known, sizeof known));
+                         tmix_zoo_names(known, sizeof known));
     TMIX_TRY(read_info(&t->info, st, za));
 
     t->g.be = be;
     t->g.in_channels = t->info.in_channels;
     t->g.num_classes = t->info.num_classes;
-    tmix_graph_loader b = {.g = &t->g, .st = st, .arch = za->name, .used = used};
-    t->feature = za->build(&b);
+    tmix_graph_loader l = tmix_graph_loader_init(&t->g, za->name, st, used);
+    t->feature = za->build(&l.b);
     if (t->feature < 0)
         return t->feature;
     // Anything left over means the file is not the architecture it claims to be.
@@ -151,7 +141,7 @@ static int load(tmix_teacher *t, tmix_backend *be, const tmix_safetensors *st, b
             return tmix_fail(TMIX_EFORMAT, "%s: unexpected tensor '%s' for arch %s", path, name,
                              za->name);
     }
-    tmix_graph_finish(&t->g, t->feature);
+    tmix_net_finish(&t->g, t->feature);
     t->info.feature_channels = t->g.nodes[t->feature].channels;
     return 0;
 }
@@ -203,7 +193,7 @@ void tmix_teacher_free(tmix_teacher *t)
     if (!t)
         return;
     tmix_tensor_free(t->g.be, &t->cam);
-    tmix_graph_free(&t->g);
+    tmix_net_free(&t->g);
     free(t);
 }
 
@@ -223,7 +213,7 @@ int tmix_teacher_forward(tmix_teacher *t, tmix_tensor *logits, const tmix_tensor
     TMIX_TRY(tmix_check_shape(op, "logits", logits, be, TMIX_F32, 2,
                               (int64_t[]){x->shape[0], t->info.num_classes}));
     t->have_forward = false;
-    TMIX_TRY(tmix_graph_forward(&t->g, logits, x));
+    TMIX_TRY(tmix_net_forward(&t->g, logits, x, false));
     t->have_forward = true;
     return 0;
 }
@@ -274,5 +264,5 @@ int tmix_teacher_backward(tmix_teacher *t, tmix_tensor *dx, const tmix_tensor *d
     TMIX_TRY(tmix_check_shape(op, "dlogits", dlogits, be, TMIX_F32, 2,
                               (int64_t[]){xs[0], t->info.num_classes}));
     TMIX_TRY(tmix_check_shape(op, "dx", dx, be, TMIX_F32, 4, xs));
-    return tmix_graph_backward(&t->g, dx, dlogits);
+    return tmix_net_backward(&t->g, dx, dlogits);
 }

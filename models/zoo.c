@@ -1,21 +1,24 @@
-// The zoo's architectures, each as in the repository its state_dict names come from.
+// The zoo's architectures, each as in the repository its state_dict names come from,
+// described once through net.h's builder interface: graph.c builds them frozen from a
+// teacher file, classifier_build.c trainable with fresh weights.
 #include "zoo.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "classifier.h"
 #include "error.h"
 #include "teacher.h"
 
-typedef tmix_graph_loader loader;
+typedef tmix_net_builder builder;
 
-enum { INPUT = TMIX_GRAPH_INPUT };
+enum { INPUT = TMIX_NET_INPUT };
 
 // akamaster's option A shortcut, F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, planes // 4,
 // planes // 4)): a fixed 1x1 stride-2 convolution whose weight copies input channel c to
 // output channel planes / 4 + c.
-static int option_a(loader *b, int x, const char *p, int in, int planes)
+static int option_a(builder *b, int x, const char *p, int in, int planes)
 {
     if (b->rc < 0)
         return b->rc;
@@ -29,7 +32,7 @@ static int option_a(loader *b, int x, const char *p, int in, int planes)
         return b->rc = tmix_fail(TMIX_ENOMEM, "%s: %d x %d weight", name, planes, in);
     for (int c = 0; c < in; c++)
         w[(planes / 4 + c) * in + c] = 1.0f;
-    int node = tmix_graph_conv_fixed(b, x, name, w, planes, 1, 2, 0);
+    int node = tmix_net_conv_fixed(b, x, name, w, planes, 1, 2, 0);
     free(w);
     return node;
 }
@@ -38,48 +41,48 @@ static int option_a(loader *b, int x, const char *p, int in, int planes)
 // kuangliu BasicBlock, akamaster's too): relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x)).
 // Where the shape changes the shortcut is the 1x1 convolution sc_conv with batch norm sc_bn
 // or, when sc_conv is NULL, akamaster's option A (see option_a).
-static int basic_block(loader *b, int x, const char *p, int in, int planes, int stride,
+static int basic_block(builder *b, int x, const char *p, int in, int planes, int stride,
                        const char *sc_conv, const char *sc_bn)
 {
-    int y = tmix_graph_relu(b, tmix_graph_conv(b, x, p, "conv1", "bn1", planes, 3, stride, 1));
-    y = tmix_graph_conv(b, y, p, "conv2", "bn2", planes, 3, 1, 1);
+    int y = tmix_net_relu(b, tmix_net_conv(b, x, p, "conv1", "bn1", planes, 3, stride, 1));
+    y = tmix_net_conv(b, y, p, "conv2", "bn2", planes, 3, 1, 1);
     int sc = x;
     if (stride != 1 || in != planes)
-        sc = sc_conv ? tmix_graph_conv(b, x, p, sc_conv, sc_bn, planes, 1, stride, 0)
+        sc = sc_conv ? tmix_net_conv(b, x, p, sc_conv, sc_bn, planes, 1, stride, 0)
                      : option_a(b, x, p, in, planes);
-    return tmix_graph_relu(b, tmix_graph_add(b, y, sc));
+    return tmix_net_relu(b, tmix_net_add(b, y, sc));
 }
 
 // torchvision Bottleneck, v1.5 (the stride on the 3x3 convolution).
-static int bottleneck(loader *b, int x, const char *p, int in, int planes, int stride)
+static int bottleneck(builder *b, int x, const char *p, int in, int planes, int stride)
 {
-    int y = tmix_graph_relu(b, tmix_graph_conv(b, x, p, "conv1", "bn1", planes, 1, 1, 0));
-    y = tmix_graph_relu(b, tmix_graph_conv(b, y, p, "conv2", "bn2", planes, 3, stride, 1));
-    y = tmix_graph_conv(b, y, p, "conv3", "bn3", 4 * planes, 1, 1, 0);
+    int y = tmix_net_relu(b, tmix_net_conv(b, x, p, "conv1", "bn1", planes, 1, 1, 0));
+    y = tmix_net_relu(b, tmix_net_conv(b, y, p, "conv2", "bn2", planes, 3, stride, 1));
+    y = tmix_net_conv(b, y, p, "conv3", "bn3", 4 * planes, 1, 1, 0);
     int sc = x;
     if (stride != 1 || in != 4 * planes)
-        sc = tmix_graph_conv(b, x, p, "downsample.0", "downsample.1", 4 * planes, 1, stride, 0);
-    return tmix_graph_relu(b, tmix_graph_add(b, y, sc));
+        sc = tmix_net_conv(b, x, p, "downsample.0", "downsample.1", 4 * planes, 1, stride, 0);
+    return tmix_net_relu(b, tmix_net_add(b, y, sc));
 }
 
 // A pre-activation block (kuangliu PreActBlock; xternalz BasicBlock, the same network):
 // o = relu(bn1(x)); conv2(relu(bn2(conv1(o)))) + (shape changes ? sc(o) : x). bn2 follows
 // conv1 alone, so it is folded into it; bn1 follows a residual sum and stays.
-static int preact_block(loader *b, int x, const char *p, int in, int planes, int stride,
+static int preact_block(builder *b, int x, const char *p, int in, int planes, int stride,
                         const char *sc)
 {
-    int o = tmix_graph_relu(b, tmix_graph_bn(b, x, p, "bn1"));
-    int y = tmix_graph_relu(b, tmix_graph_conv(b, o, p, "conv1", "bn2", planes, 3, stride, 1));
-    y = tmix_graph_conv(b, y, p, "conv2", NULL, planes, 3, 1, 1);
+    int o = tmix_net_relu(b, tmix_net_bn(b, x, p, "bn1"));
+    int y = tmix_net_relu(b, tmix_net_conv(b, o, p, "conv1", "bn2", planes, 3, stride, 1));
+    y = tmix_net_conv(b, y, p, "conv2", NULL, planes, 3, 1, 1);
     if (stride != 1 || in != planes)
-        x = tmix_graph_conv(b, o, p, sc, NULL, planes, 1, stride, 0);
-    return tmix_graph_add(b, y, x);
+        x = tmix_net_conv(b, o, p, sc, NULL, planes, 1, stride, 0);
+    return tmix_net_add(b, y, x);
 }
 
 // The classifier: global average pool and linear layer `name`. Returns the feature node.
-static int head(loader *b, int features, const char *name)
+static int head(builder *b, int features, const char *name)
 {
-    tmix_graph_linear(b, tmix_graph_avgpool(b, features), name);
+    tmix_net_linear(b, tmix_net_avgpool(b, features), name);
     return b->rc < 0 ? b->rc : features;
 }
 
@@ -96,7 +99,7 @@ typedef struct {
     const char *sc_conv, *sc_bn;
 } stack;
 
-static int residual_stages(loader *b, int x, int in, const stack *k)
+static int residual_stages(builder *b, int x, int in, const stack *k)
 {
     for (int s = 0; s < k->stages; s++)
         for (int i = 0; i < k->blocks[s]; i++) {
@@ -121,43 +124,43 @@ static int residual_stages(loader *b, int x, int in, const stack *k)
 }
 
 // torchvision ResNet: 7x7/2 stem, 3x3/2 max pool, four stages of 64 to 512 planes.
-static int torchvision_resnet(loader *b, const int blocks[4], block_kind kind)
+static int torchvision_resnet(builder *b, const int blocks[4], block_kind kind)
 {
-    int x = tmix_graph_relu(b, tmix_graph_conv(b, INPUT, NULL, "conv1", "bn1", 64, 7, 2, 3));
-    x = tmix_graph_maxpool(b, x, 3, 2, 1);
+    int x = tmix_net_relu(b, tmix_net_conv(b, INPUT, NULL, "conv1", "bn1", 64, 7, 2, 3));
+    x = tmix_net_maxpool(b, x, 3, 2, 1);
     x = residual_stages(b, x, 64,
                         &(stack){"layer", "", 4, 64, blocks, kind, "downsample.0", "downsample.1"});
     return head(b, x, "fc");
 }
 
-static int resnet18(loader *b)
+static int resnet18(builder *b)
 {
     return torchvision_resnet(b, (const int[]){2, 2, 2, 2}, BASIC);
 }
 
-static int resnet34(loader *b)
+static int resnet34(builder *b)
 {
     return torchvision_resnet(b, (const int[]){3, 4, 6, 3}, BASIC);
 }
 
-static int resnet50(loader *b)
+static int resnet50(builder *b)
 {
     return torchvision_resnet(b, (const int[]){3, 4, 6, 3}, BOTTLENECK);
 }
 
 // kuangliu/pytorch-cifar ResNet18: 3x3/1 stem with batch norm, no pool, 64 to 512 planes.
-static int cifar_resnet18(loader *b)
+static int cifar_resnet18(builder *b)
 {
-    int x = tmix_graph_relu(b, tmix_graph_conv(b, INPUT, NULL, "conv1", "bn1", 64, 3, 1, 1));
+    int x = tmix_net_relu(b, tmix_net_conv(b, INPUT, NULL, "conv1", "bn1", 64, 3, 1, 1));
     x = residual_stages(b, x, 64, &(stack){"layer", "", 4, 64, (const int[]){2, 2, 2, 2}, BASIC,
                                             "shortcut.0", "shortcut.1"});
     return head(b, x, "linear");
 }
 
 // kuangliu/pytorch-cifar PreActResNet18: a bare 3x3/1 stem and no final batch norm.
-static int preactresnet18(loader *b)
+static int preactresnet18(builder *b)
 {
-    int x = tmix_graph_conv(b, INPUT, NULL, "conv1", NULL, 64, 3, 1, 1);
+    int x = tmix_net_conv(b, INPUT, NULL, "conv1", NULL, 64, 3, 1, 1);
     x = residual_stages(b, x, 64, &(stack){"layer", "", 4, 64, (const int[]){2, 2, 2, 2}, PREACT,
                                             "shortcut.0", NULL});
     return head(b, x, "linear");
@@ -165,20 +168,20 @@ static int preactresnet18(loader *b)
 
 // xternalz/WideResNet-pytorch WideResNet(depth 28, widen 10): three stages of 4 blocks of
 // 160, 320, 640 planes, then relu(bn1(.)), which the CAMs weigh.
-static int wrn28_10(loader *b)
+static int wrn28_10(builder *b)
 {
-    int x = tmix_graph_conv(b, INPUT, NULL, "conv1", NULL, 16, 3, 1, 1);
+    int x = tmix_net_conv(b, INPUT, NULL, "conv1", NULL, 16, 3, 1, 1);
     x = residual_stages(b, x, 16, &(stack){"block", ".layer", 3, 160, (const int[]){4, 4, 4},
                                             PREACT, "convShortcut", NULL});
-    x = tmix_graph_relu(b, tmix_graph_bn(b, x, NULL, "bn1"));
+    x = tmix_net_relu(b, tmix_net_bn(b, x, NULL, "bn1"));
     return head(b, x, "fc");
 }
 
 // akamaster/pytorch_resnet_cifar10 resnet20: three stages of 3 blocks of 16, 32, 64 planes
 // with option A shortcuts (no shortcut names).
-static int cifar_resnet20(loader *b)
+static int cifar_resnet20(builder *b)
 {
-    int x = tmix_graph_relu(b, tmix_graph_conv(b, INPUT, NULL, "conv1", "bn1", 16, 3, 1, 1));
+    int x = tmix_net_relu(b, tmix_net_conv(b, INPUT, NULL, "conv1", "bn1", 16, 3, 1, 1));
     x = residual_stages(b, x, 16,
                         &(stack){"layer", "", 3, 16, (const int[]){3, 3, 3}, BASIC, NULL, NULL});
     return head(b, x, "linear");
@@ -201,12 +204,11 @@ static const tmix_zoo_arch zoo[] = {
 #undef ZOO_ENTRY
 };
 
-const char *const tmix_teacher_archs[] = {
 #define ZOO_NAME(fn, classifier) #fn,
-    TMIX_ZOO(ZOO_NAME)
+const char *const tmix_teacher_archs[] = {TMIX_ZOO(ZOO_NAME) NULL};
+// Every description uses only operations the trainable builder has.
+const char *const tmix_classifier_archs[] = {TMIX_ZOO(ZOO_NAME) NULL};
 #undef ZOO_NAME
-    NULL,
-};
 // clang-format on
 
 const tmix_zoo_arch *tmix_zoo_find(const char *name)
@@ -215,4 +217,13 @@ const tmix_zoo_arch *tmix_zoo_find(const char *name)
         if (strcmp(zoo[i].name, name) == 0)
             return &zoo[i];
     return NULL;
+}
+
+const char *tmix_zoo_names(char *buf, size_t size)
+{
+    size_t at = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < sizeof zoo / sizeof zoo[0] && at < size; i++)
+        at += (size_t)snprintf(buf + at, size - at, "%s%s", i ? ", " : "", zoo[i].name);
+    return buf;
 }

@@ -3,7 +3,7 @@
     classifier_parity.py   (env: TMIX_TEST_CLASSIFIER = the test_classifier binary,
                             PYTHONPATH = client/python)
 
-Builds cifar_resnet20 with tmix.zoo (upstream initialisation from a fixed seed, random batch
+Builds a zoo network with tmix.zoo (upstream initialisation from a fixed seed, random batch
 norm statistics and affine parameters), writes its state_dict, a batch x and soft targets,
 and runs `test_classifier --step IN OUT`: tmix's train-mode forward, the soft-label
 cross-entropy, the backward into every parameter, then an eval forward. The same step in
@@ -12,13 +12,19 @@ float64 PyTorch (model.train(), then model.eval()) is the reference for:
 - logits, loss, the running mean and variance of every batch norm after the step, and the
   eval logits: element by element, kernels/golden.c's tmix_rel_error, bound max(TOL, SLACK x
   the error of PyTorch's own float32 run of the same step);
-- every parameter gradient: ||got - ref|| / ||ref|| <= TOL (element by element a gradient
-  cannot be bounded: a ReLU input within float32 rounding of zero routes it differently in
-  float32 and float64; models/README.md, "PyTorch side and parity");
+- every parameter gradient: ||got - ref|| / ||ref||, bound max(TOL, SLACK x the same error of
+  PyTorch's float32 run) (element by element a gradient cannot be bounded: a ReLU input
+  within float32 rounding of zero routes it differently in float32 and float64;
+  models/README.md, "PyTorch side and parity"); batch norms over few values (the last stage
+  of the torchvision nets at these sizes) make PyTorch's own float32 gradients worse than TOL;
 - num_batches_tracked: exactly one more than before.
 
-Cases: 3 channels at 32x32 (batch 8) and 1 channel at 28x28 (batch 4). Exit status 0 when
-every error is within its bound, 1 otherwise.
+Cases (CASES): cifar_resnet20 with 3 channels at 32x32 (batch 8) and 1 channel at 28x28
+(batch 4), then one small case of every other block: projection shortcuts (cifar_resnet18),
+the torchvision stem's max pool (resnet18), pre-activation blocks (preactresnet18,
+wrn28_10). Not resnet50's bottlenecks yet: at sizes this test can afford, its last stage's
+gradients miss float64 by about 1e-2 where PyTorch's float32 run misses by 1e-4 (ReLU
+inputs near zero routed differently, or a fault: to find out). Exit status 0 when every error is within its bound, 1 otherwise.
 """
 import os
 import sys
@@ -53,10 +59,21 @@ def torch_step(model, x, targets):
     return logits.detach().numpy(), loss.detach().numpy().reshape(1), grads, buffers, eval_logits
 
 
-def case(in_channels, size, batch, binary, tmp, seed):
-    name = f"cifar_resnet20 {in_channels}ch {size}x{size} batch {batch}"
+# arch, input channels, image size, batch, seed
+CASES = [
+    ("cifar_resnet20", 3, 32, 8, 10),
+    ("cifar_resnet20", 1, 28, 4, 20),
+    ("cifar_resnet18", 3, 16, 4, 30),
+    ("resnet18", 3, 32, 4, 40),
+    ("preactresnet18", 1, 16, 4, 60),
+    ("wrn28_10", 3, 8, 2, 70),
+]
+
+
+def case(arch, in_channels, size, batch, seed, binary, tmp):
+    name = f"{arch} {in_channels}ch {size}x{size} batch {batch}"
     torch.manual_seed(seed)
-    model = zoo.build("cifar_resnet20", CLASSES, in_channels)
+    model = zoo.build(arch, CLASSES, in_channels)
     zoo.randomize_bn(model, seed + 1)
     state = {k: v.numpy().copy() for k, v in model.state_dict().items()}
     g = torch.Generator().manual_seed(seed + 2)
@@ -65,7 +82,7 @@ def case(in_channels, size, batch, binary, tmp, seed):
 
     src, out = os.path.join(tmp, "step_in.safetensors"), os.path.join(tmp, "step_out.safetensors")
     safetensors.save(src, {**state, "x": x.numpy(), "targets": targets.numpy()},
-                     {"arch": "cifar_resnet20"})
+                     {"arch": arch})
     run([binary, "--step", src, out])
     got, _ = safetensors.load(out)
 
@@ -92,14 +109,16 @@ def case(in_channels, size, batch, binary, tmp, seed):
         err, torch_err = rel_error(got[key], want), rel_error(torch32, want)
         report(err <= max(TOL, SLACK * torch_err), key, err, max(TOL, SLACK * torch_err),
                f" (PyTorch float32: {torch_err:.3g})")
-    worst = ("", 0.0)
+    worst = ("", 0.0, TOL)  # the gradient nearest its bound: name, error, bound
     for n, want in ref[2].items():
         err = norm_error(got[f"grad.{n}"], want) if f"grad.{n}" in got else float("inf")
-        if err > worst[1] or not worst[0]:
-            worst = (n, err)
-        if err > TOL:
-            report(False, f"grad.{n}", err, TOL)
-    report(worst[1] <= TOL, f"{len(ref[2])} gradients, worst grad.{worst[0]}", worst[1], TOL)
+        bound = max(TOL, SLACK * norm_error(f32[2][n], want))
+        if err / bound > worst[1] / worst[2] or not worst[0]:
+            worst = (n, err, bound)
+        if err > bound:
+            report(False, f"grad.{n}", err, bound)
+    report(worst[1] <= worst[2], f"{len(ref[2])} gradients, nearest its bound grad.{worst[0]}",
+           worst[1], worst[2])
     for n, want in ref[3].items():
         if n.endswith("num_batches_tracked"):
             good = f"state.{n}" in got and int(got[f"state.{n}"]) == int(want) == 1
@@ -115,8 +134,9 @@ def main():
                  f"(got {binary!r})")
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     with tempfile.TemporaryDirectory(prefix="tmix-classifier-") as tmp:
-        ok = case(3, 32, 8, binary, tmp, seed=10)
-        ok &= case(1, 28, 4, binary, tmp, seed=20)
+        ok = True
+        for c in CASES:
+            ok &= case(*c, binary, tmp)
     return 0 if ok else 1
 
 

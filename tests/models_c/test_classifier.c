@@ -1,7 +1,8 @@
-// The trainable classifier (cifar_resnet20) on the CPU backend: its parameters and their
-// initialisation, the weight gradients of a train-mode pass against finite differences, SGD
-// steps lowering the loss, the teacher file it saves (loaded back by tmix_teacher_load),
-// checkpoints read back bit for bit, bad files and bad calls with their exact codes.
+// The trainable classifier on the CPU backend (cifar_resnet20, and the tables and teacher
+// files of every zoo architecture): its parameters and their initialisation, the weight
+// gradients of a train-mode pass against finite differences, SGD steps lowering the loss, the
+// teacher file it saves (loaded back by tmix_teacher_load), checkpoints read back bit for bit,
+// bad files and bad calls with their exact codes.
 // `test_classifier --step IN OUT` runs one training step for tests/models/classifier_parity.py
 // (PyTorch parity; see step_main).
 #include <math.h>
@@ -18,34 +19,17 @@
 
 // ---- helpers -------------------------------------------------------------------------------
 
-static char tmpdir[64];
-
-// tmpdir/name, in a static buffer (the directory is made on first use).
-static const char *in_tmp(const char *name)
+static tmix_classifier *make_arch(const char *arch, int in_channels, int classes, uint64_t seed)
 {
-    static char path[128];
-    if (!tmpdir[0]) {
-        snprintf(tmpdir, sizeof tmpdir, "/tmp/tmix-classifier-XXXXXX");
-        if (!mkdtemp(tmpdir))
-            return NULL;
-    }
-    snprintf(path, sizeof path, "%s/%s", tmpdir, name);
-    return path;
-}
-
-static void remove_tmp(const char *path)
-{
-    unlink(path);
-    rmdir(tmpdir);
-    tmpdir[0] = '\0';
+    tmix_classifier *c = NULL;
+    if (tmix_classifier_new(&c, cpu(), arch, in_channels, classes, seed) < 0)
+        fprintf(stderr, "classifier_new: %s\n", tmix_last_error());
+    return c;
 }
 
 static tmix_classifier *make(int in_channels, int classes, uint64_t seed)
 {
-    tmix_classifier *c = NULL;
-    if (tmix_classifier_new(&c, cpu(), "cifar_resnet20", in_channels, classes, seed) < 0)
-        fprintf(stderr, "classifier_new: %s\n", tmix_last_error());
-    return c;
+    return make_arch("cifar_resnet20", in_channels, classes, seed);
 }
 
 // The parameter called name, or NULL.
@@ -100,7 +84,10 @@ static int train_pass(tmix_classifier *c, batch *b)
     return tmix_classifier_backward(c, &b->dlogits);
 }
 
-// SGD on every parameter, momentum buffers (one per parameter, zeroed at step 0) in mom.
+// SGD on every parameter, momentum buffers (one per parameter, zeroed at step 0) in
+// mom[MAXPARAMS].
+enum { MAXPARAMS = 192 };
+
 static int sgd_step(tmix_classifier *c, tmix_tensor *mom, int64_t step)
 {
     const tmix_sgd_params p = {.lr = 0.05f, .momentum = 0.9f, .weight_decay = 5e-4f};
@@ -305,7 +292,7 @@ static int test_sgd(void)
     batch_setup(&b1, 8, 3, 8, 4, 21);
     for (int i = 0; i < 8 * 4; i++)
         b1.t[i] = i / 4 % 4 == i % 4; // image i is of class i % 4
-    tmix_tensor mom[64] = {{0}};
+    tmix_tensor mom[MAXPARAMS] = {{0}};
     float first = 0;
     for (int step = 0; step < 20; step++) {
         CHECK_OK(train_pass(c, &b1));
@@ -326,31 +313,32 @@ static int test_sgd(void)
     memcpy(mean, b[0].value->data, sizeof mean);
     CHECK_OK(tmix_classifier_forward(c, &b1.logits, &b1.x, false));
     CHECK(*b[2].count == 21 && memcmp(mean, b[0].value->data, sizeof mean) == 0);
-    free_moms(mom, 64);
+    free_moms(mom, MAXPARAMS);
     tmix_classifier_free(c);
     return 0;
 }
 
 // The saved teacher computes the classifier's eval forward; its metadata says what it is.
-static int check_teacher_file(int in_channels, const float *mean, const float *std)
+static int check_teacher_file(const char *arch, int in_channels, const float *mean,
+                              const float *std)
 {
-    tmix_classifier *c = make(in_channels, 7, 31);
+    tmix_classifier *c = make_arch(arch, in_channels, 7, 31);
     CHECK(c);
     batch_setup(&b1, 4, in_channels, 8, 7, 32);
-    tmix_tensor mom[64] = {{0}};
+    tmix_tensor mom[MAXPARAMS] = {{0}};
     for (int step = 0; step < 3; step++) { // running statistics away from 0 and 1
         CHECK_OK(train_pass(c, &b1));
         CHECK_OK(sgd_step(c, mom, step));
     }
-    free_moms(mom, 64);
-    const char *path = in_tmp("teacher.safetensors");
+    free_moms(mom, MAXPARAMS);
+    const char *path = tmp_path("teacher.safetensors");
     CHECK_OK(tmix_classifier_save_teacher(c, path, mean ? "fashion-mnist" : NULL, mean, std));
     tmix_teacher *t;
     int rc = tmix_teacher_load(&t, cpu(), path);
-    remove_tmp(path);
+    tmp_remove(path);
     CHECK_OK(rc);
     const tmix_teacher_info *info = tmix_teacher_info_get(t);
-    CHECK(strcmp(info->arch, "cifar_resnet20") == 0 && info->num_classes == 7);
+    CHECK(strcmp(info->arch, arch) == 0 && info->num_classes == 7);
     CHECK(info->in_channels == in_channels && info->has_norm == (mean != NULL));
     for (int i = 0; mean && i < in_channels; i++)
         CHECK(info->mean[i] == mean[i] && info->std[i] == std[i]);
@@ -373,13 +361,13 @@ static int check_teacher_file(int in_channels, const float *mean, const float *s
 static int test_save_teacher(void)
 {
     const float mean[3] = {0.4914f, 0.4822f, 0.4465f}, std[3] = {0.247f, 0.2435f, 0.2616f};
-    CHECK(check_teacher_file(3, mean, std) == 0);
-    CHECK(check_teacher_file(1, NULL, NULL) == 0);
+    CHECK(check_teacher_file("cifar_resnet20", 3, mean, std) == 0);
+    CHECK(check_teacher_file("cifar_resnet20", 1, NULL, NULL) == 0);
 
     // Bad normalisation is refused before anything is written.
     tmix_classifier *c = make(3, 7, 31);
     CHECK(c);
-    const char *path = in_tmp("refused.safetensors");
+    const char *path = tmp_path("refused.safetensors");
     CHECK_ERR(tmix_classifier_save_teacher(c, path, NULL, mean, NULL), TMIX_EINVAL);
     CHECK(strstr(tmix_last_error(), "mean is given without std"));
     const float zero_std[3] = {0.25f, 0, 0.25f};
@@ -388,7 +376,7 @@ static int test_save_teacher(void)
     CHECK(access(path, F_OK) != 0);
     CHECK_ERR(tmix_classifier_save_teacher(c, NULL, NULL, NULL, NULL), TMIX_EINVAL);
     CHECK_ERR(tmix_classifier_save_teacher(NULL, path, NULL, NULL, NULL), TMIX_EINVAL);
-    remove_tmp(path);
+    tmp_remove(path);
     tmix_classifier_free(c);
     return 0;
 }
@@ -400,11 +388,11 @@ static int test_checkpoint(void)
     tmix_classifier *c = make(3, 4, 41), *d = make(3, 4, 42);
     CHECK(c && d);
     batch_setup(&b1, 4, 3, 8, 4, 43);
-    tmix_tensor mc[64] = {{0}}, md[64] = {{0}};
+    tmix_tensor mc[MAXPARAMS] = {{0}}, md[MAXPARAMS] = {{0}};
     CHECK_OK(train_pass(c, &b1)); // running statistics and counters away from their start
     CHECK_OK(sgd_step(c, mc, 0));
-    free_moms(mc, 64);
-    const char *path = in_tmp("checkpoint.safetensors");
+    free_moms(mc, MAXPARAMS);
+    const char *path = tmp_path("checkpoint.safetensors");
     tmix_st_writer *w;
     CHECK_OK(tmix_st_writer_new(&w));
     CHECK_OK(tmix_classifier_write_state(c, w, "model."));
@@ -419,7 +407,7 @@ static int test_checkpoint(void)
     CHECK_ERR(tmix_classifier_read_state(d, st, NULL), TMIX_EFORMAT); // bare names: missing
     CHECK(strstr(tmix_last_error(), "missing tensor 'conv1.weight'"));
     tmix_safetensors_close(st);
-    remove_tmp(path);
+    tmp_remove(path);
     CHECK(same_state(c, d));
 
     // Both train on from there (fresh optimisers) and stay identical.
@@ -432,8 +420,8 @@ static int test_checkpoint(void)
     CHECK(same_state(c, d));
     int nb;
     CHECK(*tmix_classifier_buffers(d, &nb)[2].count == 3);
-    free_moms(mc, 64);
-    free_moms(md, 64);
+    free_moms(mc, MAXPARAMS);
+    free_moms(md, MAXPARAMS);
     tmix_classifier_free(c);
     tmix_classifier_free(d);
     return 0;
@@ -487,7 +475,7 @@ static int expect_bad_state(const char *name, fault f, float value, int code, co
 {
     tmix_classifier *c = make(3, 4, 51), *before = make(3, 4, 51);
     CHECK(c && before);
-    const char *path = in_tmp("bad.safetensors");
+    const char *path = tmp_path("bad.safetensors");
     CHECK_OK(write_faulty(c, path, name, f, value));
     tmix_safetensors *st;
     CHECK_OK(tmix_safetensors_open(&st, path));
@@ -495,7 +483,7 @@ static int expect_bad_state(const char *name, fault f, float value, int code, co
     tmix_safetensors_close(st);
     const char *msg = tmix_last_error();
     bool named = strstr(msg, path) && strstr(msg, name) && strstr(msg, what);
-    remove_tmp(path);
+    tmp_remove(path);
     CHECK(rc == 0);
     if (!named) {
         fprintf(stderr, "message '%s' does not name the file, '%s' and '%s'\n", msg, name, what);
@@ -523,9 +511,11 @@ static int test_bad_state(void)
 static int test_bad_calls(void)
 {
     tmix_classifier *c = (tmix_classifier *)&c; // must be cleared on failure
-    CHECK_ERR(tmix_classifier_new(&c, cpu(), "resnet18", 3, 10, 1), TMIX_EINVAL);
+    CHECK_ERR(tmix_classifier_new(&c, cpu(), "vgg16", 3, 10, 1), TMIX_EINVAL);
     CHECK(c == NULL);
-    CHECK(strstr(tmix_last_error(), "unknown arch 'resnet18' (trainable: cifar_resnet20)"));
+    CHECK(strstr(tmix_last_error(), "unknown arch 'vgg16' (trainable: resnet18, resnet34, "
+                                    "resnet50, cifar_resnet18, preactresnet18, wrn28_10, "
+                                    "cifar_resnet20)"));
     CHECK_ERR(tmix_classifier_new(&c, cpu(), "cifar_resnet20", 2, 10, 1), TMIX_EINVAL);
     CHECK(strstr(tmix_last_error(), "in_channels is 2"));
     CHECK_ERR(tmix_classifier_new(&c, cpu(), "cifar_resnet20", 3, 0, 1), TMIX_EINVAL);
@@ -570,6 +560,56 @@ static int test_bad_calls(void)
     CHECK_ERR(tmix_classifier_read_state(c, NULL, NULL), TMIX_EINVAL);
     tmix_classifier_free(c);
     tmix_classifier_free(NULL);
+    return 0;
+}
+
+// Every zoo architecture is trainable, with PyTorch's tables: parameters (their total and
+// tensors) and buffers as tmix.zoo builds them (10 classes, 3 channels), in state_dict order,
+// the projection shortcuts as parameters.
+static int test_archs(void)
+{
+    static const struct {
+        const char *arch, *shortcut; // a projection shortcut's weight, or NULL: option A
+        int64_t total;
+        int params, buffers;
+    } want[] = {
+        {"resnet18", "layer2.0.downsample.0.weight", 11181642, 62, 60},
+        {"resnet34", "layer4.0.downsample.1.bias", 21289802, 110, 108},
+        {"resnet50", "layer1.0.downsample.0.weight", 23528522, 161, 159},
+        {"cifar_resnet18", "layer2.0.shortcut.1.weight", 11173962, 62, 60},
+        {"preactresnet18", "layer3.0.shortcut.0.weight", 11171146, 54, 48},
+        {"wrn28_10", "block1.layer.0.convShortcut.weight", 36479194, 80, 75},
+        {"cifar_resnet20", NULL, 269722, 59, 57},
+    };
+    for (int i = 0; i < (int)COUNT(want); i++) {
+        CHECK(tmix_classifier_archs[i] && strcmp(tmix_classifier_archs[i], want[i].arch) == 0);
+        tmix_classifier *c = make_arch(want[i].arch, 3, 10, 7);
+        CHECK(c);
+        int n, nb;
+        const tmix_classifier_param *p = tmix_classifier_params(c, &n);
+        tmix_classifier_buffers(c, &nb);
+        int64_t total = 0;
+        for (int k = 0; k < n; k++)
+            total += tmix_tensor_numel(p[k].value);
+        printf("  %s: %lld parameters in %d tensors, %d buffers\n", want[i].arch, (long long)total,
+               n, nb);
+        CHECK(total == want[i].total && n == want[i].params && nb == want[i].buffers);
+        CHECK(strcmp(p[0].name, "conv1.weight") == 0);
+        CHECK(!want[i].shortcut || param_named(c, want[i].shortcut));
+        tmix_classifier_free(c);
+    }
+    CHECK(tmix_classifier_archs[COUNT(want)] == NULL);
+    return 0;
+}
+
+// The teacher files of the other blocks: projection shortcuts (cifar_resnet18), the
+// torchvision stem with its max pool (resnet18, 1 channel), pre-activation blocks.
+static int test_save_teacher_archs(void)
+{
+    const float mean[3] = {0.5f, 0.25f, 0.125f}, std[3] = {0.25f, 0.5f, 1};
+    CHECK(check_teacher_file("cifar_resnet18", 3, mean, std) == 0);
+    CHECK(check_teacher_file("resnet18", 1, NULL, NULL) == 0);
+    CHECK(check_teacher_file("preactresnet18", 3, NULL, NULL) == 0);
     return 0;
 }
 
@@ -664,6 +704,8 @@ static const test_case tests[] = {
     {"classifier.checkpoint", test_checkpoint},
     {"classifier.bad_state", test_bad_state},
     {"classifier.bad_calls", test_bad_calls},
+    {"classifier.archs", test_archs},
+    {"classifier.save_teacher_archs", test_save_teacher_archs},
     {NULL, NULL},
 };
 

@@ -121,28 +121,6 @@ static void put_bn(file_writer *f, const char *prefix, int c)
         f->rc = tmix_st_writer_add(f->w, name, TMIX_ST_I64, 0, NULL, &count);
 }
 
-static char tmpdir[64];
-
-// tmpdir/name, in a static buffer.
-static const char *in_tmp(const char *name)
-{
-    static char path[128];
-    if (!tmpdir[0]) {
-        snprintf(tmpdir, sizeof tmpdir, "/tmp/tmix-teacher-XXXXXX");
-        if (!mkdtemp(tmpdir))
-            return NULL;
-    }
-    snprintf(path, sizeof path, "%s/%s", tmpdir, name);
-    return path;
-}
-
-static void remove_tmp(const char *path)
-{
-    unlink(path);
-    rmdir(tmpdir);
-    tmpdir[0] = '\0';
-}
-
 // Writes the state_dict of akamaster's resnet20 as the spec says, with metadata arch
 // cifar_resnet20 unless the spec's metadata says otherwise.
 static int write_teacher(const char *path, const spec *s)
@@ -195,14 +173,14 @@ static spec plain(void)
 // hold `what` (the tensor or key).
 static int expect_load_error(const spec *s, int code, const char *what)
 {
-    const char *path = in_tmp("bad.safetensors");
+    const char *path = tmp_path("bad.safetensors");
     CHECK(write_teacher(path, s) == 0);
     tmix_teacher *t = (tmix_teacher *)&t; // must be cleared on failure
     int rc = check_err_(tmix_teacher_load(&t, cpu(), path), code, "tmix_teacher_load", __FILE__,
                         __LINE__);
     const char *msg = tmix_last_error();
     bool named = strstr(msg, path) && strstr(msg, what);
-    remove_tmp(path);
+    tmp_remove(path);
     CHECK(rc == 0);
     CHECK(t == NULL);
     if (!named) {
@@ -251,12 +229,12 @@ static run r1, r2;
 
 static int load_plain(tmix_teacher **t, const spec *s)
 {
-    const char *path = in_tmp("teacher.safetensors");
+    const char *path = tmp_path("teacher.safetensors");
     CHECK(write_teacher(path, s) == 0);
     int rc = tmix_teacher_load(t, cpu(), path);
     if (rc < 0)
         fprintf(stderr, "load: %s\n", tmix_last_error());
-    remove_tmp(path);
+    tmp_remove(path);
     return rc < 0;
 }
 

@@ -1,7 +1,9 @@
 #include "harness.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 int check_err_(int rc, int code, const char *expr, const char *file, int line)
 {
@@ -73,6 +75,29 @@ static uint64_t splitmix64(uint64_t *s)
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
     return z ^ (z >> 31);
+}
+
+static char tmpdir[64];
+
+const char *tmp_path(const char *name)
+{
+    static char path[128];
+    if (!tmpdir[0]) {
+        snprintf(tmpdir, sizeof tmpdir, "/tmp/tmix-test-XXXXXX");
+        if (!mkdtemp(tmpdir)) {
+            tmpdir[0] = '\0';
+            return NULL;
+        }
+    }
+    snprintf(path, sizeof path, "%s/%s", tmpdir, name);
+    return path;
+}
+
+void tmp_remove(const char *path)
+{
+    unlink(path);
+    rmdir(tmpdir);
+    tmpdir[0] = '\0';
 }
 
 void fill_uniform(float *x, int64_t n, uint64_t seed, float lo, float hi)

@@ -82,6 +82,12 @@ bool intact(const test_buf *outs, int64_t count);
         }                                                                        \
     } while (0)
 
+// Files a test writes: tmp_path(name) is /tmp/tmix-test-XXXXXX/name in a static buffer (the
+// directory is made on the first call after tmp_remove; NULL when it cannot be), and
+// tmp_remove(path) removes that file and the directory.
+const char *tmp_path(const char *name);
+void tmp_remove(const char *path);
+
 // Uniform floats in [lo, hi) from a 64-bit seed (splitmix64), the same on every machine.
 void fill_uniform(float *x, int64_t n, uint64_t seed, float lo, float hi);
 

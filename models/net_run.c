@@ -1,0 +1,224 @@
+// Running a node list (net.h): sizing the activations, the forward pass (frozen, or trainable
+// in train or eval form) and the backward pass into the input and the weights.
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "net.h"
+#include "ops.h"
+
+// PyTorch's BatchNorm2d defaults, which every zoo recipe keeps.
+static const tmix_batchnorm_train_params bn_params = {.eps = TMIX_NET_BN_EPS, .momentum = 0.1f};
+
+void tmix_net_release(tmix_net *g)
+{
+    for (int i = 0; i < g->count; i++) {
+        tmix_tensor_free(g->be, &g->nodes[i].out);
+        tmix_tensor_free(g->be, &g->nodes[i].dout);
+    }
+    memset(g->x_shape, 0, sizeof g->x_shape);
+    g->grads_ready = false;
+}
+
+static const tmix_tensor *input_of(const tmix_net *g, const tmix_tensor *x, int in)
+{
+    return in == TMIX_NET_INPUT ? x : &g->nodes[in].out;
+}
+
+// Output size along one axis (PyTorch floor mode). The zoo pads every kernel to fit any
+// input of 1x1 or more; a size of 0 would only make the allocation fail.
+static int64_t out_size(int64_t in, int64_t k, int stride, int pad)
+{
+    int64_t span = in + 2 * pad - k;
+    return span < 0 ? 0 : span / stride + 1;
+}
+
+// Sizes every activation for x; the last node writes the caller's tensor.
+static int prepare(tmix_net *g, const tmix_tensor *x)
+{
+    if (memcmp(g->x_shape, x->shape, sizeof g->x_shape) == 0)
+        return 0;
+    tmix_net_release(g);
+    for (int i = 0; i < g->count - 1; i++) {
+        tmix_node *n = &g->nodes[i];
+        const tmix_tensor *a = input_of(g, x, n->in[0]);
+        int64_t s[4] = {a->shape[0], n->channels, a->shape[2], a->shape[3]};
+        int ndim = 4;
+        if (n->kind == TMIX_NODE_CONV) {
+            s[2] = out_size(s[2], n->weight.shape[2], n->conv.stride_h, n->conv.pad_h);
+            s[3] = out_size(s[3], n->weight.shape[3], n->conv.stride_w, n->conv.pad_w);
+        } else if (n->kind == TMIX_NODE_MAXPOOL) {
+            s[2] = out_size(s[2], n->pool.kernel_h, n->pool.stride_h, n->pool.pad_h);
+            s[3] = out_size(s[3], n->pool.kernel_w, n->pool.stride_w, n->pool.pad_w);
+        } else if (n->kind == TMIX_NODE_AVGPOOL || n->kind == TMIX_NODE_LINEAR) {
+            ndim = 2;
+        }
+        int rc = 0;
+        if (n->inplace)
+            n->out = tmix_tensor_view(a->data, TMIX_F32, g->be->device, ndim, s);
+        else
+            rc = tmix_tensor_alloc(g->be, &n->out, TMIX_F32, ndim, s);
+        if (rc < 0) {
+            tmix_net_release(g);
+            return rc;
+        }
+    }
+    memcpy(g->x_shape, x->shape, sizeof g->x_shape);
+    return 0;
+}
+
+// scale, shift = the running statistics of trainable batch norm n folded (PyTorch's eval()),
+// at each call, so that they follow the optimiser's updates.
+static int fold_running(tmix_net *g, tmix_node *n)
+{
+    const int C = n->channels;
+    float *h = malloc((size_t)C * 6 * sizeof *h); // gamma, beta, mean, var, scale, shift
+    if (!h)
+        return tmix_fail(TMIX_ENOMEM, "net forward: %s", n->name);
+    const tmix_tensor *src[4] = {&n->weight, &n->bias, &n->running_mean, &n->running_var};
+    int rc = 0;
+    for (int k = 0; k < 4 && rc == 0; k++)
+        rc = tmix_tensor_download(g->be, h + k * C, src[k]);
+    if (rc == 0) {
+        tmix_batchnorm_fold(h + 4 * C, h + 5 * C, h, h + C, h + 2 * C, h + 3 * C, bn_params.eps, C);
+        rc = tmix_tensor_upload(g->be, &n->scale, h + 4 * C);
+    }
+    if (rc == 0)
+        rc = tmix_tensor_upload(g->be, &n->shift, h + 5 * C);
+    free(h);
+    return rc;
+}
+
+static int bn_forward(tmix_net *g, tmix_node *n, tmix_tensor *y, const tmix_tensor *a, bool train)
+{
+    if (!n->dweight.data) // frozen: weight and bias are the folded scale and shift
+        return tmix_batchnorm_forward(g->be, y, a, &n->weight, &n->bias);
+    if (!train) {
+        TMIX_TRY(fold_running(g, n));
+        return tmix_batchnorm_forward(g->be, y, a, &n->scale, &n->shift);
+    }
+    TMIX_TRY(tmix_batchnorm_train_forward(g->be, y, &n->save_mean, &n->save_invstd,
+                                          &n->running_mean, &n->running_var, a, &n->weight,
+                                          &n->bias, bn_params));
+    n->num_batches_tracked++;
+    return 0;
+}
+
+int tmix_net_forward(tmix_net *g, tmix_tensor *out, const tmix_tensor *x, bool train)
+{
+    TMIX_TRY(prepare(g, x));
+    g->x = *x;
+    tmix_backend *be = g->be;
+    for (int i = 0; i < g->count; i++) {
+        tmix_node *n = &g->nodes[i];
+        const tmix_tensor *a = input_of(g, x, n->in[0]);
+        tmix_tensor *y = i == g->count - 1 ? out : &n->out;
+        switch (n->kind) {
+        case TMIX_NODE_CONV:
+            TMIX_TRY(
+                tmix_conv2d_forward(be, y, a, &n->weight, n->bias.data ? &n->bias : NULL, n->conv));
+            break;
+        case TMIX_NODE_BN:
+            TMIX_TRY(bn_forward(g, n, y, a, train));
+            break;
+        case TMIX_NODE_RELU:
+            TMIX_TRY(tmix_relu_forward(be, y, a));
+            break;
+        case TMIX_NODE_MAXPOOL:
+            TMIX_TRY(tmix_maxpool2d_forward(be, y, a, n->pool));
+            break;
+        case TMIX_NODE_ADD:
+            TMIX_TRY(tmix_add(be, y, a, input_of(g, x, n->in[1])));
+            break;
+        case TMIX_NODE_AVGPOOL:
+            TMIX_TRY(tmix_avgpool_forward(be, y, a));
+            break;
+        case TMIX_NODE_LINEAR:
+            TMIX_TRY(tmix_linear_forward(be, y, a, &n->weight, &n->bias));
+            break;
+        }
+    }
+    return 0;
+}
+
+// The weight gradients of node n when it is trainable, and din0 (din1: add's second input)
+// += the gradient of its input unless NULL, from dy = d(loss)/d(n's output) and a, its first
+// input.
+static int node_backward(tmix_net *g, tmix_node *n, const tmix_tensor *dy, const tmix_tensor *a,
+                         tmix_tensor *din0, tmix_tensor *din1)
+{
+    tmix_backend *be = g->be;
+    const bool trainable = n->dweight.data != NULL;
+    switch (n->kind) {
+    case TMIX_NODE_CONV:
+        if (trainable)
+            TMIX_TRY(tmix_conv2d_backward_weight(be, &n->dweight, dy, a, n->conv));
+        return din0 ? tmix_conv2d_backward_input(be, din0, dy, &n->weight, n->conv) : 0;
+    case TMIX_NODE_BN:
+        if (trainable)
+            return tmix_batchnorm_train_backward(be, din0, &n->dweight, &n->dbias, dy, a,
+                                                 &n->weight, &n->save_mean, &n->save_invstd);
+        return din0 ? tmix_batchnorm_backward_input(be, din0, dy, &n->weight) : 0;
+    case TMIX_NODE_RELU:
+        return din0 ? tmix_relu_backward(be, din0, dy, &n->out) : 0;
+    case TMIX_NODE_MAXPOOL:
+        return din0 ? tmix_maxpool2d_backward(be, din0, dy, a, n->pool) : 0;
+    case TMIX_NODE_ADD:
+        if (din0)
+            TMIX_TRY(tmix_add(be, din0, din0, dy));
+        return din1 ? tmix_add(be, din1, din1, dy) : 0;
+    case TMIX_NODE_AVGPOOL:
+        return din0 ? tmix_avgpool_backward(be, din0, dy) : 0;
+    case TMIX_NODE_LINEAR:
+        if (trainable) {
+            TMIX_TRY(tmix_linear_backward_weight(be, &n->dweight, dy, a));
+            TMIX_TRY(tmix_bias_backward(be, &n->dbias, dy));
+        }
+        return din0 ? tmix_linear_backward_input(be, din0, dy, &n->weight) : 0;
+    }
+    return tmix_fail(TMIX_EINVAL, "net: node %s of unknown kind %d", n->name, (int)n->kind);
+}
+
+// Allocates (once per input shape) and zeroes the gradient of every activation that reaches x.
+static int zero_douts(tmix_net *g)
+{
+    const int last = g->count - 1;
+    for (int i = 0; i < last && !g->grads_ready; i++) {
+        tmix_node *n = &g->nodes[i];
+        if (!n->reaches_input)
+            continue;
+        int rc = tmix_tensor_alloc(g->be, &n->dout, TMIX_F32, n->out.ndim, n->out.shape);
+        if (rc < 0) {
+            for (int j = 0; j <= i; j++)
+                tmix_tensor_free(g->be, &g->nodes[j].dout);
+            return rc;
+        }
+    }
+    g->grads_ready = true;
+    for (int i = 0; i < last; i++)
+        if (g->nodes[i].reaches_input)
+            TMIX_TRY(tmix_tensor_zero(g->be, &g->nodes[i].dout));
+    return 0;
+}
+
+int tmix_net_backward(tmix_net *g, tmix_tensor *dx, const tmix_tensor *dout)
+{
+    TMIX_TRY(zero_douts(g));
+    const int last = g->count - 1;
+    for (int i = last; i >= 0; i--) {
+        tmix_node *n = &g->nodes[i];
+        if (!n->reaches_input)
+            continue;
+        tmix_tensor *din[2] = {NULL, NULL};
+        for (int k = 0; k < (n->kind == TMIX_NODE_ADD ? 2 : 1); k++) {
+            const int j = n->in[k];
+            if (j == TMIX_NET_INPUT)
+                din[k] = dx;
+            else if (g->nodes[j].reaches_input)
+                din[k] = &g->nodes[j].dout;
+        }
+        TMIX_TRY(node_backward(g, n, i == last ? dout : &n->dout, input_of(g, &g->x, n->in[0]),
+                               din[0], din[1]));
+    }
+    return 0;
+}
