@@ -36,8 +36,7 @@ int tmix_cpu_add(tmix_backend *be, tmix_tensor *out, const tmix_tensor *a, const
     const int64_t n = tmix_tensor_numel(a);
     const float *x = tmix_f32(a), *z = tmix_f32(b);
     float *y = tmix_f32(out);
-    // Threads only pay off on large tensors; each element is written by one thread anyway.
-#pragma omp parallel for schedule(static) if (n >= 65536)
+#pragma omp parallel for simd schedule(static) if (n >= TMIX_CPU_PARALLEL_MIN)
     for (int64_t i = 0; i < n; i++)
         y[i] = x[i] + z[i];
     return 0;

@@ -20,7 +20,7 @@ int tmix_cpu_avgpool_forward(tmix_backend *be, tmix_tensor *out, const tmix_tens
     const int64_t NC = in->shape[0] * in->shape[1], S = in->shape[2] * in->shape[3];
     const float *x = tmix_f32(in);
     float *y = tmix_f32(out);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (NC * S >= TMIX_CPU_PARALLEL_MIN)
     for (int64_t nc = 0; nc < NC; nc++) {
         double sum = 0.0;
         for (int64_t i = nc * S; i < (nc + 1) * S; i++)
@@ -47,7 +47,7 @@ int tmix_cpu_avgpool_backward(tmix_backend *be, tmix_tensor *din, const tmix_ten
     const int64_t NC = din->shape[0] * din->shape[1], S = din->shape[2] * din->shape[3];
     const float *dy = tmix_f32(dout);
     float *dx = tmix_f32(din);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (NC * S >= TMIX_CPU_PARALLEL_MIN)
     for (int64_t nc = 0; nc < NC; nc++) {
         const double g = dy[nc] / (double)S;
         for (int64_t i = nc * S; i < (nc + 1) * S; i++)

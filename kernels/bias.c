@@ -28,7 +28,7 @@ int tmix_cpu_bias_backward(tmix_backend *be, tmix_tensor *dbias, const tmix_tens
     float *db = tmix_f32(dbias);
     // One thread per channel summing the batch in index order (in double): the result does
     // not depend on the thread count.
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * C * S >= TMIX_CPU_PARALLEL_MIN)
     for (int64_t c = 0; c < C; c++) {
         double sum = 0.0;
         for (int64_t n = 0; n < N; n++) {

@@ -6,6 +6,13 @@
 
 #include "backend.h"
 
+// The least work (elements touched, or multiply-adds for a GEMM) for which an op starts a
+// parallel region (`#pragma omp parallel ... if (work >= TMIX_CPU_PARALLEL_MIN)`). Starting
+// one costs microseconds on an idle machine but milliseconds on a busy one, where the other
+// threads must wait to be scheduled; below this, one thread is done sooner. The bits of
+// every result are the same either way.
+enum { TMIX_CPU_PARALLEL_MIN = 1 << 18 };
+
 // Pins OpenBLAS to one thread (see blas.c); called at the entry of every twin that uses BLAS.
 void tmix_cpu_blas_init(void);
 // C = alpha op(A) @ op(B) + beta C, row-major, as cblas_sgemm (op(X) is X^T where trans_x),

@@ -54,7 +54,7 @@ int tmix_cpu_cross_entropy_forward(tmix_backend *be, tmix_tensor *loss, const tm
     if (!partial)
         return tmix_fail(TMIX_ENOMEM, "cross_entropy_forward: %lld partials", (long long)B);
     const float *z = tmix_f32(logits), *y = tmix_f32(targets);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (B * J >= TMIX_CPU_PARALLEL_MIN)
     for (int64_t b = 0; b < B; b++) {
         const float *zb = z + b * J, *yb = y + b * J; // (J)
         double lse = logsumexp(zb, J), acc = 0;
@@ -88,7 +88,7 @@ int tmix_cpu_cross_entropy_backward(tmix_backend *be, tmix_tensor *dlogits,
     int64_t B = logits->shape[0], J = logits->shape[1];
     const float *z = tmix_f32(logits), *y = tmix_f32(targets);
     float *dz = tmix_f32(dlogits);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (B * J >= TMIX_CPU_PARALLEL_MIN)
     for (int64_t b = 0; b < B; b++) {
         const float *zb = z + b * J, *yb = y + b * J; // (J)
         float *db = dz + b * J;                       // (J)

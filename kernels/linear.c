@@ -17,6 +17,12 @@
 // small enough that a batch of 128 gives several tiles.
 enum { TILE_ROWS = 32, TILE_COLS = 128 };
 
+// The multiply-adds of each of the three GEMMs.
+static int64_t macs(int nb, int ni, int no)
+{
+    return (int64_t)nb * ni * no;
+}
+
 // BLAS takes int sizes.
 static int check_blas_sizes(const char *op, const tmix_tensor *a, const tmix_tensor *b)
 {
@@ -65,7 +71,7 @@ int tmix_cpu_linear_forward(tmix_backend *be, tmix_tensor *out, const tmix_tenso
         beta = 1.0f;
     }
     // out = in @ W^T (+ out)
-#pragma omp parallel
+#pragma omp parallel if (macs(nb, ni, no) >= TMIX_CPU_PARALLEL_MIN)
     tmix_cpu_sgemm_tiled(false, true, nb, no, ni, 1.0f, tmix_f32(in), ni,
                          tmix_f32(weight), ni, beta, y, no, TILE_ROWS, TILE_COLS);
     return 0;
@@ -94,7 +100,7 @@ int tmix_cpu_linear_backward_input(tmix_backend *be, tmix_tensor *din, const tmi
     tmix_cpu_blas_init();
     const int nb = (int)din->shape[0], ni = (int)din->shape[1], no = (int)weight->shape[0];
     // din += dout @ W
-#pragma omp parallel
+#pragma omp parallel if (macs(nb, ni, no) >= TMIX_CPU_PARALLEL_MIN)
     tmix_cpu_sgemm_tiled(false, false, nb, ni, no, 1.0f, tmix_f32(dout), no,
                          tmix_f32(weight), ni, 1.0f, tmix_f32(din), ni, TILE_ROWS, TILE_COLS);
     return 0;
@@ -123,7 +129,7 @@ int tmix_cpu_linear_backward_weight(tmix_backend *be, tmix_tensor *dweight, cons
     tmix_cpu_blas_init();
     const int nb = (int)in->shape[0], ni = (int)in->shape[1], no = (int)dweight->shape[0];
     // dW += dout^T @ in. The batch is the inner dimension: one GEMM per tile sums all of it.
-#pragma omp parallel
+#pragma omp parallel if (macs(nb, ni, no) >= TMIX_CPU_PARALLEL_MIN)
     tmix_cpu_sgemm_tiled(true, false, no, ni, nb, 1.0f, tmix_f32(dout), no,
                          tmix_f32(in), ni, 1.0f, tmix_f32(dweight), ni, TILE_ROWS, TILE_COLS);
     return 0;

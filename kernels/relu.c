@@ -20,8 +20,9 @@ int tmix_cpu_relu_forward(tmix_backend *be, tmix_tensor *out, const tmix_tensor 
     const int64_t n = tmix_tensor_numel(in);
     const float *x = tmix_f32(in);
     float *y = tmix_f32(out);
-    // `x < 0 ? 0 : x` lets a NaN through, as torch.relu does.
-#pragma omp parallel for schedule(static)
+    // `x < 0 ? 0 : x` lets a NaN through, as torch.relu does. `simd`: written as a select,
+    // the loop runs on vectors instead of a branch per element that the signs mispredict.
+#pragma omp parallel for simd schedule(static) if (n >= TMIX_CPU_PARALLEL_MIN)
     for (int64_t i = 0; i < n; i++)
         y[i] = x[i] < 0.0f ? 0.0f : x[i];
     return 0;
@@ -47,9 +48,11 @@ int tmix_cpu_relu_backward(tmix_backend *be, tmix_tensor *din, const tmix_tensor
     const int64_t n = tmix_tensor_numel(out);
     const float *dy = tmix_f32(dout), *y = tmix_f32(out);
     float *dx = tmix_f32(din);
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; i++)
-        if (y[i] > 0.0f)
-            dx[i] += dy[i];
+#pragma omp parallel for simd schedule(static) if (n >= TMIX_CPU_PARALLEL_MIN)
+    for (int64_t i = 0; i < n; i++) {
+        // dy[i] loaded whatever y[i] is: then the loop is a select and an add, on vectors.
+        const float g = dy[i];
+        dx[i] += y[i] > 0.0f ? g : 0.0f;
+    }
     return 0;
 }

@@ -60,8 +60,7 @@ int tmix_cpu_sgd_update(tmix_backend *be, tmix_tensor *param, const tmix_tensor 
     float *buf = p.momentum != 0 ? tmix_f32(momentum_buf) : NULL;
     const double lr = p.lr, mom = p.momentum, damp = p.dampening, wd = p.weight_decay;
     const int nesterov = p.nesterov;
-    // Threads only pay off on large tensors; each element is written by one thread anyway.
-#pragma omp parallel for schedule(static) if (n >= 65536)
+#pragma omp parallel for schedule(static) if (n >= TMIX_CPU_PARALLEL_MIN)
     for (int64_t i = 0; i < n; i++) {
         double d = g[i];
         if (wd != 0)

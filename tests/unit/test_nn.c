@@ -898,6 +898,128 @@ static int test_badinput_linear(void)
     return 0;
 }
 
+// ---- conv2d against a direct sum -------------------------------------------------------------
+
+// The CPU conv2d takes the batch in groups of samples side by side (their size picked from
+// OH*OW) and sums dweight in chunks of groups. These configs give a partial last group and
+// chunk (19 samples of 8x8: groups 8, 8, 3), one group of the whole batch, groups of one
+// (24x24) written in place, rows and columns wholly in the padding, strides and dilations
+// that differ per axis, and the pointwise path with two chunks.
+static const conv_cfg group_cfgs[] = {
+    {19, 3, 8, 8, 5, 3, 3, {.stride_h = 1, .stride_w = 1, .pad_h = 1, .pad_w = 1,
+                            .dilation_h = 1, .dilation_w = 1}},
+    {19, 2, 9, 7, 3, 3, 2, {.stride_h = 2, .stride_w = 3, .pad_h = 2, .pad_w = 1,
+                            .dilation_h = 2, .dilation_w = 1}},
+    {3, 2, 24, 24, 4, 3, 3, {.stride_h = 1, .stride_w = 1, .pad_h = 1, .pad_w = 1,
+                             .dilation_h = 1, .dilation_w = 1}},
+    {10, 2, 3, 4, 3, 2, 2, {.stride_h = 1, .stride_w = 1, .pad_h = 3, .pad_w = 2,
+                            .dilation_h = 1, .dilation_w = 1}},
+    {11, 4, 5, 6, 3, 1, 1, {.stride_h = 1, .stride_w = 1, .dilation_h = 1, .dilation_w = 1}},
+};
+
+enum { GMAX = 8192 };
+
+// One config's tensors: inputs from fixed seeds; din and dweight start from nonzero values
+// (the passes accumulate).
+typedef struct {
+    conv_cfg cfg;
+    int64_t oh, ow;
+    float x[GMAX], w[GMAX], b[64], dy[GMAX], y[GMAX], dx[GMAX], dw[GMAX];
+} conv_group_case;
+
+static void group_case_setup(conv_group_case *t, const conv_cfg *cfg)
+{
+    const tmix_conv2d_params p = cfg->p;
+    t->cfg = *cfg;
+    t->oh = (cfg->h + 2 * p.pad_h - p.dilation_h * (cfg->kh - 1) - 1) / p.stride_h + 1;
+    t->ow = (cfg->w + 2 * p.pad_w - p.dilation_w * (cfg->kw - 1) - 1) / p.stride_w + 1;
+    fill_uniform(t->x, GMAX, 11, -1, 1);
+    fill_uniform(t->w, GMAX, 12, -1, 1);
+    fill_uniform(t->b, 64, 13, -1, 1);
+    fill_uniform(t->dy, GMAX, 14, -1, 1);
+    fill_uniform(t->y, GMAX, 15, -1, 1); // overwritten by the forward
+    fill_uniform(t->dx, GMAX, 16, -1, 1);
+    fill_uniform(t->dw, GMAX, 17, -1, 1);
+}
+
+// out, then din and dweight accumulated, with `threads` OpenMP threads.
+static int group_case_run(conv_group_case *t, int threads)
+{
+    const conv_cfg *c = &t->cfg;
+    omp_set_num_threads(threads);
+    tmix_backend *be = cpu();
+    tmix_tensor in = V4(t->x, c->n, c->c, c->h, c->w), din = V4(t->dx, c->n, c->c, c->h, c->w);
+    tmix_tensor wt = V4(t->w, c->oc, c->c, c->kh, c->kw);
+    tmix_tensor dwt = V4(t->dw, c->oc, c->c, c->kh, c->kw), bias = V1(t->b, c->oc);
+    tmix_tensor out = V4(t->y, c->n, c->oc, t->oh, t->ow);
+    tmix_tensor dout = V4(t->dy, c->n, c->oc, t->oh, t->ow);
+    CHECK_OK(tmix_conv2d_forward(be, &out, &in, &wt, &bias, c->p));
+    CHECK_OK(tmix_conv2d_backward_input(be, &din, &dout, &wt, c->p));
+    CHECK_OK(tmix_conv2d_backward_weight(be, &dwt, &dout, &in, c->p));
+    return 0;
+}
+
+static int close_to(const char *what, int k, const float *got, const double *want, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        if (!(fabs(got[i] - want[i]) <= 1e-4 * (1 + fabs(want[i])))) {
+            fprintf(stderr, "config %d: %s[%lld] is %.7g, the direct sum gives %.7g\n", k, what,
+                    (long long)i, got[i], want[i]);
+            return 1;
+        }
+    return 0;
+}
+
+// Every pass against the definition, tap by tap in double.
+static int test_conv2d_matches_direct(void)
+{
+    static conv_group_case t;
+    static double y[GMAX], dx[GMAX], dw[GMAX];
+    for (int k = 0; k < (int)COUNT(group_cfgs); k++) {
+        const conv_cfg *c = &group_cfgs[k];
+        const tmix_conv2d_params p = c->p;
+        group_case_setup(&t, c);
+        const int64_t nx = c->n * c->c * c->h * c->w, nw = c->oc * c->c * c->kh * c->kw;
+        const int64_t ny = c->n * c->oc * t.oh * t.ow;
+        CHECK(nx <= GMAX && nw <= GMAX && ny <= GMAX);
+        for (int64_t i = 0; i < nx; i++)
+            dx[i] = t.dx[i];
+        for (int64_t i = 0; i < nw; i++)
+            dw[i] = t.dw[i];
+        for (int64_t n = 0; n < c->n; n++)
+            for (int64_t o = 0; o < c->oc; o++)
+                for (int64_t oh = 0; oh < t.oh; oh++)
+                    for (int64_t ow = 0; ow < t.ow; ow++) {
+                        const int64_t yi = ((n * c->oc + o) * t.oh + oh) * t.ow + ow;
+                        double sum = t.b[o];
+                        for (int64_t ci = 0; ci < c->c; ci++)
+                            for (int64_t kh = 0; kh < c->kh; kh++)
+                                for (int64_t kw = 0; kw < c->kw; kw++) {
+                                    const int64_t ih = oh * p.stride_h - p.pad_h +
+                                                       kh * p.dilation_h;
+                                    const int64_t iw = ow * p.stride_w - p.pad_w +
+                                                       kw * p.dilation_w;
+                                    if (ih < 0 || ih >= c->h || iw < 0 || iw >= c->w)
+                                        continue;
+                                    const int64_t xi = ((n * c->c + ci) * c->h + ih) * c->w + iw;
+                                    const int64_t wi = ((o * c->c + ci) * c->kh + kh) * c->kw + kw;
+                                    sum += (double)t.w[wi] * t.x[xi];
+                                    dx[xi] += (double)t.w[wi] * t.dy[yi];
+                                    dw[wi] += (double)t.x[xi] * t.dy[yi];
+                                }
+                        y[yi] = sum;
+                    }
+        const int keep = omp_get_max_threads();
+        const int rc = group_case_run(&t, 2);
+        omp_set_num_threads(keep);
+        CHECK_OK(rc);
+        if (close_to("out", k, t.y, y, ny) || close_to("din", k, t.dx, dx, nx) ||
+            close_to("dweight", k, t.dw, dw, nw))
+            return 1;
+    }
+    return 0;
+}
+
 // ---- threads -----------------------------------------------------------------------------
 
 // The thread counts compared: one, two, and three (which does not divide the batches or
@@ -912,6 +1034,33 @@ static const int thread_counts[] = {1, 2, 3};
 static void tempt_blas(int threads)
 {
     openblas_set_num_threads(threads > 1 ? 2 : 1);
+}
+
+// The group configs give the same bits on 1, 2 and 3 threads: groups and dweight chunks
+// handed out dynamically, partials added in chunk order.
+static int threads_conv2d_groups(void)
+{
+    static conv_group_case one, many;
+    const int keep = omp_get_max_threads();
+    int rc = 0;
+    for (int k = 0; k < (int)COUNT(group_cfgs) && rc == 0; k++) {
+        group_case_setup(&one, &group_cfgs[k]);
+        rc = group_case_run(&one, 1);
+        for (int t = 1; t < (int)COUNT(thread_counts) && rc == 0; t++) {
+            group_case_setup(&many, &group_cfgs[k]);
+            rc = group_case_run(&many, thread_counts[t]);
+            if (rc == 0 && memcmp(&one, &many, sizeof one) != 0) {
+                fprintf(stderr, "conv2d group config %d: 1 and %d threads differ (out %d din "
+                        "%d dw %d)\n", k, thread_counts[t],
+                        memcmp(one.y, many.y, sizeof one.y) != 0,
+                        memcmp(one.dx, many.dx, sizeof one.dx) != 0,
+                        memcmp(one.dw, many.dw, sizeof one.dw) != 0);
+                rc = 1;
+            }
+        }
+    }
+    omp_set_num_threads(keep);
+    return rc;
 }
 
 // Runs every conv2d pass (and the bias gradient) with `threads` OpenMP threads into res: out,
@@ -988,7 +1137,7 @@ static int test_threads_conv2d(void)
     }
     omp_set_num_threads(keep);
     openblas_set_num_threads(keep_blas);
-    return rc;
+    return rc ? rc : threads_conv2d_groups();
 }
 
 // Every linear pass (and the bias gradient) with `threads` OpenMP threads, as for conv2d.
@@ -1072,6 +1221,7 @@ static const test_case tests[] = {
     {"badinput.avgpool", test_badinput_avgpool},
     {"badinput.linear", test_badinput_linear},
     {"threads.conv2d", test_threads_conv2d},
+    {"conv2d.matches_direct", test_conv2d_matches_direct},
     {"threads.linear", test_threads_linear},
     {NULL, NULL},
 };
