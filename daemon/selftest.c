@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "datadir.h"
 #include "error.h"
 #include "golden.h"
 #include "mix_cmd.h"
@@ -219,30 +220,6 @@ static void record_row(void *ctx, const tmix_golden_row *r)
               r->ms, failed ? tmix_last_error() : NULL);
 }
 
-// The fixture directory: $TMIX_GOLDEN_DIR, then share/tmix/golden beside the executable
-// (install and bundle layout), then the configured data directory, then the source tree.
-static const char *golden_dir(char *buf, size_t size)
-{
-    const char *env = getenv("TMIX_GOLDEN_DIR");
-    if (env && *env)
-        return env;
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n > 0) {
-        exe[n] = 0;
-        char *slash = strrchr(exe, '/');
-        if (slash) {
-            *slash = 0;
-            snprintf(buf, size, "%s/../share/tmix/golden", exe);
-            if (access(buf, R_OK) == 0)
-                return buf;
-        }
-    }
-    if (access(TMIX_GOLDEN_INSTALLED, R_OK) == 0)
-        return TMIX_GOLDEN_INSTALLED;
-    return TMIX_GOLDEN_SOURCE;
-}
-
 static void ignore_row(void *ctx, const tmix_golden_row *r)
 {
     (void)ctx;
@@ -440,7 +417,7 @@ static int selftest(const char *const *names, int count)
     table t = {0};
     int status = open_backends(names, count, be, &t);
     char buf[PATH_MAX + 64];
-    const char *dir = golden_dir(buf, sizeof buf);
+    const char *dir = tmixd_data_dir(TMIXD_DATA_GOLDEN, buf, sizeof buf);
     if (status == 0) {
         printf("tmix selftest: every op against PyTorch reference cases in %s\n", dir);
         printf("error = max |got - ref| / max(|ref|, 1e-3 max|ref|), and for the whole "

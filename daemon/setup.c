@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "datadir.h"
 #include "error.h"
 #include "log.h"
 
@@ -120,23 +121,25 @@ static int open_models(tmixd_setup *s, tmixd_setup_for what)
                          search ? "search" : eval ? "eval" : "[mix] method");
     if (needs_module && !cfg->mix_module[0])
         return tmix_fail(TMIX_EINVAL, "[mix] method = %s needs [mix] module", method);
-    if (cfg->teacher_path[0])
-        TMIX_TRY(tmix_teacher_load(&s->teacher, s->backend, cfg->teacher_path));
-    if (needs_module || (eval && cfg->mix_module[0])) {
-        TMIX_TRY(tmix_module_load(&s->module, s->backend, cfg->mix_module));
+    TMIX_TRY(tmixd_data_resolve(cfg->teacher_path, s->teacher_file, sizeof s->teacher_file));
+    TMIX_TRY(tmixd_data_resolve(cfg->mix_module, s->module_file, sizeof s->module_file));
+    if (s->teacher_file[0])
+        TMIX_TRY(tmix_teacher_load(&s->teacher, s->backend, s->teacher_file));
+    if (needs_module || (eval && s->module_file[0])) {
+        TMIX_TRY(tmix_module_load(&s->module, s->backend, s->module_file));
         s->has_module = true;
         if (s->module.n != cfg->mix_n)
             return tmix_fail(TMIX_EINVAL, "%s mixes n = %d images; [mix] n = %d",
-                             cfg->mix_module, s->module.n, cfg->mix_n);
+                             s->module_file, s->module.n, cfg->mix_n);
     }
     if (s->teacher) {
         const tmix_teacher_info *ti = tmix_teacher_info_get(s->teacher);
         if (ti->num_classes != tmixd_dataset_classes(s->dataset))
             return tmix_fail(TMIX_EINVAL, "%s classifies %d classes; %s has %d",
-                             cfg->teacher_path, ti->num_classes, tmixd_dataset_describe(s->dataset),
+                             s->teacher_file, ti->num_classes, tmixd_dataset_describe(s->dataset),
                              tmixd_dataset_classes(s->dataset));
         if (ti->in_channels < data_channels)
-            return tmix_fail(TMIX_EINVAL, "%s takes %d channel(s); %s has %d", cfg->teacher_path,
+            return tmix_fail(TMIX_EINVAL, "%s takes %d channel(s); %s has %d", s->teacher_file,
                              ti->in_channels, tmixd_dataset_describe(s->dataset), data_channels);
         s->channels = ti->in_channels; // gray images are replicated for an RGB teacher
     }

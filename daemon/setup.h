@@ -20,6 +20,7 @@ typedef struct {
     tmixd_augment_params augment;
     tmix_backend *backend; // the CPU's, or a GPU opened here
     char backend_note[512]; // why auto fell back to the CPU, or ""
+    char teacher_file[4096], module_file[4096]; // [teacher] path, [mix] module, zoo: resolved
     tmix_teacher *teacher;  // NULL when the method needs none and none is configured
     tmix_module module;     // serving's [mix] module
     bool has_module;

@@ -285,6 +285,18 @@ startup_errors)
   expect_one_line "a first batch of 65536 on cpu" serve --dataset.path="$FMNIST" \
     --server.endpoint="ipc://$work/x.sock" --server.device=cpu --augment.size=4096 \
     --output.batch_size=65536
+  # zoo:FILE is looked up in $TMIX_ZOO_DIR; a file that is not there is named with the place.
+  TMIX_ZOO_DIR="$work/zoo" expect_one_line "zoo:teacher.safetensors: no $work/zoo/teacher.safetensors" \
+    serve --dataset.path="$work/idx" --server.endpoint="ipc://$work/x.sock" \
+    --mix.method=softmax-cam --teacher.path=zoo:teacher.safetensors
+  mkdir "$work/zoo"
+  cp "$GOLDEN/transformmix/teacher.safetensors" "$work/zoo/"
+  TMIX_ZOO_DIR="$work/zoo" start_daemon z --mix.method=softmax-cam \
+    --teacher.path=zoo:teacher.safetensors
+  "$TMIXCTL" pull -e "ipc://$work/z.sock" --group g --batches 1 --batch-size 10 >"$work/z.pull" ||
+    fail "pull from a daemon with a zoo: teacher"
+  grep -q "method softmax-cam" "$work/z.pull" || fail "the zoo: teacher was not used"
+  stop_daemon "$daemon"
   start_daemon a
   expect_one_line "in use" serve --server.endpoint="ipc://$work/a.sock" \
     --server.state_dir="$work/b.state" --dataset.path="$work/idx"
