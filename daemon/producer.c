@@ -356,7 +356,7 @@ static void worker(void *arg)
             p->queue_tail = NULL;
         uv_mutex_unlock(&p->lock);
 
-        if (produce(p, &w, NULL, job, &job->batch) < 0)
+        if ((job->rc = produce(p, &w, NULL, job, &job->batch)) < 0)
             snprintf(job->error, sizeof job->error, "%s", tmix_last_error());
 
         uv_mutex_lock(&p->lock);
@@ -436,6 +436,7 @@ void tmixd_producer_submit(tmixd_producer *p, tmixd_job *job)
 {
     job->next = NULL;
     job->batch = NULL;
+    job->rc = 0;
     job->error[0] = 0;
     uv_mutex_lock(&p->lock);
     if (p->queue_tail)

@@ -39,7 +39,8 @@ typedef struct tmixd_job {
     uint64_t pos, batches_per_epoch;
     uint32_t batch_size;
     int dtype, layout;
-    tmixd_batch *batch;          // the result, or NULL with error set
+    tmixd_batch *batch;          // the result, or NULL with rc and error set
+    int rc;                      // why it failed (a TMIX_* code)
     char error[256];
     struct tmixd_job *next;
 } tmixd_job;

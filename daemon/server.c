@@ -38,7 +38,8 @@ typedef struct {
     uv_poll_t poll;
     uv_timer_t tick;
     uv_signal_t sigterm, sigint, sighup;
-    tmixd_producer *producer;
+    tmixd_producer *producer; // NULL once stopping
+    char fault[256];          // the GPU failure that stopped tmixd, or ""
     tmixd_group *groups[MAX_GROUPS];
     int ngroups;
     session *sessions;
@@ -205,16 +206,36 @@ static void drop_session(server *s, session *ss, uint64_t ack_through)
     serve_waiting(s, g); // the batches it held go to the others
 }
 
+static void stop(server *s);
+
+// A CUDA or cuDNN failure while making a batch leaves the GPU's context unusable (a fault
+// in a kernel is sticky): tmixd saves the progress and exits with an error rather than fail
+// every batch from now on, and its supervisor starts it again on a fresh context.
+static bool device_fault(int rc) { return rc == TMIX_ECUDA || rc == TMIX_ECUDNN; }
+
 static void on_job_done(void *ctx, tmixd_job *job)
 {
     server *s = ctx;
     tmixd_group *g = job->owner;
+    if (!s->producer) { // stopping: what was still running is dropped
+        tmixd_batch_free(job->batch);
+        free(job);
+        return;
+    }
     if (job->batch) {
         tmixd_group_produced(g, job->batch);
     } else {
         tmixd_log(TMIXD_LOG_ERROR, "group %s: batch %llu failed: %s", tmixd_group_name(g),
                   (unsigned long long)job->pos, job->error);
         tmixd_group_failed(g, job->pos);
+        if (device_fault(job->rc)) {
+            tmixd_log(TMIXD_LOG_ERROR, "the GPU cannot be trusted after this: saving progress "
+                      "and exiting");
+            snprintf(s->fault, sizeof s->fault, "%s", job->error);
+            free(job);
+            stop(s);
+            return;
+        }
     }
     free(job);
     serve_waiting(s, g);
@@ -498,14 +519,20 @@ static void close_handle(uv_handle_t *h, void *arg)
         uv_close(h, NULL);
 }
 
-static void on_stop_signal(uv_signal_t *sig, int signum)
+// Lets the running batches finish, saves the progress and closes every handle: the loop ends.
+static void stop(server *s)
 {
-    server *s = sig->data;
-    tmixd_log(TMIXD_LOG_INFO, "%s: draining", signum == SIGTERM ? "SIGTERM" : "SIGINT");
     tmixd_producer_stop(s->producer); // running batches finish; the async handle closes
     s->producer = NULL;
     save_progress(s);
     uv_walk(&s->loop, close_handle, NULL);
+}
+
+static void on_stop_signal(uv_signal_t *sig, int signum)
+{
+    server *s = sig->data;
+    tmixd_log(TMIXD_LOG_INFO, "%s: draining", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    stop(s);
 }
 
 static void on_sighup(uv_signal_t *sig, int signum)
@@ -590,6 +617,8 @@ int tmixd_server_run(const tmixd_server_config *c)
     uv_run(&s.loop, UV_RUN_DEFAULT);
     uv_loop_close(&s.loop);
     free_server(&s);
+    if (s.fault[0])
+        return tmix_fail(TMIX_ECUDA, "stopped after a GPU fault: %s", s.fault);
     tmixd_log(TMIXD_LOG_INFO, "stopped");
     return 0;
 fail:

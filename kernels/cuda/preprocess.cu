@@ -3,6 +3,8 @@
 // image (outside pixels read 0 before normalisation), an optional left-right flip and
 // (v / 255 - mean) / std. One thread per output element; the crops, means and stds are host
 // arrays, copied to the scratch buffer first.
+#include <stdlib.h>
+
 #include "ops.cuh"
 
 // out[b, c, i, j] = ((v / 255) - mean[c]) / std[c] in double, rounded once (the CPU twin's
@@ -32,6 +34,18 @@ static __global__ void preprocess_kernel(float *out,             // (B, C, OH, O
     }
 }
 
+// For the GPU fault test (tests/serve/test_serve.sh gpu_fault): with TMIX_CUDA_FAULT_AFTER=N
+// in the environment, every preprocess after the N-th also launches a kernel that traps,
+// which breaks the context as a real fault in a kernel would.
+static __global__ void fault_kernel(void) { __trap(); }
+
+static bool inject_fault(void)
+{
+    static long calls;
+    const char *after = getenv("TMIX_CUDA_FAULT_AFTER");
+    return after && *after && __atomic_add_fetch(&calls, 1, __ATOMIC_RELAXED) > atol(after);
+}
+
 extern "C" int tmix_cuda_preprocess(tmix_backend *be, tmix_tensor *out, const tmix_tensor *src,
                                     const tmix_crop *crops, const float *mean, const float *std)
 {
@@ -55,5 +69,7 @@ extern "C" int tmix_cuda_preprocess(tmix_backend *be, tmix_tensor *out, const tm
                                                           dcrops, dmean, dstd, B, H, W, Cs, C,
                                                           OH, OW);
     CUDA_CHECK(cudaGetLastError());
+    if (inject_fault())
+        fault_kernel<<<1, 1, 0, st->stream>>>();
     return 0;
 }

@@ -2,7 +2,8 @@
 # Serving with real processes: tmixd daemons and tmixctl trainers on ipc:// sockets in a
 # temporary directory, fed a 1,000-sample IDX set cut from Debian's Fashion-MNIST.
 #   test_serve.sh SCENARIO    (shard, broadcast, formats, stalled, kill_trainer, kill_daemon,
-#                              bad_messages, corrupt_jpeg, startup_errors, sighup, devices, lanes)
+#                              bad_messages, corrupt_jpeg, startup_errors, sighup, devices, lanes,
+#                              gpu_fault)
 # Needs TMIXD, TMIXCTL, RAWREQ, MAKE_IMAGEFOLDER, MAKE_IDX, FMNIST, GOLDEN, and for formats
 # NUMPY_PYTHON and CHECK_FORMATS (with PYTHONPATH reaching client/python), for devices
 # CHECK_DEVICES, in the environment. The daemon mixes on the first GPU when there is one.
@@ -150,6 +151,38 @@ devices)
     --out "$work/gpu_tm.safetensors" >/dev/null || fail "pull TransformMix from the GPU daemon"
   "$NUMPY_PYTHON" "$CHECK_DEVICES" "$work/cpu_tm.safetensors" "$work/gpu_tm.safetensors" \
     --norm 1e-4 || fail "the CPU and the GPU made other TransformMix batches"
+  stop_daemon "$daemon"
+  ;;
+gpu_fault)
+  # A fault in a GPU kernel mid-run (TMIX_CUDA_FAULT_AFTER makes the CUDA plugin trap after
+  # the warm-up and a few batches): the batch fails, tmixd saves its progress and exits 1
+  # within seconds, never hangs; started again on the same state, it serves on. Skipped
+  # without a GPU.
+  set +e
+  TMIX_CUDA_FAULT_AFTER=6 "$TMIXD" serve --server.endpoint="ipc://$work/f.sock" \
+    --server.state_dir="$work/f.state" --dataset.path="$work/idx" --server.device=cuda \
+    --server.workers=2 >"$work/f.log" 2>&1 &
+  daemon=$!
+  pids+=("$daemon")
+  sleep 1
+  if ! kill -0 "$daemon" 2>/dev/null; then
+    grep -q "no GPU\|without the CUDA backend\|no NVIDIA driver\|no usable GPU" "$work/f.log" &&
+      { echo "SKIP: no GPU: $(cat "$work/f.log")"; exit 77; }
+    fail "tmixd on the GPU exited at start: $(cat "$work/f.log")"
+  fi
+  "$TMIXCTL" pull -e "ipc://$work/f.sock" --group g --batches 40 --batch-size 25 --timeout 5 \
+    >"$work/f.pull" 2>&1
+  for _ in $(seq 100); do kill -0 "$daemon" 2>/dev/null || break; sleep 0.1; done
+  kill -0 "$daemon" 2>/dev/null && fail "tmixd still runs 10 s after a GPU fault"
+  wait "$daemon"
+  rc=$?
+  set -e
+  [ "$rc" -eq 1 ] || fail "tmixd exited $rc after a GPU fault (1 expected)"
+  grep -q "the GPU cannot be trusted after this" "$work/f.log" || fail "no line about the fault"
+  grep -q "stopped after a GPU fault" "$work/f.log" || fail "no last line naming the fault"
+  [ -f "$work/f.state/progress.json" ] || fail "no progress saved"
+  start_daemon f --server.device=cuda
+  pull f "$work/after" --group g --batches 2 --batch-size 25
   stop_daemon "$daemon"
   ;;
 lanes)
