@@ -38,12 +38,12 @@ if "$TMIXD" --version | grep -q 'GPUs visible: 0)'; then
   "$TMIXD" selftest > "$work/one.txt" || fail "plain selftest exited $?"
   [ "$(grep '^op  ' "$work/one.txt" | grep -o ' error ' | wc -l)" -eq 1 ] || fail "plain header"
   [ "$(rows "$work/one.txt" | rows_without_errors 1)" -eq 0 ] || fail "plain rows"
-  grep -q '^GPU: none used (cuda: ' "$work/one.txt" || fail "plain selftest does not say why"
+  grep -q '^GPU: none used (cuda' "$work/one.txt" || fail "plain selftest does not say why"
   set +e
   err=$("$TMIXD" selftest --backend cpu --backend cuda:0 2>&1 >/dev/null); rc=$?
   set -e
   [ "$rc" -eq 1 ] || fail "--backend cuda:0 without a GPU exited $rc"
-  echo "$err" | grep -q '^tmixd selftest: cuda: ' || fail "--backend cuda:0 said: $err"
+  echo "$err" | grep -q '^tmixd selftest: cuda' || fail "--backend cuda:0 said: $err"
 fi
 
 # A TransformMix run that fails: every tensor row fails on both columns, and the reason
