@@ -38,7 +38,11 @@ from tmix import safetensors, zoo
 
 from common import norm_error, rel_error, run
 
-TOL = 1e-4
+# The floor of every bound: float32 through 20 layers summed in another order than PyTorch's
+# (tmix groups samples into GEMMs, kernels/conv2d.c) ends a few 1e-4 from float64 on the
+# deeper nets (resnet18's eval logits: 1.8e-4), rounding and not a fault; an error in an op
+# shows as 1e-2 and more.
+TOL = 5e-4
 SLACK = 4
 CLASSES = 10
 
