@@ -122,10 +122,10 @@ static int open_models(tmixd_setup *s, tmixd_setup_for what)
     if (needs_module && !cfg->mix_module[0])
         return tmix_fail(TMIX_EINVAL, "[mix] method = %s needs [mix] module", method);
     TMIX_TRY(tmixd_data_resolve(cfg->teacher_path, s->teacher_file, sizeof s->teacher_file));
-    TMIX_TRY(tmixd_data_resolve(cfg->mix_module, s->module_file, sizeof s->module_file));
     if (s->teacher_file[0])
         TMIX_TRY(tmix_teacher_load(&s->teacher, s->backend, s->teacher_file));
-    if (needs_module || (eval && s->module_file[0])) {
+    if (needs_module || (eval && cfg->mix_module[0])) { // search makes its module
+        TMIX_TRY(tmixd_data_resolve(cfg->mix_module, s->module_file, sizeof s->module_file));
         TMIX_TRY(tmix_module_load(&s->module, s->backend, s->module_file));
         s->has_module = true;
         if (s->module.n != cfg->mix_n)
