@@ -49,13 +49,15 @@ install_missing
 configure build
 ninja -C build
 
-# run: tmixd on the embedded default config (Debian's Fashion-MNIST, mixup), one trainer
-# pulling batches with tmixctl, then SIGTERM. A private socket and state directory keep it
-# from meeting a tmixd already running on the default endpoint.
+# run: tmixd serving TransformMix on Debian's Fashion-MNIST with the shipped teacher and
+# mixing module (models/zoo/fashion_mnist.conf), one trainer pulling batches with tmixctl,
+# then SIGTERM. A private socket and state directory keep it from meeting a tmixd already
+# running on the default endpoint.
 demo() {
   local dir pid rc=0
   dir=$(mktemp -d "${TMPDIR:-/tmp}/tmix-demo.XXXXXX")
-  build/daemon/tmixd serve --server.endpoint="ipc://$dir/tmixd.sock" \
+  build/daemon/tmixd serve -c models/zoo/fashion_mnist.conf \
+    --server.endpoint="ipc://$dir/tmixd.sock" \
     --server.state_dir="$dir/state" 2>"$dir/tmixd.log" &
   pid=$!
   for _ in $(seq 50); do

@@ -7,7 +7,9 @@
 #   test_training.sh bad_inputs search|train-teacher
 #   test_training.sh learns                        train-teacher learns; serve uses its teacher
 #   test_training.sh eval                          tmixd eval's table with the fixture models
-# Needs TMIXD, TMIXCTL, MAKE_IDX, MAKE_IMAGEFOLDER, FMNIST and GOLDEN in the environment.
+#   test_training.sh search_learns                 a short search with the shipped teacher
+#                                                  lowers TransformMix's held-out loss
+# Needs TMIXD, TMIXCTL, MAKE_IDX, MAKE_IMAGEFOLDER, FMNIST, GOLDEN and ZOO in the environment.
 set -euo pipefail
 scenario=$1
 cmd=${2:-train-teacher}
@@ -166,6 +168,31 @@ eval)
     fail "eval without a teacher ran"
   fi
   grep -q "eval needs \[teacher\] path" "$work/none" || fail "no teacher: $(cat "$work/none")"
+  ;;
+search_learns)
+  # With the shipped teacher and its settings, 20 search steps (batch 50) from a fresh module
+  # lower TransformMix's loss on 100 held-out test images, at the same draws, below the
+  # fresh module's and below softmax-cam's.
+  zoo=(-c "$ZOO/fashion_mnist.conf" --server.device=cpu --dataset.path="$work/idx")
+  held_out() { # MODULE: the eval table on 100 test images
+    "$TMIXD" eval "${zoo[@]}" --mix.module="$1" --eval.samples=100 --eval.batch_size=50 \
+      2>>"$work/eval.log"
+  }
+  loss_of() { awk -v m="$1" '$1 == m { print $2 }' "$2"; }
+  for steps in 1 20; do
+    lr=0.0005
+    [ "$steps" = 1 ] && lr=1e-12 # a step that leaves the fresh module as it is
+    "$TMIXD" search "${zoo[@]}" --search.out="$work/m$steps.safetensors" --search.steps=$steps \
+      --search.batch_size=50 --search.lr=$lr >>"$work/search.log" 2>&1 || fail "search exited $?"
+    held_out "$work/m$steps.safetensors" >"$work/table$steps" || fail "eval exited $?"
+  done
+  cat "$work/table20"
+  fresh=$(loss_of transformmix "$work/table1")
+  trained=$(loss_of transformmix "$work/table20")
+  cam=$(loss_of softmax-cam "$work/table20")
+  echo "held-out loss: transformmix fresh $fresh, after 20 steps $trained; softmax-cam $cam"
+  awk -v a="$trained" -v b="$fresh" 'BEGIN { exit !(a < b) }' || fail "the search did not help"
+  awk -v a="$trained" -v b="$cam" 'BEGIN { exit !(a < b) }' || fail "not below softmax-cam"
   ;;
 *)
   fail "unknown scenario"
