@@ -42,13 +42,9 @@ static int parent_dir(const char *path, char *buf, size_t n)
     return 1;
 }
 
-static int run(tmixd_setup *su, int argc, char **argv)
+static int run(void *ctx)
 {
-    bool printed;
-    TMIX_TRY(tmixd_setup_config(su, argc, argv, &printed));
-    if (printed)
-        return 0;
-    TMIX_TRY(tmixd_setup_open(su, TMIXD_SETUP_SERVE));
+    tmixd_setup *su = ctx;
     const tmixd_config *cfg = &su->cfg;
     tmixd_server_config sc = {
         .max_memory = (size_t)cfg->server_max_memory_mb << 20,
@@ -109,9 +105,7 @@ static int run(tmixd_setup *su, int argc, char **argv)
 int tmixd_serve_main(int argc, char **argv)
 {
     tmixd_setup su;
-    const int rc = run(&su, argc, argv);
-    if (rc < 0)
-        fprintf(stderr, "tmixd: %s\n", tmix_last_error());
+    const int code = tmixd_setup_run("serve", &su, TMIXD_SETUP_SERVE, argc, argv, run, &su);
     tmixd_setup_close(&su);
-    return rc < 0 ? 1 : 0;
+    return code;
 }
