@@ -22,9 +22,20 @@ float64 PyTorch (model.train(), then model.eval()) is the reference for:
 Cases (CASES): cifar_resnet20 with 3 channels at 32x32 (batch 8) and 1 channel at 28x28
 (batch 4), then one small case of every other block: projection shortcuts (cifar_resnet18),
 the torchvision stem's max pool (resnet18), pre-activation blocks (preactresnet18,
-wrn28_10). Not resnet50's bottlenecks yet: at sizes this test can afford, its last stage's
-gradients miss float64 by about 1e-2 where PyTorch's float32 run misses by 1e-4 (ReLU
-inputs near zero routed differently, or a fault: to find out). Exit status 0 when every error is within its bound, 1 otherwise.
+wrn28_10), and resnet50's bottlenecks at 64x64, batch 8.
+
+resnet50 at smaller sizes is left out because float32 rounding, not a fault, decides it: its
+last stage's batch norms see N*H*W values per channel (4 at 32x32 batch 4, 16 at 64x64 batch
+4), which amplifies float32 forward error until ReLU inputs near zero (6.5e-5 in float64 at
+64x64 batch 4, seed 50) round to the other side. One such element routed differently puts
+every gradient above it about 1e-2 from float64: tmix's run does, and so does PyTorch's own
+float32 run in channels_last memory format (layer4.2.bn2.bias 1.33e-2 for both), while its
+NCHW run happens to route it like float64 (7e-5), so a bound taken from that run fails. At
+64x64 batch 8 (32 values per channel) no element is that close, but PyTorch's own float32
+gradients are still 1e-2 to 4e-2 from float64 there: this case catches a wrong stride,
+shortcut or block (errors of order 1), not a subtle one.
+
+Exit status 0 when every error is within its bound, 1 otherwise.
 """
 import os
 import sys
@@ -71,6 +82,7 @@ CASES = [
     ("resnet18", 3, 32, 4, 40),
     ("preactresnet18", 1, 16, 4, 60),
     ("wrn28_10", 3, 8, 2, 70),
+    ("resnet50", 3, 64, 8, 50),
 ]
 
 
