@@ -66,12 +66,12 @@ int tmixd_checkpoint_get_meta(const tmix_safetensors *st, int64_t *step,
 }
 
 int tmixd_checkpoint_put_tensors(tmix_st_writer *w, tmix_backend *be, const char *prefix,
-                                 const char *const *names, tmix_tensor *const *tensors, int n)
+                                 const char *const *names, const tmix_tensor *tensors, int n)
 {
     float *host = NULL;
     int rc = 0;
     for (int i = 0; rc == 0 && i < n; i++) {
-        const tmix_tensor *t = tensors[i];
+        const tmix_tensor *t = &tensors[i];
         if (!t->data)
             continue;
         float *grown = realloc(host, tmix_tensor_bytes(t));
@@ -91,13 +91,13 @@ int tmixd_checkpoint_put_tensors(tmix_st_writer *w, tmix_backend *be, const char
 }
 
 int tmixd_checkpoint_get_tensors(const tmix_safetensors *st, tmix_backend *be, const char *prefix,
-                                 const char *const *names, tmix_tensor *const *tensors, int n,
+                                 const char *const *names, tmix_tensor *tensors, int n,
                                  const char *why_missing)
 {
     float *host = NULL;
     int rc = 0;
     for (int i = 0; rc == 0 && i < n; i++) {
-        tmix_tensor *t = tensors[i];
+        tmix_tensor *t = &tensors[i];
         if (!t->data)
             continue;
         char name[160];

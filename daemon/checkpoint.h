@@ -36,11 +36,11 @@ int tmixd_checkpoint_get_meta(const tmix_safetensors *st, int64_t *step,
 
 // Adds tensors[i] (skipping empty ones) under prefix + names[i], downloaded from be.
 int tmixd_checkpoint_put_tensors(tmix_st_writer *w, tmix_backend *be, const char *prefix,
-                                 const char *const *names, tmix_tensor *const *tensors, int n);
+                                 const char *const *names, const tmix_tensor *tensors, int n);
 // Reads them back (every non-empty one must be in st with its size; why_missing ends the
 // error when one is not).
 int tmixd_checkpoint_get_tensors(const tmix_safetensors *st, tmix_backend *be, const char *prefix,
-                                 const char *const *names, tmix_tensor *const *tensors, int n,
+                                 const char *const *names, tmix_tensor *tensors, int n,
                                  const char *why_missing);
 
 #endif

@@ -75,16 +75,13 @@ static int save_checkpoint(void *ctx)
 {
     search *s = ctx;
     tmix_backend *be = s->su.backend;
-    tmix_tensor *momentum[TMIX_MODULE_COUNT];
-    for (int i = 0; i < TMIX_MODULE_COUNT; i++)
-        momentum[i] = &s->momentum[i];
     tmixd_fingerprint fp[5];
     const int nfp = fingerprint(s, fp);
     tmix_st_writer *w;
     TMIX_TRY(tmix_st_writer_new(&w));
     int rc = tmix_module_write(&s->module, be, w);
     if (rc == 0)
-        rc = tmixd_checkpoint_put_tensors(w, be, MOMENTUM_PREFIX, tmix_module_names, momentum,
+        rc = tmixd_checkpoint_put_tensors(w, be, MOMENTUM_PREFIX, tmix_module_names, s->momentum,
                                           TMIX_MODULE_COUNT);
     if (rc == 0)
         rc = tmixd_checkpoint_put_meta(w, s->step, fp, nfp);
@@ -101,9 +98,6 @@ static int load_checkpoint(search *s)
 {
     const tmixd_config *cfg = &s->su.cfg;
     tmix_backend *be = s->su.backend;
-    tmix_tensor *momentum[TMIX_MODULE_COUNT];
-    for (int i = 0; i < TMIX_MODULE_COUNT; i++)
-        momentum[i] = &s->momentum[i];
     tmixd_fingerprint fp[5];
     const int nfp = fingerprint(s, fp);
     tmix_safetensors *st;
@@ -119,7 +113,7 @@ static int load_checkpoint(search *s)
         rc = tmix_fail(TMIX_EINVAL, "%s has stn_size %d; [search] stn_size = %d",
                        s->files.checkpoint, s->module.stn_size, cfg->search_stn_size);
     if (rc == 0)
-        rc = tmixd_checkpoint_get_tensors(st, be, MOMENTUM_PREFIX, tmix_module_names, momentum,
+        rc = tmixd_checkpoint_get_tensors(st, be, MOMENTUM_PREFIX, tmix_module_names, s->momentum,
                                           TMIX_MODULE_COUNT,
                                           "written with [search] momentum = 0?");
     tmix_safetensors_close(st);

@@ -63,34 +63,24 @@ static int fingerprint(const trainer *t, tmixd_fingerprint fp[FINGERPRINTS])
     return FINGERPRINTS;
 }
 
-// The momentum buffers, as the checkpoint functions take them.
-static void momentum_list(trainer *t, tmix_tensor **out)
-{
-    for (int i = 0; i < t->nparams; i++)
-        out[i] = &t->momentum[i];
-}
-
 static int save_checkpoint(void *ctx)
 {
     trainer *t = ctx;
     tmix_backend *be = t->su.backend;
-    tmix_tensor **momentum = malloc((size_t)t->nparams * sizeof *momentum);
     tmix_st_writer *w = NULL;
     tmixd_fingerprint fp[FINGERPRINTS];
     const int nfp = fingerprint(t, fp);
-    int rc = momentum ? tmix_st_writer_new(&w) : tmix_fail(TMIX_ENOMEM, "checkpoint");
-    if (rc == 0) {
-        momentum_list(t, momentum);
-        rc = tmix_classifier_write_state(t->net, w, MODEL_PREFIX);
-    }
+    int rc = tmix_st_writer_new(&w);
     if (rc == 0)
-        rc = tmixd_checkpoint_put_tensors(w, be, MOMENTUM_PREFIX, t->names, momentum, t->nparams);
+        rc = tmix_classifier_write_state(t->net, w, MODEL_PREFIX);
+    if (rc == 0)
+        rc = tmixd_checkpoint_put_tensors(w, be, MOMENTUM_PREFIX, t->names, t->momentum,
+                                          t->nparams);
     if (rc == 0)
         rc = tmixd_checkpoint_put_meta(w, t->step, fp, nfp);
     if (rc == 0)
         rc = tmix_st_writer_save(w, t->files.checkpoint);
     tmix_st_writer_free(w);
-    free(momentum);
     if (rc < 0)
         return tmix_fail(rc, "checkpoint %s: %s", t->files.checkpoint, tmix_last_error());
     return 0;
@@ -99,10 +89,6 @@ static int save_checkpoint(void *ctx)
 static int load_checkpoint(trainer *t)
 {
     tmix_backend *be = t->su.backend;
-    tmix_tensor **momentum = malloc((size_t)t->nparams * sizeof *momentum);
-    if (!momentum)
-        return tmix_fail(TMIX_ENOMEM, "checkpoint");
-    momentum_list(t, momentum);
     tmixd_fingerprint fp[FINGERPRINTS];
     const int nfp = fingerprint(t, fp);
     tmix_safetensors *st = NULL;
@@ -113,10 +99,9 @@ static int load_checkpoint(trainer *t)
     if (rc == 0)
         rc = tmix_classifier_read_state(t->net, st, MODEL_PREFIX);
     if (rc == 0)
-        rc = tmixd_checkpoint_get_tensors(st, be, MOMENTUM_PREFIX, t->names, momentum,
+        rc = tmixd_checkpoint_get_tensors(st, be, MOMENTUM_PREFIX, t->names, t->momentum,
                                           t->nparams, "written with [train] momentum = 0?");
     tmix_safetensors_close(st);
-    free(momentum);
     if (rc == 0)
         t->step = step;
     return rc;
