@@ -38,6 +38,25 @@ start_daemon() {
   fail "tmixd $name does not answer"
 }
 
+# start_gpu_daemon NAME [tmixd options...]: tmixd mixing on the GPU (with the environment
+# assignments of $GPU_ENV) serves $work/idx on ipc://$work/NAME.sock, its pid in $daemon;
+# without a GPU the scenario is skipped (exit 77).
+start_gpu_daemon() {
+  local name=$1
+  shift
+  env ${GPU_ENV:-} "$TMIXD" serve --server.endpoint="ipc://$work/$name.sock" \
+    --server.state_dir="$work/$name.state" --dataset.path="$work/idx" --server.device=cuda \
+    "$@" >"$work/$name.log" 2>&1 &
+  daemon=$!
+  pids+=("$daemon")
+  sleep 1
+  if ! kill -0 "$daemon" 2>/dev/null; then
+    grep -q "no GPU\|without the CUDA backend\|no NVIDIA driver\|no usable GPU" "$work/$name.log" &&
+      { echo "SKIP: no GPU: $(cat "$work/$name.log")"; exit 77; }
+    fail "tmixd on the GPU exited at start: $(cat "$work/$name.log")"
+  fi
+}
+
 stop_daemon() { # PID: SIGTERM, and the daemon must exit 0
   kill -TERM "$1"
   wait "$1" || fail "tmixd exited $? after SIGTERM"
@@ -127,18 +146,7 @@ devices)
   "$TMIXCTL" pull -e "ipc://$work/ct.sock" --group g --batches 4 --batch-size 50 \
     --out "$work/cpu_tm.safetensors" >/dev/null || fail "pull from the CPU daemon"
   stop_daemon "$daemon"
-  set +e
-  "$TMIXD" serve --server.endpoint="ipc://$work/g.sock" --server.state_dir="$work/g.state" \
-    --dataset.path="$work/idx" --server.device=cuda --server.seed=5 >"$work/g.log" 2>&1 &
-  daemon=$!
-  pids+=("$daemon")
-  sleep 1
-  if ! kill -0 "$daemon" 2>/dev/null; then
-    grep -q "no GPU\|without the CUDA backend\|no NVIDIA driver\|no usable GPU" "$work/g.log" &&
-      { echo "SKIP: no GPU: $(cat "$work/g.log")"; exit 77; }
-    fail "tmixd on the GPU exited: $(cat "$work/g.log")"
-  fi
-  set -e
+  start_gpu_daemon g --server.seed=5
   "$TMIXCTL" pull -e "ipc://$work/g.sock" --group g --batches 4 --batch-size 50 \
     --out "$work/gpu.safetensors" >/dev/null || fail "pull from the GPU daemon"
   grep -q "cuda:0" "$work/g.log" || fail "the GPU daemon does not say it mixes on cuda:0"
@@ -158,18 +166,8 @@ gpu_fault)
   # the warm-up and a few batches): the batch fails, tmixd saves its progress and exits 1
   # within seconds, never hangs; started again on the same state, it serves on. Skipped
   # without a GPU.
+  GPU_ENV=TMIX_CUDA_FAULT_AFTER=6 start_gpu_daemon f --server.workers=2
   set +e
-  TMIX_CUDA_FAULT_AFTER=6 "$TMIXD" serve --server.endpoint="ipc://$work/f.sock" \
-    --server.state_dir="$work/f.state" --dataset.path="$work/idx" --server.device=cuda \
-    --server.workers=2 >"$work/f.log" 2>&1 &
-  daemon=$!
-  pids+=("$daemon")
-  sleep 1
-  if ! kill -0 "$daemon" 2>/dev/null; then
-    grep -q "no GPU\|without the CUDA backend\|no NVIDIA driver\|no usable GPU" "$work/f.log" &&
-      { echo "SKIP: no GPU: $(cat "$work/f.log")"; exit 77; }
-    fail "tmixd on the GPU exited at start: $(cat "$work/f.log")"
-  fi
   "$TMIXCTL" pull -e "ipc://$work/f.sock" --group g --batches 40 --batch-size 25 --timeout 5 \
     >"$work/f.pull" 2>&1
   for _ in $(seq 100); do kill -0 "$daemon" 2>/dev/null || break; sleep 0.1; done
