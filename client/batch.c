@@ -37,8 +37,33 @@ static int check_arrays(const Tmix__Batch *m, uint64_t n_samples, const tmix_inf
     return 0;
 }
 
+// Where the batch's images lie: inline in m, or in its slot of the ring.
+static int find_images(const Tmix__Batch *m, uint64_t bytes, const tmixi_ring *ring,
+                       const char *endpoint, char *err, const void **images)
+{
+    if (!m->in_slot) {
+        if (m->images.len != bytes)
+            return BAD("%s: batch %" PRIu64 " carries %zu bytes of images, its shape and dtype "
+                       "need %" PRIu64,
+                       endpoint, m->sequence, m->images.len, bytes);
+        *images = m->images.data;
+        return 0;
+    }
+    if (!ring)
+        return BAD("%s: batch %" PRIu64 " is in a shared-memory slot, but the session is not "
+                   "shm delivery", endpoint, m->sequence);
+    if (m->slot >= ring->slots || bytes > ring->slot_bytes || m->images.len)
+        return BAD("%s: batch %" PRIu64 " of %" PRIu64 " bytes in slot %u: the ring %s has %u "
+                   "slots of %zu bytes%s",
+                   endpoint, m->sequence, bytes, m->slot, ring->name, ring->slots,
+                   ring->slot_bytes, m->images.len ? ", and it also carries inline images" : "");
+    *images = ring->base + (size_t)m->slot * ring->slot_bytes;
+    return 0;
+}
+
 int tmixi_batch_read(tmix_batch *out, const Tmix__Batch *m, uint64_t sequence,
-                     const tmix_info *info, const char *endpoint, char *err)
+                     const tmix_info *info, const tmixi_ring *ring, const char *endpoint,
+                     char *err)
 {
     if (m->sequence != sequence)
         return BAD("%s: asked for batch %" PRIu64 ", got batch %" PRIu64, endpoint, sequence,
@@ -61,11 +86,10 @@ int tmixi_batch_read(tmix_batch *out, const Tmix__Batch *m, uint64_t sequence,
                    tmix_layout_name(info->layout), info->channels, info->height, info->width,
                    info->batch_size);
     const uint64_t bytes = n_samples * chw[0] * chw[1] * chw[2] * tmix_dtype_size(info->dtype);
-    if (m->images.len != bytes)
-        return BAD("%s: batch %" PRIu64 " carries %zu bytes of images, its shape and dtype "
-                   "need %" PRIu64,
-                   endpoint, sequence, m->images.len, bytes);
-    int rc = check_arrays(m, n_samples, info, endpoint, err);
+    const void *images = NULL;
+    int rc = find_images(m, bytes, ring, endpoint, err, &images);
+    if (rc == 0)
+        rc = check_arrays(m, n_samples, info, endpoint, err);
     if (rc < 0)
         return rc;
     *out = (tmix_batch){
@@ -76,8 +100,8 @@ int tmixi_batch_read(tmix_batch *out, const Tmix__Batch *m, uint64_t sequence,
         .layout = info->layout,
         .ndim = 4,
         .shape = {m->shape[0], m->shape[1], m->shape[2], m->shape[3]},
-        .images = m->images.data,
-        .images_bytes = m->images.len,
+        .images = images,
+        .images_bytes = bytes,
         .size = (uint32_t)n_samples,
         .mix_n = m->mix_n,
         .sample_ids = m->sample_ids,

@@ -1,10 +1,15 @@
 // A trainer's session with tmixd: Hello -> Welcome, then Next -> Batch for sequence 1, 2, ...
 // with the acknowledgements of released batches, and a new Hello when the daemon has
 // forgotten the session.
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <nanomsg/nn.h>
 
@@ -32,6 +37,9 @@ struct tmix_client {
     char *method;
     uint64_t session;  // Hellos said so far
     uint64_t next_seq; // the sequence the next Next asks for
+    uint64_t resume;   // broadcast: the stream position after the last batch received
+    tmixi_ring *ring;  // SHM: the session's ring; older ones (a daemon restarted) after it,
+                       // kept mapped for the batches still held from them
     held_batch *held;
     char err[TMIXI_ERR_LEN];
 };
@@ -67,6 +75,9 @@ static int check_options(const tmix_options *o, const char *endpoint, char *err)
     if (o->layout < TMIX_LAYOUT_DEFAULT || o->layout > TMIX_LAYOUT_NHWC)
         return tmixi_fail(err, TMIX_EINVAL, "%s: layout %d: expected TMIX_LAYOUT_*", endpoint,
                           o->layout);
+    if (o->delivery < TMIX_DELIVERY_DEFAULT || o->delivery > TMIX_DELIVERY_SHM)
+        return tmixi_fail(err, TMIX_EINVAL, "%s: delivery %d: expected TMIX_DELIVERY_*", endpoint,
+                          o->delivery);
     if (o->timeout_ms < 0)
         return tmixi_fail(err, TMIX_EINVAL, "%s: timeout_ms %d: expected 0 (forever) or more",
                           endpoint, o->timeout_ms);
@@ -83,6 +94,17 @@ static int check_welcome(const tmix_client *c, const Tmix__Welcome *w, char *err
 {
     const tmix_options *o = &c->opts;
     const char *e = c->endpoint;
+    const int delivery = o->delivery ? o->delivery : TMIX_DELIVERY_INLINE;
+    if ((int)w->delivery != delivery)
+        return tmixi_fail(err, TMIX_EPROTO, "%s: asked for %s delivery; the Welcome says %s", e,
+                          tmix_delivery_name(delivery), tmix_delivery_name(w->delivery));
+    if (delivery == TMIX_DELIVERY_SHM &&
+        (!w->shm_name[0] || !w->shm_slots || !w->shm_slot_bytes ||
+         (double)w->shm_slot_bytes * w->shm_slots > BATCH_BYTES_MAX))
+        return tmixi_fail(err, TMIX_EPROTO,
+                          "%s: the Welcome's shared-memory ring '%s' of %u slots of %" PRIu64
+                          " bytes is empty or absurd",
+                          e, w->shm_name, w->shm_slots, w->shm_slot_bytes);
     if (!resolved(o->mode, w->mode, TMIX_MODE_SHARD, TMIX_MODE_BROADCAST) ||
         !resolved(o->dtype, w->dtype, TMIX_DTYPE_FLOAT32, TMIX_DTYPE_UINT8) ||
         !resolved(o->layout, w->layout, TMIX_LAYOUT_NCHW, TMIX_LAYOUT_NHWC) ||
@@ -112,6 +134,62 @@ static int check_welcome(const tmix_client *c, const Tmix__Welcome *w, char *err
     return 0;
 }
 
+static void ring_free(tmixi_ring *r)
+{
+    munmap((void *)r->base, r->slot_bytes * r->slots);
+    free(r->name);
+    free(r);
+}
+
+// Makes the Welcome's ring the session's, mapping it read-only unless it is mapped already
+// (the same daemon, a new session).
+static int ring_map(tmix_client *c, const Tmix__Welcome *w, char *err)
+{
+    for (tmixi_ring **p = &c->ring; *p; p = &(*p)->next) {
+        tmixi_ring *r = *p;
+        if (strcmp(r->name, w->shm_name) == 0 && r->slots == w->shm_slots &&
+            r->slot_bytes == w->shm_slot_bytes) {
+            *p = r->next; // to the front
+            r->next = c->ring;
+            c->ring = r;
+            return 0;
+        }
+    }
+    const size_t bytes = (size_t)w->shm_slot_bytes * w->shm_slots;
+    tmixi_ring *r = calloc(1, sizeof *r);
+    if (!r || !(r->name = strdup(w->shm_name))) {
+        free(r);
+        return tmixi_fail(err, TMIX_ENOMEM, "%s: no memory for a ring", c->endpoint);
+    }
+    const int fd = shm_open(w->shm_name, O_RDONLY, 0);
+    struct stat st;
+    void *base = MAP_FAILED;
+    int rc = 0;
+    if (fd < 0)
+        rc = tmixi_fail(err, TMIX_ESHM, "%s: shm_open %s: %s", c->endpoint, w->shm_name,
+                        strerror(errno));
+    else if (fstat(fd, &st) < 0 || (uint64_t)st.st_size < bytes)
+        rc = tmixi_fail(err, TMIX_ESHM, "%s: %s holds %lld bytes, the Welcome says %u slots of "
+                        "%" PRIu64, c->endpoint, w->shm_name, (long long)st.st_size,
+                        w->shm_slots, w->shm_slot_bytes);
+    else if ((base = mmap(NULL, bytes, PROT_READ, MAP_SHARED, fd, 0)) == MAP_FAILED)
+        rc = tmixi_fail(err, TMIX_ESHM, "%s: mapping %zu bytes of %s: %s", c->endpoint, bytes,
+                        w->shm_name, strerror(errno));
+    if (fd >= 0)
+        close(fd); // the mapping stays
+    if (rc < 0) {
+        free(r->name);
+        free(r);
+        return rc;
+    }
+    r->base = base;
+    r->slot_bytes = (size_t)w->shm_slot_bytes;
+    r->slots = w->shm_slots;
+    r->next = c->ring;
+    c->ring = r;
+    return 0;
+}
+
 // Says Hello with the client's options and, on Welcome, starts a new session at sequence 1.
 static int hello(tmix_client *c, char *err)
 {
@@ -121,7 +199,8 @@ static int hello(tmix_client *c, char *err)
     h.batch_size = c->opts.batch_size;
     h.dtype = (Tmix__DType)c->opts.dtype;
     h.layout = (Tmix__Layout)c->opts.layout;
-    h.delivery = TMIX__DELIVERY__INLINE; // the only delivery libtmix reads
+    h.delivery = c->opts.delivery ? (Tmix__Delivery)c->opts.delivery : TMIX__DELIVERY__INLINE;
+    h.start = c->session ? c->resume : c->opts.start;
     Tmix__Envelope req = TMIX__ENVELOPE__INIT;
     req.body_case = TMIX__ENVELOPE__BODY_HELLO;
     req.hello = &h;
@@ -133,6 +212,8 @@ static int hello(tmix_client *c, char *err)
     const Tmix__Welcome *w = rep->welcome;
     char *method = NULL;
     rc = check_welcome(c, w, err);
+    if (rc == 0 && w->delivery == TMIX__DELIVERY__SHM)
+        rc = ring_map(c, w, err);
     if (rc == 0 && !(method = strdup(w->method)))
         rc = tmixi_fail(err, TMIX_ENOMEM, "%s: no memory for the Welcome", c->endpoint);
     if (rc == 0) {
@@ -152,6 +233,11 @@ static int hello(tmix_client *c, char *err)
             .dtype = w->dtype,
             .layout = w->layout,
             .method = method,
+            .delivery = w->delivery,
+            .shm_name = w->delivery == TMIX__DELIVERY__SHM ? c->ring->name : "",
+            .shm_base = w->delivery == TMIX__DELIVERY__SHM ? c->ring->base : NULL,
+            .shm_bytes = w->delivery == TMIX__DELIVERY__SHM ? c->ring->slot_bytes * c->ring->slots
+                                                             : 0,
         };
         c->session++;
         c->next_seq = 1;
@@ -247,7 +333,9 @@ int tmix_next(tmix_client *c, tmix_batch **out)
     if (!h)
         rc = tmixi_fail(c->err, TMIX_ENOMEM, "%s: no memory for a batch", c->endpoint);
     if (rc == 0)
-        rc = tmixi_batch_read(&h->pub, rep->batch, c->next_seq, &c->info, c->endpoint, c->err);
+        rc = tmixi_batch_read(&h->pub, rep->batch, c->next_seq, &c->info,
+                              c->info.delivery == TMIX_DELIVERY_SHM ? c->ring : NULL, c->endpoint,
+                              c->err);
     if (rc < 0) {
         free(h);
         tmix__envelope__free_unpacked(rep, NULL);
@@ -258,6 +346,7 @@ int tmix_next(tmix_client *c, tmix_batch **out)
     h->next = c->held;
     c->held = h;
     c->next_seq++;
+    c->resume = h->pub.epoch * c->info.batches_per_epoch + h->pub.index + 1;
     *out = &h->pub;
     return 0;
 }
@@ -316,6 +405,11 @@ void tmix_close(tmix_client *c)
         held_batch *h = c->held;
         c->held = h->next;
         held_free(h);
+    }
+    while (c->ring) {
+        tmixi_ring *r = c->ring;
+        c->ring = r->next;
+        ring_free(r);
     }
     nn_close(c->sock);
     free(c->method);

@@ -135,6 +135,8 @@ void ctl_conn_opts(ctl_conn *c, double timeout_s, bool hello, ctl_opt *opts, int
                              .choices = "float32|float16|uint8"};
     opts[(*n)++] = (ctl_opt){
         .name = "--layout", .kind = CTL_CHOICE, .dest = &c->o.layout, .choices = "nchw|nhwc"};
+    opts[(*n)++] = (ctl_opt){
+        .name = "--delivery", .kind = CTL_CHOICE, .dest = &c->o.delivery, .choices = "inline|shm"};
 }
 
 void ctl_conn_finish(ctl_conn *c)

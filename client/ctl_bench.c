@@ -12,12 +12,12 @@
 static const char usage[] =
     "usage: tmixctl bench --seconds S [-e ENDPOINT] [--trainers K] [--group G]\n"
     "                     [--mode shard|broadcast] [--batch-size B] [--dtype D] [--layout L]\n"
-    "                     [--timeout S]\n"
+    "                     [--delivery inline|shm] [--timeout S]\n"
     "\n"
     "  --seconds S    how long each trainer pulls\n"
     "  --trainers K   trainers (threads, one client each) in the group (default 1)\n"
     "  --group G      the consumer group (default \"bench\")\n"
-    "  --mode, --batch-size, --dtype, --layout\n"
+    "  --mode, --batch-size, --dtype, --layout, --delivery\n"
     "                 what to ask for in the Hello (default: the daemon's choice)\n"
     "  --timeout S    seconds to wait for each reply (default 60; 0: forever)\n";
 

@@ -11,11 +11,12 @@
 static const char usage[] =
     "usage: tmixctl pull --batches N [-e ENDPOINT] [--group G] [--mode shard|broadcast]\n"
     "                    [--batch-size B] [--dtype float32|float16|uint8] [--layout nchw|nhwc]\n"
-    "                    [--print-ids] [--out FILE] [--hold-ms MS] [--timeout S]\n"
+    "                    [--delivery inline|shm] [--print-ids] [--out FILE] [--hold-ms MS]\n"
+    "                    [--timeout S]\n"
     "\n"
     "  --batches N       how many batches to pull\n"
     "  --group G         the consumer group to join (default \"default\")\n"
-    "  --mode, --batch-size, --dtype, --layout\n"
+    "  --mode, --batch-size, --dtype, --layout, --delivery\n"
     "                    what to ask for in the Hello (default: the daemon's choice)\n"
     "  --print-ids       print only `epoch E batch K ids I1 I2 ...`, one line per batch\n"
     "  --out FILE        save what was received as safetensors: images, sample_ids, sources,\n"
@@ -129,6 +130,8 @@ static void print_welcome(const char *endpoint, const char *group, const tmix_in
            " samples (%" PRIu64 " batches)\n",
            i->channels, i->height, i->width, tmix_dtype_name(i->dtype), tmix_layout_name(i->layout),
            i->classes, i->method, i->mix_n, i->epoch_size, i->batches_per_epoch);
+    if (i->delivery == TMIX_DELIVERY_SHM)
+        printf("delivery shm: %s, %zu bytes mapped read-only\n", i->shm_name, i->shm_bytes);
 }
 
 // "epoch E batch K ids I1 I2 ..." (--print-ids) or a short line with the first two samples'

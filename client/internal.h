@@ -29,10 +29,21 @@ int tmixi_socket_open(int *sock, const char *endpoint, int timeout_ms, char *err
 int tmixi_exchange(int sock, const char *endpoint, int timeout_ms, Tmix__Envelope *req,
                    Tmix__Envelope__BodyCase want, Tmix__Envelope **reply, char *err);
 
+// A group's shared-memory ring as the client mapped it (SHM delivery).
+typedef struct tmixi_ring {
+    char *name;
+    const char *base; // read-only mapping of slots x slot_bytes
+    size_t slot_bytes;
+    uint32_t slots;
+    struct tmixi_ring *next;
+} tmixi_ring;
+
 // Checks that m is the batch `sequence` asked for and agrees with itself and with the
-// Welcome (info): dtype, layout, shape, the payload size and the N and N x n arrays, and
-// fills *out with pointers into m. TMIX_EPROTO, naming the contradiction, otherwise.
+// Welcome (info): dtype, layout, shape, the payload size (inline, or within a slot of ring)
+// and the N and N x n arrays, and fills *out with pointers into m or the ring. TMIX_EPROTO,
+// naming the contradiction, otherwise.
 int tmixi_batch_read(tmix_batch *out, const Tmix__Batch *m, uint64_t sequence,
-                     const tmix_info *info, const char *endpoint, char *err);
+                     const tmix_info *info, const tmixi_ring *ring, const char *endpoint,
+                     char *err);
 
 #endif

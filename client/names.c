@@ -12,6 +12,9 @@ _Static_assert(TMIX_DTYPE_FLOAT32 == (int)TMIX__DTYPE__FLOAT32 &&
 _Static_assert(TMIX_LAYOUT_NCHW == (int)TMIX__LAYOUT__NCHW &&
                    TMIX_LAYOUT_NHWC == (int)TMIX__LAYOUT__NHWC,
                "tmix.h layouts differ from proto Layout");
+_Static_assert(TMIX_DELIVERY_INLINE == (int)TMIX__DELIVERY__INLINE &&
+                   TMIX_DELIVERY_SHM == (int)TMIX__DELIVERY__SHM,
+               "tmix.h deliveries differ from proto Delivery");
 
 static const char *pick(const char *const *names, int count, int v)
 {
@@ -34,6 +37,12 @@ const char *tmix_layout_name(int layout)
 {
     static const char *const names[] = {"default", "nchw", "nhwc"};
     return pick(names, 3, layout);
+}
+
+const char *tmix_delivery_name(int delivery)
+{
+    static const char *const names[] = {"default", "inline", "shm", "cuda"};
+    return pick(names, 4, delivery);
 }
 
 size_t tmix_dtype_size(int dtype)

@@ -34,6 +34,8 @@ static int status_from(const char *endpoint, Tmix__Envelope *env, tmix_server_st
             .batches_done = g->batches_done,
             .batches_per_epoch = g->batches_per_epoch,
             .batches_served = g->batches_served,
+            .shm_slots = g->shm_slots,
+            .shm_slots_used = g->shm_slots_used,
         };
     }
     r->groups = groups;

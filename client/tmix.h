@@ -50,7 +50,8 @@ extern "C" {
     X(EBUSY,     -25, "the daemon is at a limit (trainers, groups)")                 \
     X(ESESSION,  -26, "the daemon does not know the session")                        \
     X(ETOOLARGE, -27, "request larger than the daemon accepts")                      \
-    X(ESHUTDOWN, -28, "the daemon is shutting down")
+    X(ESHUTDOWN, -28, "the daemon is shutting down")                                 \
+    X(ESHM,      -29, "cannot map the daemon's shared memory")
 // clang-format on
 
 typedef enum {
@@ -74,11 +75,17 @@ enum {
     TMIX_DTYPE_UINT8 = 3
 };
 enum { TMIX_LAYOUT_DEFAULT = 0, TMIX_LAYOUT_NCHW = 1, TMIX_LAYOUT_NHWC = 2 };
+// How the images reach the trainer (proto Delivery). INLINE: inside each Batch message (the
+// only kind over tcp://). SHM: in a slot of the group's ring in POSIX shared memory, which
+// the client maps read-only once; a batch's images are read in place, with no copy, and the
+// slot is not reused before the batch is released (or its lease expires).
+enum { TMIX_DELIVERY_DEFAULT = 0, TMIX_DELIVERY_INLINE = 1, TMIX_DELIVERY_SHM = 2 };
 
 // "shard", "float16", "nhwc", "default"...; "?" for a value out of range.
 const char *tmix_mode_name(int mode);
 const char *tmix_dtype_name(int dtype);
 const char *tmix_layout_name(int layout);
+const char *tmix_delivery_name(int delivery);
 
 // Bytes per element of an output dtype (4, 2, 1); 0 for DEFAULT or out of range.
 size_t tmix_dtype_size(int dtype);
@@ -91,6 +98,9 @@ typedef struct {
     int dtype;           // TMIX_DTYPE_*
     int layout;          // TMIX_LAYOUT_*
     int timeout_ms;      // how long one request waits for its reply; 0: forever
+    int delivery;        // TMIX_DELIVERY_*; DEFAULT is INLINE
+    uint64_t start;      // broadcast: the stream position (epoch * batches_per_epoch + index)
+                         // of the first batch; a resumed trainer passes where it stopped
 } tmix_options;
 
 // Group "default", every choice the daemon's, a 60 s timeout.
@@ -119,6 +129,11 @@ typedef struct {
     uint64_t batches_per_epoch;
     int mode, dtype, layout; // as resolved: never DEFAULT
     const char *method;      // "mixup", "transformmix"...
+    int delivery;            // TMIX_DELIVERY_INLINE or _SHM
+    // SHM: the mapping of the group's ring (read-only); every batch's images lie inside it.
+    const char *shm_name;    // "" for INLINE
+    const void *shm_base;
+    size_t shm_bytes;
 } tmix_info;
 
 const tmix_info *tmix_get_info(const tmix_client *c);
@@ -131,7 +146,9 @@ typedef struct tmix_batch {
     int dtype, layout;            // TMIX_DTYPE_*, TMIX_LAYOUT_*, as in the Welcome
     uint32_t ndim;                // 4
     int64_t shape[4];             // (N, C, H, W) for NCHW, (N, H, W, C) for NHWC
-    const void *images;           // shape, dtype; float32/float16 normalised, uint8 pixels
+    const void *images;           // shape, dtype; float32/float16 normalised, uint8 pixels;
+                                  // SHM: in the ring (read-only), unless all its slots were
+                                  // taken, when the daemon sends the images inline
     size_t images_bytes;          // N * C * H * W * tmix_dtype_size(dtype)
     uint32_t size, mix_n;         // N, n
     const uint64_t *sample_ids;   // (N)
@@ -172,6 +189,8 @@ typedef struct {
     uint64_t batches_done; // acknowledged in that epoch
     uint64_t batches_per_epoch;
     uint64_t batches_served; // since the daemon started
+    uint32_t shm_slots;      // the group's shared-memory ring (0: none)
+    uint32_t shm_slots_used; // slots holding a batch not acknowledged yet
 } tmix_group_status;
 
 typedef struct {

@@ -1,10 +1,14 @@
 // One produced batch: the mixed images in their output dtype and layout and the per-sample
-// metadata, in one allocation owned by whoever holds the pointer (a group entry).
+// metadata, in one allocation owned by whoever holds the pointer (a group entry). The images
+// are at the end of that allocation, or in a slot of the group's shared-memory ring, which
+// tmixd_batch_free gives back.
 #ifndef TMIXD_BATCH_H
 #define TMIXD_BATCH_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "shm_ring.h"
 
 typedef struct {
     uint64_t pos;            // stream position: epoch * batches_per_epoch + index
@@ -21,8 +25,14 @@ typedef struct {
     uint64_t *replaced_ids;  // [replaced_count]: samples read in place of unreadable ones
     size_t replaced_count;
     size_t bytes;            // everything above, for the memory budget
+    tmixd_ring *ring;        // the images are in slot `slot` of ring, or ring is NULL
+    int slot;
 } tmixd_batch;
 
+// Gives the slot back to the ring, if any, and frees. NULL: no-op.
 void tmixd_batch_free(tmixd_batch *b);
+
+// Bytes per element of a proto DType: FLOAT32 4, FLOAT16 2, UINT8 1.
+static inline size_t tmixd_dtype_bytes(int dtype) { return dtype == 2 ? 2 : dtype == 3 ? 1 : 4; }
 
 #endif

@@ -60,27 +60,32 @@ static void encode_images(const tmixd_producer_config *c, const tmixd_job *job, 
         }
 }
 
-static size_t dtype_size(int dtype) { return dtype == 2 ? 2 : dtype == 3 ? 1 : 4; }
-
 static tmixd_batch *batch_alloc(const tmixd_job *job, int b, int n, int ch, int h, int w)
 {
-    const size_t images = (size_t)b * ch * h * w * dtype_size(job->dtype);
+    const size_t images = (size_t)b * ch * h * w * tmixd_dtype_bytes(job->dtype);
     const size_t ids = (size_t)b * sizeof(uint64_t), pairs = (size_t)b * n;
-    // Arrays first (8-byte aligned), images last.
-    const size_t bytes = sizeof(tmixd_batch) + 2 * ids + pairs * sizeof(uint64_t) +
-                         pairs * sizeof(uint32_t) + pairs * sizeof(float) + 8 + images;
-    tmixd_batch *bt = calloc(1, bytes);
-    if (!bt)
+    int slot = -1;
+    void *in_ring = job->ring ? tmixd_ring_take(job->ring, &slot) : NULL;
+    // Arrays first (8-byte aligned), images last unless they go to the ring.
+    const size_t meta = sizeof(tmixd_batch) + 2 * ids + pairs * sizeof(uint64_t) +
+                        pairs * sizeof(uint32_t) + pairs * sizeof(float);
+    tmixd_batch *bt = calloc(1, meta + (in_ring ? 0 : 8 + images));
+    if (!bt) {
+        if (in_ring)
+            tmixd_ring_give(job->ring, slot);
         return NULL;
+    }
     char *p = (char *)(bt + 1);
     bt->sample_ids = (uint64_t *)p, p += ids;
     bt->replaced_ids = (uint64_t *)p, p += ids;
     bt->sources = (uint64_t *)p, p += pairs * sizeof(uint64_t);
     bt->labels = (uint32_t *)p, p += pairs * sizeof(uint32_t);
     bt->weights = (float *)p, p += pairs * sizeof(float);
-    bt->images = (void *)(((uintptr_t)p + 7) & ~(uintptr_t)7);
+    bt->images = in_ring ? in_ring : (void *)(((uintptr_t)p + 7) & ~(uintptr_t)7);
     bt->images_bytes = images;
-    bt->bytes = bytes;
+    bt->bytes = meta + images;
+    bt->ring = in_ring ? job->ring : NULL;
+    bt->slot = slot;
     bt->pos = job->pos;
     bt->epoch = job->pos / job->batches_per_epoch;
     bt->index = job->pos % job->batches_per_epoch;
@@ -96,7 +101,12 @@ static tmixd_batch *batch_alloc(const tmixd_job *job, int b, int n, int ch, int 
     return bt;
 }
 
-void tmixd_batch_free(tmixd_batch *b) { free(b); }
+void tmixd_batch_free(tmixd_batch *b)
+{
+    if (b && b->ring)
+        tmixd_ring_give(b->ring, b->slot);
+    free(b);
+}
 
 // ---- the worker pool ----------------------------------------------------------------------
 

@@ -39,6 +39,7 @@ typedef struct tmixd_job {
     uint64_t pos, batches_per_epoch;
     uint32_t batch_size;
     int dtype, layout;
+    tmixd_ring *ring;            // where the images go when it has a free slot, or NULL
     tmixd_batch *batch;          // the result, or NULL with rc and error set
     int rc;                      // why it failed (a TMIX_* code)
     char error[256];

@@ -19,6 +19,7 @@
 #include "group.h"
 #include "log.h"
 #include "progress.h"
+#include "shm_ring.h"
 #include "tmix.pb-c.h"
 
 enum { MAX_GROUPS = 256, WANTED_PER_PUMP = 16, TICK_MS = 100, SAVE_EVERY_MS = 1000 };
@@ -29,6 +30,7 @@ typedef struct {
     uint64_t last_seen_ms;
     void *pending;           // nanomsg control header of a request not answered yet, or NULL
     uint64_t pending_seq, pending_ack;
+    int delivery;            // proto Delivery, as resolved
 } session;
 
 typedef struct {
@@ -41,6 +43,7 @@ typedef struct {
     tmixd_producer *producer; // NULL once stopping
     char fault[256];          // the GPU failure that stopped tmixd, or ""
     tmixd_group *groups[MAX_GROUPS];
+    tmixd_ring *rings[MAX_GROUPS]; // groups[i]'s, made when its first SHM member joins
     int ngroups;
     session *sessions;
     int nsessions, cap_sessions;
@@ -100,7 +103,8 @@ static void reply_error(server *s, void *control, Tmix__Error__Code code, const 
     reply(s, control, &env);
 }
 
-static void reply_batch(server *s, void *control, uint64_t seq, const tmixd_batch *b)
+static void reply_batch(server *s, void *control, const session *ss, uint64_t seq,
+                        const tmixd_batch *b)
 {
     Tmix__Batch m = TMIX__BATCH__INIT;
     const size_t pairs = (size_t)b->size * b->mix_n;
@@ -111,7 +115,12 @@ static void reply_batch(server *s, void *control, uint64_t seq, const tmixd_batc
     m.shape = (uint32_t *)b->shape;
     m.dtype = b->dtype;
     m.layout = b->layout;
-    m.images = (ProtobufCBinaryData){b->images_bytes, b->images};
+    if (ss->delivery == TMIX__DELIVERY__SHM && b->ring) {
+        m.in_slot = true;
+        m.slot = (uint32_t)b->slot;
+    } else { // inline, or every slot of the ring was taken when the batch was made
+        m.images = (ProtobufCBinaryData){b->images_bytes, b->images};
+    }
     m.n_sample_ids = b->size;
     m.sample_ids = b->sample_ids;
     m.n_sources = m.n_labels = m.n_weights = pairs;
@@ -138,12 +147,36 @@ static session *find_session(server *s, uint64_t id)
     return NULL;
 }
 
-static tmixd_group *find_group(server *s, const char *name)
+// groups[i] of group name, or -1.
+static int find_group(server *s, const char *name)
 {
     for (int i = 0; i < s->ngroups; i++)
         if (strcmp(tmixd_group_name(s->groups[i]), name) == 0)
-            return s->groups[i];
+            return i;
+    return -1;
+}
+
+static tmixd_ring *ring_of(const server *s, const tmixd_group *g)
+{
+    for (int i = 0; i < s->ngroups; i++)
+        if (s->groups[i] == g)
+            return s->rings[i];
     return NULL;
+}
+
+// Makes groups[i]'s shared-memory ring unless it has one: a slot per batch the memory
+// budget lets exist, plus two per trainer (one held, one asked for), so that only a trainer
+// holding many batches at once ever gets one inline.
+static int ensure_ring(server *s, int i)
+{
+    if (s->rings[i])
+        return 0;
+    const tmixd_group_params *p = tmixd_group_params_get(s->groups[i]);
+    const tmixd_augment_params *a = &s->c->producer.augment;
+    const size_t slot_bytes = (size_t)p->batch_size * (size_t)s->c->producer.channels *
+                              (size_t)a->out_h * (size_t)a->out_w * tmixd_dtype_bytes(p->dtype);
+    const size_t slots = s->c->max_memory / slot_bytes + 2 * (size_t)s->c->max_trainers;
+    return tmixd_ring_new(&s->rings[i], i, slot_bytes, slots < 65536 ? (int)slots : 65536);
 }
 
 static size_t memory_in_use(const server *s)
@@ -161,6 +194,7 @@ static void pump(server *s, tmixd_group *g)
     const bool room = memory_in_use(s) < s->c->max_memory;
     const int count = tmixd_group_wanted(g, room, positions, WANTED_PER_PUMP);
     const tmixd_group_params *p = tmixd_group_params_get(g);
+    tmixd_ring *ring = ring_of(s, g);
     for (int i = 0; i < count; i++) {
         tmixd_job *job = calloc(1, sizeof *job);
         if (!job) {
@@ -169,7 +203,8 @@ static void pump(server *s, tmixd_group *g)
         }
         *job = (tmixd_job){.owner = g, .pos = positions[i],
                            .batches_per_epoch = tmixd_group_batches_per_epoch(g),
-                           .batch_size = p->batch_size, .dtype = p->dtype, .layout = p->layout};
+                           .batch_size = p->batch_size, .dtype = p->dtype, .layout = p->layout,
+                           .ring = ring};
         tmixd_producer_submit(s->producer, job);
     }
 }
@@ -188,7 +223,7 @@ static void serve_waiting(server *s, tmixd_group *g)
         void *control = ss->pending;
         ss->pending = NULL;
         if (rc > 0)
-            reply_batch(s, control, ss->pending_seq, b);
+            reply_batch(s, control, ss, ss->pending_seq, b);
         else
             reply_error(s, control, TMIX__ERROR__CODE__BAD_REQUEST, "%s", tmix_last_error());
     }
@@ -262,24 +297,32 @@ static void on_hello(server *s, void *control, const Tmix__Hello *h)
     if (!valid_group_name(name))
         return reply_error(s, control, TMIX__ERROR__CODE__BAD_REQUEST,
                            "group name '%.80s' must be 1 to 64 of [A-Za-z0-9._-]", name);
-    if (h->delivery > TMIX__DELIVERY__INLINE)
+    const int delivery = h->delivery ? (int)h->delivery : TMIX__DELIVERY__INLINE;
+    if (delivery == TMIX__DELIVERY__CUDA)
         return reply_error(s, control, TMIX__ERROR__CODE__NOT_SUPPORTED,
-                           "delivery %d: this daemon delivers inline only", (int)h->delivery);
+                           "cuda delivery is not built in this tmixd yet: ask for shm or inline");
+    if (delivery == TMIX__DELIVERY__SHM && strncmp(c->endpoint, "ipc://", 6) != 0)
+        return reply_error(s, control, TMIX__ERROR__CODE__NOT_SUPPORTED,
+                           "shm delivery needs an ipc:// endpoint (the trainer on this "
+                           "machine); %s is not one: ask for inline", c->endpoint);
     if (s->nsessions >= c->max_trainers)
         return reply_error(s, control, TMIX__ERROR__CODE__BUSY,
                            "%d trainers are connected ([server] max_trainers)", s->nsessions);
     if (h->mode > TMIX__GROUP_MODE__BROADCAST || h->dtype > TMIX__DTYPE__UINT8 ||
-        h->layout > TMIX__LAYOUT__NHWC || h->batch_size > 65536)
+        h->layout > TMIX__LAYOUT__NHWC || h->batch_size > 65536 ||
+        delivery > TMIX__DELIVERY__CUDA)
         return reply_error(s, control, TMIX__ERROR__CODE__BAD_REQUEST,
-                           "hello: mode %d, dtype %d, layout %d or batch size %u out of range",
-                           (int)h->mode, (int)h->dtype, (int)h->layout, h->batch_size);
+                           "hello: mode %d, dtype %d, layout %d, batch size %u or delivery %d out "
+                           "of range", (int)h->mode, (int)h->dtype, (int)h->layout, h->batch_size,
+                           delivery);
     const tmixd_group_params want = {
         .mode = h->mode ? (int)h->mode : TMIXD_SHARD,
         .batch_size = h->batch_size ? h->batch_size : c->batch_size,
         .dtype = h->dtype ? (int)h->dtype : c->dtype,
         .layout = h->layout ? (int)h->layout : c->layout,
     };
-    tmixd_group *g = find_group(s, name);
+    int gi = find_group(s, name);
+    tmixd_group *g = gi >= 0 ? s->groups[gi] : NULL;
     if (g) {
         const tmixd_group_params *p = tmixd_group_params_get(g);
         if (p->mode != want.mode || p->batch_size != want.batch_size || p->dtype != want.dtype ||
@@ -299,7 +342,13 @@ static void on_hello(server *s, void *control, const Tmix__Hello *h)
                             c->prefetch);
         if (!g)
             return reply_error(s, control, TMIX__ERROR__CODE__INTERNAL, "out of memory");
-        s->groups[s->ngroups++] = g;
+        gi = s->ngroups++;
+        s->groups[gi] = g;
+    }
+    if (delivery == TMIX__DELIVERY__SHM && ensure_ring(s, gi) < 0) {
+        tmixd_log(TMIXD_LOG_ERROR, "group %s: %s", name, tmix_last_error());
+        return reply_error(s, control, TMIX__ERROR__CODE__INTERNAL,
+                           "group %s: no shared-memory ring: %s", name, tmix_last_error());
     }
     if (s->nsessions == s->cap_sessions) {
         const int cap = s->cap_sessions ? 2 * s->cap_sessions : 16;
@@ -312,7 +361,8 @@ static void on_hello(server *s, void *control, const Tmix__Hello *h)
     const uint64_t id = tmix_rng_next(&s->ids) | 1; // never 0, the unset value
     if (tmixd_group_join(g, id, h->start) < 0)
         return reply_error(s, control, TMIX__ERROR__CODE__INTERNAL, "%s", tmix_last_error());
-    s->sessions[s->nsessions++] = (session){.id = id, .group = g, .last_seen_ms = now_ms()};
+    s->sessions[s->nsessions++] =
+        (session){.id = id, .group = g, .last_seen_ms = now_ms(), .delivery = delivery};
 
     const tmixd_group_params *p = tmixd_group_params_get(g);
     const tmixd_augment_params *a = &c->producer.augment;
@@ -330,6 +380,13 @@ static void on_hello(server *s, void *control, const Tmix__Hello *h)
     w.mode = p->mode;
     w.dtype = p->dtype;
     w.layout = p->layout;
+    w.delivery = delivery;
+    const tmixd_ring *ring = s->rings[gi];
+    if (delivery == TMIX__DELIVERY__SHM) {
+        w.shm_name = (char *)tmixd_ring_name(ring);
+        w.shm_slot_bytes = tmixd_ring_slot_bytes(ring);
+        w.shm_slots = (uint32_t)tmixd_ring_slots(ring);
+    }
     Tmix__Envelope env = TMIX__ENVELOPE__INIT;
     env.body_case = TMIX__ENVELOPE__BODY_WELCOME;
     env.welcome = &w;
@@ -354,7 +411,7 @@ static void on_next(server *s, void *control, const Tmix__Next *n)
     const int rc = tmixd_group_next(ss->group, ss->id, n->sequence, n->ack_through, &b);
     s->dirty = true;
     if (rc > 0) {
-        reply_batch(s, control, n->sequence, b);
+        reply_batch(s, control, ss, n->sequence, b);
     } else if (rc == 0) {
         ss->pending = control;
         ss->pending_seq = n->sequence;
@@ -402,6 +459,10 @@ static void on_status(server *s, void *control)
         gs[i].batches_done = in_epoch;
         gs[i].batches_per_epoch = bpe;
         gs[i].batches_served = tmixd_group_served(g);
+        if (s->rings[i]) {
+            gs[i].shm_slots = (uint32_t)tmixd_ring_slots(s->rings[i]);
+            gs[i].shm_slots_used = (uint32_t)tmixd_ring_used(s->rings[i]);
+        }
         gp[i] = &gs[i];
     }
     char version[] = TMIX_VERSION;
@@ -570,8 +631,10 @@ static void free_server(server *s)
         if (s->sessions[i].pending)
             nn_freemsg(s->sessions[i].pending);
     free(s->sessions);
-    for (int i = 0; i < s->ngroups; i++)
+    for (int i = 0; i < s->ngroups; i++) // the batches first: they give their slots back
         tmixd_group_free(s->groups[i]);
+    for (int i = 0; i < s->ngroups; i++)
+        tmixd_ring_free(s->rings[i]);
     if (s->sock >= 0)
         nn_close(s->sock);
 }
@@ -580,6 +643,7 @@ int tmixd_server_run(const tmixd_server_config *c)
 {
     server s = {.c = c, .sock = -1};
     tmix_rng_seed(&s.ids, (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32) ^ now_ms());
+    tmixd_ring_sweep();
     int rc = uv_loop_init(&s.loop);
     if (rc < 0)
         return tmix_fail(TMIX_EIO, "uv_loop_init: %s", uv_strerror(rc));

@@ -39,6 +39,7 @@ void reply_welcome(const fake_daemon *f, fake_reply *r, uint64_t session)
     w->mode = f->mode;
     w->dtype = f->dtype;
     w->layout = f->layout;
+    w->delivery = TMIX__DELIVERY__INLINE;
     r->env.body_case = TMIX__ENVELOPE__BODY_WELCOME;
     r->env.welcome = w;
 }

@@ -1,7 +1,10 @@
 // libtmix against a scripted fake daemon (fake_daemon.h): the Hello and the Welcome, Next
 // with the acknowledgements of released batches, the batch the caller sees, a new Hello after
 // UNKNOWN_SESSION, the daemon's errors, replies that break the protocol, timeouts, status.
+#include <fcntl.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -211,6 +214,8 @@ static int unknown_session_rehello(void)
     CHECK(f.requests[4]->body_case == TMIX__ENVELOPE__BODY_HELLO);
     CHECK(strcmp(f.requests[4]->hello->group, "g") == 0);
     CHECK(f.requests[4]->hello->mode == TMIX__GROUP_MODE__BROADCAST);
+    // Broadcast resumes the stream after the last batch received (index 1 of epoch 0).
+    CHECK(f.requests[0]->hello->start == 0 && f.requests[4]->hello->start == 2);
     CHECK(check_next(&f, 5, 8, 1, 0) == 0);
     CHECK(tmix_get_info(c)->session_id == 8);
     CHECK(b3->sequence == 1 && b3->index == 2);
@@ -334,6 +339,79 @@ static int protocol_violations(void)
         CHECK(fake_stop(&f) == 0);
         fake_free(&f);
     }
+    return 0;
+}
+
+// SHM delivery against a ring the test makes: a batch in slot 1 is read in place, one that
+// names a slot past the ring is refused, one sent inline (the daemon's ring was full) is read
+// from the message; a ring that does not exist is TMIX_ESHM naming it.
+enum { SHM_SLOT = 4096, SHM_SLOTS = 2 };
+static char shm_name[64];
+
+static void shm_script(fake_daemon *f, int i, const Tmix__Envelope *req, fake_reply *r)
+{
+    if (i == 0) {
+        reply_welcome(f, r, 7);
+        r->welcome.delivery = TMIX__DELIVERY__SHM;
+        r->welcome.shm_name = shm_name;
+        r->welcome.shm_slot_bytes = SHM_SLOT;
+        r->welcome.shm_slots = SHM_SLOTS;
+        return;
+    }
+    const uint64_t seq = req->next->sequence;
+    reply_batch(f, r, seq, 0, seq - 1, FAKE_BATCH);
+    if (i == 3) // inline
+        return;
+    r->batch.images.len = 0;
+    r->batch.in_slot = true;
+    r->batch.slot = i == 1 ? 1 : SHM_SLOTS;
+}
+
+static int shm_delivery(void)
+{
+    snprintf(shm_name, sizeof shm_name, "/tmix-test-%ld", (long)getpid());
+    const int fd = shm_open(shm_name, O_RDWR | O_CREAT | O_EXCL, 0600);
+    CHECK(fd >= 0 && ftruncate(fd, SHM_SLOT * SHM_SLOTS) == 0);
+    uint8_t *ring = mmap(NULL, SHM_SLOT * SHM_SLOTS, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    CHECK(ring != MAP_FAILED);
+    close(fd);
+    for (int j = 0; j < SHM_SLOT; j++)
+        ring[SHM_SLOT + j] = fake_image_byte(99, (size_t)j);
+
+    fake_daemon f = {0};
+    CHECK(fake_start(&f, shm_script, 4) == 0);
+    tmix_client *c;
+    tmix_options o = options(2000);
+    o.delivery = TMIX_DELIVERY_SHM;
+    CHECK_RC(tmix_connect(&c, f.url, &o), 0, NULL);
+    const tmix_info *info = tmix_get_info(c);
+    CHECK(info->delivery == TMIX_DELIVERY_SHM && strcmp(info->shm_name, shm_name) == 0);
+    CHECK(info->shm_bytes == SHM_SLOT * SHM_SLOTS);
+    CHECK(f.requests[0]->hello->delivery == TMIX__DELIVERY__SHM);
+    tmix_batch *b;
+    CHECK_RC(tmix_next(c, &b), 0, c);
+    CHECK((const uint8_t *)b->images == (const uint8_t *)info->shm_base + SHM_SLOT);
+    CHECK(b->images_bytes == FAKE_BATCH * FAKE_IMAGE_ELEMS * 4);
+    CHECK(memcmp(b->images, ring + SHM_SLOT, b->images_bytes) == 0);
+    CHECK_RC(tmix_next(c, &b), TMIX_EPROTO, c);
+    CHECK_SAYS(tmix_client_error(c), "in slot 2: the ring");
+    CHECK_RC(tmix_next(c, &b), 0, c); // the same sequence, now inline
+    CHECK(b->images != NULL && ((const uint8_t *)b->images < (const uint8_t *)info->shm_base ||
+                                (const uint8_t *)b->images >=
+                                    (const uint8_t *)info->shm_base + info->shm_bytes));
+    CHECK(((const uint8_t *)b->images)[1] == fake_image_byte(b->sequence, 1));
+    tmix_close(c);
+    CHECK(fake_stop(&f) == 0);
+    fake_free(&f);
+    munmap(ring, SHM_SLOT * SHM_SLOTS);
+
+    shm_unlink(shm_name); // now the Welcome names a ring that is not there
+    fake_daemon g = {0};
+    CHECK(fake_start(&g, shm_script, 1) == 0);
+    CHECK_RC(tmix_connect(&c, g.url, &o), TMIX_ESHM, NULL);
+    CHECK_SAYS(tmix_client_error(NULL), shm_name);
+    CHECK(fake_stop(&g) == 0);
+    fake_free(&g);
     return 0;
 }
 
@@ -527,6 +605,7 @@ int main(int argc, char **argv)
         {"client.daemon_error", daemon_error},
         {"client.protocol_violations", protocol_violations},
         {"client.inconsistent_batch", inconsistent_batch},
+        {"client.shm_delivery", shm_delivery},
         {"client.timeout_nothing_listening", timeout_nothing_listening},
         {"client.timeout_next", timeout_next},
         {"client.status", status},

@@ -5,6 +5,7 @@
 //   version V        a StatusRequest with protocol version V
 //   reply            a message that is not a request (a Welcome)
 //   next SESSION     a Next for that session id (decimal)
+//   delivery D       a Hello asking for delivery D (proto Delivery value)
 // Prints `error CODE_NAME: message`, or `ok BODY_NAME`; exits 1 when no reply comes in 5 s.
 #include <nanomsg/nn.h>
 #include <nanomsg/reqrep.h>
@@ -25,7 +26,8 @@ static size_t pack(Tmix__Envelope *env, uint8_t **out)
 int main(int argc, char **argv)
 {
     if (argc < 3) {
-        fprintf(stderr, "usage: rawreq ENDPOINT garbage|oversized N|version V|reply|next ID\n");
+        fprintf(stderr, "usage: rawreq ENDPOINT garbage|oversized N|version V|reply|next ID|"
+                        "delivery D\n");
         return 2;
     }
     const char *kind = argv[2], *arg = argc > 3 ? argv[3] : "0";
@@ -65,6 +67,11 @@ int main(int argc, char **argv)
         next.sequence = 1;
         env.body_case = TMIX__ENVELOPE__BODY_NEXT;
         env.next = &next;
+        size = pack(&env, &msg);
+    } else if (strcmp(kind, "delivery") == 0) {
+        hello.delivery = atoi(arg);
+        env.body_case = TMIX__ENVELOPE__BODY_HELLO;
+        env.hello = &hello;
         size = pack(&env, &msg);
     } else {
         fprintf(stderr, "rawreq: unknown kind '%s'\n", kind);

@@ -3,7 +3,7 @@
 # temporary directory, fed a 1,000-sample IDX set cut from Debian's Fashion-MNIST.
 #   test_serve.sh SCENARIO    (shard, broadcast, formats, stalled, kill_trainer, kill_daemon,
 #                              bad_messages, corrupt_jpeg, startup_errors, sighup, devices, lanes,
-#                              gpu_fault)
+#                              gpu_fault, shm)
 # Needs TMIXD, TMIXCTL, RAWREQ, MAKE_IMAGEFOLDER, MAKE_IDX, FMNIST, GOLDEN, and for formats
 # NUMPY_PYTHON and CHECK_FORMATS (with PYTHONPATH reaching client/python), for devices
 # CHECK_DEVICES, in the environment. The daemon mixes on the first GPU when there is one.
@@ -68,6 +68,21 @@ pull() {
   shift 2
   "$TMIXCTL" pull -e "ipc://$work/$name.sock" --print-ids --timeout 30 "$@" >"$out" ||
     fail "tmixctl pull $* exited $?"
+}
+
+# kill_victim OUT [tmixctl pull options...]: a trainer of daemon a pulls batches of 50
+# slowly, ids into OUT, and is SIGKILLed after a second, holding one.
+kill_victim() {
+  local out=$1
+  shift
+  "$TMIXCTL" pull -e "ipc://$work/a.sock" --print-ids --batches 100 --batch-size 50 \
+    --hold-ms 200 "$@" >"$out" &
+  local victim=$!
+  pids+=("$victim")
+  sleep 1
+  kill -9 "$victim"
+  wait "$victim" 2>/dev/null || true
+  [ -s "$out" ] || fail "the victim got no batch"
 }
 
 # covers EPOCH FILES...: the ids of that epoch in FILES include every sample 0..999.
@@ -232,18 +247,88 @@ sighup)
 kill_trainer)
   # A trainer killed holding a batch: after its lease times out the batch goes to another.
   start_daemon a --server.lease_timeout_s=1
-  "$TMIXCTL" pull -e "ipc://$work/a.sock" --print-ids --group g --batches 100 --batch-size 50 \
-    --hold-ms 200 >"$work/victim" &
-  victim=$!
-  pids+=("$victim")
-  sleep 1
-  kill -9 "$victim"
-  wait "$victim" 2>/dev/null || true
-  [ -s "$work/victim" ] || fail "the victim got no batch"
+  kill_victim "$work/victim" --group g
   sleep 1.5 # its session expires
   pull a "$work/survivor" --group g --batches 20 --batch-size 50
   covers 0 "$work/victim" "$work/survivor"
   grep -q "expired" "$work/a.log" || fail "no expiry logged"
+  stop_daemon "$daemon"
+  ;;
+shm)
+  # Shared-memory delivery: the same bytes as inline, a ring only this user's group can read,
+  # slots that come back from a killed trainer, no descriptor leak, nothing left in /dev/shm.
+  start_daemon a --server.lease_timeout_s=1 --server.seed=3
+  e="ipc://$work/a.sock"
+  "$TMIXCTL" pull -e "$e" --group bi --mode broadcast --batches 3 --batch-size 50 \
+    --out "$work/inline.st" >/dev/null || fail "inline pull"
+  "$TMIXCTL" pull -e "$e" --group bs --mode broadcast --batches 3 --batch-size 50 \
+    --delivery shm --out "$work/shm.st" >"$work/shm.out" || fail "shm pull"
+  # byte 110 on: past the header's group name, the only difference
+  cmp -s -i 110 "$work/inline.st" "$work/shm.st" || fail "shm batches differ from inline ones"
+  ring=$(sed -n 's|^delivery shm: /\([^,]*\),.*|\1|p' "$work/shm.out")
+  [ -n "$ring" ] && [ -f "/dev/shm/$ring" ] || fail "no ring named in: $(cat "$work/shm.out")"
+  [ "$(stat -c '%a %u' "/dev/shm/$ring")" = "660 $(id -u)" ] ||
+    fail "ring mode and owner: $(stat -c '%a %u' "/dev/shm/$ring")"
+  # A shard trainer killed holding a slot: its batch goes to the others, the epoch is whole.
+  kill_victim "$work/victim" --group s --delivery shm
+  sleep 1.5 # its session expires
+  pull a "$work/s1" --group s --batches 20 --batch-size 50 --delivery shm
+  covers 0 "$work/victim" "$work/s1"
+  # A broadcast trainer killed holding slots: once its lease ends, every slot is free.
+  "$TMIXCTL" pull -e "$e" --print-ids --group b --mode broadcast --batches 100 \
+    --batch-size 50 --delivery shm --hold-ms 60000 >/dev/null &
+  victim=$!
+  pids+=("$victim")
+  sleep 1
+  "$TMIXCTL" status -e "$e" | grep -Eq '^b +broadcast +1 .* [1-9][0-9]*/[0-9]+$' ||
+    fail "the held broadcast batches hold no slot: $("$TMIXCTL" status -e "$e")"
+  kill -9 "$victim"
+  wait "$victim" 2>/dev/null || true
+  sleep 1.5
+  "$TMIXCTL" status -e "$e" | grep -Eq '^b +broadcast +0 .* 0/[0-9]+$' ||
+    fail "slots of the killed trainer not given back: $("$TMIXCTL" status -e "$e")"
+  # 30 trainers come and go: the daemon's descriptors stay as they were once each group has
+  # its ring (one descriptor each, kept to reserve slots).
+  for i in 0 1 2; do
+    "$TMIXCTL" pull -e "$e" --group "c$i" --batches 1 --batch-size 50 --delivery shm >/dev/null
+  done
+  fds=$(ls "/proc/$daemon/fd" | wc -l)
+  for i in $(seq 30); do
+    "$TMIXCTL" pull -e "$e" --group "c$((i % 3))" --batches 1 --batch-size 50 --delivery shm \
+      >/dev/null || fail "pull $i"
+  done
+  [ "$(ls "/proc/$daemon/fd" | wc -l)" -eq "$fds" ] ||
+    fail "descriptors: $fds before, $(ls "/proc/$daemon/fd" | wc -l) after 30 trainers"
+  # Refusals: CUDA IPC (not built), and shm over tcp://.
+  "$RAWREQ" "$e" delivery 3 | grep -q "^error NOT_SUPPORTED: cuda delivery" || fail "cuda delivery"
+  "$RAWREQ" "$e" delivery 9 | grep -q "^error BAD_REQUEST: .*delivery 9" || fail "delivery 9"
+  rings=$(ls /dev/shm | grep -c "^tmix-$(id -u)-$daemon-") || true
+  [ "$rings" -eq 6 ] || fail "$rings rings for 6 shm groups (bs s b c0 c1 c2)"
+  stop_daemon "$daemon"
+  ! ls /dev/shm | grep -q "^tmix-$(id -u)-$daemon-" || fail "rings left after SIGTERM"
+  # SIGKILL leaves the rings; the next daemon removes them.
+  start_daemon a
+  pull a "$work/k" --group k --batches 1 --delivery shm
+  old=$daemon
+  kill -9 "$old"
+  wait "$old" 2>/dev/null || true
+  ls /dev/shm | grep -q "^tmix-$(id -u)-$old-" || fail "SIGKILL left no ring (test is wrong)"
+  start_daemon a
+  ! ls /dev/shm | grep -q "^tmix-$(id -u)-$old-" || fail "the rings of a killed daemon stay"
+  grep -q "removed /tmix-$(id -u)-$old-" "$work/a.log" || fail "no removal logged"
+  stop_daemon "$daemon"
+  port=$(/usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  "$TMIXD" serve --server.endpoint="tcp://127.0.0.1:$port" --server.state_dir="$work/t.state" \
+    --dataset.path="$work/idx" --server.workers=1 >"$work/t.log" 2>&1 &
+  daemon=$!
+  pids+=("$daemon")
+  for _ in $(seq 100); do
+    "$TMIXCTL" status -e "tcp://127.0.0.1:$port" --timeout 0.2 >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  out=$("$TMIXCTL" pull -e "tcp://127.0.0.1:$port" --batches 1 --delivery shm 2>&1) &&
+    fail "shm over tcp was served"
+  grep -q "NOT_SUPPORTED: shm delivery needs an ipc:// endpoint" <<<"$out" || fail "shm over tcp: $out"
   stop_daemon "$daemon"
   ;;
 kill_daemon)

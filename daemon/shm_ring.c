@@ -1,0 +1,163 @@
+// Shared-memory rings: one POSIX shm object per group, a free list of slot indices, LIFO so
+// that the slots in use stay few and their pages warm.
+#include "shm_ring.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "log.h"
+
+#define NAME_PREFIX "tmix-"
+
+struct tmixd_ring {
+    char name[64];
+    int fd;
+    char *base;
+    size_t slot_bytes;
+    int slots, used;
+    pthread_mutex_t lock;
+    int *free_slots;   // stack of free slot indices, [slots]
+    int nfree;
+    bool *reserved;    // [slots]: the slot's pages are allocated in /dev/shm
+    bool warned;       // "no room in /dev/shm" said once
+};
+
+int tmixd_ring_new(tmixd_ring **out, int id, size_t slot_bytes, int slots)
+{
+    *out = NULL;
+    const size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    slot_bytes = (slot_bytes + page - 1) / page * page;
+    tmixd_ring *r = calloc(1, sizeof *r);
+    if (!r || !(r->free_slots = malloc((size_t)slots * sizeof *r->free_slots)) ||
+        !(r->reserved = calloc((size_t)slots, sizeof *r->reserved))) {
+        if (r)
+            free(r->free_slots);
+        free(r);
+        return tmix_fail(TMIX_ENOMEM, "shm ring of %d slots", slots);
+    }
+    snprintf(r->name, sizeof r->name, "/" NAME_PREFIX "%u-%ld-%d", (unsigned)getuid(),
+             (long)getpid(), id);
+    r->slot_bytes = slot_bytes;
+    r->slots = slots;
+    r->base = MAP_FAILED;
+    pthread_mutex_init(&r->lock, NULL);
+    for (int i = 0; i < slots; i++)
+        r->free_slots[i] = slots - 1 - i; // slot 0 on top
+    r->nfree = slots;
+    const size_t bytes = slot_bytes * (size_t)slots;
+    int rc = 0;
+    // O_EXCL: a name left by an earlier daemon with our pid is stale; replace it.
+    shm_unlink(r->name);
+    r->fd = shm_open(r->name, O_RDWR | O_CREAT | O_EXCL, 0660);
+    if (r->fd < 0)
+        rc = tmix_fail(TMIX_EIO, "shm_open %s: %s", r->name, strerror(errno));
+    else if (fchmod(r->fd, 0660) < 0 || ftruncate(r->fd, (off_t)bytes) < 0)
+        rc = tmix_fail(TMIX_EIO, "%s: sizing to %zu bytes: %s", r->name, bytes, strerror(errno));
+    else if ((r->base = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, r->fd, 0)) ==
+             MAP_FAILED)
+        rc = tmix_fail(TMIX_ENOMEM, "%s: mapping %zu bytes: %s", r->name, bytes, strerror(errno));
+    if (rc < 0) {
+        tmixd_ring_free(r);
+        return rc;
+    }
+    *out = r;
+    return 0;
+}
+
+void tmixd_ring_free(tmixd_ring *r)
+{
+    if (!r)
+        return;
+    if (r->base != MAP_FAILED)
+        munmap(r->base, r->slot_bytes * (size_t)r->slots);
+    if (r->fd >= 0) {
+        close(r->fd);
+        shm_unlink(r->name);
+    }
+    pthread_mutex_destroy(&r->lock);
+    free(r->free_slots);
+    free(r->reserved);
+    free(r);
+}
+
+void *tmixd_ring_take(tmixd_ring *r, int *slot)
+{
+    pthread_mutex_lock(&r->lock);
+    void *p = NULL;
+    if (r->nfree > 0) {
+        const int s = r->free_slots[r->nfree - 1];
+        // Reserve the pages now: writing to a sparse tmpfs page with /dev/shm full is SIGBUS.
+        int err = r->reserved[s] ? 0
+                                 : posix_fallocate(r->fd, (off_t)(r->slot_bytes * (size_t)s),
+                                                   (off_t)r->slot_bytes);
+        if (err == 0) {
+            r->reserved[s] = true;
+            r->nfree--;
+            r->used++;
+            *slot = s;
+            p = r->base + r->slot_bytes * (size_t)s;
+        } else if (!r->warned) {
+            r->warned = true;
+            tmixd_log(TMIXD_LOG_WARN, "%s: no room for a slot of %zu bytes in /dev/shm (%s): "
+                      "batches go inline until there is", r->name, r->slot_bytes, strerror(err));
+        }
+    }
+    pthread_mutex_unlock(&r->lock);
+    return p;
+}
+
+void tmixd_ring_give(tmixd_ring *r, int slot)
+{
+    pthread_mutex_lock(&r->lock);
+    r->free_slots[r->nfree++] = slot;
+    r->used--;
+    pthread_mutex_unlock(&r->lock);
+}
+
+const char *tmixd_ring_name(const tmixd_ring *r) { return r->name; }
+size_t tmixd_ring_slot_bytes(const tmixd_ring *r) { return r->slot_bytes; }
+int tmixd_ring_slots(const tmixd_ring *r) { return r->slots; }
+
+int tmixd_ring_used(const tmixd_ring *r)
+{
+    pthread_mutex_lock((pthread_mutex_t *)&r->lock);
+    const int used = r->used;
+    pthread_mutex_unlock((pthread_mutex_t *)&r->lock);
+    return used;
+}
+
+int tmixd_ring_sweep(void)
+{
+    DIR *d = opendir("/dev/shm");
+    if (!d)
+        return 0;
+    char mine[32];
+    snprintf(mine, sizeof mine, NAME_PREFIX "%u-", (unsigned)getuid());
+    int removed = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        if (strncmp(e->d_name, mine, strlen(mine)) != 0)
+            continue;
+        const long pid = strtol(e->d_name + strlen(mine), NULL, 10);
+        if (pid <= 0 || pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+            continue;
+        char name[300];
+        snprintf(name, sizeof name, "/%s", e->d_name);
+        if (shm_unlink(name) == 0) {
+            tmixd_log(TMIXD_LOG_INFO, "removed %s, left by tmixd %ld", name, pid);
+            removed++;
+        }
+    }
+    closedir(d);
+    return removed;
+}
