@@ -129,11 +129,11 @@ const char *tmixd_ring_name(const tmixd_ring *r) { return r->name; }
 size_t tmixd_ring_slot_bytes(const tmixd_ring *r) { return r->slot_bytes; }
 int tmixd_ring_slots(const tmixd_ring *r) { return r->slots; }
 
-int tmixd_ring_used(const tmixd_ring *r)
+int tmixd_ring_used(tmixd_ring *r)
 {
-    pthread_mutex_lock((pthread_mutex_t *)&r->lock);
+    pthread_mutex_lock(&r->lock);
     const int used = r->used;
-    pthread_mutex_unlock((pthread_mutex_t *)&r->lock);
+    pthread_mutex_unlock(&r->lock);
     return used;
 }
 

@@ -25,7 +25,7 @@ void tmixd_ring_give(tmixd_ring *r, int slot);
 const char *tmixd_ring_name(const tmixd_ring *r);
 size_t tmixd_ring_slot_bytes(const tmixd_ring *r);
 int tmixd_ring_slots(const tmixd_ring *r);
-int tmixd_ring_used(const tmixd_ring *r);
+int tmixd_ring_used(tmixd_ring *r);
 
 // Unlinks the rings that daemons of this user which no longer run left behind (killed before
 // they could): returns how many.
