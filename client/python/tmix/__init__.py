@@ -1,8 +1,17 @@
-"""tmix from Python: teacher and module files that move between PyTorch and tmixd.
+"""tmix from Python: batches from tmixd, and the teacher and module files it reads.
 
+- tmix.Client       a trainer's connection to tmixd: batches as numpy arrays (libtmix, ctypes)
+- tmix.status()     the daemon's status and its groups' progress
+- tmix.torch        Loader: (images, targets) torch tensors, DDP-aware (needs PyTorch)
 - tmix.safetensors  read and write safetensors files (numpy only)
 - tmix.zoo          the teacher architectures with tmix's state_dict names, and their CAMs
 - tmix.export       `python -m tmix.export`: a PyTorch model or state_dict -> teacher file
 
-Submodules are imported on demand so that tmix.safetensors works without torch.
+`import tmix` needs numpy alone (libtmix is loaded by the first Client); the other
+submodules are imported on demand, so that tmix.safetensors works without torch.
 """
+from .client import Batch, Client, Info, TmixError, default_endpoint
+from ._status import GroupStatus, Status, status
+
+__all__ = ["Batch", "Client", "GroupStatus", "Info", "Status", "TmixError", "default_endpoint",
+           "status"]

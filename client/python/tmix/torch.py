@@ -1,0 +1,167 @@
+"""tmix.torch.Loader: batches from tmixd as (images, targets) torch tensors, one epoch per loop.
+
+    import tmix.torch
+    loader = tmix.torch.Loader(batch_size=128, device="cuda")
+    for epoch in range(epochs):
+        for images, targets in loader:        # targets: (N, classes) soft labels
+            loss = torch.sum(-targets * F.log_softmax(model(images), 1), 1).mean()
+"""
+import dataclasses
+import math
+import os
+import re
+import warnings
+
+import numpy as np
+import torch
+
+from .client import Client
+
+__all__ = ["Loader", "LoaderBatch"]
+
+
+@dataclasses.dataclass(frozen=True)
+class LoaderBatch:
+    """Where the last (images, targets) came from: batch `index` of epoch `epoch`, and the ids
+    of its samples (a copy)."""
+    epoch: int
+    index: int
+    sequence: int
+    sample_ids: np.ndarray
+
+
+def _ddp_env():
+    """(rank, world_size, DDP group name or None) from torchrun's environment."""
+    if "WORLD_SIZE" not in os.environ:
+        return 0, 1, None
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ["WORLD_SIZE"])
+    if world < 1 or not 0 <= rank < world:
+        raise ValueError(f"tmix.torch: RANK={rank} WORLD_SIZE={world}: expected "
+                         "0 <= RANK < WORLD_SIZE")
+    # One job's ranks share MASTER_PORT; two jobs on one daemon do not.
+    port = re.sub(r"[^A-Za-z0-9._-]", "", os.environ.get("MASTER_PORT", ""))
+    return rank, world, f"ddp-{port}" if port else "ddp"
+
+
+class Loader:
+    """(images, targets) torch tensors from a tmixd consumer group; one `for` loop is one epoch.
+
+    endpoint, batch_size, timeout      as tmix.Client
+    group     None: with WORLD_SIZE in the environment (torchrun), "ddp-$MASTER_PORT" (or
+              "ddp") in shard mode, so that the job's ranks share the epoch; else "default"
+    mode      "shard" | "broadcast" | None (shard under DDP, else the daemon's choice)
+    dtype     "float32" | "float16" | "uint8" (pixels, NHWC as asked); layout "nchw" | "nhwc"
+    delivery  "inline" | "shm" | None; "cuda" is not built yet (NotImplementedError)
+    device    "cpu" or "cuda[:k]": where the tensors are (the loader copies them there)
+    targets   "dense": (N, classes) float32 soft labels, the weights of each sample's sources
+              summed per label; "sparse": (labels int64 (N, n), weights float32 (N, n))
+
+    On the CPU the images tensor is a zero-copy view of the batch, in the daemon's
+    shared-memory ring with delivery "shm": it is read-only (writing into it kills the
+    process with SIGSEGV), so copy it (`images.clone()`) before changing it in place. The
+    batch goes back to the daemon when the tensor is gone.
+
+    A loop stops at the first batch of the next epoch, which starts the next loop. len() is
+    the epoch's batches for this rank: ceil(batches_per_epoch / WORLD_SIZE) in shard mode
+    (the daemon hands batches to whoever asks first, so a rank may get one more or less),
+    batches_per_epoch in broadcast. `batch` says where the last pair came from.
+    state_dict() / load_state_dict() resume: in broadcast mode at the next stream position
+    (Hello's start); in shard mode the daemon keeps the group's progress itself.
+    """
+
+    def __init__(self, endpoint=None, group=None, mode=None, batch_size=0, dtype="float32",
+                 layout="nchw", delivery=None, device="cpu", targets="dense", timeout=60.0):
+        if delivery == "cuda":
+            raise NotImplementedError("tmix.torch: delivery 'cuda' (CUDA IPC with DLPack) is "
+                                      "not built in tmixd yet; use 'shm' or 'inline'")
+        if targets not in ("dense", "sparse"):
+            raise ValueError(f"tmix.torch: targets {targets!r}: expected 'dense' or 'sparse'")
+        self.rank, self.world_size, ddp_group = _ddp_env()
+        if group is None:
+            group = ddp_group or "default"
+            if ddp_group and mode is None:
+                mode = "shard"
+        self.device = torch.device(device)
+        self.targets = targets
+        self.group = group
+        self._options = dict(endpoint=endpoint, group=group, mode=mode, batch_size=batch_size,
+                             dtype=dtype, layout=layout, delivery=delivery, timeout=timeout)
+        self._client = None
+        self._pending = None     # a batch of the next epoch, kept for the next loop
+        self._start = 0          # broadcast: the stream position to say Hello with
+        self._next_position = 0  # the stream position after the last batch yielded
+        self.batch = None
+
+    @property
+    def client(self):
+        """The tmix.Client (connected on first use)."""
+        if self._client is None:
+            self._client = Client(**self._options, start=self._start)
+        return self._client
+
+    @property
+    def info(self):
+        return self.client.info
+
+    def __len__(self):
+        info = self.info
+        if info.mode == "shard":
+            return math.ceil(info.batches_per_epoch / self.world_size)
+        return info.batches_per_epoch
+
+    def __iter__(self):
+        client = self.client
+        epoch = None
+        while True:
+            b, self._pending = self._pending or client.next(), None
+            if epoch is None:
+                epoch = b.epoch
+            elif b.epoch > epoch:  # an older epoch's batch (a lease given back) still counts
+                self._pending = b
+                return
+            self._next_position = b.epoch * client.info.batches_per_epoch + b.index + 1
+            self.batch = LoaderBatch(b.epoch, b.index, b.sequence, b.sample_ids.copy())
+            pair = self._tensors(b)
+            del b  # the tensors alone keep the batch
+            yield pair
+
+    def _tensors(self, b):
+        with warnings.catch_warnings():
+            # The arrays are read-only views; torch warns that it cannot mark tensors so.
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writ")
+            images = torch.from_numpy(b.images)
+        labels = torch.from_numpy(b.labels.astype(np.int64))
+        weights = torch.from_numpy(b.weights.copy())
+        if self.targets == "dense":
+            targets = torch.zeros(b.size, self.client.info.classes, dtype=torch.float32)
+            targets.scatter_add_(1, labels, weights)
+        else:
+            targets = (labels, weights)
+        if self.device.type != "cpu":
+            images = images.to(self.device)
+            targets = targets.to(self.device) if self.targets == "dense" else \
+                tuple(t.to(self.device) for t in targets)
+        return images, targets
+
+    def state_dict(self):
+        """Where to resume: the stream position of the next batch to train on and its epoch."""
+        if self._pending is not None:
+            pos = self._pending.epoch * self.info.batches_per_epoch + self._pending.index
+        else:
+            pos = self._next_position
+        bpe = self.info.batches_per_epoch
+        return {"group": self.group, "mode": self.info.mode, "position": pos,
+                "epoch": pos // bpe, "index": pos % bpe}
+
+    def load_state_dict(self, state):
+        """Resumes at state["position"]: a broadcast loader reconnects to start there."""
+        self._start = self._next_position = int(state["position"])
+        self._pending = None
+        if state.get("mode") == "broadcast" or self._options["mode"] == "broadcast":
+            self.close()  # the next use says Hello with the new start
+
+    def close(self):
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        self._pending = None

@@ -1,0 +1,240 @@
+"""tmix.Client against a real tmixd: batches, their metadata and formats, shard coverage by two
+trainer processes, shm zero copy, inline = shm, the lifetime of batches and errors.
+
+    test_client.py NAME      (iterate, formats, coverage, shm, inline_vs_shm, lifetime, threads,
+                             errors)
+"""
+import gzip
+import json
+import os
+import queue
+import subprocess
+import sys
+import tempfile
+import threading
+
+import numpy as np
+
+import tmix
+from daemon import TRAIN, Daemon, exactly_once, expect_error, in_shm_mapping, main, need_dataset
+
+
+def cut_labels(fmnist):
+    """The labels of the cut's train samples, as make_idx.py copies them."""
+    with gzip.open(os.path.join(fmnist, "train-labels-idx1-ubyte.gz")) as f:
+        return np.frombuffer(f.read()[8:8 + TRAIN], np.uint8)
+
+
+def check_batch(b, info, labels):
+    n, size = info.mix_n, b.size
+    assert b.images.shape == (size, 1, 28, 28) and b.images.dtype == np.float32, b.images.shape
+    assert b.sample_ids.shape == (size,) and b.sample_ids.dtype == np.uint64
+    for a in (b.sources, b.labels, b.weights):
+        assert a.shape == (size, n), a.shape
+    assert (b.sources.dtype, b.labels.dtype, b.weights.dtype) == (np.uint64, np.uint32, np.float32)
+    assert b.replaced_ids.shape == (0,)
+    assert np.array_equal(b.sources[:, 0], b.sample_ids)
+    assert np.array_equal(b.labels, labels[b.sources.astype(np.int64)]), "not the sources' labels"
+    assert np.allclose(b.weights.sum(axis=1), 1, atol=1e-5)
+    assert b.images.min() >= -1 and b.images.max() <= 1  # mean = std = 0.5 maps [0, 1] to [-1, 1]
+    for a in (b.images, b.sample_ids, b.sources, b.labels, b.weights):
+        assert not a.flags.writeable
+    try:
+        b.weights[0, 0] = 0
+        raise AssertionError("a batch's array is writable")
+    except ValueError:
+        pass
+
+
+def test_iterate():
+    labels = cut_labels(need_dataset())
+    with Daemon("--server.seed=3") as d, \
+            tmix.Client(d.endpoint, group="g", mode="shard", batch_size=64) as c:
+        i = c.info
+        assert (i.channels, i.height, i.width, i.classes, i.mix_n) == (1, 28, 28, 10, 2), i
+        assert (i.batch_size, i.epoch_size, i.batches_per_epoch) == (64, TRAIN, 16), i
+        assert (i.mode, i.dtype, i.layout, i.method) == ("shard", "float32", "nchw", "mixup"), i
+        assert i.delivery == "inline" and i.shm_name == "" and i.shm_base == 0, i
+        ids = []
+        for k, b in zip(range(17), c):  # one epoch and the first batch of the next
+            assert (b.epoch, b.index, b.sequence) == (k // 16, k % 16, k + 1), b
+            assert b.size == (64 if k % 16 < 15 else TRAIN - 15 * 64), b.size
+            check_batch(b, i, labels)
+            if b.epoch == 0:
+                ids.extend(b.sample_ids)
+        exactly_once(ids, 0)
+        assert [g.batches_served for g in tmix.status(d.endpoint).groups] == [17]
+
+
+def test_formats():
+    """float16 and uint8 NHWC: the float32 batch of the same position, rounded and as pixels."""
+    with Daemon("--server.seed=3") as d:
+        got = {}
+        for dtype, layout in (("float32", "nchw"), ("float16", "nchw"), ("uint8", "nhwc")):
+            with tmix.Client(d.endpoint, group=dtype, dtype=dtype, layout=layout,
+                             batch_size=40) as c:
+                assert (c.info.dtype, c.info.layout) == (dtype, layout), c.info
+                b = c.next()
+                got[dtype] = (b.images, b.sample_ids, b.weights)
+        x, ids, w = got["float32"]
+        for dtype, (images, other_ids, other_w) in got.items():
+            assert np.array_equal(ids, other_ids) and np.array_equal(w, other_w), dtype
+        assert got["float16"][0].dtype == np.float16
+        assert np.array_equal(got["float16"][0], x.astype(np.float16))
+        u8 = got["uint8"][0]
+        assert u8.dtype == np.uint8 and u8.shape == (40, 28, 28, 1), (u8.dtype, u8.shape)
+        pixels = np.clip(np.rint((x * 0.5 + 0.5) * 255), 0, 255)
+        assert np.abs(u8.transpose(0, 3, 1, 2) - pixels).max() <= 1
+
+
+def trainer(endpoint, out):
+    """One shard trainer (a process of its own): every batch of epochs 0 and 1 it gets."""
+    got = []
+    with tmix.Client(endpoint, group="g", mode="shard", batch_size=50) as c:
+        for b in c:
+            if b.epoch >= 2:
+                break
+            got.append([b.epoch, b.index, [int(i) for i in b.sample_ids]])
+    with open(out, "w") as f:
+        json.dump(got, f)
+
+
+def test_coverage():
+    with Daemon("--server.seed=7") as d, tempfile.TemporaryDirectory() as tmp:
+        outs = [os.path.join(tmp, f"t{k}.json") for k in range(2)]
+        procs = [subprocess.Popen([sys.executable, __file__, "_trainer", d.endpoint, o])
+                 for o in outs]
+        assert [p.wait(60) for p in procs] == [0, 0]
+        batches = [b for o in outs for b in json.load(open(o))]
+        for epoch in (0, 1):
+            mine = [b for b in batches if b[0] == epoch]
+            assert sorted(b[1] for b in mine) == list(range(20)), f"epoch {epoch}: a batch twice"
+            exactly_once([i for b in mine for i in b[2]], epoch)
+
+
+def check_in_ring(b, info):
+    assert b.in_shm
+    in_shm_mapping(b.images.__array_interface__["data"][0], b.images.nbytes, info)
+
+
+def test_shm():
+    """The images lie in the ring's read-only mapping; a kept array holds its slot (libtmix
+    acknowledges only below the oldest batch held), so it is never overwritten even when
+    the ring wraps around; the daemon sends inline while no slot is free."""
+    with Daemon("--server.max_memory_mb=16", "--server.max_trainers=1") as d, \
+            tmix.Client(d.endpoint, group="s", delivery="shm", batch_size=500) as c:
+        i = c.info
+        assert i.delivery == "shm" and i.shm_name.startswith("/tmix-") and i.shm_bytes > 0, i
+        b = c.next()
+        check_in_ring(b, i)
+        kept, copy = b.images[1:3], b.images[1:3].copy()
+        del b
+        slots = tmix.status(d.endpoint).groups[0].shm_slots
+        assert slots == 16 * 2**20 // (500 * 28 * 28 * 4) + 2, slots  # memory / batch + 2
+        where = []
+        for _ in range(2 * slots):
+            b = c.next()
+            if b.in_shm:
+                check_in_ring(b, i)
+            where.append(b.in_shm)
+        assert np.array_equal(kept, copy), "a kept array was overwritten"
+        assert where[0] and not where[-1], where
+        del kept, b  # everything acknowledged with the next request: slots free again
+        where = [c.next().in_shm for _ in range(2 * slots)]
+        assert where[-1], where
+
+
+def test_inline_vs_shm():
+    """Two members of one broadcast group, one inline and one shm: the same bytes. (The shm
+    member says Hello first: the ring is made then, and batches made before are inline.)"""
+    with Daemon() as d, \
+            tmix.Client(d.endpoint, group="b", mode="broadcast", batch_size=50,
+                        delivery="shm") as shm, \
+            tmix.Client(d.endpoint, group="b", mode="broadcast", batch_size=50) as inline:
+        assert (inline.info.delivery, shm.info.delivery) == ("inline", "shm")
+        for _ in range(25):
+            a, b = inline.next(), shm.next()
+            assert not a.in_shm and b.in_shm
+            assert (a.epoch, a.index) == (b.epoch, b.index)
+            for name in ("images", "sample_ids", "sources", "labels", "weights"):
+                assert getattr(a, name).tobytes() == getattr(b, name).tobytes(), name
+
+
+def test_lifetime():
+    """An array outlives its Batch and the Client's close(); the session ends with the last."""
+    with Daemon() as d:
+        c = tmix.Client(d.endpoint, group="l", batch_size=50)
+        b = c.next()
+        ids, ids_copy = b.sample_ids, b.sample_ids.copy()
+        b.release()
+        assert not hasattr(b, "images")
+        b2 = c.next()
+        conn = c._conn
+        c.close()
+        try:
+            c.next()
+            raise AssertionError("next() on a closed client")
+        except ValueError:
+            pass
+        assert conn.ptr is not None and tmix.status(d.endpoint).trainers == 1
+        assert np.array_equal(ids, ids_copy) and b2.size == 50
+        del ids
+        assert conn.ptr is not None  # b2 still held
+        del b2
+        assert conn.ptr is None and tmix.status(d.endpoint).trainers == 0
+
+
+def test_threads():
+    """Four threads share one client and hand their batches to a fifth that drops them (so
+    releases happen while another thread is in tmix_next): every batch once, sequences
+    1..40 without a gap, and every batch released at the end."""
+    with Daemon() as d, tmix.Client(d.endpoint, group="t", batch_size=50) as c:
+        batches, got = queue.Queue(), []
+
+        def pull():
+            for _ in range(10):
+                batches.put(c.next())
+
+        def drop():
+            for _ in range(40):
+                b = batches.get()
+                got.append((b.sequence, b.epoch, b.index))
+                del b
+
+        threads = [threading.Thread(target=f) for f in (pull, pull, pull, pull, drop)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(s for s, _, _ in got) == list(range(1, 41))
+        assert sorted((e, i) for _, e, i in got) == [(e, i) for e in (0, 1) for i in range(20)]
+        conn = c._conn
+        c.close()
+        assert conn.ptr is None  # nothing held: closed at once
+
+
+def test_errors():
+    with tempfile.TemporaryDirectory() as tmp:
+        nowhere = f"ipc://{tmp}/none.sock"
+        e = expect_error(lambda: tmix.Client(nowhere, group="no spaces"), tmix.TmixError,
+                         "TMIX_EINVAL", "group 'no spaces'")
+        assert (e.code, e.name) == (-1, "TMIX_EINVAL")
+        e = expect_error(lambda: tmix.Client(nowhere, timeout=0.3), tmix.TmixError,
+                         "TMIX_ETIMEDOUT", nowhere)
+        assert e.code == -20
+        expect_error(lambda: tmix.Client(nowhere, mode="sharded"), ValueError, "'sharded'")
+        expect_error(lambda: tmix.Client(nowhere, timeout=0), ValueError, "timeout 0")
+        missing = os.path.join(tmp, "libtmix.so")
+        p = subprocess.run([sys.executable, "-c", "import tmix; tmix.Client()"],
+                           env=dict(os.environ, TMIX_LIBRARY=missing), capture_output=True,
+                           text=True)
+        assert p.returncode == 1 and f"Tried: {missing} ($TMIX_LIBRARY)" in p.stderr, p.stderr
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["_trainer"]:
+        trainer(*sys.argv[2:4])
+    else:
+        main({"iterate": test_iterate, "formats": test_formats, "coverage": test_coverage,
+              "shm": test_shm, "inline_vs_shm": test_inline_vs_shm, "lifetime": test_lifetime,
+              "threads": test_threads, "errors": test_errors})
