@@ -16,6 +16,8 @@
 #include "internal.h"
 
 #define GROUP_MAX 64
+// Released sequences sent in one request at most (the rest go with the next one).
+#define RELEASED_PER_REQUEST 1024
 // Bounds that keep a Welcome's products (batch bytes, N x n) far from overflow.
 #define MIX_N_MAX       64
 #define BATCH_BYTES_MAX ((double)(1ull << 48))
@@ -41,6 +43,10 @@ struct tmix_client {
     tmixi_ring *ring;  // SHM: the session's ring; older ones (a daemon restarted) after it,
                        // kept mapped for the batches still held from them
     held_batch *held;
+    // Sequences of this session released above ack_through (an older batch is still held)
+    // that no request the daemon answered has carried yet.
+    uint64_t *released;
+    size_t nreleased, cap_released;
     char err[TMIXI_ERR_LEN];
 };
 
@@ -241,6 +247,7 @@ static int hello(tmix_client *c, char *err)
         };
         c->session++;
         c->next_seq = 1;
+        c->nreleased = 0; // the old session's are of no use to the new one
     }
     tmix__envelope__free_unpacked(rep, NULL);
     return rc;
@@ -298,17 +305,47 @@ static uint64_t ack_through(const tmix_client *c)
     return ack;
 }
 
+// Drops the released sequences that ack (cumulative) covers, and returns how many of the
+// rest (the first ones) the next request carries.
+static size_t released_to_send(tmix_client *c, uint64_t ack)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < c->nreleased; i++)
+        if (c->released[i] > ack)
+            c->released[kept++] = c->released[i];
+    c->nreleased = kept;
+    return kept < RELEASED_PER_REQUEST ? kept : RELEASED_PER_REQUEST;
+}
+
+// The daemon answered a request that carried the first `sent` released sequences.
+static void released_sent(tmix_client *c, size_t sent)
+{
+    memmove(c->released, c->released + sent, (c->nreleased - sent) * sizeof(uint64_t));
+    c->nreleased -= sent;
+}
+
+// Whether the daemon answered (a reply, or its Error), so that it saw the request.
+static bool answered(int rc)
+{
+    return rc != TMIX_ETIMEDOUT && rc != TMIX_EIO && rc != TMIX_EPROTO && rc != TMIX_ENOMEM;
+}
+
 static int ask_next(tmix_client *c, Tmix__Envelope **rep)
 {
     Tmix__Next next = TMIX__NEXT__INIT;
     next.session_id = c->info.session_id;
     next.sequence = c->next_seq;
     next.ack_through = ack_through(c);
+    next.n_released = released_to_send(c, next.ack_through);
+    next.released = c->released;
     Tmix__Envelope req = TMIX__ENVELOPE__INIT;
     req.body_case = TMIX__ENVELOPE__BODY_NEXT;
     req.next = &next;
-    return tmixi_exchange(c->sock, c->endpoint, c->opts.timeout_ms, &req,
-                          TMIX__ENVELOPE__BODY_BATCH, rep, c->err);
+    const int rc = tmixi_exchange(c->sock, c->endpoint, c->opts.timeout_ms, &req,
+                                  TMIX__ENVELOPE__BODY_BATCH, rep, c->err);
+    if (answered(rc))
+        released_sent(c, next.n_released);
+    return rc;
 }
 
 int tmix_next(tmix_client *c, tmix_batch **out)
@@ -364,6 +401,17 @@ int tmix_release(tmix_client *c, tmix_batch *b)
     for (held_batch **p = &c->held; *p; p = &(*p)->next) {
         if (&(*p)->pub == b) {
             held_batch *h = *p;
+            if (h->session == c->session && c->nreleased == c->cap_released) {
+                const size_t cap = c->cap_released ? 2 * c->cap_released : 64;
+                uint64_t *a = realloc(c->released, cap * sizeof *a);
+                if (!a)
+                    return tmixi_fail(c->err, TMIX_ENOMEM, "%s: tmix_release: no memory",
+                                      c->endpoint);
+                c->released = a;
+                c->cap_released = cap;
+            }
+            if (h->session == c->session)
+                c->released[c->nreleased++] = h->pub.sequence;
             *p = h->next;
             held_free(h);
             return 0;
@@ -382,6 +430,8 @@ static void bye(tmix_client *c)
     Tmix__Bye b = TMIX__BYE__INIT;
     b.session_id = c->info.session_id;
     b.ack_through = ack_through(c);
+    b.n_released = released_to_send(c, b.ack_through);
+    b.released = c->released;
     Tmix__Envelope req = TMIX__ENVELOPE__INIT;
     req.body_case = TMIX__ENVELOPE__BODY_BYE;
     req.bye = &b;
@@ -412,6 +462,7 @@ void tmix_close(tmix_client *c)
         ring_free(r);
     }
     nn_close(c->sock);
+    free(c->released);
     free(c->method);
     free(c->endpoint);
     free(c);

@@ -32,8 +32,11 @@ typedef struct {
     // shard: delivered, unacknowledged batches
     lease *leases;
     int nleases, cap_leases;
-    // broadcast: seq s is position start + s - 1; batches up to acked are acknowledged
+    // broadcast: seq s is position start + s - 1; batches up to acked are acknowledged, and
+    // so are those in released (sorted, all above acked)
     uint64_t start, acked;
+    uint64_t *released;
+    int nreleased, cap_released;
 } member;
 
 struct tmixd_group {
@@ -85,8 +88,10 @@ void tmixd_group_free(tmixd_group *g)
         return;
     for (int i = 0; i < g->nentries; i++)
         tmixd_batch_free(g->entries[i].batch);
-    for (int i = 0; i < g->nmembers; i++)
+    for (int i = 0; i < g->nmembers; i++) {
         free(g->members[i].leases);
+        free(g->members[i].released);
+    }
     free(g->entries);
     free(g->members);
     free(g->name);
@@ -163,14 +168,41 @@ int tmixd_group_join(tmixd_group *g, uint64_t session, uint64_t start)
 
 // Broadcast: whether some member still needs position pos (delivered and unacknowledged,
 // asked for, or within its prefetch).
+static bool released_by(const member *m, uint64_t seq)
+{
+    for (int i = 0; i < m->nreleased; i++)
+        if (m->released[i] == seq)
+            return true;
+    return false;
+}
+
 static bool broadcast_needed(const tmixd_group *g, uint64_t pos)
 {
     for (int i = 0; i < g->nmembers; i++) {
         const member *m = &g->members[i];
-        if (pos >= m->start + m->acked && pos < m->start + m->last_seq + 1 + (uint64_t)g->prefetch)
+        if (pos >= m->start + m->acked && pos < m->start + m->last_seq + 1 + (uint64_t)g->prefetch &&
+            !released_by(m, pos - m->start + 1))
             return true;
     }
     return false;
+}
+
+// Broadcast: m has acknowledged everything through `through` (at most its last batch); the
+// released sequences that continue the acknowledged run join it. The caller prunes.
+static void broadcast_ack(member *m, uint64_t through)
+{
+    if (through > m->last_seq)
+        through = m->last_seq;
+    if (through > m->acked)
+        m->acked = through;
+    int k = 0;
+    while (k < m->nreleased && m->released[k] <= m->acked + 1) {
+        if (m->released[k] == m->acked + 1)
+            m->acked++;
+        k++;
+    }
+    memmove(m->released, m->released + k, (size_t)(m->nreleased - k) * sizeof(uint64_t));
+    m->nreleased -= k;
 }
 
 static void broadcast_prune(tmixd_group *g)
@@ -194,6 +226,41 @@ static void shard_advance(tmixd_group *g)
 }
 
 static void shard_ack(tmixd_group *g, member *m, uint64_t ack_through);
+static void lease_done(tmixd_group *g, member *m, int i);
+
+void tmixd_group_release(tmixd_group *g, uint64_t session, const uint64_t *seqs, size_t n)
+{
+    member *m = find_member(g, session);
+    if (!m || !n)
+        return;
+    if (g->p.mode == TMIXD_SHARD) {
+        for (int i = 0; i < m->nleases;) {
+            bool listed = false;
+            for (size_t k = 0; k < n && !listed; k++)
+                listed = seqs[k] == m->leases[i].seq;
+            if (listed)
+                lease_done(g, m, i); // the last lease moves to i
+            else
+                i++;
+        }
+        shard_advance(g);
+        return;
+    }
+    for (size_t k = 0; k < n; k++) {
+        const uint64_t s = seqs[k];
+        if (s <= m->acked || s > m->last_seq || released_by(m, s) ||
+            !grow((void **)&m->released, &m->cap_released, m->nreleased + 1, sizeof(uint64_t)))
+            continue;
+        int i = m->nreleased++;
+        while (i > 0 && m->released[i - 1] > s) {
+            m->released[i] = m->released[i - 1];
+            i--;
+        }
+        m->released[i] = s;
+    }
+    broadcast_ack(m, m->acked);
+    broadcast_prune(g);
+}
 
 void tmixd_group_leave(tmixd_group *g, uint64_t session, uint64_t ack_through)
 {
@@ -208,6 +275,7 @@ void tmixd_group_leave(tmixd_group *g, uint64_t session, uint64_t ack_through)
             e->state = READY;
     }
     free(m->leases);
+    free(m->released);
     int i = (int)(m - g->members);
     memmove(m, m + 1, (size_t)(g->nmembers - i - 1) * sizeof(member));
     g->nmembers--;
@@ -228,21 +296,26 @@ static int deliver(tmixd_group *g, member *m, uint64_t seq, const entry *e,
     return 1;
 }
 
+// m's lease i is acknowledged: its batch is done (and freed); the last lease moves to i.
+static void lease_done(tmixd_group *g, member *m, int i)
+{
+    entry *e = find_entry(g, m->leases[i].pos);
+    if (e && e->state == LEASED) {
+        e->state = DONE;
+        tmixd_batch_free(e->batch);
+        e->batch = NULL;
+    }
+    m->leases[i] = m->leases[--m->nleases];
+}
+
 // Marks m's batches up to ack_through done.
 static void shard_ack(tmixd_group *g, member *m, uint64_t ack_through)
 {
     for (int i = 0; i < m->nleases;) {
-        if (m->leases[i].seq > ack_through) {
+        if (m->leases[i].seq <= ack_through)
+            lease_done(g, m, i);
+        else
             i++;
-            continue;
-        }
-        entry *e = find_entry(g, m->leases[i].pos);
-        if (e && e->state == LEASED) {
-            e->state = DONE;
-            tmixd_batch_free(e->batch);
-            e->batch = NULL;
-        }
-        m->leases[i] = m->leases[--m->nleases];
     }
     shard_advance(g);
 }
@@ -281,11 +354,10 @@ static int shard_next(tmixd_group *g, member *m, uint64_t seq, uint64_t ack_thro
 static int broadcast_next(tmixd_group *g, member *m, uint64_t seq, uint64_t ack_through,
                           const tmixd_batch **out)
 {
-    const uint64_t acked = ack_through < m->last_seq ? ack_through : m->last_seq;
-    if (acked > m->acked) {
-        m->acked = acked;
+    const uint64_t acked = m->acked;
+    broadcast_ack(m, ack_through);
+    if (m->acked != acked)
         broadcast_prune(g);
-    }
     entry *e = find_entry(g, m->start + seq - 1);
     if (seq <= m->last_seq) {
         if (e && e->state == READY) {

@@ -32,6 +32,9 @@ int tmixd_group_members(const tmixd_group *g);
 
 // Adds member `session`; start: broadcast stream position to begin at (ignored for shard).
 int tmixd_group_join(tmixd_group *g, uint64_t session, uint64_t start);
+// Acknowledges a member's batches seqs[n] one by one (those above its ack_through that it
+// released while it keeps an older one); unknown or acknowledged ones are ignored.
+void tmixd_group_release(tmixd_group *g, uint64_t session, const uint64_t *seqs, size_t n);
 // Removes a member; a shard member's unacknowledged batches go back to the group. Its
 // batches up to ack_through are acknowledged first (0: none).
 void tmixd_group_leave(tmixd_group *g, uint64_t session, uint64_t ack_through);

@@ -407,6 +407,7 @@ static void on_next(server *s, void *control, const Tmix__Next *n)
     if (ss->pending) // a resent request: the new routing header replaces the old one
         nn_freemsg(ss->pending);
     ss->pending = NULL;
+    tmixd_group_release(ss->group, ss->id, n->released, n->n_released);
     const tmixd_batch *b;
     const int rc = tmixd_group_next(ss->group, ss->id, n->sequence, n->ack_through, &b);
     s->dirty = true;
@@ -428,6 +429,7 @@ static void on_bye(server *s, void *control, const Tmix__Bye *b)
     if (ss) {
         tmixd_log(TMIXD_LOG_INFO, "session %016llx left group %s", (unsigned long long)ss->id,
                   tmixd_group_name(ss->group));
+        tmixd_group_release(ss->group, ss->id, b->released, b->n_released);
         drop_session(s, ss, b->ack_through);
     }
     Tmix__Bye m = TMIX__BYE__INIT; // answered even for an unknown session: it is gone

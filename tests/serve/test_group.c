@@ -29,13 +29,13 @@ static int produce(tmixd_group *g, bool may_prefetch)
     return n;
 }
 
-// Asks for member id's batch seq (acknowledging everything before it), producing until it
+// Asks for member id's batch seq, acknowledging its batches through ack, producing until it
 // comes; returns its position.
-static int64_t pull(tmixd_group *g, uint64_t id, uint64_t seq)
+static int64_t pull_acking(tmixd_group *g, uint64_t id, uint64_t seq, uint64_t ack)
 {
     const tmixd_batch *b;
     for (int round = 0; round < 10; round++) {
-        const int rc = tmixd_group_next(g, id, seq, seq - 1, &b);
+        const int rc = tmixd_group_next(g, id, seq, ack, &b);
         if (rc < 0)
             return rc;
         if (rc > 0)
@@ -45,6 +45,9 @@ static int64_t pull(tmixd_group *g, uint64_t id, uint64_t seq)
     }
     return -2; // never came
 }
+
+// pull_acking with everything before seq acknowledged.
+static int64_t pull(tmixd_group *g, uint64_t id, uint64_t seq) { return pull_acking(g, id, seq, seq - 1); }
 
 static uint64_t rnd(uint64_t *s)
 {
@@ -179,6 +182,42 @@ static int test_demand_only(void)
     return 0;
 }
 
+// A member that keeps its first batch and releases the next ones one by one: those are done
+// at once (shard: never leased again; broadcast: freed), and the first one still holds.
+static int test_release_one_by_one(void)
+{
+    tmixd_group *g = new_group(TMIXD_SHARD);
+    CHECK_OK(tmixd_group_join(g, 1, 0));
+    for (uint64_t seq = 1; seq <= 4; seq++)
+        CHECK(pull_acking(g, 1, seq, 0) == (int64_t)seq - 1);
+    const size_t bytes = tmixd_group_bytes(g);
+    tmixd_group_release(g, 1, (uint64_t[]){2, 3}, 2);
+    CHECK(tmixd_group_bytes(g) == bytes - 2000);
+    tmixd_group_release(g, 1, (uint64_t[]){2, 3, 99}, 3); // again, and unknown: no change
+    CHECK(tmixd_group_bytes(g) == bytes - 2000);
+    uint64_t through, done[4];
+    CHECK(tmixd_group_progress(g, &through, done, 4) == 2 && through == 0);
+    tmixd_group_leave(g, 1, 0); // positions 0 and 3 go back
+    CHECK_OK(tmixd_group_join(g, 2, 0));
+    CHECK(pull_acking(g, 2, 1, 0) == 0 && pull_acking(g, 2, 2, 0) == 3);
+    tmixd_group_free(g);
+
+    g = new_group(TMIXD_BROADCAST);
+    CHECK_OK(tmixd_group_join(g, 1, 0));
+    for (uint64_t seq = 1; seq <= 5; seq++)
+        CHECK(pull_acking(g, 1, seq, 0) == (int64_t)seq - 1);
+    const size_t held = tmixd_group_bytes(g);
+    tmixd_group_release(g, 1, (uint64_t[]){5, 3, 2, 4}, 4); // any order
+    CHECK(tmixd_group_bytes(g) == held - 4000);
+    const tmixd_batch *b;
+    CHECK(tmixd_group_next(g, 1, 5, 0, &b) < 0); // released: not given again
+    CHECK(pull_acking(g, 1, 6, 1) == 5);           // 1 acknowledged: 1..5 are
+    CHECK(tmixd_group_next(g, 1, 2, 0, &b) < 0);
+    CHECK(tmixd_group_bytes(g) == 1000); // only position 5's batch, the one just given
+    tmixd_group_free(g);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     static const test_case tests[] = {
@@ -188,6 +227,7 @@ int main(int argc, char **argv)
         {"group.broadcast_identical", test_broadcast_identical},
         {"group.restore", test_restore},
         {"group.demand_only", test_demand_only},
+        {"group.release_one_by_one", test_release_one_by_one},
         {NULL, NULL},
     };
     return test_main(argc, argv, tests);
