@@ -10,8 +10,12 @@
 #include "internal.h"
 
 // A reply that never came is resent after this long; Next and StatusRequest are idempotent
-// and Hello costs an unused session at worst, so a resend is harmless.
-#define RESEND_IVL_MS 1000
+// and Hello costs an unused session at worst, so a resend is harmless. Not sooner: a Next
+// resent while its reply is still on its way (a 77 MB inline batch behind others) makes the
+// daemon send the batch again, and nanomsg's REQ socket has crashed when closed while
+// such a second reply was arriving. A trainer waiting across a daemon restart asks the new
+// daemon within this long.
+#define RESEND_IVL_MS 10000
 
 static int set_int(int sock, int level, int option, int value)
 {
