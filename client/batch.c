@@ -1,6 +1,7 @@
 // A Batch message checked against itself and the Welcome before a trainer sees it: a batch
 // that would make the caller read past its arrays or misread its images is refused here.
 #include <inttypes.h>
+#include <string.h>
 
 #include "internal.h"
 
@@ -37,10 +38,31 @@ static int check_arrays(const Tmix__Batch *m, uint64_t n_samples, const tmix_inf
     return 0;
 }
 
-// Where the batch's images lie: inline in m, or in its slot of the ring.
-static int find_images(const Tmix__Batch *m, uint64_t bytes, const tmixi_ring *ring,
-                       const char *endpoint, char *err, const void **images)
+// A batch in a GPU slot (CUDA delivery): the slot and its two IPC handles.
+static int find_cuda_slot(const Tmix__Batch *m, const tmix_info *info, const char *endpoint,
+                          char *err, tmix_batch *out)
 {
+    if (m->slot >= info->cuda_slots || m->cuda_mem.len != sizeof out->cuda_mem ||
+        m->cuda_event.len != sizeof out->cuda_event || m->images.len)
+        return BAD("%s: batch %" PRIu64 " in GPU slot %u (of %u) comes with handles of %zu and "
+                   "%zu bytes (expected %zu) and %zu bytes inline (expected none)",
+                   endpoint, m->sequence, m->slot, info->cuda_slots, m->cuda_mem.len,
+                   m->cuda_event.len, sizeof out->cuda_mem, m->images.len);
+    out->cuda_in_slot = 1;
+    out->cuda_slot = m->slot;
+    memcpy(out->cuda_mem, m->cuda_mem.data, sizeof out->cuda_mem);
+    memcpy(out->cuda_event, m->cuda_event.data, sizeof out->cuda_event);
+    return 0;
+}
+
+// Where the batch's images lie: inline in m, in its slot of the ring, or (CUDA) on the GPU,
+// when *images stays NULL.
+static int find_images(const Tmix__Batch *m, uint64_t bytes, const tmix_info *info,
+                       const tmixi_ring *ring, const char *endpoint, char *err,
+                       const void **images)
+{
+    if (m->in_slot && info->delivery == TMIX_DELIVERY_CUDA)
+        return 0;
     if (!m->in_slot) {
         if (m->images.len != bytes)
             return BAD("%s: batch %" PRIu64 " carries %zu bytes of images, its shape and dtype "
@@ -50,8 +72,8 @@ static int find_images(const Tmix__Batch *m, uint64_t bytes, const tmixi_ring *r
         return 0;
     }
     if (!ring)
-        return BAD("%s: batch %" PRIu64 " is in a shared-memory slot, but the session is not "
-                   "shm delivery", endpoint, m->sequence);
+        return BAD("%s: batch %" PRIu64 " is in a slot, but the session is %s delivery",
+                   endpoint, m->sequence, tmix_delivery_name(info->delivery));
     if (m->slot >= ring->slots || bytes > ring->slot_bytes || m->images.len)
         return BAD("%s: batch %" PRIu64 " of %" PRIu64 " bytes in slot %u: the ring %s has %u "
                    "slots of %zu bytes%s",
@@ -87,7 +109,7 @@ int tmixi_batch_read(tmix_batch *out, const Tmix__Batch *m, uint64_t sequence,
                    info->batch_size);
     const uint64_t bytes = n_samples * chw[0] * chw[1] * chw[2] * tmix_dtype_size(info->dtype);
     const void *images = NULL;
-    int rc = find_images(m, bytes, ring, endpoint, err, &images);
+    int rc = find_images(m, bytes, info, ring, endpoint, err, &images);
     if (rc == 0)
         rc = check_arrays(m, n_samples, info, endpoint, err);
     if (rc < 0)
@@ -111,5 +133,7 @@ int tmixi_batch_read(tmix_batch *out, const Tmix__Batch *m, uint64_t sequence,
         .replaced_ids = m->replaced_ids,
         .replaced_count = m->n_replaced_ids,
     };
+    if (m->in_slot && info->delivery == TMIX_DELIVERY_CUDA)
+        return find_cuda_slot(m, info, endpoint, err, out);
     return 0;
 }

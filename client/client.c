@@ -81,7 +81,7 @@ static int check_options(const tmix_options *o, const char *endpoint, char *err)
     if (o->layout < TMIX_LAYOUT_DEFAULT || o->layout > TMIX_LAYOUT_NHWC)
         return tmixi_fail(err, TMIX_EINVAL, "%s: layout %d: expected TMIX_LAYOUT_*", endpoint,
                           o->layout);
-    if (o->delivery < TMIX_DELIVERY_DEFAULT || o->delivery > TMIX_DELIVERY_SHM)
+    if (o->delivery < TMIX_DELIVERY_DEFAULT || o->delivery > TMIX_DELIVERY_CUDA)
         return tmixi_fail(err, TMIX_EINVAL, "%s: delivery %d: expected TMIX_DELIVERY_*", endpoint,
                           o->delivery);
     if (o->timeout_ms < 0)
@@ -111,6 +111,10 @@ static int check_welcome(const tmix_client *c, const Tmix__Welcome *w, char *err
                           "%s: the Welcome's shared-memory ring '%s' of %u slots of %" PRIu64
                           " bytes is empty or absurd",
                           e, w->shm_name, w->shm_slots, w->shm_slot_bytes);
+    if (delivery == TMIX_DELIVERY_CUDA && (w->cuda_device != o->cuda_device || !w->cuda_slots))
+        return tmixi_fail(err, TMIX_EPROTO,
+                          "%s: asked for cuda delivery on GPU %d; the Welcome says GPU %d with "
+                          "%u slots", e, o->cuda_device, w->cuda_device, w->cuda_slots);
     if (!resolved(o->mode, w->mode, TMIX_MODE_SHARD, TMIX_MODE_BROADCAST) ||
         !resolved(o->dtype, w->dtype, TMIX_DTYPE_FLOAT32, TMIX_DTYPE_UINT8) ||
         !resolved(o->layout, w->layout, TMIX_LAYOUT_NCHW, TMIX_LAYOUT_NHWC) ||
@@ -207,6 +211,7 @@ static int hello(tmix_client *c, char *err)
     h.layout = (Tmix__Layout)c->opts.layout;
     h.delivery = c->opts.delivery ? (Tmix__Delivery)c->opts.delivery : TMIX__DELIVERY__INLINE;
     h.start = c->session ? c->resume : c->opts.start;
+    h.cuda_device = c->opts.cuda_device;
     Tmix__Envelope req = TMIX__ENVELOPE__INIT;
     req.body_case = TMIX__ENVELOPE__BODY_HELLO;
     req.hello = &h;
@@ -244,6 +249,8 @@ static int hello(tmix_client *c, char *err)
             .shm_base = w->delivery == TMIX__DELIVERY__SHM ? c->ring->base : NULL,
             .shm_bytes = w->delivery == TMIX__DELIVERY__SHM ? c->ring->slot_bytes * c->ring->slots
                                                              : 0,
+            .cuda_device = w->cuda_device,
+            .cuda_slots = w->cuda_slots,
         };
         c->session++;
         c->next_seq = 1;

@@ -34,15 +34,16 @@ static void print_status(const char *endpoint, const tmix_server_status *s)
         return;
     }
     printf("\n%-24s %-9s %7s %6s %7s %17s %14s %12s\n", "group", "mode", "members", "batch",
-           "epoch", "done/per epoch", "served", "shm slots");
+           "epoch", "done/per epoch", "served", "slots used");
     for (size_t i = 0; i < s->group_count; i++) {
         const tmix_group_status *g = &s->groups[i];
         char progress[48];
         snprintf(progress, sizeof(progress), "%" PRIu64 "/%" PRIu64, g->batches_done,
                  g->batches_per_epoch);
-        char slots[32] = "-";
-        if (g->shm_slots)
-            snprintf(slots, sizeof slots, "%u/%u", g->shm_slots_used, g->shm_slots);
+        char slots[64] = "-";
+        if (g->shm_slots || g->cuda_slots)
+            snprintf(slots, sizeof slots, "%u/%u", g->shm_slots_used + g->cuda_slots_used,
+                     g->shm_slots + g->cuda_slots);
         printf("%-24s %-9s %7u %6u %7" PRIu64 " %17s %14" PRIu64 " %12s\n", g->name,
                tmix_mode_name(g->mode), g->members, g->batch_size, g->epoch, progress,
                g->batches_served, slots);

@@ -13,7 +13,8 @@ _Static_assert(TMIX_LAYOUT_NCHW == (int)TMIX__LAYOUT__NCHW &&
                    TMIX_LAYOUT_NHWC == (int)TMIX__LAYOUT__NHWC,
                "tmix.h layouts differ from proto Layout");
 _Static_assert(TMIX_DELIVERY_INLINE == (int)TMIX__DELIVERY__INLINE &&
-                   TMIX_DELIVERY_SHM == (int)TMIX__DELIVERY__SHM,
+                   TMIX_DELIVERY_SHM == (int)TMIX__DELIVERY__SHM &&
+                   TMIX_DELIVERY_CUDA == (int)TMIX__DELIVERY__CUDA,
                "tmix.h deliveries differ from proto Delivery");
 
 static const char *pick(const char *const *names, int count, int v)

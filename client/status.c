@@ -36,6 +36,8 @@ static int status_from(const char *endpoint, Tmix__Envelope *env, tmix_server_st
             .batches_served = g->batches_served,
             .shm_slots = g->shm_slots,
             .shm_slots_used = g->shm_slots_used,
+            .cuda_slots = g->cuda_slots,
+            .cuda_slots_used = g->cuda_slots_used,
         };
     }
     r->groups = groups;

@@ -78,8 +78,15 @@ enum { TMIX_LAYOUT_DEFAULT = 0, TMIX_LAYOUT_NCHW = 1, TMIX_LAYOUT_NHWC = 2 };
 // How the images reach the trainer (proto Delivery). INLINE: inside each Batch message (the
 // only kind over tcp://). SHM: in a slot of the group's ring in POSIX shared memory, which
 // the client maps read-only once; a batch's images are read in place, with no copy, and the
-// slot is not reused before the batch is released (or its lease expires).
-enum { TMIX_DELIVERY_DEFAULT = 0, TMIX_DELIVERY_INLINE = 1, TMIX_DELIVERY_SHM = 2 };
+// slot is not reused before the batch is released (or its lease expires). CUDA: in a slot
+// of device memory on the daemon's GPU, shared by CUDA IPC (see tmix_batch); the trainer
+// names that GPU (tmix_options.cuda_device).
+enum {
+    TMIX_DELIVERY_DEFAULT = 0,
+    TMIX_DELIVERY_INLINE = 1,
+    TMIX_DELIVERY_SHM = 2,
+    TMIX_DELIVERY_CUDA = 3
+};
 
 // "shard", "float16", "nhwc", "default"...; "?" for a value out of range.
 const char *tmix_mode_name(int mode);
@@ -101,6 +108,7 @@ typedef struct {
     int delivery;        // TMIX_DELIVERY_*; DEFAULT is INLINE
     uint64_t start;      // broadcast: the stream position (epoch * batches_per_epoch + index)
                          // of the first batch; a resumed trainer passes where it stopped
+    int cuda_device;     // CUDA delivery: the trainer's GPU, which must be the daemon's
 } tmix_options;
 
 // Group "default", every choice the daemon's, a 60 s timeout.
@@ -134,6 +142,8 @@ typedef struct {
     const char *shm_name;    // "" for INLINE
     const void *shm_base;
     size_t shm_bytes;
+    int cuda_device;     // CUDA: the GPU holding the slots
+    uint32_t cuda_slots; // CUDA: slots of the group's device ring
 } tmix_info;
 
 const tmix_info *tmix_get_info(const tmix_client *c);
@@ -157,6 +167,18 @@ typedef struct tmix_batch {
     const float *weights;         // (N, n) label weights, each row sums to 1
     const uint64_t *replaced_ids; // (replaced_count) unreadable samples replaced by others
     size_t replaced_count;
+    // CUDA delivery with cuda_in_slot set (images is then NULL): the images lie at the start
+    // of device slot cuda_slot on info's cuda_device. Open cuda_mem with cudaIpcOpenMemHandle
+    // and cuda_event with cudaIpcOpenEventHandle, once per slot (the same slot always comes
+    // with the same handles within a session), and make the stream that reads the images
+    // wait for the event (cudaStreamWaitEvent): it is recorded after their copy. Release the
+    // batch only when the GPU work reading the slot is done (an event recorded after it has
+    // completed): the daemon copies the next batch into the slot as soon as it is released.
+    // When every slot was taken the daemon sends the images inline: cuda_in_slot is 0 and
+    // images points to host memory as for INLINE.
+    int cuda_in_slot;
+    uint32_t cuda_slot;
+    unsigned char cuda_mem[64], cuda_event[64];
 } tmix_batch;
 
 // Asks for the next batch and waits up to the timeout for it; on success *out holds it. The
@@ -191,6 +213,8 @@ typedef struct {
     uint64_t batches_served; // since the daemon started
     uint32_t shm_slots;      // the group's shared-memory ring (0: none)
     uint32_t shm_slots_used; // slots holding a batch not acknowledged yet
+    uint32_t cuda_slots;     // the group's GPU ring (0: none)
+    uint32_t cuda_slots_used;
 } tmix_group_status;
 
 typedef struct {

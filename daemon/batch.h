@@ -1,13 +1,14 @@
 // One produced batch: the mixed images in their output dtype and layout and the per-sample
 // metadata, in one allocation owned by whoever holds the pointer (a group entry). The images
-// are at the end of that allocation, or in a slot of the group's shared-memory ring, which
-// tmixd_batch_free gives back.
+// are at the end of that allocation, or in a slot of the group's shared-memory ring, and
+// for CUDA delivery also in a slot of its device ring; tmixd_batch_free gives slots back.
 #ifndef TMIXD_BATCH_H
 #define TMIXD_BATCH_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include "device_ring.h"
 #include "shm_ring.h"
 
 typedef struct {
@@ -27,9 +28,11 @@ typedef struct {
     size_t bytes;            // everything above, for the memory budget
     tmixd_ring *ring;        // the images are in slot `slot` of ring, or ring is NULL
     int slot;
+    tmixd_device_ring *dring; // a copy of the images is in GPU slot `dslot`, or dring is NULL
+    int dslot;
 } tmixd_batch;
 
-// Gives the slot back to the ring, if any, and frees. NULL: no-op.
+// Gives the slots back to the rings, if any, and frees. NULL: no-op.
 void tmixd_batch_free(tmixd_batch *b);
 
 // Bytes per element of a proto DType: FLOAT32 4, FLOAT16 2, UINT8 1.

@@ -105,6 +105,8 @@ void tmixd_batch_free(tmixd_batch *b)
 {
     if (b && b->ring)
         tmixd_ring_give(b->ring, b->slot);
+    if (b && b->dring)
+        tmixd_device_ring_give(b->dring, b->dslot);
     free(b);
 }
 
@@ -314,6 +316,12 @@ static int produce(tmixd_producer *p, worker_state *w, lane *l, const tmixd_job 
     rc = mix_batch(p, w, use, job, crops, in.labels, in.read_ids, &draws, bt);
     if (!l)
         lane_give(p, use);
+    if (rc == 0 && job->dring) {
+        const int got = tmixd_device_ring_fill(job->dring, bt->images, bt->images_bytes, &bt->dslot);
+        if (got > 0)
+            bt->dring = job->dring;
+        rc = got < 0 ? got : 0;
+    }
 done:
     if (rc < 0)
         tmixd_batch_free(bt);

@@ -40,6 +40,7 @@ typedef struct tmixd_job {
     uint32_t batch_size;
     int dtype, layout;
     tmixd_ring *ring;            // where the images go when it has a free slot, or NULL
+    tmixd_device_ring *dring;    // where they are copied too when it has a free slot, or NULL
     tmixd_batch *batch;          // the result, or NULL with rc and error set
     int rc;                      // why it failed (a TMIX_* code)
     char error[256];

@@ -44,6 +44,7 @@ typedef struct {
     char fault[256];          // the GPU failure that stopped tmixd, or ""
     tmixd_group *groups[MAX_GROUPS];
     tmixd_ring *rings[MAX_GROUPS]; // groups[i]'s, made when its first SHM member joins
+    tmixd_device_ring *drings[MAX_GROUPS]; // and when its first CUDA member joins
     int ngroups;
     session *sessions;
     int nsessions, cap_sessions;
@@ -118,6 +119,13 @@ static void reply_batch(server *s, void *control, const session *ss, uint64_t se
     if (ss->delivery == TMIX__DELIVERY__SHM && b->ring) {
         m.in_slot = true;
         m.slot = (uint32_t)b->slot;
+    } else if (ss->delivery == TMIX__DELIVERY__CUDA && b->dring) {
+        const tmix_ipc_buffer *buf = tmixd_device_ring_slot(b->dring, b->dslot);
+        m.in_slot = true;
+        m.slot = (uint32_t)b->dslot;
+        m.cuda_mem = (ProtobufCBinaryData){sizeof buf->mem_handle, (uint8_t *)buf->mem_handle};
+        m.cuda_event =
+            (ProtobufCBinaryData){sizeof buf->event_handle, (uint8_t *)buf->event_handle};
     } else { // inline, or every slot of the ring was taken when the batch was made
         m.images = (ProtobufCBinaryData){b->images_bytes, b->images};
     }
@@ -156,27 +164,41 @@ static int find_group(server *s, const char *name)
     return -1;
 }
 
-static tmixd_ring *ring_of(const server *s, const tmixd_group *g)
+// groups[i] of group g.
+static int index_of(const server *s, const tmixd_group *g)
 {
-    for (int i = 0; i < s->ngroups; i++)
-        if (s->groups[i] == g)
-            return s->rings[i];
-    return NULL;
+    int i = 0;
+    while (s->groups[i] != g)
+        i++;
+    return i;
 }
 
-// Makes groups[i]'s shared-memory ring unless it has one: a slot per batch the memory
-// budget lets exist, plus two per trainer (one held, one asked for), so that only a trainer
-// holding many batches at once ever gets one inline.
-static int ensure_ring(server *s, int i)
+// Slots for a ring of groups[i]: one per batch the memory budget lets exist, plus two per
+// trainer (one held, one asked for), so that only a trainer holding many batches at once
+// ever gets one inline.
+static size_t slot_bytes(const server *s, int i)
 {
-    if (s->rings[i])
-        return 0;
     const tmixd_group_params *p = tmixd_group_params_get(s->groups[i]);
     const tmixd_augment_params *a = &s->c->producer.augment;
-    const size_t slot_bytes = (size_t)p->batch_size * (size_t)s->c->producer.channels *
-                              (size_t)a->out_h * (size_t)a->out_w * tmixd_dtype_bytes(p->dtype);
-    const size_t slots = s->c->max_memory / slot_bytes + 2 * (size_t)s->c->max_trainers;
-    return tmixd_ring_new(&s->rings[i], i, slot_bytes, slots < 65536 ? (int)slots : 65536);
+    return (size_t)p->batch_size * (size_t)s->c->producer.channels * (size_t)a->out_h *
+           (size_t)a->out_w * tmixd_dtype_bytes(p->dtype);
+}
+
+static int ring_slots(const server *s, int i)
+{
+    const size_t slots = s->c->max_memory / slot_bytes(s, i) + 2 * (size_t)s->c->max_trainers;
+    return slots < 65536 ? (int)slots : 65536;
+}
+
+// Makes the ring groups[i]'s members of this delivery read from, unless it has one.
+static int ensure_ring(server *s, int i, int delivery)
+{
+    if (delivery == TMIX__DELIVERY__SHM && !s->rings[i])
+        return tmixd_ring_new(&s->rings[i], i, slot_bytes(s, i), ring_slots(s, i));
+    if (delivery == TMIX__DELIVERY__CUDA && !s->drings[i])
+        return tmixd_device_ring_new(&s->drings[i], s->c->backend, slot_bytes(s, i),
+                                     ring_slots(s, i));
+    return 0;
 }
 
 static size_t memory_in_use(const server *s)
@@ -194,7 +216,7 @@ static void pump(server *s, tmixd_group *g)
     const bool room = memory_in_use(s) < s->c->max_memory;
     const int count = tmixd_group_wanted(g, room, positions, WANTED_PER_PUMP);
     const tmixd_group_params *p = tmixd_group_params_get(g);
-    tmixd_ring *ring = ring_of(s, g);
+    const int gi = index_of(s, g);
     for (int i = 0; i < count; i++) {
         tmixd_job *job = calloc(1, sizeof *job);
         if (!job) {
@@ -204,7 +226,7 @@ static void pump(server *s, tmixd_group *g)
         *job = (tmixd_job){.owner = g, .pos = positions[i],
                            .batches_per_epoch = tmixd_group_batches_per_epoch(g),
                            .batch_size = p->batch_size, .dtype = p->dtype, .layout = p->layout,
-                           .ring = ring};
+                           .ring = s->rings[gi], .dring = s->drings[gi]};
         tmixd_producer_submit(s->producer, job);
     }
 }
@@ -298,13 +320,22 @@ static void on_hello(server *s, void *control, const Tmix__Hello *h)
         return reply_error(s, control, TMIX__ERROR__CODE__BAD_REQUEST,
                            "group name '%.80s' must be 1 to 64 of [A-Za-z0-9._-]", name);
     const int delivery = h->delivery ? (int)h->delivery : TMIX__DELIVERY__INLINE;
-    if (delivery == TMIX__DELIVERY__CUDA)
+    if (delivery == TMIX__DELIVERY__CUDA) {
+        const char *colon = strchr(c->backend, ':');
+        if (strncmp(c->backend, "cuda", 4) != 0)
+            return reply_error(s, control, TMIX__ERROR__CODE__NOT_SUPPORTED,
+                               "cuda delivery needs tmixd on a GPU; it mixes on %s: ask for "
+                               "shm or inline", c->backend);
+        if (h->cuda_device != (colon ? atoi(colon + 1) : 0))
+            return reply_error(s, control, TMIX__ERROR__CODE__NOT_SUPPORTED,
+                               "cuda delivery from %s to a trainer on GPU %d: the trainer must "
+                               "be on tmixd's GPU", c->backend, (int)h->cuda_device);
+    }
+    if (delivery != TMIX__DELIVERY__INLINE && strncmp(c->endpoint, "ipc://", 6) != 0)
         return reply_error(s, control, TMIX__ERROR__CODE__NOT_SUPPORTED,
-                           "cuda delivery is not built in this tmixd yet: ask for shm or inline");
-    if (delivery == TMIX__DELIVERY__SHM && strncmp(c->endpoint, "ipc://", 6) != 0)
-        return reply_error(s, control, TMIX__ERROR__CODE__NOT_SUPPORTED,
-                           "shm delivery needs an ipc:// endpoint (the trainer on this "
-                           "machine); %s is not one: ask for inline", c->endpoint);
+                           "%s delivery needs an ipc:// endpoint (the trainer on this "
+                           "machine); %s is not one: ask for inline",
+                           delivery == TMIX__DELIVERY__SHM ? "shm" : "cuda", c->endpoint);
     if (s->nsessions >= c->max_trainers)
         return reply_error(s, control, TMIX__ERROR__CODE__BUSY,
                            "%d trainers are connected ([server] max_trainers)", s->nsessions);
@@ -345,10 +376,11 @@ static void on_hello(server *s, void *control, const Tmix__Hello *h)
         gi = s->ngroups++;
         s->groups[gi] = g;
     }
-    if (delivery == TMIX__DELIVERY__SHM && ensure_ring(s, gi) < 0) {
+    if (ensure_ring(s, gi, delivery) < 0) {
         tmixd_log(TMIXD_LOG_ERROR, "group %s: %s", name, tmix_last_error());
         return reply_error(s, control, TMIX__ERROR__CODE__INTERNAL,
-                           "group %s: no shared-memory ring: %s", name, tmix_last_error());
+                           "group %s: no ring for %s delivery: %s", name,
+                           delivery == TMIX__DELIVERY__SHM ? "shm" : "cuda", tmix_last_error());
     }
     if (s->nsessions == s->cap_sessions) {
         const int cap = s->cap_sessions ? 2 * s->cap_sessions : 16;
@@ -386,6 +418,9 @@ static void on_hello(server *s, void *control, const Tmix__Hello *h)
         w.shm_name = (char *)tmixd_ring_name(ring);
         w.shm_slot_bytes = tmixd_ring_slot_bytes(ring);
         w.shm_slots = (uint32_t)tmixd_ring_slots(ring);
+    } else if (delivery == TMIX__DELIVERY__CUDA) {
+        w.cuda_device = tmixd_device_ring_device(s->drings[gi]);
+        w.cuda_slots = (uint32_t)tmixd_device_ring_slots(s->drings[gi]);
     }
     Tmix__Envelope env = TMIX__ENVELOPE__INIT;
     env.body_case = TMIX__ENVELOPE__BODY_WELCOME;
@@ -464,6 +499,10 @@ static void on_status(server *s, void *control)
         if (s->rings[i]) {
             gs[i].shm_slots = (uint32_t)tmixd_ring_slots(s->rings[i]);
             gs[i].shm_slots_used = (uint32_t)tmixd_ring_used(s->rings[i]);
+        }
+        if (s->drings[i]) {
+            gs[i].cuda_slots = (uint32_t)tmixd_device_ring_slots(s->drings[i]);
+            gs[i].cuda_slots_used = (uint32_t)tmixd_device_ring_used(s->drings[i]);
         }
         gp[i] = &gs[i];
     }
@@ -635,8 +674,10 @@ static void free_server(server *s)
     free(s->sessions);
     for (int i = 0; i < s->ngroups; i++) // the batches first: they give their slots back
         tmixd_group_free(s->groups[i]);
-    for (int i = 0; i < s->ngroups; i++)
+    for (int i = 0; i < s->ngroups; i++) {
         tmixd_ring_free(s->rings[i]);
+        tmixd_device_ring_free(s->drings[i]);
+    }
     if (s->sock >= 0)
         nn_close(s->sock);
 }

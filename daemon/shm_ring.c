@@ -1,5 +1,5 @@
-// Shared-memory rings: one POSIX shm object per group, a free list of slot indices, LIFO so
-// that the slots in use stay few and their pages warm.
+// Shared-memory rings: one POSIX shm object per group and the free list of its slots
+// (slots.h).
 #include "shm_ring.h"
 
 #include <dirent.h>
@@ -17,6 +17,7 @@
 
 #include "error.h"
 #include "log.h"
+#include "slots.h"
 
 #define NAME_PREFIX "tmix-"
 
@@ -25,10 +26,7 @@ struct tmixd_ring {
     int fd;
     char *base;
     size_t slot_bytes;
-    int slots, used;
-    pthread_mutex_t lock;
-    int *free_slots;   // stack of free slot indices, [slots]
-    int nfree;
+    tmixd_slots free;
     bool *reserved;    // [slots]: the slot's pages are allocated in /dev/shm
     bool warned;       // "no room in /dev/shm" said once
 };
@@ -39,22 +37,17 @@ int tmixd_ring_new(tmixd_ring **out, int id, size_t slot_bytes, int slots)
     const size_t page = (size_t)sysconf(_SC_PAGESIZE);
     slot_bytes = (slot_bytes + page - 1) / page * page;
     tmixd_ring *r = calloc(1, sizeof *r);
-    if (!r || !(r->free_slots = malloc((size_t)slots * sizeof *r->free_slots)) ||
-        !(r->reserved = calloc((size_t)slots, sizeof *r->reserved))) {
+    if (!r || !(r->reserved = calloc((size_t)slots, sizeof *r->reserved)) ||
+        tmixd_slots_init(&r->free, slots) < 0) {
         if (r)
-            free(r->free_slots);
+            free(r->reserved);
         free(r);
         return tmix_fail(TMIX_ENOMEM, "shm ring of %d slots", slots);
     }
     snprintf(r->name, sizeof r->name, "/" NAME_PREFIX "%u-%ld-%d", (unsigned)getuid(),
              (long)getpid(), id);
     r->slot_bytes = slot_bytes;
-    r->slots = slots;
     r->base = MAP_FAILED;
-    pthread_mutex_init(&r->lock, NULL);
-    for (int i = 0; i < slots; i++)
-        r->free_slots[i] = slots - 1 - i; // slot 0 on top
-    r->nfree = slots;
     const size_t bytes = slot_bytes * (size_t)slots;
     int rc = 0;
     // O_EXCL: a name left by an earlier daemon with our pid is stale; replace it.
@@ -80,31 +73,29 @@ void tmixd_ring_free(tmixd_ring *r)
     if (!r)
         return;
     if (r->base != MAP_FAILED)
-        munmap(r->base, r->slot_bytes * (size_t)r->slots);
+        munmap(r->base, r->slot_bytes * (size_t)r->free.count);
     if (r->fd >= 0) {
         close(r->fd);
         shm_unlink(r->name);
     }
-    pthread_mutex_destroy(&r->lock);
-    free(r->free_slots);
+    tmixd_slots_destroy(&r->free);
     free(r->reserved);
     free(r);
 }
 
 void *tmixd_ring_take(tmixd_ring *r, int *slot)
 {
-    pthread_mutex_lock(&r->lock);
+    pthread_mutex_lock(&r->free.lock);
     void *p = NULL;
-    if (r->nfree > 0) {
-        const int s = r->free_slots[r->nfree - 1];
+    const int s = tmixd_slots_peek(&r->free);
+    if (s >= 0) {
         // Reserve the pages now: writing to a sparse tmpfs page with /dev/shm full is SIGBUS.
         int err = r->reserved[s] ? 0
                                  : posix_fallocate(r->fd, (off_t)(r->slot_bytes * (size_t)s),
                                                    (off_t)r->slot_bytes);
         if (err == 0) {
             r->reserved[s] = true;
-            r->nfree--;
-            r->used++;
+            tmixd_slots_pop(&r->free);
             *slot = s;
             p = r->base + r->slot_bytes * (size_t)s;
         } else if (!r->warned) {
@@ -113,29 +104,16 @@ void *tmixd_ring_take(tmixd_ring *r, int *slot)
                       "batches go inline until there is", r->name, r->slot_bytes, strerror(err));
         }
     }
-    pthread_mutex_unlock(&r->lock);
+    pthread_mutex_unlock(&r->free.lock);
     return p;
 }
 
-void tmixd_ring_give(tmixd_ring *r, int slot)
-{
-    pthread_mutex_lock(&r->lock);
-    r->free_slots[r->nfree++] = slot;
-    r->used--;
-    pthread_mutex_unlock(&r->lock);
-}
+void tmixd_ring_give(tmixd_ring *r, int slot) { tmixd_slots_give(&r->free, slot); }
 
 const char *tmixd_ring_name(const tmixd_ring *r) { return r->name; }
 size_t tmixd_ring_slot_bytes(const tmixd_ring *r) { return r->slot_bytes; }
-int tmixd_ring_slots(const tmixd_ring *r) { return r->slots; }
-
-int tmixd_ring_used(tmixd_ring *r)
-{
-    pthread_mutex_lock(&r->lock);
-    const int used = r->used;
-    pthread_mutex_unlock(&r->lock);
-    return used;
-}
+int tmixd_ring_slots(const tmixd_ring *r) { return r->free.count; }
+int tmixd_ring_used(tmixd_ring *r) { return tmixd_slots_used(&r->free); }
 
 int tmixd_ring_sweep(void)
 {

@@ -13,6 +13,15 @@
 
 typedef struct tmix_backend tmix_backend;
 
+// Device memory and an event that other processes open by CUDA IPC (tmix_ipc_buffer_new).
+typedef struct {
+    void *device;                    // the memory, `bytes` long
+    void *event;                     // recorded after each fill (cudaEvent_t, interprocess)
+    size_t bytes;
+    unsigned char mem_handle[64];    // cudaIpcMemHandle_t of device
+    unsigned char event_handle[64];  // cudaIpcEventHandle_t of event
+} tmix_ipc_buffer;
+
 #define TMIX_CONST const tmix_tensor *
 typedef struct tmix_backend_ops {
     // memory
@@ -27,6 +36,10 @@ typedef struct tmix_backend_ops {
     int (*host_alloc)(tmix_backend *be, size_t bytes, void **out);
     void (*host_free)(tmix_backend *be, void *p);
     void (*close)(tmix_backend *be); // releases the backend; NULL for the CPU singleton
+    // Optional (CUDA): buffers for CUDA IPC delivery (see ops.h); NULL where there are none.
+    int (*ipc_buffer_new)(tmix_backend *be, size_t bytes, tmix_ipc_buffer *out);
+    int (*ipc_buffer_fill)(tmix_backend *be, tmix_ipc_buffer *b, const void *host, size_t bytes);
+    void (*ipc_buffer_free)(tmix_backend *be, tmix_ipc_buffer *b);
 
     // ops (see ops.h)
     int (*conv2d_forward)(tmix_backend *, tmix_tensor *out, TMIX_CONST in, TMIX_CONST weight,

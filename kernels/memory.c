@@ -85,6 +85,36 @@ int tmix_host_alloc(tmix_backend *be, size_t bytes, void **out)
     return *out ? 0 : tmix_fail(TMIX_ENOMEM, "%s: %zu bytes of host memory", op, bytes);
 }
 
+int tmix_ipc_buffer_new(tmix_backend *be, size_t bytes, tmix_ipc_buffer *out)
+{
+    static const char op[] = "ipc_buffer_new";
+    if (!out)
+        return tmix_fail(TMIX_EINVAL, "%s: out is NULL", op);
+    memset(out, 0, sizeof *out);
+    TMIX_CHECK_BACKEND(op, be, ipc_buffer_new);
+    if (!bytes)
+        return tmix_fail(TMIX_EINVAL, "%s: 0 bytes", op);
+    return be->ops->ipc_buffer_new(be, bytes, out);
+}
+
+int tmix_ipc_buffer_fill(tmix_backend *be, tmix_ipc_buffer *b, const void *host, size_t bytes)
+{
+    static const char op[] = "ipc_buffer_fill";
+    TMIX_CHECK_BACKEND(op, be, ipc_buffer_fill);
+    if (!b || !b->device || !host || bytes > b->bytes)
+        return tmix_fail(TMIX_EINVAL, "%s: %zu bytes into a buffer of %zu%s", op, bytes,
+                         b ? b->bytes : 0, !b || !b->device || !host ? " (or a NULL pointer)" : "");
+    return be->ops->ipc_buffer_fill(be, b, host, bytes);
+}
+
+void tmix_ipc_buffer_free(tmix_backend *be, tmix_ipc_buffer *b)
+{
+    if (!be || !b || !b->device || !be->ops->ipc_buffer_free)
+        return;
+    be->ops->ipc_buffer_free(be, b);
+    memset(b, 0, sizeof *b);
+}
+
 void tmix_host_free(tmix_backend *be, void *p)
 {
     if (!p || !be)

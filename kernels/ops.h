@@ -32,6 +32,19 @@ int tmix_synchronize(tmix_backend *be);
 // same backend.
 int tmix_host_alloc(tmix_backend *be, size_t bytes, void **out);
 void tmix_host_free(tmix_backend *be, void *p);
+// A buffer of `bytes` device memory and an event that another process on the machine opens
+// with cudaIpcOpenMemHandle / cudaIpcOpenEventHandle (the handles in *out): CUDA delivery's
+// slots. TMIX_ENOTSUP on a backend without CUDA IPC (the CPU); TMIX_ENOMEM naming the size
+// when the device has no room.
+int tmix_ipc_buffer_new(tmix_backend *be, size_t bytes, tmix_ipc_buffer *out);
+// Queues the copy of host[bytes] (bytes <= b->bytes) into b on be's stream and records b's
+// event after it: a process that waits for the event reads the new bytes. From pageable
+// (malloc'd) host memory the copy has read host when the call returns; pinned host memory
+// must stay as it is until the event completes.
+int tmix_ipc_buffer_fill(tmix_backend *be, tmix_ipc_buffer *b, const void *host, size_t bytes);
+// Frees what tmix_ipc_buffer_new made (processes that opened it keep their mapping valid
+// until they close it). An empty buffer: no-op.
+void tmix_ipc_buffer_free(tmix_backend *be, tmix_ipc_buffer *b);
 
 
 // ---- convolution -----------------------------------------------------------------------

@@ -200,6 +200,66 @@ static void cuda_host_free(tmix_backend *be, void *p)
     (void)cudaGetLastError();
 }
 
+// CUDA delivery's slots: cudaMalloc'd (IPC handles cannot name pool memory) and an event
+// with interprocess sharing (which requires disabling timing).
+static_assert(sizeof(cudaIpcMemHandle_t) == 64 && sizeof(cudaIpcEventHandle_t) == 64,
+              "tmix_ipc_buffer's handles are 64 bytes");
+
+static int cuda_ipc_buffer_new(tmix_backend *be, size_t bytes, tmix_ipc_buffer *out)
+{
+    tmix_cuda_state *st = tmix_cuda_state_of(be);
+    CUDA_CHECK(tmix_cuda_use(st));
+    cudaError_t e = cudaMalloc(&out->device, bytes);
+    if (e != cudaSuccess) {
+        out->device = NULL;
+        (void)cudaGetLastError();
+        return tmix_fail(e == cudaErrorMemoryAllocation ? TMIX_ENOMEM : TMIX_ECUDA,
+                         "ipc_buffer_new: %zu bytes of device memory on %s: %s", bytes, st->name,
+                         cudaGetErrorString(e));
+    }
+    out->bytes = bytes;
+    cudaEvent_t ev = NULL;
+    cudaIpcMemHandle_t mh;
+    cudaIpcEventHandle_t eh;
+    if ((e = cudaEventCreateWithFlags(&ev, cudaEventDisableTiming | cudaEventInterprocess)) !=
+            cudaSuccess ||
+        (e = cudaIpcGetMemHandle(&mh, out->device)) != cudaSuccess ||
+        (e = cudaIpcGetEventHandle(&eh, ev)) != cudaSuccess) {
+        if (ev)
+            (void)cudaEventDestroy(ev);
+        (void)cudaFree(out->device);
+        (void)cudaGetLastError();
+        memset(out, 0, sizeof *out);
+        return tmix_fail(TMIX_ECUDA, "ipc_buffer_new: CUDA IPC handles on %s: %s", st->name,
+                         cudaGetErrorString(e));
+    }
+    out->event = ev;
+    memcpy(out->mem_handle, &mh, sizeof mh);
+    memcpy(out->event_handle, &eh, sizeof eh);
+    return 0;
+}
+
+static int cuda_ipc_buffer_fill(tmix_backend *be, tmix_ipc_buffer *b, const void *host,
+                                size_t bytes)
+{
+    tmix_cuda_state *st = tmix_cuda_state_of(be);
+    CUDA_CHECK(tmix_cuda_use(st));
+    CUDA_CHECK(cudaMemcpyAsync(b->device, host, bytes, cudaMemcpyHostToDevice, st->stream));
+    CUDA_CHECK(cudaEventRecord((cudaEvent_t)b->event, st->stream));
+    return 0;
+}
+
+static void cuda_ipc_buffer_free(tmix_backend *be, tmix_ipc_buffer *b)
+{
+    tmix_cuda_state *st = tmix_cuda_state_of(be);
+    if (tmix_cuda_use(st) == cudaSuccess) {
+        (void)cudaStreamSynchronize(st->stream); // no copy into it still running
+        (void)cudaEventDestroy((cudaEvent_t)b->event);
+        (void)cudaFree(b->device);
+    }
+    (void)cudaGetLastError();
+}
+
 static int cuda_synchronize(tmix_backend *be)
 {
     tmix_cuda_state *st = tmix_cuda_state_of(be);
@@ -246,6 +306,9 @@ static tmix_backend_ops make_ops(void)
     o.synchronize = cuda_synchronize;
     o.host_alloc = cuda_host_alloc;
     o.host_free = cuda_host_free;
+    o.ipc_buffer_new = cuda_ipc_buffer_new;
+    o.ipc_buffer_fill = cuda_ipc_buffer_fill;
+    o.ipc_buffer_free = cuda_ipc_buffer_free;
     o.close = cuda_close;
     o.set_precision = cuda_set_precision;
 

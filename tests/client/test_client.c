@@ -420,6 +420,61 @@ static int shm_delivery(void)
     return 0;
 }
 
+// CUDA delivery: the Hello names the GPU; a batch in GPU slot 2 comes with its two IPC
+// handles and no images; one with a short handle is refused; one sent inline is read as such.
+static unsigned char cuda_handle[64];
+
+static void cuda_script(fake_daemon *f, int i, const Tmix__Envelope *req, fake_reply *r)
+{
+    if (i == 0) {
+        reply_welcome(f, r, 7);
+        r->welcome.delivery = TMIX__DELIVERY__CUDA;
+        r->welcome.cuda_device = 1;
+        r->welcome.cuda_slots = 4;
+        return;
+    }
+    const uint64_t seq = req->next->sequence;
+    reply_batch(f, r, seq, 0, seq - 1, FAKE_BATCH);
+    if (i == 3) // inline
+        return;
+    r->batch.images.len = 0;
+    r->batch.in_slot = true;
+    r->batch.slot = 2;
+    r->batch.cuda_mem = (ProtobufCBinaryData){64, cuda_handle};
+    r->batch.cuda_event = (ProtobufCBinaryData){i == 1 ? 64 : 63, cuda_handle};
+}
+
+static int cuda_delivery(void)
+{
+    for (int j = 0; j < 64; j++)
+        cuda_handle[j] = (unsigned char)(j * 7 + 1);
+    fake_daemon f = {0};
+    CHECK(fake_start(&f, cuda_script, 4) == 0);
+    tmix_client *c;
+    tmix_options o = options(2000);
+    o.delivery = TMIX_DELIVERY_CUDA;
+    o.cuda_device = 1;
+    CHECK_RC(tmix_connect(&c, f.url, &o), 0, NULL);
+    CHECK(f.requests[0]->hello->delivery == TMIX__DELIVERY__CUDA);
+    CHECK(f.requests[0]->hello->cuda_device == 1);
+    const tmix_info *info = tmix_get_info(c);
+    CHECK(info->delivery == TMIX_DELIVERY_CUDA && info->cuda_device == 1 && info->cuda_slots == 4);
+    tmix_batch *b;
+    CHECK_RC(tmix_next(c, &b), 0, c);
+    CHECK(b->cuda_in_slot && b->cuda_slot == 2 && b->images == NULL);
+    CHECK(memcmp(b->cuda_mem, cuda_handle, 64) == 0 && memcmp(b->cuda_event, cuda_handle, 64) == 0);
+    CHECK(b->images_bytes == FAKE_BATCH * FAKE_IMAGE_ELEMS * 4);
+    CHECK_RC(tmix_next(c, &b), TMIX_EPROTO, c);
+    CHECK_SAYS(tmix_client_error(c), "handles of 64 and 63 bytes");
+    CHECK_RC(tmix_next(c, &b), 0, c); // the same sequence, now inline
+    CHECK(!b->cuda_in_slot && b->images != NULL);
+    CHECK(((const uint8_t *)b->images)[1] == fake_image_byte(b->sequence, 1));
+    tmix_close(c);
+    CHECK(fake_stop(&f) == 0);
+    fake_free(&f);
+    return 0;
+}
+
 // Batches that contradict themselves, each refused; asking again asks for the same sequence.
 static void inconsistent(fake_daemon *f, int i, const Tmix__Envelope *req, fake_reply *r)
 {
@@ -611,6 +666,7 @@ int main(int argc, char **argv)
         {"client.protocol_violations", protocol_violations},
         {"client.inconsistent_batch", inconsistent_batch},
         {"client.shm_delivery", shm_delivery},
+        {"client.cuda_delivery", cuda_delivery},
         {"client.timeout_nothing_listening", timeout_nothing_listening},
         {"client.timeout_next", timeout_next},
         {"client.status", status},

@@ -1,0 +1,96 @@
+// Device rings: slot buffers made on first use and the free list of slots.h, whose lock
+// also covers the fills (they share the ring's stream anyway).
+#include "device_ring.h"
+
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "log.h"
+#include "ops.h"
+#include "slots.h"
+
+struct tmixd_device_ring {
+    tmix_backend *be; // a stream of the ring's own on the GPU
+    int device;
+    size_t slot_bytes;
+    tmixd_slots free;
+    tmix_ipc_buffer *buffers; // [slots]; device NULL until first used
+    bool warned;
+};
+
+int tmixd_device_ring_new(tmixd_device_ring **out, const char *backend, size_t slot_bytes,
+                          int slots)
+{
+    *out = NULL;
+    if (strncmp(backend, "cuda", 4) != 0)
+        return tmix_fail(TMIX_ENOTSUP, "cuda delivery needs tmixd on a GPU; it mixes on %s",
+                         backend);
+    tmixd_device_ring *r = calloc(1, sizeof *r);
+    if (!r || !(r->buffers = calloc((size_t)slots, sizeof *r->buffers)) ||
+        tmixd_slots_init(&r->free, slots) < 0) {
+        if (r)
+            free(r->buffers);
+        free(r);
+        return tmix_fail(TMIX_ENOMEM, "device ring of %d slots", slots);
+    }
+    r->slot_bytes = slot_bytes;
+    const char *colon = strchr(backend, ':');
+    r->device = colon ? atoi(colon + 1) : 0;
+    const int rc = tmix_backend_open(backend, &r->be);
+    if (rc < 0) {
+        r->be = NULL;
+        tmixd_device_ring_free(r);
+        return rc;
+    }
+    *out = r;
+    return 0;
+}
+
+void tmixd_device_ring_free(tmixd_device_ring *r)
+{
+    if (!r)
+        return;
+    for (int i = 0; i < r->free.count && r->be; i++)
+        tmix_ipc_buffer_free(r->be, &r->buffers[i]);
+    if (r->be)
+        tmix_backend_close(r->be);
+    tmixd_slots_destroy(&r->free);
+    free(r->buffers);
+    free(r);
+}
+
+int tmixd_device_ring_fill(tmixd_device_ring *r, const void *host, size_t bytes, int *slot)
+{
+    pthread_mutex_lock(&r->free.lock);
+    int rc = 0;
+    const int s = tmixd_slots_peek(&r->free);
+    if (s >= 0) {
+        tmix_ipc_buffer *b = &r->buffers[s];
+        if (!b->device && (rc = tmix_ipc_buffer_new(r->be, r->slot_bytes, b)) == TMIX_ENOMEM) {
+            if (!r->warned)
+                tmixd_log(TMIXD_LOG_WARN, "cuda delivery: %s: batches go inline while slots "
+                          "are short", tmix_last_error());
+            r->warned = true;
+            rc = 0;
+        } else if (rc == 0 && (rc = tmix_ipc_buffer_fill(r->be, b, host, bytes)) == 0) {
+            tmixd_slots_pop(&r->free);
+            *slot = s;
+            rc = 1;
+        }
+    }
+    pthread_mutex_unlock(&r->free.lock);
+    return rc;
+}
+
+void tmixd_device_ring_give(tmixd_device_ring *r, int slot) { tmixd_slots_give(&r->free, slot); }
+
+const tmix_ipc_buffer *tmixd_device_ring_slot(const tmixd_device_ring *r, int slot)
+{
+    return &r->buffers[slot];
+}
+
+int tmixd_device_ring_device(const tmixd_device_ring *r) { return r->device; }
+int tmixd_device_ring_slots(const tmixd_device_ring *r) { return r->free.count; }
+int tmixd_device_ring_used(tmixd_device_ring *r) { return tmixd_slots_used(&r->free); }
