@@ -353,6 +353,20 @@ static int protocol_violations(void)
 enum { SHM_SLOT = 4096, SHM_SLOTS = 2 };
 static char shm_name[64];
 
+// The batch asked for by req; requests 1, 2 and 4 get it in `slot` (no images inline),
+// request 3 inline, as when the daemon's ring was full.
+static void reply_maybe_in_slot(fake_daemon *f, fake_reply *r, int i, const Tmix__Envelope *req,
+                                uint32_t slot)
+{
+    const uint64_t seq = req->next->sequence;
+    reply_batch(f, r, seq, 0, seq - 1, FAKE_BATCH);
+    if (i == 3)
+        return;
+    r->batch.images.len = 0;
+    r->batch.in_slot = true;
+    r->batch.slot = slot;
+}
+
 static void shm_script(fake_daemon *f, int i, const Tmix__Envelope *req, fake_reply *r)
 {
     if (i == 0) {
@@ -363,13 +377,7 @@ static void shm_script(fake_daemon *f, int i, const Tmix__Envelope *req, fake_re
         r->welcome.shm_slots = SHM_SLOTS;
         return;
     }
-    const uint64_t seq = req->next->sequence;
-    reply_batch(f, r, seq, 0, seq - 1, FAKE_BATCH);
-    if (i == 3) // inline
-        return;
-    r->batch.images.len = 0;
-    r->batch.in_slot = true;
-    r->batch.slot = i == 1 ? 1 : SHM_SLOTS;
+    reply_maybe_in_slot(f, r, i, req, i == 1 ? 1 : SHM_SLOTS);
 }
 
 static int shm_delivery(void)
@@ -433,13 +441,9 @@ static void cuda_script(fake_daemon *f, int i, const Tmix__Envelope *req, fake_r
         r->welcome.cuda_slots = 4;
         return;
     }
-    const uint64_t seq = req->next->sequence;
-    reply_batch(f, r, seq, 0, seq - 1, FAKE_BATCH);
-    if (i == 3) // inline
+    reply_maybe_in_slot(f, r, i, req, 2);
+    if (!r->batch.in_slot)
         return;
-    r->batch.images.len = 0;
-    r->batch.in_slot = true;
-    r->batch.slot = 2;
     r->batch.cuda_mem = (ProtobufCBinaryData){64, cuda_handle};
     r->batch.cuda_event = (ProtobufCBinaryData){i == 1 ? 64 : 63, cuda_handle};
 }
