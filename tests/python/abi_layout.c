@@ -20,6 +20,7 @@ int main(void)
     FIELD(tmix_options, timeout_ms);
     FIELD(tmix_options, delivery);
     FIELD(tmix_options, start);
+    FIELD(tmix_options, cuda_device);
 
     SIZE(tmix_info);
     FIELD(tmix_info, session_id);
@@ -39,6 +40,8 @@ int main(void)
     FIELD(tmix_info, shm_name);
     FIELD(tmix_info, shm_base);
     FIELD(tmix_info, shm_bytes);
+    FIELD(tmix_info, cuda_device);
+    FIELD(tmix_info, cuda_slots);
 
     SIZE(tmix_batch);
     FIELD(tmix_batch, sequence);
@@ -58,6 +61,10 @@ int main(void)
     FIELD(tmix_batch, weights);
     FIELD(tmix_batch, replaced_ids);
     FIELD(tmix_batch, replaced_count);
+    FIELD(tmix_batch, cuda_in_slot);
+    FIELD(tmix_batch, cuda_slot);
+    FIELD(tmix_batch, cuda_mem);
+    FIELD(tmix_batch, cuda_event);
 
     SIZE(tmix_group_status);
     FIELD(tmix_group_status, name);
@@ -70,6 +77,8 @@ int main(void)
     FIELD(tmix_group_status, batches_served);
     FIELD(tmix_group_status, shm_slots);
     FIELD(tmix_group_status, shm_slots_used);
+    FIELD(tmix_group_status, cuda_slots);
+    FIELD(tmix_group_status, cuda_slots_used);
 
     SIZE(tmix_server_status);
     FIELD(tmix_server_status, version);

@@ -32,7 +32,7 @@ def check_batch(b, info, labels):
     for a in (b.sources, b.labels, b.weights):
         assert a.shape == (size, n), a.shape
     assert (b.sources.dtype, b.labels.dtype, b.weights.dtype) == (np.uint64, np.uint32, np.float32)
-    assert b.replaced_ids.shape == (0,)
+    assert b.replaced_ids.shape == (0,) and b.cuda is None
     assert np.array_equal(b.sources[:, 0], b.sample_ids)
     assert np.array_equal(b.labels, labels[b.sources.astype(np.int64)]), "not the sources' labels"
     assert np.allclose(b.weights.sum(axis=1), 1, atol=1e-5)
@@ -55,6 +55,7 @@ def test_iterate():
         assert (i.batch_size, i.epoch_size, i.batches_per_epoch) == (64, TRAIN, 16), i
         assert (i.mode, i.dtype, i.layout, i.method) == ("shard", "float32", "nchw", "mixup"), i
         assert i.delivery == "inline" and i.shm_name == "" and i.shm_base == 0, i
+        assert i.cuda_slots == 0, i
         ids = []
         for k, b in zip(range(17), c):  # one epoch and the first batch of the next
             assert (b.epoch, b.index, b.sequence) == (k // 16, k % 16, k + 1), b
@@ -219,7 +220,13 @@ def test_errors():
                          "TMIX_ETIMEDOUT", nowhere)
         assert e.code == -20
         expect_error(lambda: tmix.Client(nowhere, mode="sharded"), ValueError, "'sharded'")
+        expect_error(lambda: tmix.Client(nowhere, delivery="gpu"), ValueError,
+                     "delivery 'gpu': expected one of None, 'inline', 'shm', 'cuda'")
         expect_error(lambda: tmix.Client(nowhere, timeout=0), ValueError, "timeout 0")
+        with Daemon("--server.device=cpu") as d:
+            e = expect_error(lambda: tmix.Client(d.endpoint, delivery="cuda"), tmix.TmixError,
+                             "TMIX_ENOTSUP", "cuda delivery needs tmixd on a GPU")
+            assert e.code == -8
         missing = os.path.join(tmp, "libtmix.so")
         p = subprocess.run([sys.executable, "-c", "import tmix; tmix.Client()"],
                            env=dict(os.environ, TMIX_LIBRARY=missing), capture_output=True,

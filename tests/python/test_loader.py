@@ -1,13 +1,20 @@
 """tmix.torch.Loader against a real tmixd: targets against the Batch, one epoch per loop and
-len(), state_dict round trips, DDP ranks in one shard group, shm zero copy, the GPU, errors.
+len(), state_dict round trips, DDP ranks in one shard group, shm zero copy, the GPU (cuda
+delivery included), errors; and the parts of cuda delivery that run without a GPU: the device
+ring with a fake runtime and fake events, the ctypes runtime with a fake libcudart.
 
-    test_loader.py NAME   (targets, epochs, state_dict, ddp, shm, cuda, errors)
+    test_loader.py NAME   (targets, epochs, state_dict, ddp, shm, cuda, cuda_ring,
+                          cuda_runtime, errors)
 """
+import contextlib
+import ctypes
+import itertools
 import json
 import os
 import subprocess
 import sys
 import tempfile
+import types
 import warnings
 
 import numpy as np
@@ -19,6 +26,9 @@ import torch  # noqa: E402
 
 import tmix  # noqa: E402
 import tmix.torch  # noqa: E402
+from tmix import _cuda  # noqa: E402
+from tmix.client import CudaSlot  # noqa: E402
+
 
 def dense(batch, classes):
     t = np.zeros((batch.size, classes), np.float32)
@@ -128,7 +138,15 @@ def test_shm():
         in_shm_mapping(x.data_ptr(), x.numel() * x.element_size(), loader.info)
 
 
+def device_ptrs(loader):
+    return {m.ptr for m in loader._ring.slots.values()}
+
+
 def test_cuda():
+    """inline and shm are copied to the GPU; cuda delivery gives the daemon's slot itself, equal
+    to the batch a Client in the same broadcast group gets inline. A kept tensor holds only its
+    own slot: 60 more batches all come in slots of the 10 (the ring wraps 6 times) and leave
+    it alone, and after close() the session ends when it goes."""
     if not torch.cuda.is_available():
         skip("no GPU for PyTorch")
     with Daemon() as d:
@@ -141,11 +159,209 @@ def test_cuda():
             assert x.device.type == "cuda" and t.device.type == "cuda"
             assert np.array_equal(x.cpu().numpy(), b.images)
             assert np.allclose(t.cpu().numpy(), dense(b, 10), atol=1e-6)
+    with Daemon("--server.max_memory_mb=1", "--server.max_trainers=2") as d:
+        kw = dict(group="gpu", mode="broadcast", batch_size=50)
+        loader = tmix.torch.Loader(d.endpoint, delivery="cuda", device="cuda", **kw)
+        info = loader.info
+        assert (info.delivery, info.cuda_device) == ("cuda", 0), info
+        assert info.cuda_slots == 2**20 // (50 * 28 * 28 * 4) + 2 * 2, info  # memory / batch
+        ref = tmix.Client(d.endpoint, **kw)  # after the loader's Hello, which made the ring
+        loops = (pair for _ in range(4) for pair in loader)  # 20 batches a loop (an epoch)
+        for k, (x, t) in enumerate(itertools.islice(loops, 61)):
+            b = ref.next()
+            assert (b.epoch, b.index) == (loader.batch.epoch, loader.batch.index)
+            assert x.device == torch.device("cuda", 0) and x.dtype == torch.float32
+            assert x.data_ptr() in device_ptrs(loader), f"batch {k} is not in a slot"
+            assert np.array_equal(x.cpu().numpy(), b.images), f"batch {k}"
+            assert np.allclose(t.cpu().numpy(), dense(b, 10), atol=1e-6)
+            if k == 0:
+                kept, copy = x, x.clone()
+        assert torch.equal(kept, copy), "a kept tensor's slot was refilled"
+        del loops, x, t, b
+        ref.close()
+        loader.close()
+        assert torch.equal(kept, copy) and tmix.status(d.endpoint).trainers == 1
+        del kept
+        assert tmix.status(d.endpoint).trainers == 0
+
+
+class FakeEvent:
+    """A fake torch.cuda.Event: complete when the test says so, or at synchronize(), which
+    calls on_wait first."""
+
+    def __init__(self):
+        self.done = self.waited = False
+        self.on_wait = lambda: None
+
+    def query(self):
+        return self.done
+
+    def synchronize(self):
+        self.on_wait()
+        self.done = self.waited = True
+
+
+class FakeRuntime:
+    """_cuda.Runtime's calls, logged: the n-th memory opened is at n * 0x1000, the n-th event
+    is 0x9000 + n; with fail_event, opening an event fails."""
+
+    def __init__(self, fail_event=False):
+        self.log, self.opened, self.fail_event = [], 0, fail_event
+
+    @contextlib.contextmanager
+    def device(self, k):
+        self.log.append(("device", k))
+        yield
+
+    def open_mem(self, handle):
+        self.opened += 1
+        self.log.append(("open_mem", handle))
+        return self.opened * 0x1000
+
+    def open_event(self, handle):
+        if self.fail_event:
+            raise _cuda.CudaError("cudaIpcOpenEventHandle", 205, "fake")
+        self.log.append(("open_event", handle))
+        return 0x9000 + self.opened
+
+    def close_mem(self, ptr):
+        self.log.append(("close_mem", ptr))
+
+    def destroy_event(self, event):
+        self.log.append(("destroy_event", event))
+
+    def stream_wait_event(self, stream, event):
+        self.log.append(("wait", stream, event))
+
+
+released = []  # the names of the fake leases gone, in order: their batches given back
+
+
+class Lease:
+    def __init__(self, name):
+        self.name = name
+
+    def __del__(self):
+        released.append(self.name)
+
+
+def fake_batch(slot, mem, name):
+    """What DeviceRing.receive reads of a tmix.Batch: the event handle is mem reversed."""
+    return types.SimpleNamespace(cuda=CudaSlot(slot, mem, mem[::-1], (2, 3)),
+                                 _lease=Lease(name))
+
+
+def test_cuda_ring():
+    """Each slot opened once on the ring's device and its event waited for on the given stream;
+    a lease kept until the event recorded when its images went has completed; a slot with new
+    handles (the daemon restarted) opened anew, the old mapping closed with its last batch;
+    close() waits for the GPU, and the images still alive keep their mapping until they go."""
+    rt, events = FakeRuntime(), []
+    ring = _cuda.DeviceRing(rt, 1, lambda: events.append(FakeEvent()) or events[-1])
+    a, b = bytes([1]) * 64, bytes(range(64))
+    x = ring.receive(fake_batch(0, a, "a1"), 77, "<f4")
+    assert x.__cuda_array_interface__ == {"version": 2, "shape": (2, 3), "typestr": "<f4",
+                                          "data": (0x1000, False), "strides": None,
+                                          "stream": None}
+    y = ring.receive(fake_batch(0, a, "a2"), 78, "<f4")  # the same handles: no open
+    assert y.__cuda_array_interface__["data"] == (0x1000, False)
+    assert rt.log == [("device", 1), ("open_mem", a), ("open_event", a[::-1]),
+                      ("wait", 77, 0x9001), ("wait", 78, 0x9001)], rt.log
+    del x
+    assert (ring.pending, len(events), released) == (1, 1, [])
+    ring.poll()
+    assert (ring.pending, released) == (1, [])  # the GPU may still read it
+    events[0].done = True
+    ring.poll()
+    assert (ring.pending, released) == (0, ["a1"])
+
+    rt.log.clear()
+    z = ring.receive(fake_batch(0, b, "b1"), 77, "<f2")  # the daemon restarted; y lives
+    assert z.__cuda_array_interface__["typestr"] == "<f2"
+    assert rt.log == [("device", 1), ("open_mem", b), ("open_event", b[::-1]),
+                      ("wait", 77, 0x9002)], rt.log
+    del y
+    events[1].done = True
+    ring.poll()
+    assert released == ["a1", "a2"]
+    assert rt.log[-2:] == [("close_mem", 0x1000), ("destroy_event", 0x9001)], rt.log
+
+    rt.log.clear()
+    w = ring.receive(fake_batch(1, a, "a3"), 77, "<f4")
+    v = [ring.receive(fake_batch(1, a, "a4"), 77, "<f4")]
+    del w
+    assert ring.pending == 1 and not events[2].done
+    events[2].on_wait = v.clear  # v's images go (a finalizer) while close() holds the lock
+    ring.close()
+    assert events[2].waited and events[3].waited and ring.pending == 0
+    assert released == ["a1", "a2", "a3", "a4"], released
+    assert rt.log[-2:] == [("close_mem", 0x3000), ("destroy_event", 0x9003)], rt.log
+    expect_error(lambda: ring.receive(fake_batch(1, a, "a5"), 77, "<f4"), ValueError,
+                 "ring is closed")
+    assert ("close_mem", 0x2000) not in rt.log  # z still reads slot 0
+    del z  # after close: released at once, once its GPU work is done
+    assert events[4].waited and released[-2:] == ["a5", "b1"] and ring.pending == 0
+    assert rt.log[-2:] == [("close_mem", 0x2000), ("destroy_event", 0x9002)], rt.log
+
+    rt = FakeRuntime(fail_event=True)
+    ring = _cuda.DeviceRing(rt, 0, FakeEvent)
+    expect_error(lambda: ring.receive(fake_batch(3, a, "c1"), 77, "<f4"), _cuda.CudaError,
+                 "cudaIpcOpenEventHandle failed: fake (cudaError 205)")
+    assert rt.log == [("device", 0), ("open_mem", a), ("close_mem", 0x1000)], rt.log
+    assert ring.slots == {}
+
+
+def test_cuda_runtime():
+    """_cuda.Runtime over a fake libcudart (FAKE_CUDART, built as libcudart.so.99): found in
+    /proc/self/maps once loaded, 64-byte handles passed whole by value with the lazy peer
+    access flag, stream waits, device switches, and failures naming the call and CUDA's
+    sentence."""
+    path = os.environ.get("FAKE_CUDART")
+    assert path, "FAKE_CUDART (the fake libcudart.so.99 of tests/python) is not set"
+    rt = _cuda.Runtime(path)
+    assert _cuda.mapped_cudart() == [os.path.realpath(path)], _cuda.mapped_cudart()
+    assert _cuda.Runtime().path == os.path.realpath(path)  # the one mapped comes first
+    fake = ctypes.CDLL(path)
+    fake.fake_last_closed.restype = fake.fake_last_destroyed.restype = ctypes.c_void_p
+
+    handle = bytes(range(200, 256)) + bytes(range(8))
+    address = 0x100000 + 16 * sum((i + 1) * v for i, v in enumerate(handle))
+    assert rt.open_mem(handle) == address
+    assert rt.open_event(handle) == address + 1
+    rt.close_mem(address)
+    rt.destroy_event(address + 1)
+    assert (fake.fake_last_closed(), fake.fake_last_destroyed()) == (address, address + 1)
+    rt.stream_wait_event(0x5000, address + 1)
+    stream, event, flags = ctypes.c_void_p(), ctypes.c_void_p(), ctypes.c_uint()
+    fake.fake_last_wait(ctypes.byref(stream), ctypes.byref(event), ctypes.byref(flags))
+    assert (stream.value, event.value, flags.value) == (0x5000, address + 1, 0)
+
+    device = ctypes.c_int()
+    with rt.device(1):
+        fake.cudaGetDevice(ctypes.byref(device))
+        assert device.value == 1
+    fake.cudaGetDevice(ctypes.byref(device))
+    assert device.value == 0
+
+    e = expect_error(lambda: rt.open_mem(b"\xee" + handle[1:]), _cuda.CudaError,
+                     "tmix: cudaIpcOpenMemHandle failed: fake: mapping of buffer object "
+                     "failed (cudaError 205)")
+    assert (e.call, e.code) == ("cudaIpcOpenMemHandle", 205)
+    expect_error(lambda: rt.close_mem(None), _cuda.CudaError,
+                 "cudaIpcCloseMemHandle failed: invalid argument (cudaError 1)")
+    expect_error(lambda: rt.device(2).__enter__(), _cuda.CudaError,
+                 "cudaSetDevice failed: invalid device ordinal (cudaError 101)")
+    expect_error(lambda: rt.open_event(handle[:63]), ValueError, "event handle",
+                 "expected 64 bytes")
+    missing = os.path.join(os.path.dirname(path), "none", "libcudart.so")
+    expect_error(lambda: _cuda.Runtime(missing), OSError,
+                 f"libcudart) not found. Tried: {missing} (the path given): ")
 
 
 def test_errors():
     loader = tmix.torch.Loader
-    expect_error(lambda: loader(delivery="cuda"), NotImplementedError, "delivery 'cuda'")
+    expect_error(lambda: loader(delivery="cuda"), ValueError,
+                 "delivery 'cuda' with device 'cpu': expected device 'cuda' or 'cuda:k'")
     expect_error(lambda: loader(targets="onehot"), ValueError, "targets 'onehot'")
     os.environ.update(RANK="2", WORLD_SIZE="2")
     expect_error(loader, ValueError, "RANK=2 WORLD_SIZE=2")
@@ -158,4 +374,6 @@ if __name__ == "__main__":
         for key in ("RANK", "WORLD_SIZE", "MASTER_PORT"):  # one trainer unless a test says
             os.environ.pop(key, None)
         main({"targets": test_targets, "epochs": test_epochs, "state_dict": test_state_dict,
-              "ddp": test_ddp, "shm": test_shm, "cuda": test_cuda, "errors": test_errors})
+              "ddp": test_ddp, "shm": test_shm, "cuda": test_cuda,
+              "cuda_ring": test_cuda_ring, "cuda_runtime": test_cuda_runtime,
+              "errors": test_errors})

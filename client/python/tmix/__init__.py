@@ -10,8 +10,8 @@
 `import tmix` needs numpy alone (libtmix is loaded by the first Client); the other
 submodules are imported on demand, so that tmix.safetensors works without torch.
 """
-from .client import Batch, Client, Info, TmixError, default_endpoint
+from .client import Batch, Client, CudaSlot, Info, TmixError, default_endpoint
 from ._status import GroupStatus, Status, status
 
-__all__ = ["Batch", "Client", "GroupStatus", "Info", "Status", "TmixError", "default_endpoint",
-           "status"]
+__all__ = ["Batch", "Client", "CudaSlot", "GroupStatus", "Info", "Status", "TmixError",
+           "default_endpoint", "status"]

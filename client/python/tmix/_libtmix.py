@@ -13,14 +13,15 @@ import threading
 MODES = (None, "shard", "broadcast")
 DTYPES = (None, "float32", "float16", "uint8")
 LAYOUTS = (None, "nchw", "nhwc")
-DELIVERIES = (None, "inline", "shm")
+DELIVERIES = (None, "inline", "shm", "cuda")
 
 
 class Options(ctypes.Structure):
     _fields_ = [("group", ctypes.c_char_p), ("mode", ctypes.c_int),
                 ("batch_size", ctypes.c_uint32), ("dtype", ctypes.c_int),
                 ("layout", ctypes.c_int), ("timeout_ms", ctypes.c_int),
-                ("delivery", ctypes.c_int), ("start", ctypes.c_uint64)]
+                ("delivery", ctypes.c_int), ("start", ctypes.c_uint64),
+                ("cuda_device", ctypes.c_int)]
 
 
 class Info(ctypes.Structure):
@@ -32,7 +33,8 @@ class Info(ctypes.Structure):
                 ("dtype", ctypes.c_int), ("layout", ctypes.c_int),
                 ("method", ctypes.c_char_p), ("delivery", ctypes.c_int),
                 ("shm_name", ctypes.c_char_p), ("shm_base", ctypes.c_void_p),
-                ("shm_bytes", ctypes.c_size_t)]
+                ("shm_bytes", ctypes.c_size_t), ("cuda_device", ctypes.c_int),
+                ("cuda_slots", ctypes.c_uint32)]
 
 
 class Batch(ctypes.Structure):
@@ -43,7 +45,9 @@ class Batch(ctypes.Structure):
                 ("size", ctypes.c_uint32), ("mix_n", ctypes.c_uint32),
                 ("sample_ids", ctypes.c_void_p), ("sources", ctypes.c_void_p),
                 ("labels", ctypes.c_void_p), ("weights", ctypes.c_void_p),
-                ("replaced_ids", ctypes.c_void_p), ("replaced_count", ctypes.c_size_t)]
+                ("replaced_ids", ctypes.c_void_p), ("replaced_count", ctypes.c_size_t),
+                ("cuda_in_slot", ctypes.c_int), ("cuda_slot", ctypes.c_uint32),
+                ("cuda_mem", ctypes.c_ubyte * 64), ("cuda_event", ctypes.c_ubyte * 64)]
 
 
 class GroupStatus(ctypes.Structure):
@@ -51,7 +55,8 @@ class GroupStatus(ctypes.Structure):
                 ("members", ctypes.c_uint32), ("batch_size", ctypes.c_uint32),
                 ("epoch", ctypes.c_uint64), ("batches_done", ctypes.c_uint64),
                 ("batches_per_epoch", ctypes.c_uint64), ("batches_served", ctypes.c_uint64),
-                ("shm_slots", ctypes.c_uint32), ("shm_slots_used", ctypes.c_uint32)]
+                ("shm_slots", ctypes.c_uint32), ("shm_slots_used", ctypes.c_uint32),
+                ("cuda_slots", ctypes.c_uint32), ("cuda_slots_used", ctypes.c_uint32)]
 
 
 class ServerStatus(ctypes.Structure):
@@ -108,21 +113,29 @@ def load():
     with _lib_lock:
         if _lib is not None:
             return _lib
-        tried = []
-        for where, name in _candidates():
-            try:
-                lib = ctypes.CDLL(name)
-                break
-            except OSError as e:
-                tried.append(f"{name} ({where}): {e}")
-        else:
-            raise OSError("tmix: libtmix not found; set TMIX_LIBRARY to its path. Tried: "
-                          + "; ".join(tried))
-        for fn, (restype, argtypes) in _PROTOTYPES.items():
-            f = getattr(lib, fn)
-            f.restype, f.argtypes = restype, argtypes
-        _lib = lib
+        lib, _ = open_first(_candidates(), "tmix: libtmix not found; set TMIX_LIBRARY to its path")
+        _lib = set_prototypes(lib, _PROTOTYPES)
         return lib
+
+
+def open_first(candidates, missing):
+    """(ctypes.CDLL, name) of the first (where, name-or-path) of candidates that opens; else
+    OSError: the sentence `missing`, then each try and why it failed."""
+    tried = []
+    for where, name in candidates:
+        try:
+            return ctypes.CDLL(name), name
+        except OSError as e:
+            tried.append(f"{name} ({where}): {e}")
+    raise OSError(f"{missing}. Tried: " + "; ".join(tried))
+
+
+def set_prototypes(lib, prototypes):
+    """Sets restype and argtypes from {function name: (restype, argtypes)}; returns lib."""
+    for fn, (restype, argtypes) in prototypes.items():
+        f = getattr(lib, fn)
+        f.restype, f.argtypes = restype, argtypes
+    return lib
 
 
 def enum_value(kind, names, value):

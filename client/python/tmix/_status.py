@@ -20,6 +20,8 @@ class GroupStatus:
     batches_served: int     # since the daemon started
     shm_slots: int          # the group's shared-memory ring (0: none)
     shm_slots_used: int     # slots holding a batch not acknowledged yet
+    cuda_slots: int         # the group's GPU ring (0: none)
+    cuda_slots_used: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,7 +56,7 @@ def status(endpoint=None, timeout=5.0):
         groups = tuple(
             GroupStatus(_text(g.name), C.enum_name(C.MODES, g.mode), g.members, g.batch_size,
                         g.epoch, g.batches_done, g.batches_per_epoch, g.batches_served,
-                        g.shm_slots, g.shm_slots_used)
+                        g.shm_slots, g.shm_slots_used, g.cuda_slots, g.cuda_slots_used)
             for g in s.groups[:s.group_count])
         return Status(_text(s.version), s.uptime_s, s.trainers, s.batches_served,
                       _text(s.backend), _text(s.dataset), s.dataset_size, _text(s.method),

@@ -8,19 +8,21 @@ Every array of a Batch is a read-only view of libtmix's memory: the message for 
 delivery, the shared-memory ring itself for shm (no copy). The batch goes back to the daemon
 (acknowledged with the next request) once the Batch and every array taken from it are gone,
 so an array that is kept is never overwritten; the connection, and the shm mapping, stay
-open while any batch lives, even after close().
+open while any batch lives, even after close(). With delivery "cuda" the images lie in a slot
+of device memory instead (Batch.cuda: the CUDA IPC handles to open; tmix.torch does that).
 """
 import ctypes
 import dataclasses
 import math
 import os
 import threading
+from typing import NamedTuple
 
 import numpy as np
 
 from . import _libtmix as C
 
-__all__ = ["Client", "Batch", "Info", "TmixError", "default_endpoint"]
+__all__ = ["Client", "Batch", "CudaSlot", "Info", "TmixError", "default_endpoint"]
 
 _TYPESTR = {"float32": "<f4", "float16": "<f2", "uint8": "|u1"}
 
@@ -68,6 +70,8 @@ class Info:
     shm_name: str  # "" unless delivery is "shm"
     shm_base: int  # address of the read-only mapping of the group's ring (0: none)
     shm_bytes: int
+    cuda_device: int  # delivery "cuda": the GPU holding the slots
+    cuda_slots: int   # delivery "cuda": slots of the group's device ring
 
     @staticmethod
     def _from_c(ci):
@@ -76,7 +80,7 @@ class Info:
                     C.enum_name(C.MODES, ci.mode), C.enum_name(C.DTYPES, ci.dtype),
                     C.enum_name(C.LAYOUTS, ci.layout), (ci.method or b"").decode(),
                     C.enum_name(C.DELIVERIES, ci.delivery), (ci.shm_name or b"").decode(),
-                    ci.shm_base or 0, ci.shm_bytes)
+                    ci.shm_base or 0, ci.shm_bytes, ci.cuda_device, ci.cuda_slots)
 
 
 class _Connection:
@@ -169,6 +173,18 @@ def _array(lease, address, shape, typestr):
     return np.asarray(_View(lease, address, shape, typestr))
 
 
+class CudaSlot(NamedTuple):
+    """Where a batch's images lie with delivery "cuda": at the start of device slot `slot` on
+    Info.cuda_device, (shape) of the Batch's dtype. `mem` and `event` are the slot's
+    cudaIpcMemHandle_t and cudaIpcEventHandle_t (64 bytes each, the same for a slot within a
+    session): open them once, make the reading stream wait for the event, and keep the Batch
+    until the GPU work reading the slot has completed (the daemon refills it once released)."""
+    slot: int
+    mem: bytes
+    event: bytes
+    shape: tuple
+
+
 class Batch:
     """One mixed batch of N samples, each mixed from n sources.
 
@@ -181,6 +197,8 @@ class Batch:
     epoch, index  batch `index` of epoch `epoch` of the group's stream
     sequence      1, 2, ... within the client's session
     in_shm        whether images lie in the shared-memory ring (else in the message)
+    cuda          a CudaSlot when the images lie in a device slot (images is then None);
+                  None otherwise (with delivery "cuda" too, when every slot was taken)
     """
 
     def __init__(self, conn, bptr, info):
@@ -192,7 +210,12 @@ class Batch:
         self.dtype = C.enum_name(C.DTYPES, b.dtype)
         self.layout = C.enum_name(C.LAYOUTS, b.layout)
         cells = (b.size, b.mix_n)
-        self.images = _array(lease, b.images, tuple(b.shape[:b.ndim]), _TYPESTR[self.dtype])
+        shape = tuple(b.shape[:b.ndim])
+        self.cuda = self.images = None
+        if b.cuda_in_slot:
+            self.cuda = CudaSlot(b.cuda_slot, bytes(b.cuda_mem), bytes(b.cuda_event), shape)
+        else:
+            self.images = _array(lease, b.images, shape, _TYPESTR[self.dtype])
         self.sample_ids = _array(lease, b.sample_ids, (b.size,), "<u8")
         self.sources = _array(lease, b.sources, cells, "<u8")
         self.labels = _array(lease, b.labels, cells, "<u4")
@@ -223,7 +246,8 @@ class Client:
     batch_size  0: the daemon's
     dtype       "float32" | "float16" | "uint8" | None
     layout      "nchw" | "nhwc" | None
-    delivery    "inline" | "shm" | None (inline)
+    delivery    "inline" | "shm" | "cuda" | None (inline)
+    cuda_device delivery "cuda": the trainer's GPU, which must be the daemon's
     timeout     seconds one request waits for its reply; None: forever
     start       broadcast: the stream position (epoch * batches_per_epoch + index) to begin at
 
@@ -232,7 +256,7 @@ class Client:
     """
 
     def __init__(self, endpoint=None, group="default", mode=None, batch_size=0, dtype=None,
-                 layout=None, delivery=None, timeout=60.0, start=0):
+                 layout=None, delivery=None, timeout=60.0, start=0, cuda_device=0):
         self._conn = None
         self.endpoint = endpoint if endpoint is not None else default_endpoint()
         self.group = group
@@ -248,6 +272,7 @@ class Client:
         o.delivery = C.enum_value("delivery", C.DELIVERIES, delivery)
         o.timeout_ms = C.timeout_ms(timeout)
         o.start = start
+        o.cuda_device = cuda_device
         ptr = ctypes.c_void_p()
         rc = lib.tmix_connect(ctypes.byref(ptr), self.endpoint.encode(), ctypes.byref(o))
         if rc < 0:

@@ -15,7 +15,8 @@ import warnings
 import numpy as np
 import torch
 
-from .client import Client
+from . import _cuda
+from .client import _TYPESTR, Client
 
 __all__ = ["Loader", "LoaderBatch"]
 
@@ -51,8 +52,9 @@ class Loader:
               "ddp") in shard mode, so that the job's ranks share the epoch; else "default"
     mode      "shard" | "broadcast" | None (shard under DDP, else the daemon's choice)
     dtype     "float32" | "float16" | "uint8" (pixels, NHWC as asked); layout "nchw" | "nhwc"
-    delivery  "inline" | "shm" | None; "cuda" is not built yet (NotImplementedError)
-    device    "cpu" or "cuda[:k]": where the tensors are (the loader copies them there)
+    delivery  "inline" | "shm" | "cuda" | None; "cuda" needs device "cuda[:k]", the daemon's GPU
+    device    "cpu" or "cuda[:k]": where the tensors are (the loader copies them there, but
+              for delivery "cuda")
     targets   "dense": (N, classes) float32 soft labels, the weights of each sample's sources
               summed per label; "sparse": (labels int64 (N, n), weights float32 (N, n))
 
@@ -60,6 +62,14 @@ class Loader:
     shared-memory ring with delivery "shm": it is read-only (writing into it kills the
     process with SIGSEGV), so copy it (`images.clone()`) before changing it in place. The
     batch goes back to the daemon when the tensor is gone.
+
+    With delivery "cuda" the images tensor is the batch's slot in the daemon's GPU memory
+    (CUDA IPC, no copy; when every slot is taken the daemon sends a batch inline, and it is
+    copied). The current stream waits for the daemon's copy before reading it. When the
+    tensor is gone, an event is recorded on the current stream and the slot goes back once it
+    has completed (checked at each next batch and at close()): work reading the images on
+    another stream must be synchronised with the current one before the tensor is dropped.
+    Change a clone, not the tensor: the slot is the daemon's to refill.
 
     A loop stops at the first batch of the next epoch, which starts the next loop. len() is
     the epoch's batches for this rank: ceil(batches_per_epoch / WORLD_SIZE) in shard mode
@@ -71,9 +81,6 @@ class Loader:
 
     def __init__(self, endpoint=None, group=None, mode=None, batch_size=0, dtype="float32",
                  layout="nchw", delivery=None, device="cpu", targets="dense", timeout=60.0):
-        if delivery == "cuda":
-            raise NotImplementedError("tmix.torch: delivery 'cuda' (CUDA IPC with DLPack) is "
-                                      "not built in tmixd yet; use 'shm' or 'inline'")
         if targets not in ("dense", "sparse"):
             raise ValueError(f"tmix.torch: targets {targets!r}: expected 'dense' or 'sparse'")
         self.rank, self.world_size, ddp_group = _ddp_env()
@@ -82,11 +89,15 @@ class Loader:
             if ddp_group and mode is None:
                 mode = "shard"
         self.device = torch.device(device)
+        if delivery == "cuda" and self.device.type != "cuda":
+            raise ValueError(f"tmix.torch: delivery 'cuda' with device {device!r}: expected "
+                             "device 'cuda' or 'cuda:k' (the daemon's GPU)")
         self.targets = targets
         self.group = group
         self._options = dict(endpoint=endpoint, group=group, mode=mode, batch_size=batch_size,
                              dtype=dtype, layout=layout, delivery=delivery, timeout=timeout)
         self._client = None
+        self._ring = None        # delivery "cuda": the session's device slots
         self._pending = None     # a batch of the next epoch, kept for the next loop
         self._start = 0          # broadcast: the stream position to say Hello with
         self._next_position = 0  # the stream position after the last batch yielded
@@ -96,7 +107,15 @@ class Loader:
     def client(self):
         """The tmix.Client (connected on first use)."""
         if self._client is None:
-            self._client = Client(**self._options, start=self._start)
+            cuda = self._options["delivery"] == "cuda"
+            if cuda and self.device.index is None:
+                self.device = torch.device("cuda", torch.cuda.current_device())
+            k = self.device.index or 0
+            if cuda:
+                torch.cuda.init()  # maps PyTorch's libcudart, which _cuda.runtime() looks for
+                self._ring = _cuda.DeviceRing(
+                    _cuda.runtime(), k, lambda: torch.cuda.current_stream(k).record_event())
+            self._client = Client(**self._options, start=self._start, cuda_device=k)
         return self._client
 
     @property
@@ -113,6 +132,8 @@ class Loader:
         client = self.client
         epoch = None
         while True:
+            if self._ring is not None:
+                self._ring.poll()
             b, self._pending = self._pending or client.next(), None
             if epoch is None:
                 epoch = b.epoch
@@ -125,11 +146,19 @@ class Loader:
             del b  # the tensors alone keep the batch
             yield pair
 
-    def _tensors(self, b):
+    def _host_images(self, b):
         with warnings.catch_warnings():
             # The arrays are read-only views; torch warns that it cannot mark tensors so.
             warnings.filterwarnings("ignore", message="The given NumPy array is not writ")
-            images = torch.from_numpy(b.images)
+            return torch.from_numpy(b.images)
+
+    def _tensors(self, b):
+        if b.cuda is not None:
+            stream = torch.cuda.current_stream(self.device).cuda_stream
+            images = torch.as_tensor(self._ring.receive(b, stream, _TYPESTR[b.dtype]),
+                                     device=self.device)
+        else:
+            images = self._host_images(b)
         labels = torch.from_numpy(b.labels.astype(np.int64))
         weights = torch.from_numpy(b.weights.copy())
         if self.targets == "dense":
@@ -138,7 +167,7 @@ class Loader:
         else:
             targets = (labels, weights)
         if self.device.type != "cpu":
-            images = images.to(self.device)
+            images = images.to(self.device)  # no copy when already there
             targets = targets.to(self.device) if self.targets == "dense" else \
                 tuple(t.to(self.device) for t in targets)
         return images, targets
@@ -161,6 +190,11 @@ class Loader:
             self.close()  # the next use says Hello with the new start
 
     def close(self):
+        """Ends the session once every tensor of its batches is gone (delivery "cuda": waits
+        for the GPU work on the batches whose images are gone)."""
+        if self._ring is not None:
+            self._ring.close()
+            self._ring = None
         if self._client is not None:
             self._client.close()
             self._client = None
