@@ -4,7 +4,9 @@
 # twins test, and bench_mix on the GPU beside its PyTorch peer (tests/bench/peer_torch.py;
 # teachers made there with PyTorch); then, where
 # Fashion-MNIST was brought, tmixctl bench for 1, 4 and 8 trainers on it and on a generated
-# 64x64 JPEG ImageFolder. Everything it needs travels in one folder:
+# 64x64 JPEG ImageFolder. Before that, the end-to-end bench (tests/bench/e2e.sh, mixup,
+# E2E_SECONDS per row, default 5: about 2 minutes; SKIP_E2E=1 skips it), whose peer needs
+# torchvision and PIL. Everything it needs travels in one folder:
 #   DIR/tmix-*.tar.gz (deploy/bundle.sh), DIR/make_imagefolder (build/tests/serve/),
 #   optional: DIR/fmnist/*.gz (Debian's Fashion-MNIST files), DIR/test_twins
 #   (build/tests/gpu/), DIR/bench_mix (build/tests/bench/)
@@ -50,6 +52,10 @@ for arch, k in (('cifar_resnet18', 10), ('resnet50', 1000)):
     done
     PYTHONPATH=$repo/client/python python3 "$repo/tests/bench/peer_torch.py" --repeat 5
   } 2>&1 | tee "$out/bench_mix.txt"
+fi
+if [ -z "${SKIP_E2E:-}" ]; then
+  TMIXD=$B/bin/tmixd TMIXCTL=$B/bin/tmixctl MAKE_IMAGEFOLDER=$dir/make_imagefolder \
+    timeout 600 "$repo/tests/bench/e2e.sh" - "${E2E_SECONDS:-5}" 2>&1 | tee "$out/e2e.txt"
 fi
 [ -d fmnist ] || exit 0
 ./make_imagefolder /tmp/tmix-box-jpeg64 10 500 64 64

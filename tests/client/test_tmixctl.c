@@ -297,6 +297,29 @@ static int bench(void)
     return 0;
 }
 
+// --touch reads every batch and adds the trainer's cost per batch beside a memcpy's.
+static int bench_touch(void)
+{
+    fake_daemon f = {.quiet_ms = 1000};
+    CHECK(fake_start(&f, epoch_of_ten, 0) == 0);
+    run_result r;
+    const char *args[] = {"bench", "-e", f.url, "--seconds", "0.2", "--touch", NULL};
+    CHECK(run_tmixctl(f.dir, args, &r) == 0);
+    CHECK(fake_stop(&f) == 0);
+    printf("%s%s", r.out, r.err);
+    CHECK(r.status == 0);
+    CHECK(strstr(r.out, "p99 ms  touch ms trainer ms  memcpy ms\n") != NULL);
+    unsigned k;
+    unsigned long long batches, images;
+    double rate, p50, p99, touch, trainer, copy;
+    CHECK(sscanf(strchr(r.out, '\n') + 1, "%u %llu %llu %lf %lf %lf %lf %lf %lf", &k, &batches,
+                 &images, &rate, &p50, &p99, &touch, &trainer, &copy) == 9);
+    CHECK(k == 1 && batches > 0 && touch >= 0 && trainer >= touch && copy >= 0); // 192-byte batches
+    run_free(&r);
+    fake_free(&f);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     static const test_case tests[] = {
@@ -305,6 +328,7 @@ int main(int argc, char **argv)
         {"tmixctl.status", status},
         {"tmixctl.runtime_error", runtime_error},
         {"tmixctl.bench", bench},
+        {"tmixctl.bench_touch", bench_touch},
         {NULL, NULL},
     };
     return test_main(argc, argv, tests);
