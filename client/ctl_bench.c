@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "ctl.h"
 #include "ctl_buf.h"
@@ -15,7 +16,7 @@
 static const char usage[] =
     "usage: tmixctl bench --seconds S [-e ENDPOINT] [--trainers K] [--group G]\n"
     "                     [--mode shard|broadcast] [--batch-size B] [--dtype D] [--layout L]\n"
-    "                     [--delivery inline|shm] [--timeout S] [--touch]\n"
+    "                     [--delivery inline|shm] [--timeout S] [--touch] [--step-ms MS]\n"
     "\n"
     "  --seconds S    how long each trainer pulls\n"
     "  --trainers K   trainers (threads, one client each) in the group (default 1)\n"
@@ -27,7 +28,10 @@ static const char usage[] =
     "                 three columns, mean ms per batch: touch (the reading), trainer\n"
     "                 (tmix_next + touch: what the trainer spends per batch) and memcpy (a\n"
     "                 copy of the same bytes into a private buffer, for comparison); images\n"
-    "                 in device memory (CUDA delivery) are not read\n";
+    "                 in device memory (CUDA delivery) are not read\n"
+    "  --step-ms MS   spend MS after each batch (read and released), as a training step\n"
+    "                 would: with the daemon ahead, p50 is then the cost of receiving a\n"
+    "                 ready batch\n";
 
 // Copies of the last batch timed for the memcpy column.
 enum { COPIES = 5 };
@@ -47,6 +51,7 @@ typedef struct {
     start_line *line;
     double seconds;
     bool touch;
+    double step_ms;
     ctl_buf latencies_ms; // doubles, one per tmix_next
     uint64_t batches, images;
     double end;
@@ -124,13 +129,18 @@ static void pull_until_deadline(trainer *t, tmix_client *c)
             done = ctl_now();
             t->touch_ms += (done - got) * 1e3;
             t->busy_ms += (done - now) * 1e3;
-            if (done >= deadline) {
+            if (done + t->step_ms / 1e3 >= deadline) { // the last: kept to time its copies
                 last = b;
                 break;
             }
         }
         tmix_release(c, b);
         now = done;
+        if (t->step_ms > 0) { // a training step: not part of the next batch's latency
+            const long long ns = (long long)(t->step_ms * 1e6);
+            nanosleep(&(struct timespec){(time_t)(ns / 1000000000), (long)(ns % 1000000000)}, NULL);
+            now = ctl_now();
+        }
     }
     t->end = ctl_now();
     if (last) {
@@ -229,6 +239,7 @@ int ctl_bench_main(int argc, char **argv)
     double seconds = 0;
     uint32_t k = 1;
     bool touch = false;
+    double step_ms = 0;
     ctl_conn_opts(&conn, 60, true, opts, &n);
     conn.o.group = "bench";
     opts[n++] = (ctl_opt){.name = "--seconds",
@@ -239,6 +250,8 @@ int ctl_bench_main(int argc, char **argv)
                           .required = true};
     opts[n++] = (ctl_opt){.name = "--trainers", .kind = CTL_COUNT, .dest = &k, .lo = 1, .hi = 1024};
     opts[n++] = (ctl_opt){.name = "--touch", .kind = CTL_FLAG, .dest = &touch};
+    opts[n++] = (ctl_opt){
+        .name = "--step-ms", .kind = CTL_SECONDS, .dest = &step_ms, .lo = 0, .hi = 1e6};
     int rc = ctl_parse("tmixctl bench", usage, opts, argc, argv);
     if (rc)
         return rc < 0 ? 0 : rc;
@@ -254,7 +267,8 @@ int ctl_bench_main(int argc, char **argv)
     start_line line = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
     uint32_t started = 0;
     for (; started < k; started++) {
-        ts[started] = (trainer){.conn = &conn, .line = &line, .seconds = seconds, .touch = touch};
+        ts[started] = (trainer){.conn = &conn, .line = &line, .seconds = seconds, .touch = touch,
+                                .step_ms = step_ms};
         if (pthread_create(&threads[started], NULL, trainer_run, &ts[started]) != 0)
             break;
     }
