@@ -17,7 +17,10 @@
 # Each trainer is a separate `tmixctl bench --touch` process, as real trainers are; a row adds
 # their images/s, takes the worst p50 and p99 of tmix_next, and the means per batch of the
 # trainer's time (tmix_next + reading every byte) and of a memcpy of the batch's images; share
-# = trainer ms / memcpy ms. Not a test: numbers depend on the machine.
+# = trainer ms / memcpy ms. A second table gives what receiving a batch costs a trainer when
+# the daemon is ahead: one trainer spending twice the batch time of the first table on each
+# batch (`tmixctl bench --step-ms`), the median tmix_next beside a memcpy of the images.
+# Not a test: numbers depend on the machine.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 build=$root/build
@@ -99,8 +102,8 @@ row() { # SIZE DELIVERY TRAINERS FILES...
                  s, d, k, ips, p50, p99, t, c, share }' "$@"
 }
 
-bench() { # SIZE DELIVERY TRAINERS: K tmixctl processes against a fresh daemon
-  local size=$1 delivery=$2 k=$3 i rc failed=
+bench() { # SIZE DELIVERY TRAINERS [STEP_MS]: K tmixctl processes against a fresh daemon
+  local size=$1 delivery=$2 k=$3 step=${4:-0} i rc failed=
   start_daemon "$size"
   [ -n "${daemon_line:-}" ] ||
     daemon_line=$("$tmixctl" status -e "$sock" | awk '$1 == "backend" || $1 == "method" {
@@ -108,7 +111,7 @@ bench() { # SIZE DELIVERY TRAINERS: K tmixctl processes against a fresh daemon
   local pids=()
   for i in $(seq "$k"); do
     "$tmixctl" bench -e "$sock" --seconds "$seconds" --group e2e --delivery "$delivery" \
-      --touch >"$work/out.$i" 2>"$work/err.$i" &
+      --touch --step-ms "$step" >"$work/out.$i" 2>"$work/err.$i" &
     pids+=($!)
   done
   for i in "${!pids[@]}"; do
@@ -124,8 +127,8 @@ bench() { # SIZE DELIVERY TRAINERS: K tmixctl processes against a fresh daemon
   fi
 }
 
-# Whether tmixctl can ask for cuda delivery (not built yet: proto/README.md): --help is only
-# reached when --delivery cuda parses.
+# Whether tmixctl can ask for cuda delivery (it cannot: it reads images in host memory; a
+# PyTorch trainer can, see tests/python): --help is only reached when --delivery cuda parses.
 cuda_built() { "$tmixctl" bench --delivery cuda --help >/dev/null 2>&1; }
 
 gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 || true)
@@ -138,7 +141,7 @@ for size in 32 224; do
   for delivery in inline shm cuda; do
     for k in 1 4 8; do
       if [ $delivery = cuda ] && ! cuda_built; then
-        printf "%-8s %-8s %8d  n/a (not built)\n" "${size}x$size" cuda "$k"
+        printf "%-8s %-8s %8d  n/a (tmixctl cannot read device memory)\n" "${size}x$size" cuda "$k"
       else
         bench $size $delivery $k
       fi
@@ -153,6 +156,21 @@ echo "tmixd: $daemon_line, batch $(awk '/^\[output\]/ { o = 1 } o && $1 == "batc
   "$((classes * per_class)) JPEGs 500x375 q90"
 echo "$header"
 cat "$table"
+
+# The cost of a ready batch: one trainer, a step of twice the batch time measured above.
+echo
+printf "%-8s %-8s %9s %14s %10s %8s\n" size delivery "step ms" "next p50 ms" "memcpy ms" share
+for size in 32 224; do
+  for delivery in inline shm; do
+    ips=$(awk -v s="${size}x$size" -v d=$delivery '$1 == s && $2 == d && $3 == 1 { print $4 }' \
+      "$table")
+    case $ips in '' | *[!0-9.]*) continue ;; esac
+    step=$(awk -v ips="$ips" 'BEGIN { printf "%.1f", 2 * 128 * 1000 / ips }')
+    bench $size $delivery 1 "$step" | awk -v step="$step" '$4 ~ /^[0-9.]+$/ {
+      share = $8 > 0 ? sprintf("%.1f%%", 100 * $5 / $8) : "n/a"
+      printf "%-8s %-8s %9s %14s %10s %8s\n", $1, $2, step, $5, $8, share }'
+  done
+done
 
 # The peer: one trainer, a DataLoader with a worker per core, per output size.
 for size in 32 224; do
