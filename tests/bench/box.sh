@@ -9,7 +9,10 @@
 # torchvision and PIL. Everything it needs travels in one folder:
 #   DIR/tmix-*.tar.gz (deploy/bundle.sh), DIR/make_imagefolder (build/tests/serve/),
 #   optional: DIR/fmnist/*.gz (Debian's Fashion-MNIST files), DIR/test_twins
-#   (build/tests/gpu/), DIR/bench_mix (build/tests/bench/)
+#   (build/tests/gpu/), DIR/bench_mix (build/tests/bench/), DIR/rawreq (build/tests/serve/)
+# With Fashion-MNIST and rawreq it also runs the GPU serving scenarios of
+# tests/serve/test_serve.sh (devices, gpu_fault, lanes, shm) and, with PyTorch, the cuda
+# delivery test of the Python Loader (tests/python/test_loader.py cuda).
 #   tests/bench/box.sh DIR OUT_DIR        SKIP_SELFTEST=1 skips the selftest
 # Run from the root of a checkout (the GPU bench uses client/python to make its teachers).
 # cuDNN is looked for in the Python package nvidia.cudnn (as on the lent H200 boxes).
@@ -33,6 +36,19 @@ if [ -x ./test_twins ]; then
   timeout 200 ./test_twins >"$out/twins.txt" 2>&1
   echo "twins exit $?: $(grep -c '^PASS' "$out/twins.txt") groups passed"
   grep '^FAIL' "$out/twins.txt"
+fi
+if [ -d fmnist ] && [ -x ./rawreq ]; then
+  export TMIXD=$B/bin/tmixd TMIXCTL=$B/bin/tmixctl RAWREQ=$dir/rawreq FMNIST=$dir/fmnist \
+    MAKE_IMAGEFOLDER=$dir/make_imagefolder MAKE_IDX=$repo/tests/serve/make_idx.py \
+    GOLDEN=$repo/tests/golden NUMPY_PYTHON=python3 PYTHONPATH=$repo/client/python \
+    CHECK_FORMATS=$repo/tests/serve/check_formats.py CHECK_DEVICES=$repo/tests/serve/check_devices.py
+  for scenario in devices gpu_fault lanes shm; do
+    timeout 120 bash "$repo/tests/serve/test_serve.sh" $scenario >"$out/serve.$scenario.txt" 2>&1
+    echo "serve.$scenario exit $?"
+  done
+  TMIX_LIBRARY=$B/lib/libtmix.so.0 timeout 120 python3 "$repo/tests/python/test_loader.py" cuda \
+    >"$out/loader_cuda.txt" 2>&1
+  echo "python.loader.cuda exit $?: $(tail -1 "$out/loader_cuda.txt")"
 fi
 if [ -x ./bench_mix ]; then
   PYTHONPATH=$repo/client/python python3 -c "
