@@ -327,6 +327,8 @@ static size_t released_to_send(tmix_client *c, uint64_t ack)
 // The daemon answered a request that carried the first `sent` released sequences.
 static void released_sent(tmix_client *c, size_t sent)
 {
+    if (!sent) // (released may be NULL)
+        return;
     memmove(c->released, c->released + sent, (c->nreleased - sent) * sizeof(uint64_t));
     c->nreleased -= sent;
 }

@@ -201,6 +201,8 @@ static void broadcast_ack(member *m, uint64_t through)
             m->acked++;
         k++;
     }
+    if (k == 0) // (released may be NULL)
+        return;
     memmove(m->released, m->released + k, (size_t)(m->nreleased - k) * sizeof(uint64_t));
     m->nreleased -= k;
 }
