@@ -71,6 +71,7 @@ for arch, k in (('cifar_resnet18', 10), ('resnet50', 1000)):
 fi
 if [ -z "${SKIP_E2E:-}" ]; then
   TMIXD=$B/bin/tmixd TMIXCTL=$B/bin/tmixctl MAKE_IMAGEFOLDER=$dir/make_imagefolder \
+    TMIX_LIBRARY=$B/lib/libtmix.so.0 PYTHONPATH=$repo/client/python \
     timeout 600 "$repo/tests/bench/e2e.sh" - "${E2E_SECONDS:-5}" 2>&1 | tee "$out/e2e.txt"
 fi
 [ -d fmnist ] || exit 0

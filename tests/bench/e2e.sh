@@ -6,15 +6,16 @@
 # same mixing in the trainer) and the ratio tmixd / peer per size.
 #   tests/bench/e2e.sh [BUILD_DIR] [SECONDS] [--quick] [-c FILE]
 #                      [--method M --teacher FILE --module FILE] [--section.key=value ...]
-# BUILD_DIR (default build) holds tmixd, tmixctl and make_imagefolder, unless TMIXD, TMIXCTL
-# and MAKE_IMAGEFOLDER name them (a bundle). SECONDS per row (default 10). --quick: 320
+# BUILD_DIR (default build) holds tmixd, tmixctl, libtmix and make_imagefolder, unless TMIXD,
+# TMIXCTL, TMIX_LIBRARY and MAKE_IMAGEFOLDER name them (a bundle). SECONDS per row (default 10). --quick: 320
 # images instead of 1280. The method is the daemon's configured one (mixup by default, which
 # runs on any CPU); -c FILE and the other options are tmixd's and reach the peer too (it reads
 # `tmixd serve --print-config`). Without -c, tmixd gets 4 GiB of batch memory
 # (--server.max_memory_mb=4096): a 224x224 batch is 77 MB, and the default 1 GiB would leave
 # workers idle on a 16-core box. PYTHON (default python3) runs the peer, with numpy, torch,
 # torchvision and PIL.
-# Each trainer is a separate `tmixctl bench --touch` process, as real trainers are; a row adds
+# Each trainer is a separate `tmixctl bench --touch` process, as real trainers are (for cuda
+# delivery, where PyTorch sees a GPU, a tests/bench/torch_trainer.py process); a row adds
 # their images/s, takes the worst p50 and p99 of tmix_next, and the means per batch of the
 # trainer's time (tmix_next + reading every byte) and of a memcpy of the batch's images; share
 # = trainer ms / memcpy ms. A second table gives what receiving a batch costs a trainer when
@@ -52,6 +53,7 @@ has_config=$(for o in "${tmixd_opts[@]}"; do [ "$o" = -c ] && echo yes; done)
 tmixd=${TMIXD:-$build/daemon/tmixd}
 tmixctl=${TMIXCTL:-$build/client/tmixctl}
 make_imagefolder=${MAKE_IMAGEFOLDER:-$build/tests/serve/make_imagefolder}
+export TMIX_LIBRARY=${TMIX_LIBRARY:-$build/client/libtmix.so.0}
 python=${PYTHON:-python3}
 work=$(mktemp -d "${TMPDIR:-/tmp}/tmix-e2e.XXXXXX")
 sock=ipc://$work/e2e.sock
@@ -110,8 +112,14 @@ bench() { # SIZE DELIVERY TRAINERS [STEP_MS]: K tmixctl processes against a fres
       printf "%s%s %s", sep, $1, $2; sep = ", " }')
   local pids=()
   for i in $(seq "$k"); do
-    "$tmixctl" bench -e "$sock" --seconds "$seconds" --group e2e --delivery "$delivery" \
-      --touch --step-ms "$step" >"$work/out.$i" 2>"$work/err.$i" &
+    if [ "$delivery" = cuda ]; then
+      PYTHONPATH=$root/client/python "$python" "$root/tests/bench/torch_trainer.py" "$sock" \
+        --seconds "$seconds" --delivery cuda --device cuda:0 --step-ms "$step" \
+        >"$work/out.$i" 2>"$work/err.$i" &
+    else
+      "$tmixctl" bench -e "$sock" --seconds "$seconds" --group e2e --delivery "$delivery" \
+        --touch --step-ms "$step" >"$work/out.$i" 2>"$work/err.$i" &
+    fi
     pids+=($!)
   done
   for i in "${!pids[@]}"; do
@@ -127,9 +135,10 @@ bench() { # SIZE DELIVERY TRAINERS [STEP_MS]: K tmixctl processes against a fres
   fi
 }
 
-# Whether tmixctl can ask for cuda delivery (it cannot: it reads images in host memory; a
-# PyTorch trainer can, see tests/python): --help is only reached when --delivery cuda parses.
-cuda_built() { "$tmixctl" bench --delivery cuda --help >/dev/null 2>&1; }
+# Whether a PyTorch trainer here can take cuda delivery (tmixctl reads host memory only).
+torch_gpu() {
+  "$python" -c 'import sys, torch; sys.exit(not torch.cuda.is_available())' 2>/dev/null
+}
 
 gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 || true)
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)," \
@@ -140,8 +149,8 @@ header=$(printf "%-8s %-8s %8s %10s %9s %9s %11s %10s %8s" size delivery trainer
 for size in 32 224; do
   for delivery in inline shm cuda; do
     for k in 1 4 8; do
-      if [ $delivery = cuda ] && ! cuda_built; then
-        printf "%-8s %-8s %8d  n/a (tmixctl cannot read device memory)\n" "${size}x$size" cuda "$k"
+      if [ $delivery = cuda ] && ! torch_gpu; then
+        printf "%-8s %-8s %8d  n/a (no GPU for PyTorch)\n" "${size}x$size" cuda "$k"
       else
         bench $size $delivery $k
       fi
@@ -161,7 +170,7 @@ cat "$table"
 echo
 printf "%-8s %-8s %9s %14s %10s %8s\n" size delivery "step ms" "next p50 ms" "memcpy ms" share
 for size in 32 224; do
-  for delivery in inline shm; do
+  for delivery in inline shm cuda; do
     ips=$(awk -v s="${size}x$size" -v d=$delivery '$1 == s && $2 == d && $3 == 1 { print $4 }' \
       "$table")
     case $ips in '' | *[!0-9.]*) continue ;; esac
