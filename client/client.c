@@ -136,6 +136,14 @@ static int check_welcome(const tmix_client *c, const Tmix__Welcome *w, char *err
                           "%s: the Welcome's image shape (%u,%u,%u) with batch size %u is "
                           "empty or absurd",
                           e, s[0], s[1], s[2], w->batch_size);
+    if (w->n_mean != s[0] || w->n_std != s[0] || s[0] > 3)
+        return tmixi_fail(err, TMIX_EPROTO,
+                          "%s: the Welcome gives %zu means and %zu stds for %u channels "
+                          "(at most 3)", e, w->n_mean, w->n_std, s[0]);
+    for (size_t k = 0; k < w->n_std; k++)
+        if (!(w->std[k] > 0))
+            return tmixi_fail(err, TMIX_EPROTO, "%s: the Welcome's std[%zu] = %g is not > 0",
+                              e, k, w->std[k]);
     if (w->mix_n < 1 || w->mix_n > MIX_N_MAX || w->classes < 1)
         return tmixi_fail(err, TMIX_EPROTO,
                           "%s: the Welcome's n = %u (expected 1 to %d) or "
@@ -252,6 +260,8 @@ static int hello(tmix_client *c, char *err)
             .cuda_device = w->cuda_device,
             .cuda_slots = w->cuda_slots,
         };
+        memcpy(c->info.mean, w->mean, w->n_mean * sizeof(float));
+        memcpy(c->info.std, w->std, w->n_std * sizeof(float));
         c->session++;
         c->next_seq = 1;
         c->nreleased = 0; // the old session's are of no use to the new one

@@ -144,6 +144,9 @@ typedef struct {
     size_t shm_bytes;
     int cuda_device;     // CUDA: the GPU holding the slots
     uint32_t cuda_slots; // CUDA: slots of the group's device ring
+    // Float outputs are (pixel / 255 - mean[c]) / std[c] for channel c < channels (at most
+    // 3): normalise the trainer's own test images the same way.
+    float mean[3], std[3];
 } tmix_info;
 
 const tmix_info *tmix_get_info(const tmix_client *c);

@@ -413,6 +413,9 @@ static void on_hello(server *s, void *control, const Tmix__Hello *h)
     w.dtype = p->dtype;
     w.layout = p->layout;
     w.delivery = delivery;
+    w.n_mean = w.n_std = (size_t)c->producer.channels;
+    w.mean = (float *)c->producer.mean;
+    w.std = (float *)c->producer.std;
     const tmixd_ring *ring = s->rings[gi];
     if (delivery == TMIX__DELIVERY__SHM) {
         w.shm_name = (char *)tmixd_ring_name(ring);

@@ -40,6 +40,10 @@ void reply_welcome(const fake_daemon *f, fake_reply *r, uint64_t session)
     w->dtype = f->dtype;
     w->layout = f->layout;
     w->delivery = TMIX__DELIVERY__INLINE;
+    static float mean[FAKE_C] = {0.5f, 0.25f, 0.125f}, std[FAKE_C] = {1.0f, 0.5f, 2.0f};
+    w->n_mean = w->n_std = FAKE_C;
+    w->mean = mean;
+    w->std = std;
     r->env.body_case = TMIX__ENVELOPE__BODY_WELCOME;
     r->env.welcome = w;
 }

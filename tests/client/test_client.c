@@ -88,6 +88,8 @@ static int connect_welcome(void)
     CHECK(i->epoch_size == FAKE_EPOCH_SIZE && i->batches_per_epoch == FAKE_BATCHES);
     CHECK(i->mode == TMIX_MODE_SHARD && i->dtype == TMIX_DTYPE_FLOAT32);
     CHECK(i->layout == TMIX_LAYOUT_NCHW);
+    CHECK(i->mean[0] == 0.5f && i->mean[1] == 0.25f && i->mean[2] == 0.125f);
+    CHECK(i->std[0] == 1.0f && i->std[1] == 0.5f && i->std[2] == 2.0f);
     CHECK(strcmp(i->method, "mixup") == 0);
     CHECK(strcmp(tmix_client_error(c), "") == 0);
     tmix_close(c);
@@ -322,6 +324,14 @@ static void float32_for_uint8(fake_daemon *f, int i, const Tmix__Envelope *req, 
     reply_welcome(f, r, 7); // f's dtype: FLOAT32
 }
 
+// A Welcome whose normalisation would divide by zero.
+static void zero_std(fake_daemon *f, int i, const Tmix__Envelope *req, fake_reply *r)
+{
+    static float std[FAKE_C] = {1.0f, 0.0f, 1.0f};
+    reply_welcome(f, r, 7);
+    r->welcome.std = std;
+}
+
 static int protocol_violations(void)
 {
     struct {
@@ -332,6 +342,7 @@ static int protocol_violations(void)
         {garbage, "is not a tmix Envelope"},
         {status_script, "the reply to Hello is a Status, expected a Welcome"},
         {float32_for_uint8, "the Welcome says shard, float32"},
+        {zero_std, "the Welcome's std[1] = 0 is not > 0"},
     };
     for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
         fake_daemon f = {0};

@@ -42,6 +42,8 @@ int main(void)
     FIELD(tmix_info, shm_bytes);
     FIELD(tmix_info, cuda_device);
     FIELD(tmix_info, cuda_slots);
+    FIELD(tmix_info, mean);
+    FIELD(tmix_info, std);
 
     SIZE(tmix_batch);
     FIELD(tmix_batch, sequence);

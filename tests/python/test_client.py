@@ -56,6 +56,7 @@ def test_iterate():
         assert (i.mode, i.dtype, i.layout, i.method) == ("shard", "float32", "nchw", "mixup"), i
         assert i.delivery == "inline" and i.shm_name == "" and i.shm_base == 0, i
         assert i.cuda_slots == 0, i
+        assert i.mean == (0.5,) and i.std == (0.5,), i  # [augment] auto, without a teacher
         ids = []
         for k, b in zip(range(17), c):  # one epoch and the first batch of the next
             assert (b.epoch, b.index, b.sequence) == (k // 16, k % 16, k + 1), b

@@ -5,9 +5,8 @@ accuracy after each epoch.
     python3 train.py [ENDPOINT] [--epochs 5] [--device cuda] [--data DIR_OF_TEST_SPLIT]
 
 The daemon serves the training split (Fashion-MNIST by default); this script reads the test
-split's IDX files itself and normalises them as the daemon does: pixels / 255, minus --mean,
-over --std (the daemon's [augment] mean and std; both 0.5 unless its config or teacher says
-otherwise). The targets are the mix's soft labels, so the loss is soft cross-entropy.
+split's IDX files itself and normalises them as the daemon does: pixels / 255, minus the
+mean, over the std, which the daemon's Welcome gives (tmix.Info.mean and .std). The targets are the mix's soft labels, so the loss is soft cross-entropy.
 Under torchrun the ranks share the epoch (tmix.torch.Loader forms one shard group).
 """
 import argparse
@@ -71,8 +70,6 @@ def main():
     p.add_argument("--delivery", default=None, choices=("inline", "shm"))
     p.add_argument("--data", default="/usr/share/datasets/fashion-mnist",
                    help="folder of the test split's IDX files")
-    p.add_argument("--mean", type=float, default=0.5)
-    p.add_argument("--std", type=float, default=0.5)
     p.add_argument("--limit", type=int, default=0,
                    help="at most this many batches per epoch (a quick check); 0: all")
     args = p.parse_args()
@@ -80,7 +77,7 @@ def main():
     loader = tmix.torch.Loader(args.endpoint, group=args.group, batch_size=args.batch_size,
                                delivery=args.delivery, device=args.device)
     info = loader.info
-    x_test, y_test = test_split(args.data, args.mean, args.std)
+    x_test, y_test = test_split(args.data, info.mean[0], info.std[0])
     if tuple(x_test.shape[1:]) != (info.channels, info.height, info.width):
         sys.exit(f"train.py: the daemon serves {info.channels}x{info.height}x{info.width} "
                  f"images, the test split in {args.data} is {tuple(x_test.shape[1:])}")

@@ -34,7 +34,8 @@ class Info(ctypes.Structure):
                 ("method", ctypes.c_char_p), ("delivery", ctypes.c_int),
                 ("shm_name", ctypes.c_char_p), ("shm_base", ctypes.c_void_p),
                 ("shm_bytes", ctypes.c_size_t), ("cuda_device", ctypes.c_int),
-                ("cuda_slots", ctypes.c_uint32)]
+                ("cuda_slots", ctypes.c_uint32), ("mean", ctypes.c_float * 3),
+                ("std", ctypes.c_float * 3)]
 
 
 class Batch(ctypes.Structure):

@@ -72,6 +72,8 @@ class Info:
     shm_bytes: int
     cuda_device: int  # delivery "cuda": the GPU holding the slots
     cuda_slots: int   # delivery "cuda": slots of the group's device ring
+    mean: tuple       # float outputs are (pixel / 255 - mean[c]) / std[c], per channel
+    std: tuple
 
     @staticmethod
     def _from_c(ci):
@@ -80,7 +82,8 @@ class Info:
                     C.enum_name(C.MODES, ci.mode), C.enum_name(C.DTYPES, ci.dtype),
                     C.enum_name(C.LAYOUTS, ci.layout), (ci.method or b"").decode(),
                     C.enum_name(C.DELIVERIES, ci.delivery), (ci.shm_name or b"").decode(),
-                    ci.shm_base or 0, ci.shm_bytes, ci.cuda_device, ci.cuda_slots)
+                    ci.shm_base or 0, ci.shm_bytes, ci.cuda_device, ci.cuda_slots,
+                    tuple(ci.mean[:ci.channels]), tuple(ci.std[:ci.channels]))
 
 
 class _Connection:
