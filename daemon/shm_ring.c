@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "error.h"
@@ -20,6 +21,28 @@
 #include "slots.h"
 
 #define NAME_PREFIX "tmix-"
+
+// This daemon's tag in its rings' names, beside its pid: a daemon that restarts with the same
+// pid (PID 1 in a container) makes other names, so that no trainer maps a ring of the last
+// one by mistake, and the sweep can tell that one's rings from its own.
+static char instance[17];
+static pthread_once_t instance_once = PTHREAD_ONCE_INIT;
+
+static void make_instance(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    const unsigned long long ns = (unsigned long long)t.tv_sec * 1000000000ull +
+                                  (unsigned long long)t.tv_nsec;
+    const unsigned long long x = ns ^ ((unsigned long long)getpid() << 40);
+    snprintf(instance, sizeof instance, "%016llx", x);
+}
+
+static const char *instance_tag(void)
+{
+    pthread_once(&instance_once, make_instance);
+    return instance;
+}
 
 struct tmixd_ring {
     char name[64];
@@ -44,8 +67,8 @@ int tmixd_ring_new(tmixd_ring **out, int id, size_t slot_bytes, int slots)
         free(r);
         return tmix_fail(TMIX_ENOMEM, "shm ring of %d slots", slots);
     }
-    snprintf(r->name, sizeof r->name, "/" NAME_PREFIX "%u-%ld-%d", (unsigned)getuid(),
-             (long)getpid(), id);
+    snprintf(r->name, sizeof r->name, "/" NAME_PREFIX "%u-%ld-%s-%d", (unsigned)getuid(),
+             (long)getpid(), instance_tag(), id);
     r->slot_bytes = slot_bytes;
     r->base = MAP_FAILED;
     const size_t bytes = slot_bytes * (size_t)slots;
@@ -126,8 +149,12 @@ int tmixd_ring_sweep(void)
     for (struct dirent *e; (e = readdir(d));) {
         if (strncmp(e->d_name, mine, strlen(mine)) != 0)
             continue;
-        const long pid = strtol(e->d_name + strlen(mine), NULL, 10);
-        if (pid <= 0 || pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+        char *rest;
+        const long pid = strtol(e->d_name + strlen(mine), &rest, 10);
+        const bool ours = pid == (long)getpid();
+        if (pid <= 0 || *rest != '-' ||
+            (ours ? strncmp(rest + 1, instance_tag(), 16) == 0 // this daemon's own
+                  : kill((pid_t)pid, 0) == 0 || errno != ESRCH)) // alive, or not ours to tell
             continue;
         char name[300];
         snprintf(name, sizeof name, "/%s", e->d_name);

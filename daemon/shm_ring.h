@@ -10,7 +10,7 @@
 
 typedef struct tmixd_ring tmixd_ring;
 
-// Creates /tmix-UID-PID-ID with `slots` slots of at least slot_bytes (rounded up to the page
+// Creates /tmix-UID-PID-TAG-ID (TAG: this daemon's, see shm_ring.c) with `slots` slots of at least slot_bytes (rounded up to the page
 // size), mode 0660 like the socket. The object is sparse: a slot's memory is reserved the
 // first time it is taken, so a full /dev/shm is an error then, never a SIGBUS.
 int tmixd_ring_new(tmixd_ring **out, int id, size_t slot_bytes, int slots);
@@ -28,7 +28,7 @@ int tmixd_ring_slots(const tmixd_ring *r);
 int tmixd_ring_used(tmixd_ring *r);
 
 // Unlinks the rings that daemons of this user which no longer run left behind (killed before
-// they could): returns how many.
+// they could), an earlier daemon with this pid among them: returns how many.
 int tmixd_ring_sweep(void);
 
 #endif
