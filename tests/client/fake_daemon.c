@@ -154,7 +154,8 @@ static void answer(fake_daemon *f, void *control, const fake_reply *r)
     struct nn_msghdr hdr = {
         .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &control, .msg_controllen = NN_MSG};
     if (nn_sendmsg(f->sock, &hdr, 0) < 0)
-        snprintf(f->failure, sizeof(f->failure), "reply %d: %s", f->count, nn_strerror(nn_errno()));
+        snprintf(f->failure, sizeof(f->failure), "reply %d: %s", f->count - 1,
+                 nn_strerror(nn_errno()));
 }
 
 static void *serve(void *arg)
@@ -184,13 +185,14 @@ static void *serve(void *arg)
         tmix__envelope__init(&r->env);
         r->env.version = TMIX__PROTOCOL_VERSION__PROTOCOL_VERSION;
         f->script(f, f->count, req, r);
-        answer(f, control, r);
-        free(r);
+        // Kept before the answer goes: the test reads f->requests as soon as it has it.
         if (f->count < FAKE_MAX_REQUESTS)
             f->requests[f->count] = req;
         else
             tmix__envelope__free_unpacked(req, NULL);
         f->count++;
+        answer(f, control, r);
+        free(r);
     }
     return NULL;
 }
