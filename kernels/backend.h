@@ -131,9 +131,11 @@ void tmix_backend_close(tmix_backend *be);
 // CPU's after a failure; a bad name is TMIX_EINVAL naming it.
 int tmix_backend_open(const char *name, tmix_backend **out);
 
-// The arithmetic of the convolutions of `be` from now on (the teacher's cost): FP32, or TF32
-// tensor cores (10-bit mantissa products, float32 sums) where the backend has them; every
-// other op stays float32. FP32 always succeeds; TF32 is TMIX_ENOTSUP on the CPU.
+// The arithmetic of the convolutions of `be` from now on (the teacher's cost): FP32; TF32
+// tensor cores (10-bit mantissa products, float32 sums); or BF16, forward passes on bf16
+// tensor cores (inputs and weights rounded to 8-bit mantissas, float32 sums, the output
+// rounded to bf16) and gradients in TF32. Every other op, and every tensor between ops, stays
+// float32. FP32 always succeeds; TF32 and BF16 are TMIX_ENOTSUP on the CPU.
 int tmix_backend_set_precision(tmix_backend *be, tmix_precision p);
 
 // Number of usable CUDA devices (0 when built without CUDA or when the driver has none).

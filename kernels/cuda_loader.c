@@ -106,8 +106,9 @@ int tmix_backend_open(const char *name, tmix_backend **out)
 
 int tmix_backend_set_precision(tmix_backend *be, tmix_precision p)
 {
-    if (p != TMIX_PRECISION_FP32 && p != TMIX_PRECISION_TF32)
-        return tmix_fail(TMIX_EINVAL, "set_precision: precision %d is not fp32 or tf32", (int)p);
+    if (p != TMIX_PRECISION_FP32 && p != TMIX_PRECISION_TF32 && p != TMIX_PRECISION_BF16)
+        return tmix_fail(TMIX_EINVAL, "set_precision: precision %d is not fp32, tf32 or bf16",
+                         (int)p);
     if (be->ops->set_precision)
         return be->ops->set_precision(be, p);
     return p == TMIX_PRECISION_FP32

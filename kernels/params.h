@@ -49,6 +49,10 @@ typedef struct {
 } tmix_box;
 
 // Arithmetic of the convolutions (tmix_backend_set_precision).
-typedef enum { TMIX_PRECISION_FP32 = 0, TMIX_PRECISION_TF32 = 1 } tmix_precision;
+typedef enum {
+    TMIX_PRECISION_FP32 = 0,
+    TMIX_PRECISION_TF32 = 1,
+    TMIX_PRECISION_BF16 = 2,
+} tmix_precision;
 
 #endif

@@ -141,7 +141,7 @@ static void cuda_free(tmix_backend *be, tmix_tensor *t)
 static int cuda_set_precision(tmix_backend *be, tmix_precision p)
 {
     // Chosen convolution algorithms are cached per precision, so a change takes effect at once.
-    tmix_cuda_state_of(be)->tf32 = p == TMIX_PRECISION_TF32;
+    tmix_cuda_state_of(be)->precision = p;
     return 0;
 }
 

@@ -25,7 +25,7 @@ struct tmix_cuda_state {
     cudnnHandle_t cudnn;
     void *scratch;
     size_t scratch_bytes;
-    bool tf32; // convolutions may use TF32 tensor cores (tmix_backend_set_precision)
+    tmix_precision precision; // of the convolutions (tmix_backend_set_precision)
     char name[16]; // "cuda:N", what be->name points at
 };
 

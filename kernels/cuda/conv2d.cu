@@ -1,18 +1,26 @@
 // 2-D convolution on the GPU (the twin of kernels/conv2d.c) through cuDNN's convolution
-// routines in plain fp32 FMA math: no TF32 tensor cores, whose 10-bit mantissas would put
-// results 1e-3 away from the CPU's im2col + GEMM. Each shape's algorithm is chosen once, by
-// cuDNN's heuristics among its deterministic algorithms, and cached.
+// routines. By precision (tmix_backend_set_precision):
+// - fp32: plain FMA math; no TF32 tensor cores, whose 10-bit mantissas would put results 1e-3
+//   away from the CPU's im2col + GEMM.
+// - tf32: TF32 tensor cores where cuDNN has a deterministic algorithm, else fp32.
+// - bf16: the forward pass on bf16 tensor cores with float32 sums: input and weight are
+//   rounded to bf16 and laid out NHWC (bf16_layout.cu), the output comes back to float32 NCHW
+//   with the bias added on the way. Where cuDNN has no bf16 algorithm for a shape, and for the
+//   two gradients, tf32.
+// Each shape's algorithm is chosen once, by cuDNN's heuristics among its deterministic
+// algorithms, and cached.
 #include <limits.h>
 #include <pthread.h>
 #include <string.h>
 
+#include "bf16_layout.cuh"
 #include "ops.cuh"
 
 // Which cuDNN routine an algorithm is chosen for.
-enum conv_direction { CONV_FORWARD, CONV_BACKWARD_DATA, CONV_BACKWARD_FILTER };
+enum conv_direction { CONV_FORWARD, CONV_BACKWARD_DATA, CONV_BACKWARD_FILTER, CONV_FORWARD_BF16 };
 
 static const char *const op_names[] = {"conv2d_forward", "conv2d_backward_input",
-                                       "conv2d_backward_weight"};
+                                       "conv2d_backward_weight", "conv2d_forward (bf16)"};
 
 // Algorithms whose workspace is larger are passed over (FFT ones can ask for gigabytes); one
 // without workspace always exists.
@@ -20,9 +28,10 @@ static const char *const op_names[] = {"conv2d_forward", "conv2d_backward_input"
 
 // The algorithm for one convolution and the workspace it needs.
 struct conv_plan {
-    int algo; // a cudnnConvolution{Fwd,BwdData,BwdFilter}Algo_t, by direction
+    int algo; // a cudnnConvolution{Fwd,BwdData,BwdFilter}Algo_t, by direction; for
+              // CONV_FORWARD_BF16, -1 when cuDNN has none for the shape
     size_t workspace_bytes;
-    cudnnMathType_t math; // the algorithm's: FMA for fp32; tensor ops allowed for tf32
+    cudnnMathType_t math; // the algorithm's: FMA for fp32; tensor ops for tf32 and bf16
 };
 
 // ---- the algorithm cache ---------------------------------------------------------------------
@@ -49,7 +58,7 @@ static void make_key(int64_t key[KEY_LEN], const tmix_cuda_state *st, conv_direc
                      tmix_conv2d_params p)
 {
     const int64_t k[KEY_LEN] = {
-        st->device, st->tf32, dir, image->shape[0], image->shape[1], image->shape[2], image->shape[3],
+        st->device, st->precision, dir, image->shape[0], image->shape[1], image->shape[2], image->shape[3],
         weight->shape[0], weight->shape[2], weight->shape[3], p.stride_h, p.stride_w,
         p.pad_h, p.pad_w, p.dilation_h, p.dilation_w,
     };
@@ -109,12 +118,25 @@ struct conv_setup {
     }
 };
 
-static int describe_tensor(cudnnTensorDescriptor_t *desc, const tmix_tensor *t) // 4-D
+// A 4-D tensor of t's shape with `channels` channels, in the given layout and type.
+static int describe_tensor(cudnnTensorDescriptor_t *desc, const tmix_tensor *t, int64_t channels,
+                           cudnnTensorFormat_t format, cudnnDataType_t type)
 {
     CUDNN_CHECK(cudnnCreateTensorDescriptor(desc));
-    CUDNN_CHECK(cudnnSetTensor4dDescriptor(*desc, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT,
-                                           (int)t->shape[0], (int)t->shape[1],
+    CUDNN_CHECK(cudnnSetTensor4dDescriptor(*desc, format, type, (int)t->shape[0], (int)channels,
                                            (int)t->shape[2], (int)t->shape[3]));
+    return 0;
+}
+
+static int describe_conv(conv_setup *s, tmix_conv2d_params p, cudnnMathType_t math)
+{
+    CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&s->conv));
+    // Cross-correlation is what PyTorch (and the CPU twin) call convolution; sums in float32.
+    CUDNN_CHECK(cudnnSetConvolution2dDescriptor(s->conv, p.pad_h, p.pad_w, p.stride_h,
+                                                p.stride_w, p.dilation_h, p.dilation_w,
+                                                CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
+    // The heuristics offer tensor-core algorithms only when the descriptor allows them.
+    CUDNN_CHECK(cudnnSetConvolutionMathType(s->conv, math));
     return 0;
 }
 
@@ -129,35 +151,51 @@ static int describe(conv_setup *s, conv_direction dir, bool tf32,
     if (image->shape[0] > INT_MAX)
         return tmix_fail(TMIX_EINVAL, "%s: a batch of %lld images is more than cuDNN takes",
                          op_names[dir], (long long)image->shape[0]);
-    TMIX_TRY(describe_tensor(&s->image, image));
-    TMIX_TRY(describe_tensor(&s->output, output));
+    const int64_t c = image->shape[1];
+    TMIX_TRY(describe_tensor(&s->image, image, c, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT));
+    TMIX_TRY(describe_tensor(&s->output, output, output->shape[1], CUDNN_TENSOR_NCHW,
+                             CUDNN_DATA_FLOAT));
     CUDNN_CHECK(cudnnCreateFilterDescriptor(&s->filter));
     CUDNN_CHECK(cudnnSetFilter4dDescriptor(s->filter, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW,
-                                           (int)weight->shape[0], (int)weight->shape[1],
+                                           (int)weight->shape[0], (int)c, (int)weight->shape[2],
+                                           (int)weight->shape[3]));
+    return describe_conv(s, p, tf32 ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH);
+}
+
+// The same convolution on bf16 NHWC tensors whose channels are padded to c_pad.
+static int describe_bf16(conv_setup *s,
+                         const tmix_tensor *image,  // (N, C, H, W)
+                         const tmix_tensor *weight, // (OC, C, KH, KW)
+                         const tmix_tensor *output, // (N, OC, OH, OW)
+                         tmix_conv2d_params p, int64_t c_pad)
+{
+    if (image->shape[0] > INT_MAX)
+        return tmix_fail(TMIX_EINVAL, "%s: a batch of %lld images is more than cuDNN takes",
+                         op_names[CONV_FORWARD_BF16], (long long)image->shape[0]);
+    TMIX_TRY(describe_tensor(&s->image, image, c_pad, CUDNN_TENSOR_NHWC, CUDNN_DATA_BFLOAT16));
+    TMIX_TRY(describe_tensor(&s->output, output, output->shape[1], CUDNN_TENSOR_NHWC,
+                             CUDNN_DATA_BFLOAT16));
+    CUDNN_CHECK(cudnnCreateFilterDescriptor(&s->filter));
+    CUDNN_CHECK(cudnnSetFilter4dDescriptor(s->filter, CUDNN_DATA_BFLOAT16, CUDNN_TENSOR_NHWC,
+                                           (int)weight->shape[0], (int)c_pad,
                                            (int)weight->shape[2], (int)weight->shape[3]));
-    CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&s->conv));
-    // Cross-correlation is what PyTorch (and the CPU twin) call convolution.
-    CUDNN_CHECK(cudnnSetConvolution2dDescriptor(s->conv, p.pad_h, p.pad_w, p.stride_h,
-                                                p.stride_w, p.dilation_h, p.dilation_w,
-                                                CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
-    // The heuristics offer tensor-core (TF32) algorithms only when the descriptor allows them.
-    CUDNN_CHECK(cudnnSetConvolutionMathType(s->conv, tf32 ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH));
-    return 0;
+    return describe_conv(s, p, CUDNN_TENSOR_OP_MATH);
 }
 
 // ---- choosing the algorithm --------------------------------------------------------------------
 
 // The first of cuDNN's candidates (best predicted first) that works, is deterministic (no
-// atomics: the same bits on every run), runs in fp32 FMA math (or TF32 tensor-core math when
-// tf32, never a conversion to half) and fits MAX_WORKSPACE; -1 if none does. The heuristics
+// atomics: the same bits on every run), runs in fp32 FMA math (or tensor-core math when
+// tensor_ops: TF32 on float32 data, bf16 on bf16 data; never a conversion to half) and fits
+// MAX_WORKSPACE; -1 if none does. The heuristics
 // are used rather than timing every algorithm (cudnnFind*), so that the choice, and with it
 // every bit of the results, is the same from run to run.
 template <typename Perf>
-static int first_usable(const Perf *perf, int count, bool tf32)
+static int first_usable(const Perf *perf, int count, bool tensor_ops)
 {
     for (int i = 0; i < count; i++)
         if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].determinism == CUDNN_DETERMINISTIC &&
-            (tf32 || perf[i].mathType != CUDNN_TENSOR_OP_MATH) &&
+            (tensor_ops || perf[i].mathType != CUDNN_TENSOR_OP_MATH) &&
             perf[i].mathType != CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION &&
             perf[i].memory <= MAX_WORKSPACE)
             return i;
@@ -168,7 +206,7 @@ static int no_algorithm(conv_direction dir, const tmix_tensor *image,
                         const tmix_tensor *weight)
 {
     return tmix_fail(TMIX_ENOTSUP,
-                     "%s: cuDNN offers no deterministic fp32/tf32 algorithm within %zu MiB of "
+                     "%s: cuDNN offers no deterministic algorithm within %zu MiB of "
                      "workspace for an image (%lld,%lld,%lld,%lld) and a weight "
                      "(%lld,%lld,%lld,%lld)", op_names[dir], MAX_WORKSPACE >> 20,
                      (long long)image->shape[0], (long long)image->shape[1],
@@ -178,16 +216,17 @@ static int no_algorithm(conv_direction dir, const tmix_tensor *image,
 }
 
 static int choose_with(tmix_cuda_state *st, conv_setup *s, conv_direction dir,
-                       const tmix_tensor *image, const tmix_tensor *weight, bool tf32)
+                       const tmix_tensor *image, const tmix_tensor *weight, bool tensor_ops)
 {
     int n = 0, i = -1;
     switch (dir) {
-    case CONV_FORWARD: {
+    case CONV_FORWARD:
+    case CONV_FORWARD_BF16: {
         cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
         CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(
             st->cudnn, s->image, s->filter, s->conv, s->output,
             CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n, perf));
-        if ((i = first_usable(perf, n, tf32)) < 0)
+        if ((i = first_usable(perf, n, tensor_ops)) < 0)
             return no_algorithm(dir, image, weight);
         s->plan.algo = perf[i].algo;
         s->plan.math = perf[i].mathType;
@@ -202,7 +241,7 @@ static int choose_with(tmix_cuda_state *st, conv_setup *s, conv_direction dir,
         CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(
             st->cudnn, s->filter, s->output, s->conv, s->image,
             CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &n, perf));
-        if ((i = first_usable(perf, n, tf32)) < 0)
+        if ((i = first_usable(perf, n, tensor_ops)) < 0)
             return no_algorithm(dir, image, weight);
         s->plan.algo = perf[i].algo;
         s->plan.math = perf[i].mathType;
@@ -217,7 +256,7 @@ static int choose_with(tmix_cuda_state *st, conv_setup *s, conv_direction dir,
         CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(
             st->cudnn, s->image, s->output, s->conv, s->filter,
             CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &n, perf));
-        if ((i = first_usable(perf, n, tf32)) < 0)
+        if ((i = first_usable(perf, n, tensor_ops)) < 0)
             return no_algorithm(dir, image, weight);
         s->plan.algo = perf[i].algo;
         s->plan.math = perf[i].mathType;
@@ -237,8 +276,9 @@ static int choose_with(tmix_cuda_state *st, conv_setup *s, conv_direction dir,
 static int choose(tmix_cuda_state *st, conv_setup *s, conv_direction dir,
                   const tmix_tensor *image, const tmix_tensor *weight)
 {
-    int rc = choose_with(st, s, dir, image, weight, st->tf32);
-    if (rc == TMIX_ENOTSUP && st->tf32) {
+    const bool tf32 = st->precision != TMIX_PRECISION_FP32;
+    int rc = choose_with(st, s, dir, image, weight, tf32);
+    if (rc == TMIX_ENOTSUP && tf32) {
         CUDNN_CHECK(cudnnSetConvolutionMathType(s->conv, CUDNN_FMA_MATH));
         rc = choose_with(st, s, dir, image, weight, false);
     }
@@ -253,7 +293,7 @@ static int prepare(tmix_cuda_state *st, conv_setup *s, conv_direction dir,
                    const tmix_tensor *output, // (N, OC, OH, OW)
                    tmix_conv2d_params p)
 {
-    TMIX_TRY(describe(s, dir, st->tf32, image, weight, output, p));
+    TMIX_TRY(describe(s, dir, st->precision != TMIX_PRECISION_FP32, image, weight, output, p));
     int64_t key[KEY_LEN];
     make_key(key, st, dir, image, weight, p);
     if (!cache_find(key, &s->plan)) {
@@ -290,12 +330,68 @@ static int add_bias(tmix_cuda_state *st, const conv_setup *s,
     return 0;
 }
 
+static size_t align256(size_t bytes)
+{
+    return (bytes + 255) / 256 * 256;
+}
+
+// The forward pass in bf16 (see the top of the file). *done is false, with nothing queued,
+// when cuDNN has no bf16 algorithm for the shape.
+static int forward_bf16(tmix_cuda_state *st, tmix_tensor *out, const tmix_tensor *in,
+                        const tmix_tensor *weight, const tmix_tensor *bias,
+                        tmix_conv2d_params p, bool *done)
+{
+    *done = false;
+    const int64_t n = in->shape[0], c = in->shape[1], hw = in->shape[2] * in->shape[3];
+    const int64_t oc = weight->shape[0], khw = weight->shape[2] * weight->shape[3];
+    const int64_t ohw = out->shape[2] * out->shape[3];
+    const int64_t c_pad = (c + 7) / 8 * 8; // whole 16-byte vectors of channels
+    conv_setup s;
+    TMIX_TRY(describe_bf16(&s, in, weight, out, p, c_pad));
+    int64_t key[KEY_LEN];
+    make_key(key, st, CONV_FORWARD_BF16, in, weight, p);
+    if (!cache_find(key, &s.plan)) {
+        const int rc = choose_with(st, &s, CONV_FORWARD_BF16, in, weight, true);
+        if (rc < 0 && rc != TMIX_ENOTSUP)
+            return rc;
+        if (rc == TMIX_ENOTSUP)
+            s.plan.algo = -1;
+        cache_insert(key, s.plan);
+    }
+    if (s.plan.algo < 0)
+        return 0;
+    CUDNN_CHECK(cudnnSetConvolutionMathType(s.conv, s.plan.math));
+    // One scratch buffer holds the workspace and the three bf16 tensors.
+    const size_t ws = align256(s.plan.workspace_bytes), xb = align256((size_t)(n * hw * c_pad) * 2),
+                 wb = align256((size_t)(oc * khw * c_pad) * 2);
+    char *base = nullptr;
+    TMIX_TRY(tmix_cuda_scratch(st, ws + xb + wb + (size_t)(n * ohw * oc) * 2, (void **)&base));
+    char *x = base + ws, *w = x + xb, *y = w + wb;
+    TMIX_TRY(tmix_cuda_to_nhwc_bf16(st, x, tmix_f32(in), n, c, hw, c_pad));
+    TMIX_TRY(tmix_cuda_to_nhwc_bf16(st, w, tmix_f32(weight), oc, c, khw, c_pad));
+    const float one = 1.0f, zero = 0.0f;
+    CUDNN_CHECK(cudnnConvolutionForward(st->cudnn, &one, s.image, x, s.filter, w, s.conv,
+                                        (cudnnConvolutionFwdAlgo_t)s.plan.algo,
+                                        ws ? base : nullptr, s.plan.workspace_bytes, &zero,
+                                        s.output, y));
+    TMIX_TRY(tmix_cuda_from_nhwc_bf16(st, tmix_f32(out), y, n, oc, ohw,
+                                      bias ? tmix_f32(bias) : nullptr));
+    *done = true;
+    return 0;
+}
+
 extern "C" int tmix_cuda_conv2d_forward(tmix_backend *be, tmix_tensor *out,
                                         const tmix_tensor *in, const tmix_tensor *weight,
                                         const tmix_tensor *bias, tmix_conv2d_params p)
 {
     tmix_cuda_state *st = tmix_cuda_state_of(be);
     CUDA_CHECK(tmix_cuda_use(st));
+    if (st->precision == TMIX_PRECISION_BF16) {
+        bool done = false;
+        TMIX_TRY(forward_bf16(st, out, in, weight, bias, p, &done));
+        if (done)
+            return 0;
+    }
     conv_setup s;
     TMIX_TRY(prepare(st, &s, CONV_FORWARD, in, weight, out, p));
     const float one = 1.0f, zero = 0.0f; // out = conv(in, weight), overwritten

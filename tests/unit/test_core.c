@@ -143,6 +143,19 @@ static int test_cuda_no_device(void)
     return 0;
 }
 
+// The CPU computes fp32 only: tf32 and bf16 are refused saying so, an unknown precision is a
+// bad argument.
+static int test_cpu_precision(void)
+{
+    CHECK_OK(tmix_backend_set_precision(cpu(), TMIX_PRECISION_FP32));
+    CHECK_ERR(tmix_backend_set_precision(cpu(), TMIX_PRECISION_TF32), TMIX_ENOTSUP);
+    CHECK_ERR(tmix_backend_set_precision(cpu(), TMIX_PRECISION_BF16), TMIX_ENOTSUP);
+    CHECK(strstr(tmix_last_error(), "cpu computes in fp32 only") != NULL);
+    CHECK_ERR(tmix_backend_set_precision(cpu(), (tmix_precision)3), TMIX_EINVAL);
+    CHECK(strstr(tmix_last_error(), "not fp32, tf32 or bf16") != NULL);
+    return 0;
+}
+
 static int test_proto_roundtrip(void)
 {
     Tmix__Hello hello = TMIX__HELLO__INIT;
@@ -178,6 +191,7 @@ static const test_case tests[] = {
     {"memory.host", test_memory_host},
     {"golden.all_suites_have_fixtures", test_golden_all_suites_have_fixtures},
     {"cuda.absent_is_enodev", test_cuda_no_device},
+    {"cpu.precision", test_cpu_precision},
     {"proto.roundtrip", test_proto_roundtrip},
     {NULL, NULL},
 };

@@ -1,0 +1,133 @@
+// `test_precision`: the shipped Fashion-MNIST teacher (models/zoo, cifar_resnet20) on the
+// GPU at each precision of its convolutions against the CPU in float32: logits, CAMs and the
+// input gradient of one batch, compared norm-wise (||gpu - cpu|| / ||cpu||) within 1e-4
+// (fp32), 3e-3 (tf32) and 2e-2 (bf16). Where the op twins check each convolution alone, this
+// checks the errors of twenty layers together, through the folded batch norms, the residual
+// sums, the one-channel stem (padded to 8 channels for bf16) and the CAM's min-max. Skips
+// (77) without a GPU. `test_precision --cpu` runs fp32 with a second CPU teacher in the
+// place of the GPU (the unit test gpu.teacher_precision_cpu: the test itself, anywhere).
+#include <math.h>
+#include <stdlib.h>
+
+#include "harness.h"
+#include "ops.h"
+#include "teacher.h"
+
+enum { B = 16, H = 28, W = 28 };
+
+typedef struct {
+    float logits[B * 10], cams[B * H * W], dx[B * H * W];
+} outputs;
+
+static float x[B * H * W], dlogits[B * 10];
+static int64_t labels[B];
+
+static void make_inputs(void)
+{
+    uint32_t s = 12345;
+    for (int64_t i = 0; i < B * H * W; i++) {
+        s = s * 1664525u + 1013904223u;
+        x[i] = (float)(s >> 8) / (float)(1u << 24) * 4.0f - 2.0f;
+    }
+    for (int64_t i = 0; i < B * 10; i++) {
+        s = s * 1664525u + 1013904223u;
+        dlogits[i] = (float)(s >> 8) / (float)(1u << 24) - 0.5f;
+    }
+    for (int b = 0; b < B; b++)
+        labels[b] = (b * 7) % 10;
+}
+
+// One forward, CAMs and backward of the teacher on be; every output downloaded into out.
+static int run(tmix_backend *be, tmix_teacher *t, outputs *out)
+{
+    tmix_tensor tx, tlogits, tcams, tdx, tdl;
+    CHECK_OK(tmix_tensor_alloc(be, &tx, TMIX_F32, 4, (int64_t[]){B, 1, H, W}));
+    CHECK_OK(tmix_tensor_alloc(be, &tdx, TMIX_F32, 4, (int64_t[]){B, 1, H, W}));
+    CHECK_OK(tmix_tensor_alloc(be, &tcams, TMIX_F32, 4, (int64_t[]){B, 1, H, W}));
+    CHECK_OK(tmix_tensor_alloc(be, &tlogits, TMIX_F32, 2, (int64_t[]){B, 10}));
+    CHECK_OK(tmix_tensor_alloc(be, &tdl, TMIX_F32, 2, (int64_t[]){B, 10}));
+    CHECK_OK(tmix_tensor_upload(be, &tx, x));
+    CHECK_OK(tmix_tensor_upload(be, &tdl, dlogits));
+    CHECK_OK(tmix_tensor_zero(be, &tdx)); // the backward adds into it
+    CHECK_OK(tmix_teacher_forward(t, &tlogits, &tx));
+    CHECK_OK(tmix_teacher_cams(t, &tcams, labels));
+    CHECK_OK(tmix_teacher_backward(t, &tdx, &tdl));
+    CHECK_OK(tmix_tensor_download(be, out->logits, &tlogits));
+    CHECK_OK(tmix_tensor_download(be, out->cams, &tcams));
+    CHECK_OK(tmix_tensor_download(be, out->dx, &tdx));
+    tmix_tensor *all[] = {&tx, &tdx, &tcams, &tlogits, &tdl};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        tmix_tensor_free(be, all[i]);
+    return 0;
+}
+
+// 0 when ||got - ref|| / ||ref|| <= tol, ref is not all 0 and every value is finite; prints
+// the error either way.
+static int close_enough(const char *precision, const char *what, const float *ref, const float *got,
+                        int64_t n, double tol)
+{
+    double d = 0, r = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (!isfinite(got[i])) {
+            fprintf(stderr, "%s %s: element %lld is %g\n", precision, what, (long long)i, got[i]);
+            return 1;
+        }
+        d += ((double)got[i] - ref[i]) * ((double)got[i] - ref[i]);
+        r += (double)ref[i] * ref[i];
+    }
+    if (r == 0) {
+        fprintf(stderr, "%s %s: the CPU's are all 0, nothing to compare\n", precision, what);
+        return 1;
+    }
+    const double err = sqrt(d) / sqrt(r);
+    printf("%-5s %-7s norm-wise error %.2e (bound %.0e)\n", precision, what, err, tol);
+    return err <= tol ? 0 : 1;
+}
+
+int main(int argc, char **argv)
+{
+    const bool cpu_only = argc > 1 && strcmp(argv[1], "--cpu") == 0;
+    tmix_backend *gpu = cpu();
+    const int rc = cpu_only ? 0 : tmix_backend_cuda_open(&gpu, 0);
+    if (rc == TMIX_ENODEV) {
+        printf("SKIP: %s\n", tmix_last_error());
+        return 77;
+    }
+    if (rc < 0) {
+        fprintf(stderr, "cuda backend: %s\n", tmix_last_error());
+        return 1;
+    }
+    make_inputs();
+    const char *path = TMIX_ZOO_DIR "/fashion_mnist_resnet20.safetensors";
+    tmix_teacher *on_cpu = NULL, *on_gpu = NULL;
+    static outputs ref, got;
+    if (tmix_teacher_load(&on_cpu, cpu(), path) < 0 || tmix_teacher_load(&on_gpu, gpu, path) < 0 ||
+        run(cpu(), on_cpu, &ref) != 0) {
+        fprintf(stderr, "%s: %s\n", path, tmix_last_error());
+        return 1;
+    }
+    static const struct {
+        const char *name;
+        tmix_precision precision;
+        double tol;
+    } cases[] = {{"fp32", TMIX_PRECISION_FP32, 1e-4},
+                 {"tf32", TMIX_PRECISION_TF32, 3e-3},
+                 {"bf16", TMIX_PRECISION_BF16, 2e-2}};
+    int failed = 0;
+    for (size_t k = 0; k < (cpu_only ? 1 : sizeof cases / sizeof cases[0]); k++) {
+        if (tmix_backend_set_precision(gpu, cases[k].precision) < 0 || run(gpu, on_gpu, &got)) {
+            fprintf(stderr, "%s: %s\n", cases[k].name, tmix_last_error());
+            failed++;
+            continue;
+        }
+        failed +=
+            close_enough(cases[k].name, "logits", ref.logits, got.logits, B * 10, cases[k].tol);
+        failed += close_enough(cases[k].name, "cams", ref.cams, got.cams, B * H * W, cases[k].tol);
+        failed += close_enough(cases[k].name, "dx", ref.dx, got.dx, B * H * W, cases[k].tol);
+    }
+    tmix_teacher_free(on_gpu);
+    tmix_teacher_free(on_cpu);
+    if (!cpu_only)
+        tmix_backend_close(gpu);
+    return failed ? 1 : 0;
+}
