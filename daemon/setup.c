@@ -157,11 +157,16 @@ int tmixd_setup_open(tmixd_setup *s, tmixd_setup_for what)
     char *note = s->backend_note;
     const size_t size = sizeof s->backend_note;
     TMIX_TRY(open_backend(cfg->server_device, &s->backend, note, size));
-    _Static_assert((int)TMIXD_PRECISION_TF32 == (int)TMIX_PRECISION_TF32, "precision words");
+    _Static_assert((int)TMIXD_PRECISION_TF32 == (int)TMIX_PRECISION_TF32 &&
+                       (int)TMIXD_PRECISION_BF16 == (int)TMIX_PRECISION_BF16,
+                   "precision words");
     if (s->backend != tmix_backend_cpu())
         TMIX_TRY(tmix_backend_set_precision(s->backend, (tmix_precision)cfg->mix_precision));
-    else if (cfg->mix_precision != TMIXD_PRECISION_FP32)
-        snprintf(note + strlen(note), size - strlen(note), " (fp32: tf32 needs a GPU)");
+    else if (cfg->mix_precision != TMIXD_PRECISION_FP32) {
+        char precision[8];
+        TMIX_TRY(tmixd_config_get(cfg, "mix.precision", precision, sizeof precision));
+        snprintf(note + strlen(note), size - strlen(note), " (fp32: %s needs a GPU)", precision);
+    }
     return open_models(s, what);
 }
 

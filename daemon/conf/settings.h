@@ -27,7 +27,8 @@
     W(AUGMENT_CROP_RANDOM_RESIZED, "random-resized")
 #define TMIXD_DTYPES(W) W(DTYPE_FLOAT32, "float32") W(DTYPE_FLOAT16, "float16") W(DTYPE_UINT8, "uint8")
 #define TMIXD_LAYOUTS(W) W(LAYOUT_NCHW, "nchw") W(LAYOUT_NHWC, "nhwc")
-#define TMIXD_PRECISIONS(W) W(PRECISION_FP32, "fp32") W(PRECISION_TF32, "tf32")
+#define TMIXD_PRECISIONS(W) \
+    W(PRECISION_FP32, "fp32") W(PRECISION_TF32, "tf32") W(PRECISION_BF16, "bf16")
 
 #define TMIXD_SETTINGS(STR, INT, U64, DBL, BOOL, ENUM, FLOATS)                                     \
     STR(server, endpoint, "", FIXED,                                                               \
@@ -86,8 +87,9 @@
         "Concentration of the mixing weights: Dirichlet(alpha), Beta(alpha, alpha) for n = 2.")   \
     INT(mix, n, 2, 2, 3, FIXED, "Images mixed into each output image.")                            \
     ENUM(mix, precision, tmixd_precision, TMIXD_PRECISIONS, "fp32", FIXED,                          \
-         "Arithmetic of the teacher's convolutions on a GPU: fp32, or tf32 (tensor cores); the "   \
-         "CPU computes fp32.")                                                                      \
+         "Arithmetic of the convolutions on a GPU (the teacher's, and the mixing module's): fp32; " \
+         "tf32 (tensor cores); or bf16 (forward passes on bf16 tensor cores, gradients in tf32). " \
+         "The CPU computes fp32.")                                                                  \
     INT(mix, lanes, 0, 0, 64, FIXED,                                                               \
         "Batches mixed at once, each lane with teacher activations of its own (and on a GPU its "  \
         "own stream); 0 = auto: 2 on a GPU, 1 on the CPU with a teacher, else one per worker.")    \

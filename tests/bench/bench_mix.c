@@ -3,7 +3,7 @@
 // (forward with the teacher's loss + backward into the module). Prints a table.
 //
 //   bench_mix TEACHER [--batch 128] [--size 32] [--n 2] [--repeat 5] [--backend cpu|cuda[:N]]
-//             [--precision fp32|tf32]
+//             [--precision fp32|tf32|bf16]
 //
 // Inputs are random; a fresh module is used (its weights do not change the cost). On the GPU
 // every timed row ends with a synchronize, so it counts the work, not the queueing.
@@ -26,20 +26,24 @@ int main(int argc, char **argv)
 {
     if (argc < 2) {
         fprintf(stderr, "usage: bench_mix TEACHER [--batch B] [--size S] [--n N] [--repeat R] "
-                        "[--backend cpu|cuda[:N]] [--precision fp32|tf32]\n");
+                        "[--backend cpu|cuda[:N]] [--precision fp32|tf32|bf16]\n");
         return 2;
     }
     int batch = 128, size = 32, n = 2, repeat = 5;
     tmix_backend *be = tmix_backend_cpu();
+    static const char *const precisions[] = {"fp32", "tf32", "bf16"}; // by tmix_precision
     tmix_precision precision = TMIX_PRECISION_FP32;
     for (int i = 2; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "--precision") == 0) {
-            if (strcmp(argv[i + 1], "fp32") && strcmp(argv[i + 1], "tf32")) {
-                fprintf(stderr, "bench_mix: --precision is fp32 or tf32, not %s\n", argv[i + 1]);
+            int k = 0;
+            while (k < 3 && strcmp(argv[i + 1], precisions[k]) != 0)
+                k++;
+            if (k == 3) {
+                fprintf(stderr, "bench_mix: --precision is fp32, tf32 or bf16, not %s\n",
+                        argv[i + 1]);
                 return 2;
             }
-            precision = strcmp(argv[i + 1], "tf32") == 0 ? TMIX_PRECISION_TF32
-                                                         : TMIX_PRECISION_FP32;
+            precision = (tmix_precision)k;
             continue;
         }
         if (strcmp(argv[i], "--backend") == 0) {
@@ -117,7 +121,7 @@ int main(int argc, char **argv)
             best[k] = ms[k] < best[k] ? ms[k] : best[k];
     }
     printf("backend %s (%s), teacher %s, batch %d of %dx%dx%d, n = %d, best of %d\n", be->name,
-           precision == TMIX_PRECISION_TF32 ? "tf32" : "fp32", info->arch, batch,
+           precisions[precision], info->arch, batch,
            info->in_channels, size, size, n, repeat);
     printf("%-44s %10s %12s\n", "stage", "ms/batch", "images/s");
     const char *rows[3] = {"CAMs (teacher forward + CAM)", "whole mix (CAMs + STN + MPN + blend)",

@@ -60,7 +60,7 @@ for arch, k in (('cifar_resnet18', 10), ('resnet50', 1000)):
     zoo.randomize_bn(m, 0)
     export.export(m.state_dict(), arch, '/tmp/tmix-box-' + arch + '.safetensors')"
   {
-    for precision in fp32 tf32; do
+    for precision in fp32 tf32 bf16; do
       ./bench_mix /tmp/tmix-box-cifar_resnet18.safetensors --size 32 --repeat 5 --backend cuda \
         --precision $precision
       ./bench_mix /tmp/tmix-box-resnet50.safetensors --size 224 --repeat 3 --backend cuda \

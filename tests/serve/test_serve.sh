@@ -118,10 +118,12 @@ shard)
   exactly_once 1 "$work"/t?
   [ "$(cat "$work"/t? | awk '{print $2, $4}' | sort -u | wc -l)" -eq 40 ] || fail "a batch twice"
   stop_daemon "$daemon"
-  # The same seed makes the same batches: one trainer now pulls all 40.
-  start_daemon b --server.seed=7
+  # The same seed makes the same batches: one trainer now pulls all 40. (mixup has no
+  # convolution, so their precision changes nothing; on the CPU the log says it is fp32.)
+  start_daemon b --server.seed=7 --mix.precision=bf16
   pull b "$work/again" --group g --mode shard --batches 40 --batch-size 50
   diff <(sort "$work"/t?) <(sort "$work/again") >/dev/null || fail "another run, other batches"
+  grep -q ": cpu .*(fp32: bf16 needs a GPU)\|: cuda" "$work/b.log" || fail "no word on bf16"
   stop_daemon "$daemon"
   ;;
 broadcast)
