@@ -88,15 +88,9 @@ int main(int argc, char **argv)
 {
     const bool cpu_only = argc > 1 && strcmp(argv[1], "--cpu") == 0;
     tmix_backend *gpu = cpu();
-    const int rc = cpu_only ? 0 : tmix_backend_cuda_open(&gpu, 0);
-    if (rc == TMIX_ENODEV) {
-        printf("SKIP: %s\n", tmix_last_error());
-        return 77;
-    }
-    if (rc < 0) {
-        fprintf(stderr, "cuda backend: %s\n", tmix_last_error());
-        return 1;
-    }
+    const int rc = cpu_only ? 0 : open_gpu_or_skip(&gpu);
+    if (rc)
+        return rc;
     make_inputs();
     const char *path = TMIX_ZOO_DIR "/fashion_mnist_resnet20.safetensors";
     tmix_teacher *on_cpu = NULL, *on_gpu = NULL;

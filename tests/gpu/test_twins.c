@@ -718,15 +718,9 @@ int main(int argc, char **argv)
         argv++;
     }
     tmix_backend *gpu = tmix_backend_cpu();
-    const int rc = cpu_only ? 0 : tmix_backend_cuda_open(&gpu, 0);
-    if (rc == TMIX_ENODEV) {
-        printf("SKIP: %s\n", tmix_last_error());
-        return 77;
-    }
-    if (rc < 0) {
-        fprintf(stderr, "cuda backend: %s\n", tmix_last_error());
-        return 1;
-    }
+    const int rc = cpu_only ? 0 : open_gpu_or_skip(&gpu);
+    if (rc)
+        return rc;
     int failed = 0, ran = 0;
     for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++) {
         if (argc > 1 && strcmp(argv[1], groups[i].name) != 0)

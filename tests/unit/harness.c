@@ -163,3 +163,17 @@ int gradcheck_loss(const char *what, float *x, int64_t n, const float *analytic,
     int rc = gradcheck(what, x, n, analytic, test_loss_eval, l, h, atol, rtol);
     return rc != 0 || l->failed ? 1 : 0;
 }
+
+int open_gpu_or_skip(tmix_backend **out)
+{
+    const int rc = tmix_backend_cuda_open(out, 0);
+    if (rc == TMIX_ENODEV) {
+        printf("SKIP: %s\n", tmix_last_error());
+        return 77;
+    }
+    if (rc < 0) {
+        fprintf(stderr, "cuda backend: %s\n", tmix_last_error());
+        return 1;
+    }
+    return 0;
+}

@@ -41,6 +41,10 @@ int check_err_(int rc, int code, const char *expr, const char *file, int line);
 // The CPU backend (tmix_backend_cpu(), shorter).
 tmix_backend *cpu(void);
 
+// Opens GPU 0 into *out: 0; 77 (the test's exit status: skipped) saying why when there is
+// no GPU or no CUDA backend; 1 after printing any other failure.
+int open_gpu_or_skip(tmix_backend **out);
+
 // A CPU backend whose op table is empty: every op entry point must answer TMIX_ENOTSUP.
 tmix_backend *empty_backend(void);
 

@@ -10,6 +10,7 @@
 #include "backend.h"
 #include "error.h"
 #include "golden.h"
+#include "harness.h"
 
 typedef struct {
     const char *check;
@@ -48,15 +49,9 @@ int main(int argc, char **argv)
     tmix_backend *be = tmix_backend_cpu();
     const char *want = getenv("TMIX_TEST_BACKEND");
     if (want && strcmp(want, "cuda") == 0) {
-        int rc = tmix_backend_cuda_open(&be, 0);
-        if (rc == TMIX_ENODEV) {
-            printf("SKIP: %s\n", tmix_last_error());
-            return 77;
-        }
-        if (rc < 0) {
-            fprintf(stderr, "cuda backend: %s\n", tmix_last_error());
-            return 1;
-        }
+        const int rc = open_gpu_or_skip(&be);
+        if (rc)
+            return rc;
     }
 
     char path[4096];
