@@ -18,11 +18,18 @@
 #include "error.h"
 #include "group.h"
 #include "log.h"
+#include "notify.h"
 #include "progress.h"
 #include "shm_ring.h"
 #include "tmix.pb-c.h"
 
-enum { MAX_GROUPS = 256, WANTED_PER_PUMP = 16, TICK_MS = 100, SAVE_EVERY_MS = 1000 };
+enum {
+    MAX_GROUPS = 256,
+    WANTED_PER_PUMP = 16,
+    TICK_MS = 100,
+    SAVE_EVERY_MS = 1000,
+    STATUS_EVERY_MS = 5000, // the throughput systemd shows is over this window
+};
 
 typedef struct {
     uint64_t id;
@@ -38,7 +45,7 @@ typedef struct {
     uv_loop_t loop;
     int sock;
     uv_poll_t poll;
-    uv_timer_t tick;
+    uv_timer_t tick, watchdog;
     uv_signal_t sigterm, sigint, sighup;
     tmixd_producer *producer; // NULL once stopping
     char fault[256];          // the GPU failure that stopped tmixd, or ""
@@ -49,6 +56,8 @@ typedef struct {
     session *sessions;
     int nsessions, cap_sessions;
     uint64_t started_ms, last_save_ms, served;
+    uint64_t images_served;                   // in every batch sent
+    uint64_t status_ms, status_images;        // the last STATUS to systemd, and the count then
     bool dirty;
     tmix_rng ids;
 } server;
@@ -143,6 +152,7 @@ static void reply_batch(server *s, void *control, const session *ss, uint64_t se
     env.batch = &m;
     reply(s, control, &env);
     s->served++;
+    s->images_served += b->size;
 }
 
 // ---- sessions and groups ------------------------------------------------------------------
@@ -615,6 +625,23 @@ static void on_tick(uv_timer_t *t)
     }
     if (s->dirty && now - s->last_save_ms >= SAVE_EVERY_MS)
         save_progress(s);
+    if (now - s->status_ms >= STATUS_EVERY_MS) {
+        const double rate = (double)(s->images_served - s->status_images) * 1000.0 /
+                            (double)(now - s->status_ms);
+        tmixd_notify_status("%d trainer%s in %d group%s, %.0f images/s, %llu batches served",
+                            s->nsessions, s->nsessions == 1 ? "" : "s", s->ngroups,
+                            s->ngroups == 1 ? "" : "s", rate, (unsigned long long)s->served);
+        s->status_ms = now;
+        s->status_images = s->images_served;
+    }
+}
+
+// WATCHDOG=1 from the loop itself: a loop that hangs stops the keep-alives, and systemd
+// restarts the service.
+static void on_watchdog(uv_timer_t *t)
+{
+    (void)t;
+    tmixd_notify_watchdog();
 }
 
 static void close_handle(uv_handle_t *h, void *arg)
@@ -627,6 +654,7 @@ static void close_handle(uv_handle_t *h, void *arg)
 // Lets the running batches finish, saves the progress and closes every handle: the loop ends.
 static void stop(server *s)
 {
+    tmixd_notify_stopping();
     tmixd_producer_stop(s->producer); // running batches finish; the async handle closes
     s->producer = NULL;
     save_progress(s);
@@ -709,21 +737,28 @@ int tmixd_server_run(const tmixd_server_config *c)
     }
     uv_poll_init(&s.loop, &s.poll, fd);
     uv_timer_init(&s.loop, &s.tick);
+    uv_timer_init(&s.loop, &s.watchdog);
     uv_signal_init(&s.loop, &s.sigterm);
     uv_signal_init(&s.loop, &s.sigint);
     uv_signal_init(&s.loop, &s.sighup);
     s.poll.data = s.tick.data = s.sigterm.data = s.sigint.data = s.sighup.data = &s;
     uv_poll_start(&s.poll, UV_READABLE, on_readable);
     uv_timer_start(&s.tick, on_tick, TICK_MS, TICK_MS);
+    const uint64_t watchdog_ms = tmixd_notify_watchdog_every_ms();
+    if (watchdog_ms)
+        uv_timer_start(&s.watchdog, on_watchdog, 0, watchdog_ms);
     uv_signal_start(&s.sigterm, on_stop_signal, SIGTERM);
     uv_signal_start(&s.sigint, on_stop_signal, SIGINT);
     uv_signal_start(&s.sighup, on_sighup, SIGHUP);
-    s.started_ms = s.last_save_ms = now_ms();
+    s.started_ms = s.last_save_ms = s.status_ms = now_ms();
     tmixd_log(TMIXD_LOG_INFO,
               "serving %s on %s: %s%s, %d classes, method %s, %d workers, %d mixing lane%s",
               c->dataset, c->endpoint, c->backend, c->backend_note, c->classes,
               tmix_method_name(c->producer.method), c->producer.workers, c->producer.lanes,
               c->producer.lanes == 1 ? "" : "s");
+    char ready[256];
+    snprintf(ready, sizeof ready, "serving %s on %s", c->dataset, c->endpoint);
+    tmixd_notify_ready(ready);
     uv_run(&s.loop, UV_RUN_DEFAULT);
     uv_loop_close(&s.loop);
     free_server(&s);

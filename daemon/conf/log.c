@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -92,6 +93,30 @@ int tmixd_log_reopen(void)
     return rc;
 }
 
+// Whether fd 2 is systemd's journal stream: $JOURNAL_STREAM names its device and inode
+// (systemd.exec(5)). Then lines carry a syslog priority, <6>info: ..., and no time or pid,
+// which the journal records itself. Decided once (a child keeps the answer of its parent,
+// and so does a redirect done later, which only tests do).
+static bool stderr_is_journal(void)
+{
+    static _Atomic int answer = -1;
+    if (answer < 0) {
+        const char *env = getenv("JOURNAL_STREAM");
+        unsigned long long dev, ino;
+        struct stat st;
+        answer = env && sscanf(env, "%llu:%llu", &dev, &ino) == 2 &&
+                 fstat(STDERR_FILENO, &st) == 0 && (unsigned long long)st.st_dev == dev &&
+                 (unsigned long long)st.st_ino == ino;
+    }
+    return answer;
+}
+
+// sd-daemon(3)'s priority of each level.
+static int journal_priority(tmixd_log_level l)
+{
+    return l == TMIXD_LOG_DEBUG ? 7 : l == TMIXD_LOG_INFO ? 6 : l == TMIXD_LOG_WARN ? 4 : 3;
+}
+
 // Writes all n bytes, going on after a signal or a partial write; a failing log has
 // nowhere to report to, so other errors drop the line.
 static void write_all(int fd, const char *p, size_t n)
@@ -119,8 +144,14 @@ void tmixd_log_write(tmixd_log_level l, const char *fmt, ...)
 
     char small[1024];
     char *line = small;
-    int head = snprintf(small, sizeof small, "%s.%03ldZ tmixd[%ld] %s: ", stamp,
-                        now.tv_nsec / 1000000, (long)getpid(), tmixd_log_level_name(l));
+    pthread_mutex_lock(&log_lock);
+    const bool journal = log_fd == STDERR_FILENO && stderr_is_journal();
+    pthread_mutex_unlock(&log_lock);
+    int head = journal ? snprintf(small, sizeof small, "<%d>%s: ", journal_priority(l),
+                                  tmixd_log_level_name(l))
+                       : snprintf(small, sizeof small, "%s.%03ldZ tmixd[%ld] %s: ", stamp,
+                                  now.tv_nsec / 1000000, (long)getpid(),
+                                  tmixd_log_level_name(l));
     va_list ap;
     va_start(ap, fmt);
     int body = vsnprintf(small + head, sizeof small - (size_t)head, fmt, ap);

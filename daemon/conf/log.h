@@ -1,6 +1,9 @@
 // tmixd's log: one line per message, `2026-11-30T20:50:01.123Z tmixd[PID] info: message`
 // (UTC, milliseconds), written to stderr or appended to a file that SIGHUP reopens (log
-// rotation). Safe from any thread: each line is built whole and written with one write(2).
+// rotation). Under systemd, when stderr is the journal ($JOURNAL_STREAM), a line is
+// `<6>info: message` instead: the syslog priority, which journald reads, and no time or pid,
+// which it records itself. Safe from any thread: each line is built whole and written with
+// one write(2).
 #ifndef TMIXD_LOG_H
 #define TMIXD_LOG_H
 
