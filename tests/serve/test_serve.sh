@@ -10,14 +10,8 @@
 set -euo pipefail
 scenario=$1
 [ -d "$FMNIST" ] || { echo "SKIP: $FMNIST missing (apt-get install dataset-fashion-mnist)"; exit 77; }
-work=$(mktemp -d "${TMPDIR:-/tmp}/tmix-serve.XXXXXX")
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-fail() { echo "FAIL $scenario: $*" >&2; for f in "$work"/*.log; do [ -f "$f" ] && { echo "--- $f"; tail -20 "$f"; }; done >&2; exit 1; }
+what=serve.$scenario
+. "$(dirname "$0")/scratch.sh"
 
 python3 "$MAKE_IDX" "$FMNIST" "$work/idx" 1000 100
 
