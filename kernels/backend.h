@@ -40,6 +40,8 @@ typedef struct tmix_backend_ops {
     int (*ipc_buffer_new)(tmix_backend *be, size_t bytes, tmix_ipc_buffer *out);
     int (*ipc_buffer_fill)(tmix_backend *be, tmix_ipc_buffer *b, const void *host, size_t bytes);
     void (*ipc_buffer_free)(tmix_backend *be, tmix_ipc_buffer *b);
+    // Optional (CUDA): the device's memory in use (by every process) and in all.
+    int (*memory_info)(tmix_backend *be, size_t *used, size_t *total);
 
     // ops (see ops.h)
     int (*conv2d_forward)(tmix_backend *, tmix_tensor *out, TMIX_CONST in, TMIX_CONST weight,

@@ -97,6 +97,15 @@ int tmix_ipc_buffer_new(tmix_backend *be, size_t bytes, tmix_ipc_buffer *out)
     return be->ops->ipc_buffer_new(be, bytes, out);
 }
 
+int tmix_memory_info(tmix_backend *be, size_t *used, size_t *total)
+{
+    static const char op[] = "memory_info";
+    if (!used || !total)
+        return tmix_fail(TMIX_EINVAL, "%s: a NULL output", op);
+    TMIX_CHECK_BACKEND(op, be, memory_info);
+    return be->ops->memory_info(be, used, total);
+}
+
 int tmix_ipc_buffer_fill(tmix_backend *be, tmix_ipc_buffer *b, const void *host, size_t bytes)
 {
     static const char op[] = "ipc_buffer_fill";

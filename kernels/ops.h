@@ -45,6 +45,9 @@ int tmix_ipc_buffer_fill(tmix_backend *be, tmix_ipc_buffer *b, const void *host,
 // Frees what tmix_ipc_buffer_new made (processes that opened it keep their mapping valid
 // until they close it). An empty buffer: no-op.
 void tmix_ipc_buffer_free(tmix_backend *be, tmix_ipc_buffer *b);
+// The device memory in use (by every process on the device) and in all, in bytes: the
+// metrics' GPU memory. TMIX_ENOTSUP on the CPU.
+int tmix_memory_info(tmix_backend *be, size_t *used, size_t *total);
 
 
 // ---- convolution -----------------------------------------------------------------------

@@ -260,6 +260,16 @@ static void cuda_ipc_buffer_free(tmix_backend *be, tmix_ipc_buffer *b)
     (void)cudaGetLastError();
 }
 
+static int cuda_memory_info(tmix_backend *be, size_t *used, size_t *total)
+{
+    tmix_cuda_state *st = tmix_cuda_state_of(be);
+    CUDA_CHECK(tmix_cuda_use(st));
+    size_t free_bytes = 0;
+    CUDA_CHECK(cudaMemGetInfo(&free_bytes, total));
+    *used = *total - free_bytes;
+    return 0;
+}
+
 static int cuda_synchronize(tmix_backend *be)
 {
     tmix_cuda_state *st = tmix_cuda_state_of(be);
@@ -309,6 +319,7 @@ static tmix_backend_ops make_ops(void)
     o.ipc_buffer_new = cuda_ipc_buffer_new;
     o.ipc_buffer_fill = cuda_ipc_buffer_fill;
     o.ipc_buffer_free = cuda_ipc_buffer_free;
+    o.memory_info = cuda_memory_info;
     o.close = cuda_close;
     o.set_precision = cuda_set_precision;
 

@@ -119,6 +119,12 @@ int main(int argc, char **argv)
         failed += close_enough(cases[k].name, "cams", ref.cams, got.cams, B * H * W, cases[k].tol);
         failed += close_enough(cases[k].name, "dx", ref.dx, got.dx, B * H * W, cases[k].tol);
     }
+    size_t used = 0, total = 0; // the metrics' GPU memory, while the teacher is loaded
+    if (!cpu_only && (tmix_memory_info(gpu, &used, &total) < 0 || !(used > 0 && used <= total))) {
+        fprintf(stderr, "memory_info: %zu of %zu bytes in use: %s\n", used, total,
+                tmix_last_error());
+        failed++;
+    }
     tmix_teacher_free(on_gpu);
     tmix_teacher_free(on_cpu);
     if (!cpu_only)

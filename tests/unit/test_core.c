@@ -112,6 +112,15 @@ static int test_memory_host(void)
     return 0; // (no out-of-memory case: ASan aborts on an impossible malloc by design)
 }
 
+// Device memory is a GPU's: the CPU has no figure to give, and says so.
+static int test_memory_info(void)
+{
+    size_t used = 1, total = 1;
+    CHECK_ERR(tmix_memory_info(cpu(), &used, &total), TMIX_ENOTSUP);
+    CHECK_ERR(tmix_memory_info(cpu(), NULL, &total), TMIX_EINVAL);
+    return 0;
+}
+
 static int test_golden_all_suites_have_fixtures(void)
 {
     int suites = 0;
@@ -189,6 +198,7 @@ static const test_case tests[] = {
     {"memory.alloc_zero_copy", test_memory_alloc_zero_copy},
     {"memory.bad_input", test_memory_bad_input},
     {"memory.host", test_memory_host},
+    {"memory.info", test_memory_info},
     {"golden.all_suites_have_fixtures", test_golden_all_suites_have_fixtures},
     {"cuda.absent_is_enodev", test_cuda_no_device},
     {"cpu.precision", test_cpu_precision},
