@@ -50,7 +50,7 @@ struct tmixd_group {
     int nmembers, cap_members;
     uint64_t done_through; // shard: every position below is acknowledged
     uint64_t head;         // shard: the next position never produced
-    uint64_t served;
+    uint64_t served, images_served;
 };
 
 static bool grow(void **array, int *cap, int need, size_t item)
@@ -103,6 +103,16 @@ const tmixd_group_params *tmixd_group_params_get(const tmixd_group *g) { return 
 uint64_t tmixd_group_batches_per_epoch(const tmixd_group *g) { return g->batches_per_epoch; }
 int tmixd_group_members(const tmixd_group *g) { return g->nmembers; }
 uint64_t tmixd_group_served(const tmixd_group *g) { return g->served; }
+uint64_t tmixd_group_images_served(const tmixd_group *g) { return g->images_served; }
+
+void tmixd_group_queue(const tmixd_group *g, int *producing, int *ready)
+{
+    *producing = *ready = 0;
+    for (int i = 0; i < g->nentries; i++) {
+        *producing += g->entries[i].state == PRODUCING;
+        *ready += g->entries[i].state == READY;
+    }
+}
 
 // ---- entries ------------------------------------------------------------------------------
 
@@ -294,6 +304,7 @@ static int deliver(tmixd_group *g, member *m, uint64_t seq, const entry *e,
     m->last_seq = seq;
     m->waiting = false;
     g->served++;
+    g->images_served += e->batch->size;
     *out = e->batch;
     return 1;
 }

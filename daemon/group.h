@@ -61,6 +61,11 @@ size_t tmixd_group_bytes(const tmixd_group *g);
 int tmixd_group_progress(const tmixd_group *g, uint64_t *done_through, uint64_t *done, int max);
 // Restores saved progress into a group with no members (shard only).
 int tmixd_group_restore(tmixd_group *g, uint64_t done_through, const uint64_t *done, int count);
+// Batches and images delivered so far (a batch leased again counts again).
 uint64_t tmixd_group_served(const tmixd_group *g);
+uint64_t tmixd_group_images_served(const tmixd_group *g);
+// The group's queue: positions with the producer, and batches produced and not yet taken
+// (shard: not leased; broadcast: not yet delivered to every member).
+void tmixd_group_queue(const tmixd_group *g, int *producing, int *ready);
 
 #endif

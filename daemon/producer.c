@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "histogram.h"
 #include "log.h"
 #include "ops.h"
 
@@ -273,10 +274,12 @@ static int mix_batch(tmixd_producer *p, worker_state *w, lane *l, const tmixd_jo
 }
 
 // Makes the batch of one job on the calling worker, mixing on lane l, or on the first free
-// lane when l is NULL.
+// lane when l is NULL; seconds[0] and [1] get the reading and mixing times (seconds may be
+// NULL).
 static int produce(tmixd_producer *p, worker_state *w, lane *l, const tmixd_job *job,
-                   tmixd_batch **out)
+                   tmixd_batch **out, double seconds[2])
 {
+    const double start = tmixd_seconds();
     const tmixd_producer_config *c = &p->c;
     *out = NULL;
     const int64_t total = tmixd_dataset_size(c->dataset);
@@ -312,6 +315,9 @@ static int produce(tmixd_producer *p, worker_state *w, lane *l, const tmixd_job 
     if ((rc = tmix_draws_alloc(&draws, b, n, stn)) < 0)
         goto done;
     tmixd_sample_draws(&p->sampler, epoch, job->pos % job->batches_per_epoch, &draws);
+    const double read = tmixd_seconds();
+    if (seconds)
+        seconds[0] = read - start;
     lane *use = l ? l : lane_take(p);
     rc = mix_batch(p, w, use, job, crops, in.labels, in.read_ids, &draws, bt);
     if (!l)
@@ -322,6 +328,8 @@ static int produce(tmixd_producer *p, worker_state *w, lane *l, const tmixd_job 
             bt->dring = job->dring;
         rc = got < 0 ? got : 0;
     }
+    if (seconds)
+        seconds[1] = tmixd_seconds() - read;
 done:
     if (rc < 0)
         tmixd_batch_free(bt);
@@ -346,7 +354,7 @@ int tmixd_producer_warm_up(tmixd_producer *p, uint32_t batch_size, int dtype, in
         if (i > 0 && !p->lanes[i].owns_be)
             break;
         tmixd_batch *b = NULL;
-        rc = produce(p, &w, &p->lanes[i], &job, &b);
+        rc = produce(p, &w, &p->lanes[i], &job, &b, NULL);
         tmixd_batch_free(b);
         if (rc < 0)
             rc = tmix_fail(rc, "a first batch of %u on %s: %s", batch_size, p->lanes[i].be->name,
@@ -374,8 +382,12 @@ static void worker(void *arg)
             p->queue_tail = NULL;
         uv_mutex_unlock(&p->lock);
 
-        if ((job->rc = produce(p, &w, NULL, job, &job->batch)) < 0)
+        job->queued_s = tmixd_seconds() - job->submitted;
+        double seconds[2] = {0, 0};
+        if ((job->rc = produce(p, &w, NULL, job, &job->batch, seconds)) < 0)
             snprintf(job->error, sizeof job->error, "%s", tmix_last_error());
+        job->read_s = seconds[0];
+        job->mix_s = seconds[1];
 
         uv_mutex_lock(&p->lock);
         job->next = p->results;
@@ -456,6 +468,7 @@ void tmixd_producer_submit(tmixd_producer *p, tmixd_job *job)
     job->batch = NULL;
     job->rc = 0;
     job->error[0] = 0;
+    job->submitted = tmixd_seconds();
     uv_mutex_lock(&p->lock);
     if (p->queue_tail)
         p->queue_tail->next = job;

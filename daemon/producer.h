@@ -44,6 +44,10 @@ typedef struct tmixd_job {
     tmixd_batch *batch;          // the result, or NULL with rc and error set
     int rc;                      // why it failed (a TMIX_* code)
     char error[256];
+    // Seconds spent, set by the producer: queued (submit to a worker taking it), reading
+    // (read, decode, augment) and mixing (waiting for a lane, normalise, mix, encode).
+    double queued_s, read_s, mix_s;
+    double submitted; // private: tmixd_seconds() at submit
     struct tmixd_job *next;
 } tmixd_job;
 

@@ -51,6 +51,7 @@ static int run(void *ctx)
         .lease_timeout_s = cfg->server_lease_timeout_s,
         .max_trainers = cfg->server_max_trainers,
         .max_request = (size_t)cfg->server_max_request_bytes,
+        .metrics_port = cfg->server_metrics_port,
         .batch_size = (uint32_t)cfg->output_batch_size,
         .dtype = (int)cfg->output_dtype + 1,   // proto FLOAT32 = 1, ...
         .layout = (int)cfg->output_layout + 1, // proto NCHW = 1, NHWC = 2

@@ -18,13 +18,15 @@
 #include "error.h"
 #include "group.h"
 #include "log.h"
+#include "metrics.h"
+#include "ops.h"
 #include "notify.h"
 #include "progress.h"
 #include "shm_ring.h"
 #include "tmix.pb-c.h"
 
 enum {
-    MAX_GROUPS = 256,
+    MAX_GROUPS = TMIXD_MAX_GROUPS,
     WANTED_PER_PUMP = 16,
     TICK_MS = 100,
     SAVE_EVERY_MS = 1000,
@@ -38,6 +40,7 @@ typedef struct {
     void *pending;           // nanomsg control header of a request not answered yet, or NULL
     uint64_t pending_seq, pending_ack;
     int delivery;            // proto Delivery, as resolved
+    double asked;            // tmixd_seconds() at its last Next
 } session;
 
 typedef struct {
@@ -58,6 +61,9 @@ typedef struct {
     uint64_t started_ms, last_save_ms, served;
     uint64_t images_served;                   // in every batch sent
     uint64_t status_ms, status_images;        // the last STATUS to systemd, and the count then
+    tmixd_histogram queued, read, mix, next;  // seconds per batch (stats.h)
+    tmixd_metrics *metrics;                   // NULL without [server] metrics_port
+    tmixd_server_stats *stats;                // gathered for a Status reply
     bool dirty;
     tmix_rng ids;
 } server;
@@ -153,6 +159,7 @@ static void reply_batch(server *s, void *control, const session *ss, uint64_t se
     reply(s, control, &env);
     s->served++;
     s->images_served += b->size;
+    tmixd_histogram_observe(&s->next, tmixd_seconds() - ss->asked);
 }
 
 // ---- sessions and groups ------------------------------------------------------------------
@@ -290,6 +297,9 @@ static void on_job_done(void *ctx, tmixd_job *job)
         return;
     }
     if (job->batch) {
+        tmixd_histogram_observe(&s->queued, job->queued_s);
+        tmixd_histogram_observe(&s->read, job->read_s);
+        tmixd_histogram_observe(&s->mix, job->mix_s);
         tmixd_group_produced(g, job->batch);
     } else {
         tmixd_log(TMIXD_LOG_ERROR, "group %s: batch %llu failed: %s", tmixd_group_name(g),
@@ -452,6 +462,7 @@ static void on_next(server *s, void *control, const Tmix__Next *n)
                            "session %016llx is unknown (expired, or the daemon restarted): say "
                            "hello again", (unsigned long long)n->session_id);
     ss->last_seen_ms = now_ms();
+    ss->asked = tmixd_seconds();
     if (ss->pending) // a resent request: the new routing header replaces the old one
         nn_freemsg(ss->pending);
     ss->pending = NULL;
@@ -488,9 +499,33 @@ static void on_bye(server *s, void *control, const Tmix__Bye *b)
     reply(s, control, &env);
 }
 
-static void on_status(server *s, void *control)
+// Everything the Status reply and the metrics say, as of now.
+static void collect_stats(void *ctx, tmixd_server_stats *st)
 {
-    Tmix__GroupStatus gs[MAX_GROUPS], *gp[MAX_GROUPS];
+    server *s = ctx;
+    *st = (tmixd_server_stats){
+        .version = TMIX_VERSION,
+        .backend = s->c->backend,
+        .dataset = s->c->dataset,
+        .method = tmix_method_name(s->c->producer.method),
+        .dataset_size = (uint64_t)tmixd_dataset_size(s->c->producer.dataset),
+        .uptime_s = (now_ms() - s->started_ms) / 1000,
+        .trainers = (uint32_t)s->nsessions,
+        .batches_served = s->served,
+        .images_served = s->images_served,
+        .bad_samples = s->producer ? tmixd_producer_bad_samples(s->producer) : 0,
+        .jobs = s->producer ? tmixd_producer_pending(s->producer) : 0,
+        .memory_bytes = memory_in_use(s),
+        .max_memory = s->c->max_memory,
+        .queued = &s->queued,
+        .read = &s->read,
+        .mix = &s->mix,
+        .next = &s->next,
+        .ngroups = s->ngroups,
+    };
+    st->has_gpu_memory = s->c->producer.backend != tmix_backend_cpu() &&
+                         tmix_memory_info(s->c->producer.backend, &st->gpu_memory_used,
+                                          &st->gpu_memory_total) == 0;
     for (int i = 0; i < s->ngroups; i++) {
         const tmixd_group *g = s->groups[i];
         const tmixd_group_params *p = tmixd_group_params_get(g);
@@ -500,42 +535,68 @@ static void on_status(server *s, void *control)
         uint64_t in_epoch = through % bpe;
         for (int k = 0; k < ndone; k++)
             in_epoch += done[k] / bpe == epoch;
-        tmix__group_status__init(&gs[i]);
-        gs[i].name = (char *)tmixd_group_name(g);
-        gs[i].mode = p->mode;
-        gs[i].members = (uint32_t)tmixd_group_members(g);
-        gs[i].batch_size = p->batch_size;
-        gs[i].epoch = epoch;
-        gs[i].batches_done = in_epoch;
-        gs[i].batches_per_epoch = bpe;
-        gs[i].batches_served = tmixd_group_served(g);
+        tmixd_group_stats *gs = &st->groups[i];
+        *gs = (tmixd_group_stats){
+            .name = tmixd_group_name(g),
+            .mode = p->mode,
+            .members = (uint32_t)tmixd_group_members(g),
+            .batch_size = p->batch_size,
+            .epoch = epoch,
+            .batches_done = in_epoch,
+            .batches_per_epoch = bpe,
+            .batches_served = tmixd_group_served(g),
+            .images_served = tmixd_group_images_served(g),
+        };
+        tmixd_group_queue(g, &gs->producing, &gs->ready);
         if (s->rings[i]) {
-            gs[i].shm_slots = (uint32_t)tmixd_ring_slots(s->rings[i]);
-            gs[i].shm_slots_used = (uint32_t)tmixd_ring_used(s->rings[i]);
+            gs->shm_slots = (uint32_t)tmixd_ring_slots(s->rings[i]);
+            gs->shm_slots_used = (uint32_t)tmixd_ring_used(s->rings[i]);
         }
         if (s->drings[i]) {
-            gs[i].cuda_slots = (uint32_t)tmixd_device_ring_slots(s->drings[i]);
-            gs[i].cuda_slots_used = (uint32_t)tmixd_device_ring_used(s->drings[i]);
+            gs->cuda_slots = (uint32_t)tmixd_device_ring_slots(s->drings[i]);
+            gs->cuda_slots_used = (uint32_t)tmixd_device_ring_used(s->drings[i]);
         }
+    }
+}
+
+static void on_status(server *s, void *control)
+{
+    tmixd_server_stats *st = s->stats;
+    collect_stats(s, st);
+    Tmix__GroupStatus gs[MAX_GROUPS], *gp[MAX_GROUPS];
+    for (int i = 0; i < st->ngroups; i++) {
+        const tmixd_group_stats *g = &st->groups[i];
+        tmix__group_status__init(&gs[i]);
+        gs[i].name = (char *)g->name;
+        gs[i].mode = g->mode;
+        gs[i].members = g->members;
+        gs[i].batch_size = g->batch_size;
+        gs[i].epoch = g->epoch;
+        gs[i].batches_done = g->batches_done;
+        gs[i].batches_per_epoch = g->batches_per_epoch;
+        gs[i].batches_served = g->batches_served;
+        gs[i].shm_slots = g->shm_slots;
+        gs[i].shm_slots_used = g->shm_slots_used;
+        gs[i].cuda_slots = g->cuda_slots;
+        gs[i].cuda_slots_used = g->cuda_slots_used;
         gp[i] = &gs[i];
     }
-    char version[] = TMIX_VERSION;
-    Tmix__Status st = TMIX__STATUS__INIT;
-    st.version = version;
-    st.uptime_s = (now_ms() - s->started_ms) / 1000;
-    st.trainers = (uint32_t)s->nsessions;
-    st.batches_served = s->served;
-    st.backend = (char *)s->c->backend;
-    st.dataset = (char *)s->c->dataset;
-    st.dataset_size = (uint64_t)tmixd_dataset_size(s->c->producer.dataset);
-    st.method = (char *)tmix_method_name(s->c->producer.method);
-    st.n_groups = (size_t)s->ngroups;
-    st.groups = gp;
-    st.bad_samples = tmixd_producer_bad_samples(s->producer);
-    st.memory_bytes = memory_in_use(s);
+    Tmix__Status reply_st = TMIX__STATUS__INIT;
+    reply_st.version = (char *)st->version;
+    reply_st.uptime_s = st->uptime_s;
+    reply_st.trainers = st->trainers;
+    reply_st.batches_served = st->batches_served;
+    reply_st.backend = (char *)st->backend;
+    reply_st.dataset = (char *)st->dataset;
+    reply_st.dataset_size = st->dataset_size;
+    reply_st.method = (char *)st->method;
+    reply_st.n_groups = (size_t)st->ngroups;
+    reply_st.groups = gp;
+    reply_st.bad_samples = st->bad_samples;
+    reply_st.memory_bytes = st->memory_bytes;
     Tmix__Envelope env = TMIX__ENVELOPE__INIT;
     env.body_case = TMIX__ENVELOPE__BODY_STATUS;
-    env.status = &st;
+    env.status = &reply_st;
     reply(s, control, &env);
 }
 
@@ -655,6 +716,7 @@ static void close_handle(uv_handle_t *h, void *arg)
 static void stop(server *s)
 {
     tmixd_notify_stopping();
+    tmixd_metrics_stop(s->metrics); // before its async handle closes with the others
     tmixd_producer_stop(s->producer); // running batches finish; the async handle closes
     s->producer = NULL;
     save_progress(s);
@@ -711,6 +773,8 @@ static void free_server(server *s)
     }
     if (s->sock >= 0)
         nn_close(s->sock);
+    tmixd_metrics_free(s->metrics);
+    free(s->stats);
 }
 
 int tmixd_server_run(const tmixd_server_config *c)
@@ -718,16 +782,22 @@ int tmixd_server_run(const tmixd_server_config *c)
     server s = {.c = c, .sock = -1};
     tmix_rng_seed(&s.ids, (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32) ^ now_ms());
     tmixd_ring_sweep();
+    if (!(s.stats = malloc(sizeof *s.stats)))
+        return tmix_fail(TMIX_ENOMEM, "server: out of memory");
     int rc = uv_loop_init(&s.loop);
-    if (rc < 0)
+    if (rc < 0) {
+        free(s.stats);
         return tmix_fail(TMIX_EIO, "uv_loop_init: %s", uv_strerror(rc));
+    }
     if (c->state_file[0] &&
         (rc = tmixd_progress_load(c->state_file, (uint64_t)tmixd_dataset_size(c->producer.dataset),
                                   c->prefetch, s.groups, &s.ngroups, MAX_GROUPS)) < 0)
         goto fail;
     if ((rc = tmixd_producer_new(&s.producer, &c->producer, &s.loop, on_job_done, &s)) < 0 ||
         (rc = tmixd_producer_warm_up(s.producer, c->batch_size, c->dtype, c->layout)) < 0 ||
-        (rc = bind_endpoint(&s, c->endpoint)) < 0)
+        (rc = bind_endpoint(&s, c->endpoint)) < 0 ||
+        (c->metrics_port &&
+         (rc = tmixd_metrics_start(&s.metrics, &s.loop, c->metrics_port, collect_stats, &s)) < 0))
         goto fail;
     int fd;
     size_t fdsize = sizeof fd;

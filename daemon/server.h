@@ -17,6 +17,7 @@ typedef struct {
     double lease_timeout_s;
     int max_trainers;
     size_t max_request;
+    int metrics_port;              // of http://127.0.0.1:PORT/metrics; 0 = none
     // Defaults of a Hello's zero fields, and what Welcome reports.
     uint32_t batch_size;
     int dtype, layout;             // proto values

@@ -15,6 +15,7 @@ packages=(
   meson ninja-build pkg-config gcc
   libuv1-dev libnanomsg-dev libprotobuf-c-dev protobuf-c-compiler libturbojpeg0-dev
   libopenblas-dev libcjson-dev libinih-dev zlib1g-dev libpng-dev libsystemd-dev
+  libmicrohttpd-dev
   scdoc patchelf dataset-fashion-mnist
   python3-numpy python3-torch python3-torchvision
 )

@@ -53,6 +53,8 @@
     INT(server, max_trainers, 64, 1, 4096, FIXED, "Most trainers connected at once.")              \
     INT(server, max_request_bytes, 65536, 1024, 16777216, FIXED,                                   \
         "Largest request accepted, in bytes; a larger one gets an error reply.")                   \
+    INT(server, metrics_port, 0, 0, 65535, FIXED,                                                  \
+        "Port of the Prometheus metrics, http://127.0.0.1:PORT/metrics; 0 = none.")                \
     ENUM(server, log_level, tmixd_log_level, TMIXD_LOG_LEVELS, "info", RELOAD,                     \
          "Least severe message written to the log.")                                               \
     STR(server, log_file, "", FIXED,                                                               \

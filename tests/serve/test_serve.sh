@@ -3,7 +3,7 @@
 # temporary directory, fed a 1,000-sample IDX set cut from Debian's Fashion-MNIST.
 #   test_serve.sh SCENARIO    (shard, broadcast, formats, stalled, kill_trainer, kill_daemon,
 #                              bad_messages, corrupt_jpeg, startup_errors, sighup, devices, lanes,
-#                              gpu_fault, shm)
+#                              gpu_fault, shm, metrics)
 # Needs TMIXD, TMIXCTL, RAWREQ, MAKE_IMAGEFOLDER, MAKE_IDX, FMNIST, GOLDEN, and for formats
 # NUMPY_PYTHON and CHECK_FORMATS (with PYTHONPATH reaching client/python), for devices
 # CHECK_DEVICES, in the environment. The daemon mixes on the first GPU when there is one.
@@ -414,6 +414,23 @@ startup_errors)
   expect_one_line "in use" serve --server.endpoint="ipc://$work/a.sock" \
     --server.state_dir="$work/b.state" --dataset.path="$work/idx"
   "$TMIXCTL" status -e "ipc://$work/a.sock" >/dev/null || fail "the first daemon was disturbed"
+  stop_daemon "$daemon"
+  ;;
+metrics)
+  # The Prometheus endpoint, scraped while real trainers pull (check_metrics.py); a second
+  # daemon asking for the same port stops with one line naming it.
+  port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  start_daemon a --server.metrics_port="$port"
+  grep -q "metrics at http://127.0.0.1:$port/metrics" "$work/a.log" || fail "no log line for the metrics"
+  python3 "$CHECK_METRICS" "$TMIXCTL" "ipc://$work/a.sock" "$port" || fail "check_metrics.py"
+  set +e
+  "$TMIXD" serve --server.endpoint="ipc://$work/b.sock" --server.state_dir="$work/b.state" \
+    --dataset.path="$work/idx" --server.metrics_port="$port" >/dev/null 2>"$work/b.err"
+  rc=$?
+  set -e
+  [ "$rc" -ne 0 ] || fail "a second daemon on metrics port $port started"
+  grep -q "metrics_port $port: 127.0.0.1:$port: Address already in use" "$work/b.err" ||
+    fail "the second daemon said: $(cat "$work/b.err")"
   stop_daemon "$daemon"
   ;;
 *)
