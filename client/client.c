@@ -81,6 +81,9 @@ static int check_options(const tmix_options *o, const char *endpoint, char *err)
     if (o->layout < TMIX_LAYOUT_DEFAULT || o->layout > TMIX_LAYOUT_NHWC)
         return tmixi_fail(err, TMIX_EINVAL, "%s: layout %d: expected TMIX_LAYOUT_*", endpoint,
                           o->layout);
+    if (o->node_count ? o->node_rank >= o->node_count : o->node_rank != 0)
+        return tmixi_fail(err, TMIX_EINVAL, "%s: node %u of %u: the rank must be below the count",
+                          endpoint, o->node_rank, o->node_count);
     if (o->delivery < TMIX_DELIVERY_DEFAULT || o->delivery > TMIX_DELIVERY_CUDA)
         return tmixi_fail(err, TMIX_EINVAL, "%s: delivery %d: expected TMIX_DELIVERY_*", endpoint,
                           o->delivery);
@@ -220,6 +223,8 @@ static int hello(tmix_client *c, char *err)
     h.delivery = c->opts.delivery ? (Tmix__Delivery)c->opts.delivery : TMIX__DELIVERY__INLINE;
     h.start = c->session ? c->resume : c->opts.start;
     h.cuda_device = c->opts.cuda_device;
+    h.node_rank = c->opts.node_rank;
+    h.node_count = c->opts.node_count;
     Tmix__Envelope req = TMIX__ENVELOPE__INIT;
     req.body_case = TMIX__ENVELOPE__BODY_HELLO;
     req.hello = &h;

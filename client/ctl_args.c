@@ -137,6 +137,10 @@ void ctl_conn_opts(ctl_conn *c, double timeout_s, bool hello, ctl_opt *opts, int
         .name = "--layout", .kind = CTL_CHOICE, .dest = &c->o.layout, .choices = "nchw|nhwc"};
     opts[(*n)++] = (ctl_opt){
         .name = "--delivery", .kind = CTL_CHOICE, .dest = &c->o.delivery, .choices = "inline|shm"};
+    opts[(*n)++] = (ctl_opt){
+        .name = "--node-rank", .kind = CTL_COUNT, .dest = &c->o.node_rank, .lo = 0, .hi = 65535};
+    opts[(*n)++] = (ctl_opt){
+        .name = "--node-count", .kind = CTL_COUNT, .dest = &c->o.node_count, .lo = 1, .hi = 65536};
 }
 
 void ctl_conn_finish(ctl_conn *c)

@@ -43,7 +43,7 @@ typedef struct {
 
 // Sets c to the defaults (the default endpoint, timeout_s) and appends the options that fill
 // it (-e, --timeout and, with hello, --group --mode --batch-size --dtype --layout
-// --delivery) to opts at
+// --delivery --node-rank --node-count) to opts at
 // *n; after parsing, ctl_conn_finish sets o.timeout_ms from timeout_s.
 void ctl_conn_opts(ctl_conn *c, double timeout_s, bool hello, ctl_opt *opts, int *n);
 void ctl_conn_finish(ctl_conn *c);

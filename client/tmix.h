@@ -109,6 +109,10 @@ typedef struct {
     uint64_t start;      // broadcast: the stream position (epoch * batches_per_epoch + index)
                          // of the first batch; a resumed trainer passes where it stopped
     int cuda_device;     // CUDA delivery: the trainer's GPU, which must be the daemon's
+    // Several machines, a daemon on each: this node's rank and the node count (0: one node).
+    // Every epoch is cut into node_count contiguous parts of the order the daemons share
+    // (same [server] seed and data set); the daemon serves part node_rank.
+    uint32_t node_rank, node_count;
 } tmix_options;
 
 // Group "default", every choice the daemon's, a 60 s timeout.

@@ -43,6 +43,7 @@ struct tmixd_group {
     char *name;
     tmixd_group_params p;
     uint64_t batches_per_epoch;
+    uint64_t shard_start, shard_len; // of each epoch's order (tmixd_shard_range)
     int prefetch;
     entry *entries;
     int nentries, cap_entries;
@@ -77,7 +78,11 @@ tmixd_group *tmixd_group_new(const char *name, const tmixd_group_params *p, uint
         return NULL;
     }
     g->p = *p;
-    g->batches_per_epoch = (dataset_size + p->batch_size - 1) / p->batch_size;
+    if (g->p.node_count == 0)
+        g->p.node_count = 1;
+    tmixd_shard_range(dataset_size, g->p.node_rank, g->p.node_count, &g->shard_start,
+                      &g->shard_len);
+    g->batches_per_epoch = (g->shard_len + p->batch_size - 1) / p->batch_size;
     g->prefetch = prefetch;
     return g;
 }
@@ -101,6 +106,20 @@ void tmixd_group_free(tmixd_group *g)
 const char *tmixd_group_name(const tmixd_group *g) { return g->name; }
 const tmixd_group_params *tmixd_group_params_get(const tmixd_group *g) { return &g->p; }
 uint64_t tmixd_group_batches_per_epoch(const tmixd_group *g) { return g->batches_per_epoch; }
+
+void tmixd_group_shard(const tmixd_group *g, uint64_t *start, uint64_t *len)
+{
+    *start = g->shard_start;
+    *len = g->shard_len;
+}
+
+void tmixd_shard_range(uint64_t n, uint32_t rank, uint32_t count, uint64_t *start,
+                       uint64_t *len)
+{
+    // n * rank fits 64 bits for any data set and node count there is (n < 2^40, count < 2^24).
+    *start = n * rank / count;
+    *len = n * (rank + 1) / count - *start;
+}
 int tmixd_group_members(const tmixd_group *g) { return g->nmembers; }
 uint64_t tmixd_group_served(const tmixd_group *g) { return g->served; }
 uint64_t tmixd_group_images_served(const tmixd_group *g) { return g->images_served; }

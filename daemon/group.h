@@ -16,7 +16,15 @@ typedef struct {
     int mode;
     uint32_t batch_size;
     int dtype, layout; // proto DType / Layout values
+    // The group serves node node_rank's part of each epoch (tmixd_shard_range) of node_count
+    // (at least 1): daemons on several machines, one per node, split every epoch.
+    uint32_t node_rank, node_count;
 } tmixd_group_params;
+
+// Node `rank` of `count` gets samples [*start, *start + *len) of each epoch's order of n
+// samples: contiguous parts, whose sizes differ by at most one, that cover the epoch.
+void tmixd_shard_range(uint64_t n, uint32_t rank, uint32_t count, uint64_t *start,
+                       uint64_t *len);
 
 typedef struct tmixd_group tmixd_group;
 
@@ -28,6 +36,8 @@ void tmixd_group_free(tmixd_group *g);
 const char *tmixd_group_name(const tmixd_group *g);
 const tmixd_group_params *tmixd_group_params_get(const tmixd_group *g);
 uint64_t tmixd_group_batches_per_epoch(const tmixd_group *g);
+// The group's part of each epoch's order: samples [*start, *start + *len).
+void tmixd_group_shard(const tmixd_group *g, uint64_t *start, uint64_t *len);
 int tmixd_group_members(const tmixd_group *g);
 
 // Adds member `session`; start: broadcast stream position to begin at (ignored for shard).

@@ -282,10 +282,11 @@ static int produce(tmixd_producer *p, worker_state *w, lane *l, const tmixd_job 
     const double start = tmixd_seconds();
     const tmixd_producer_config *c = &p->c;
     *out = NULL;
-    const int64_t total = tmixd_dataset_size(c->dataset);
+    const int64_t end = (int64_t)(job->shard_start + job->shard_len);
     const uint64_t epoch = job->pos / job->batches_per_epoch;
-    const int64_t first = (int64_t)(job->pos % job->batches_per_epoch) * job->batch_size;
-    const int b = (int)(total - first < job->batch_size ? total - first : job->batch_size);
+    const int64_t first = (int64_t)job->shard_start +
+                          (int64_t)(job->pos % job->batches_per_epoch) * job->batch_size;
+    const int b = (int)(end - first < job->batch_size ? end - first : job->batch_size);
     const int n = c->mix_n, h = c->augment.out_h, wd = c->augment.out_w, ch = c->channels;
     const int cs = tmixd_dataset_channels(c->dataset);
     int64_t *ids = malloc((size_t)b * 3 * sizeof *ids);
@@ -314,7 +315,10 @@ static int produce(tmixd_producer *p, worker_state *w, lane *l, const tmixd_job 
     const int stn = tmix_method_uses_stn(c->method) ? c->module->stn_size : 0; // noise only there
     if ((rc = tmix_draws_alloc(&draws, b, n, stn)) < 0)
         goto done;
-    tmixd_sample_draws(&p->sampler, epoch, job->pos % job->batches_per_epoch, &draws);
+    // Keyed by shard start + batch index: the batch index alone on one node, and on several
+    // keys that no other node's batch of the epoch has (its index < its part's length).
+    tmixd_sample_draws(&p->sampler, epoch, job->shard_start + job->pos % job->batches_per_epoch,
+                       &draws);
     const double read = tmixd_seconds();
     if (seconds)
         seconds[0] = read - start;
@@ -345,7 +349,8 @@ int tmixd_producer_warm_up(tmixd_producer *p, uint32_t batch_size, int dtype, in
 {
     const uint64_t n = (uint64_t)tmixd_dataset_size(p->c.dataset);
     const tmixd_job job = {.pos = 0, .batches_per_epoch = (n + batch_size - 1) / batch_size,
-                           .batch_size = batch_size, .dtype = dtype, .layout = layout};
+                           .shard_len = n, .batch_size = batch_size, .dtype = dtype,
+                           .layout = layout};
     worker_state w = {0};
     int rc = 0;
     // Every GPU stream chooses its convolution algorithms and fills the pool; CPU lanes

@@ -37,6 +37,7 @@ typedef struct {
 typedef struct tmixd_job {
     void *owner;                 // the caller's (the group)
     uint64_t pos, batches_per_epoch;
+    uint64_t shard_start, shard_len; // the group's part of each epoch's order
     uint32_t batch_size;
     int dtype, layout;
     tmixd_ring *ring;            // where the images go when it has a free slot, or NULL

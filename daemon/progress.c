@@ -1,6 +1,8 @@
 // Progress file, e.g.
-// {"version": 1, "dataset_size": 60000, "groups": [{"name": "g", "batch_size": 128,
-//   "dtype": 1, "layout": 1, "done_through": 470, "done": [472, 473]}]}
+// {"version": 1, "groups": [{"name": "g", "batch_size": 128, "dtype": 1, "layout": 1,
+//   "node_rank": 0, "node_count": 1, "batches_per_epoch": 469, "done_through": 470,
+//   "done": [472, 473]}]}
+// (files without node_rank and node_count, from before nodes, mean 0 and 1).
 #include "progress.h"
 
 #include <cjson/cJSON.h>
@@ -81,6 +83,8 @@ int tmixd_progress_save(const char *path, tmixd_group *const *groups, int ngroup
         cJSON_AddNumberToObject(g, "batch_size", p->batch_size);
         cJSON_AddNumberToObject(g, "dtype", p->dtype);
         cJSON_AddNumberToObject(g, "layout", p->layout);
+        cJSON_AddNumberToObject(g, "node_rank", p->node_rank);
+        cJSON_AddNumberToObject(g, "node_count", p->node_count);
         cJSON_AddNumberToObject(g, "batches_per_epoch",
                                 (double)tmixd_group_batches_per_epoch(groups[i]));
         cJSON_AddNumberToObject(g, "done_through", (double)through);
@@ -149,18 +153,21 @@ int tmixd_progress_load(const char *path, uint64_t dataset_size, int prefetch,
         const cJSON *name = cJSON_GetObjectItemCaseSensitive(g, "name");
         const cJSON *done = cJSON_GetObjectItemCaseSensitive(g, "done");
         const double bs = number(g, "batch_size"), through = number(g, "done_through");
-        const tmixd_group_params p = {TMIXD_SHARD, (uint32_t)bs, (int)number(g, "dtype"),
-                                      (int)number(g, "layout")};
+        const cJSON *rank = cJSON_GetObjectItemCaseSensitive(g, "node_rank");
+        const cJSON *count = cJSON_GetObjectItemCaseSensitive(g, "node_count");
+        const tmixd_group_params p = {
+            .mode = TMIXD_SHARD,
+            .batch_size = (uint32_t)bs,
+            .dtype = (int)number(g, "dtype"),
+            .layout = (int)number(g, "layout"),
+            .node_rank = cJSON_IsNumber(rank) ? (uint32_t)rank->valuedouble : 0,
+            .node_count = cJSON_IsNumber(count) ? (uint32_t)count->valuedouble : 1,
+        };
         if (!cJSON_IsString(name) || !cJSON_IsArray(done) || bs < 1 || through < 0 ||
-            p.dtype < 1 || p.layout < 1) {
+            p.dtype < 1 || p.layout < 1 || p.node_count < 1 || p.node_rank >= p.node_count ||
+            p.node_count > dataset_size) {
             rc = tmix_fail(TMIX_EFORMAT, "%s: a group entry is malformed", path);
             break;
-        }
-        const uint64_t bpe = (dataset_size + p.batch_size - 1) / p.batch_size;
-        if ((uint64_t)number(g, "batches_per_epoch") != bpe) {
-            tmixd_log(TMIXD_LOG_WARN, "%s: group %s was saved for another data set size; it "
-                      "starts afresh", path, name->valuestring);
-            continue;
         }
         if (*ngroups == max_groups) {
             rc = tmix_fail(TMIX_EFORMAT, "%s: more than %d groups", path, max_groups);
@@ -174,6 +181,14 @@ int tmixd_progress_load(const char *path, uint64_t dataset_size, int prefetch,
             tmixd_group_free(grp);
             rc = tmix_fail(TMIX_ENOMEM, "%s: group %s", path, name->valuestring);
             break;
+        }
+        const uint64_t bpe = tmixd_group_batches_per_epoch(grp);
+        if ((uint64_t)number(g, "batches_per_epoch") != bpe) {
+            tmixd_log(TMIXD_LOG_WARN, "%s: group %s was saved for another data set size; it "
+                      "starts afresh", path, name->valuestring);
+            free(d);
+            tmixd_group_free(grp);
+            continue;
         }
         for (int k = 0; k < n; k++) {
             const cJSON *v = cJSON_GetArrayItem(done, k);

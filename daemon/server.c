@@ -234,6 +234,8 @@ static void pump(server *s, tmixd_group *g)
     const int count = tmixd_group_wanted(g, room, positions, WANTED_PER_PUMP);
     const tmixd_group_params *p = tmixd_group_params_get(g);
     const int gi = index_of(s, g);
+    uint64_t shard_start, shard_len;
+    tmixd_group_shard(g, &shard_start, &shard_len);
     for (int i = 0; i < count; i++) {
         tmixd_job *job = calloc(1, sizeof *job);
         if (!job) {
@@ -242,6 +244,7 @@ static void pump(server *s, tmixd_group *g)
         }
         *job = (tmixd_job){.owner = g, .pos = positions[i],
                            .batches_per_epoch = tmixd_group_batches_per_epoch(g),
+                           .shard_start = shard_start, .shard_len = shard_len,
                            .batch_size = p->batch_size, .dtype = p->dtype, .layout = p->layout,
                            .ring = s->rings[gi], .dring = s->drings[gi]};
         tmixd_producer_submit(s->producer, job);
@@ -366,31 +369,40 @@ static void on_hello(server *s, void *control, const Tmix__Hello *h)
                            "hello: mode %d, dtype %d, layout %d, batch size %u or delivery %d out "
                            "of range", (int)h->mode, (int)h->dtype, (int)h->layout, h->batch_size,
                            delivery);
+    const uint64_t dataset_size = (uint64_t)tmixd_dataset_size(c->producer.dataset);
+    const uint32_t node_count = h->node_count ? h->node_count : 1;
+    if (h->node_rank >= node_count || node_count > dataset_size)
+        return reply_error(s, control, TMIX__ERROR__CODE__BAD_REQUEST,
+                           "hello: node %u of %u: the rank must be below the count, and the "
+                           "count at most the %llu samples", h->node_rank, node_count,
+                           (unsigned long long)dataset_size);
     const tmixd_group_params want = {
         .mode = h->mode ? (int)h->mode : TMIXD_SHARD,
         .batch_size = h->batch_size ? h->batch_size : c->batch_size,
         .dtype = h->dtype ? (int)h->dtype : c->dtype,
         .layout = h->layout ? (int)h->layout : c->layout,
+        .node_rank = h->node_rank,
+        .node_count = node_count,
     };
     int gi = find_group(s, name);
     tmixd_group *g = gi >= 0 ? s->groups[gi] : NULL;
     if (g) {
         const tmixd_group_params *p = tmixd_group_params_get(g);
         if (p->mode != want.mode || p->batch_size != want.batch_size || p->dtype != want.dtype ||
-            p->layout != want.layout)
+            p->layout != want.layout || p->node_rank != want.node_rank ||
+            p->node_count != want.node_count)
             return reply_error(s, control, TMIX__ERROR__CODE__BAD_REQUEST,
-                               "group %s is %s with batch size %u, dtype %d, layout %d; this "
-                               "hello asks for %s, %u, %d, %d", name,
+                               "group %s is %s with batch size %u, dtype %d, layout %d, node %u "
+                               "of %u; this hello asks for %s, %u, %d, %d, node %u of %u", name,
                                p->mode == TMIXD_SHARD ? "shard" : "broadcast", p->batch_size,
-                               p->dtype, p->layout,
+                               p->dtype, p->layout, p->node_rank, p->node_count,
                                want.mode == TMIXD_SHARD ? "shard" : "broadcast", want.batch_size,
-                               want.dtype, want.layout);
+                               want.dtype, want.layout, want.node_rank, want.node_count);
     } else {
         if (s->ngroups == MAX_GROUPS)
             return reply_error(s, control, TMIX__ERROR__CODE__BUSY, "%d groups exist",
                                MAX_GROUPS);
-        g = tmixd_group_new(name, &want, (uint64_t)tmixd_dataset_size(c->producer.dataset),
-                            c->prefetch);
+        g = tmixd_group_new(name, &want, dataset_size, c->prefetch);
         if (!g)
             return reply_error(s, control, TMIX__ERROR__CODE__INTERNAL, "out of memory");
         gi = s->ngroups++;
@@ -424,7 +436,8 @@ static void on_hello(server *s, void *control, const Tmix__Hello *h)
     w.n_image_shape = 3;
     w.image_shape = shape;
     w.classes = (uint32_t)c->classes;
-    w.epoch_size = (uint64_t)tmixd_dataset_size(c->producer.dataset);
+    uint64_t shard_start;
+    tmixd_group_shard(g, &shard_start, &w.epoch_size); // this node's part of each epoch
     w.method = (char *)tmix_method_name(c->producer.method);
     w.mix_n = (uint32_t)c->producer.mix_n;
     w.batch_size = p->batch_size;

@@ -21,6 +21,8 @@ int main(void)
     FIELD(tmix_options, delivery);
     FIELD(tmix_options, start);
     FIELD(tmix_options, cuda_device);
+    FIELD(tmix_options, node_rank);
+    FIELD(tmix_options, node_count);
 
     SIZE(tmix_info);
     FIELD(tmix_info, session_id);

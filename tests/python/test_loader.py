@@ -10,6 +10,7 @@ import contextlib
 import ctypes
 import itertools
 import json
+import math
 import os
 import subprocess
 import sys
@@ -19,7 +20,8 @@ import warnings
 
 import numpy as np
 
-from daemon import Daemon, exactly_once, expect_error, in_shm_mapping, main, need_torch, skip
+from daemon import (TRAIN, Daemon, exactly_once, expect_error, in_shm_mapping, main, need_torch,
+                    skip)
 
 need_torch()
 import torch  # noqa: E402
@@ -103,11 +105,15 @@ def test_state_dict():
 
 
 def rank(endpoint, out):
-    """One DDP rank (a process; RANK, WORLD_SIZE, MASTER_PORT set): its first loop."""
+    """One DDP rank (a process; RANK, WORLD_SIZE, MASTER_PORT set, and LOCAL_WORLD_SIZE and
+    GROUP_RANK on several nodes): its first loop."""
     loader = tmix.torch.Loader(endpoint, batch_size=50)
     assert loader.group == "ddp-29517" and loader.info.mode == "shard", loader.group
-    assert (loader.rank, loader.world_size) == (int(os.environ["RANK"]), 2)
-    assert len(loader) == 10
+    world = int(os.environ["WORLD_SIZE"])
+    assert (loader.rank, loader.world_size) == (int(os.environ["RANK"]), world)
+    nodes = world // int(os.environ.get("LOCAL_WORLD_SIZE", world))
+    assert loader.info.epoch_size == TRAIN // nodes, loader.info  # this node's part
+    assert len(loader) == math.ceil(TRAIN // nodes / 50 / (world // nodes)), len(loader)
     got = [[loader.batch.epoch, [int(i) for i in loader.batch.sample_ids]] for _ in loader]
     with open(out, "w") as f:
         json.dump(got, f)
@@ -125,6 +131,28 @@ def test_ddp():
         exactly_once([i for epoch, ids in got if epoch == 0 for i in ids], 0)
         groups = tmix.status(d.endpoint).groups
         assert [(g.name, g.mode) for g in groups] == [("ddp-29517", "shard")], groups
+
+
+def test_nodes():
+    """Two machines of two ranks each, as torchrun starts them (GROUP_RANK, LOCAL_WORLD_SIZE):
+    each rank talks to its node's daemon, and the two daemons (one seed) split every epoch
+    between the nodes: the four ranks together see each sample exactly once."""
+    with Daemon("--server.seed=3") as d0, Daemon("--server.seed=3") as d1, \
+            tempfile.TemporaryDirectory() as tmp:
+        outs = [os.path.join(tmp, f"rank{r}.json") for r in range(4)]
+        procs = [subprocess.Popen([sys.executable, __file__, "_rank", (d0, d1)[r // 2].endpoint,
+                                   outs[r]],
+                                  env=dict(os.environ, RANK=str(r), WORLD_SIZE="4",
+                                           LOCAL_WORLD_SIZE="2", GROUP_RANK=str(r // 2),
+                                           MASTER_PORT="29517"))
+                 for r in range(4)]
+        assert [p.wait(60) for p in procs] == [0, 0, 0, 0]
+        got = [[i for epoch, ids in json.load(open(o)) if epoch == 0 for i in ids] for o in outs]
+        exactly_once(got[0] + got[1] + got[2] + got[3], 0)
+        assert not set(got[0] + got[1]) & set(got[2] + got[3])
+        for d in (d0, d1):
+            [g] = tmix.status(d.endpoint).groups
+            assert (g.name, g.batches_per_epoch) == ("ddp-29517", TRAIN // 2 // 50), g
 
 
 def test_shm():
@@ -365,15 +393,19 @@ def test_errors():
     expect_error(lambda: loader(targets="onehot"), ValueError, "targets 'onehot'")
     os.environ.update(RANK="2", WORLD_SIZE="2")
     expect_error(loader, ValueError, "RANK=2 WORLD_SIZE=2")
+    os.environ.update(RANK="1", WORLD_SIZE="4", LOCAL_WORLD_SIZE="3", GROUP_RANK="0")
+    expect_error(loader, ValueError, "WORLD_SIZE=4 LOCAL_WORLD_SIZE=3",
+                 "expected WORLD_SIZE = nodes x LOCAL_WORLD_SIZE")
 
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["_rank"]:
         rank(*sys.argv[2:4])
     else:
-        for key in ("RANK", "WORLD_SIZE", "MASTER_PORT"):  # one trainer unless a test says
+        for key in ("RANK", "WORLD_SIZE", "MASTER_PORT", "LOCAL_WORLD_SIZE", "GROUP_RANK"):
+            # one trainer unless a test says
             os.environ.pop(key, None)
         main({"targets": test_targets, "epochs": test_epochs, "state_dict": test_state_dict,
-              "ddp": test_ddp, "shm": test_shm, "cuda": test_cuda,
+              "ddp": test_ddp, "nodes": test_nodes, "shm": test_shm, "cuda": test_cuda,
               "cuda_ring": test_cuda_ring, "cuda_runtime": test_cuda_runtime,
               "errors": test_errors})

@@ -9,7 +9,7 @@ enum { N = 1000, BATCH = 64, BPE = (N + BATCH - 1) / BATCH, PREFETCH = 3 };
 
 static tmixd_group *new_group(int mode)
 {
-    const tmixd_group_params p = {mode, BATCH, 1, 1};
+    const tmixd_group_params p = {.mode = mode, .batch_size = BATCH, .dtype = 1, .layout = 1};
     return tmixd_group_new("g", &p, N, PREFETCH);
 }
 
@@ -218,6 +218,43 @@ static int test_release_one_by_one(void)
     return 0;
 }
 
+// Nodes split every epoch into contiguous parts that cover it, sizes within one of each
+// other; a group of node r of K has the batches of its part only.
+static int test_node_shards(void)
+{
+    static const uint64_t sizes[] = {1000, 7, 10, 1};
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        const uint64_t n = sizes[k];
+        for (uint32_t count = 1; count <= 7 && count <= n; count++) {
+            uint64_t next = 0, smallest = n, largest = 0;
+            for (uint32_t rank = 0; rank < count; rank++) {
+                uint64_t start, len;
+                tmixd_shard_range(n, rank, count, &start, &len);
+                CHECK(start == next && len >= 1);
+                next = start + len;
+                smallest = len < smallest ? len : smallest;
+                largest = len > largest ? len : largest;
+                const tmixd_group_params p = {.mode = TMIXD_SHARD, .batch_size = 3, .dtype = 1,
+                                              .layout = 1, .node_rank = rank, .node_count = count};
+                tmixd_group *g = tmixd_group_new("g", &p, n, PREFETCH);
+                uint64_t gstart, glen;
+                tmixd_group_shard(g, &gstart, &glen);
+                CHECK(gstart == start && glen == len);
+                CHECK(tmixd_group_batches_per_epoch(g) == (len + 2) / 3);
+                tmixd_group_free(g);
+            }
+            CHECK(next == n && largest - smallest <= 1);
+        }
+    }
+    // node_count 0 is one node: the whole set.
+    const tmixd_group_params p = {.mode = TMIXD_SHARD, .batch_size = BATCH, .dtype = 1,
+                                  .layout = 1};
+    tmixd_group *g = tmixd_group_new("g", &p, N, PREFETCH);
+    CHECK(tmixd_group_params_get(g)->node_count == 1 && tmixd_group_batches_per_epoch(g) == BPE);
+    tmixd_group_free(g);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     static const test_case tests[] = {
@@ -228,6 +265,7 @@ int main(int argc, char **argv)
         {"group.restore", test_restore},
         {"group.demand_only", test_demand_only},
         {"group.release_one_by_one", test_release_one_by_one},
+        {"group.node_shards", test_node_shards},
         {NULL, NULL},
     };
     return test_main(argc, argv, tests);

@@ -3,7 +3,7 @@
 # temporary directory, fed a 1,000-sample IDX set cut from Debian's Fashion-MNIST.
 #   test_serve.sh SCENARIO    (shard, broadcast, formats, stalled, kill_trainer, kill_daemon,
 #                              bad_messages, corrupt_jpeg, startup_errors, sighup, devices, lanes,
-#                              gpu_fault, shm, metrics)
+#                              gpu_fault, shm, metrics, nodes)
 # Needs TMIXD, TMIXCTL, RAWREQ, MAKE_IMAGEFOLDER, MAKE_IDX, FMNIST, GOLDEN, and for formats
 # NUMPY_PYTHON and CHECK_FORMATS (with PYTHONPATH reaching client/python), for devices
 # CHECK_DEVICES, in the environment. The daemon mixes on the first GPU when there is one.
@@ -415,6 +415,46 @@ startup_errors)
     --server.state_dir="$work/b.state" --dataset.path="$work/idx"
   "$TMIXCTL" status -e "ipc://$work/a.sock" >/dev/null || fail "the first daemon was disturbed"
   stop_daemon "$daemon"
+  ;;
+nodes)
+  # Two daemons with one seed, as on two machines: the trainers of node 0 of 2 and of node 1
+  # of 2 share out every epoch, disjoint and whole; three nodes split 1000 unevenly.
+  start_daemon a --server.seed=5
+  a=$daemon
+  start_daemon b --server.seed=5
+  b=$daemon
+  pull a "$work/n0" --group g --node-rank 0 --node-count 2 --batches 20 --batch-size 50
+  pull b "$work/n1" --group g --node-rank 1 --node-count 2 --batches 20 --batch-size 50
+  for e in 0 1; do
+    [ "$(awk -v e=$e '$2 == e' "$work/n0" | wc -l)" -eq 10 ] || fail "node 0: not 10 batches in epoch $e"
+    exactly_once "$e" "$work/n0" "$work/n1"
+  done
+  [ "$(awk '$2 == 0' "$work/n0" | md5sum)" != "$(awk '$2 == 1' "$work/n0" | md5sum)" ] ||
+    fail "node 0 got the same part in both epochs"
+  pull a "$work/t0" --group h --node-rank 0 --node-count 3 --batches 7 --batch-size 50
+  pull b "$work/t1" --group h --node-rank 1 --node-count 3 --batches 7 --batch-size 50
+  pull a "$work/t2" --group h2 --node-rank 2 --node-count 3 --batches 7 --batch-size 50
+  exactly_once 0 "$work/t0" "$work/t1" "$work/t2"
+  [ "$(awk '{ n += NF - 5 } END { print n }' "$work/t2")" -eq 334 ] || fail "node 2 of 3: not 334 samples"
+  # The group's node is part of it, and saved with its progress.
+  "$TMIXCTL" pull -e "ipc://$work/a.sock" --group g --node-rank 0 --node-count 3 --batches 1 \
+    >/dev/null 2>"$work/mismatch.txt" && fail "group g of node 0 of 2 took node 0 of 3"
+  grep -q "node 0 of 2; this hello asks for .*node 0 of 3" "$work/mismatch.txt" ||
+    fail "the mismatch said: $(cat "$work/mismatch.txt")"
+  "$TMIXCTL" pull -e "ipc://$work/a.sock" --group big --node-rank 0 --node-count 1001 --batches 1 \
+    >/dev/null 2>"$work/big.txt" && fail "1001 nodes for 1000 samples"
+  grep -q "node 0 of 1001: .*at most the 1000 samples" "$work/big.txt" ||
+    fail "1001 nodes said: $(cat "$work/big.txt")"
+  "$TMIXCTL" pull -e "ipc://$work/a.sock" --node-rank 2 --node-count 2 --batches 1 \
+    >/dev/null 2>"$work/rank.txt" && fail "node 2 of 2 accepted"
+  grep -q "node 2 of 2: the rank must be below the count" "$work/rank.txt" ||
+    fail "node 2 of 2 said: $(cat "$work/rank.txt")"
+  stop_daemon "$a"
+  start_daemon a --server.seed=5
+  pull a "$work/again" --group g --node-rank 0 --node-count 2 --batches 1 --batch-size 50
+  grep -q "^epoch 2 batch 0 " "$work/again" || fail "node 0's group did not resume at epoch 2: $(cat "$work/again")"
+  stop_daemon "$daemon"
+  stop_daemon "$b"
   ;;
 metrics)
   # The Prometheus endpoint, scraped while real trainers pull (check_metrics.py); a second

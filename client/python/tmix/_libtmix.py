@@ -21,7 +21,8 @@ class Options(ctypes.Structure):
                 ("batch_size", ctypes.c_uint32), ("dtype", ctypes.c_int),
                 ("layout", ctypes.c_int), ("timeout_ms", ctypes.c_int),
                 ("delivery", ctypes.c_int), ("start", ctypes.c_uint64),
-                ("cuda_device", ctypes.c_int)]
+                ("cuda_device", ctypes.c_int), ("node_rank", ctypes.c_uint32),
+                ("node_count", ctypes.c_uint32)]
 
 
 class Info(ctypes.Structure):

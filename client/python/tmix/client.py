@@ -253,13 +253,17 @@ class Client:
     cuda_device delivery "cuda": the trainer's GPU, which must be the daemon's
     timeout     seconds one request waits for its reply; None: forever
     start       broadcast: the stream position (epoch * batches_per_epoch + index) to begin at
+    node_rank, node_count
+                several machines, a daemon on each (same seed and data set): this node
+                gets part node_rank of node_count of every epoch; 0, 0: one node
 
     Iterating yields Batch objects without end (the group's stream, epoch after epoch).
     Failures raise TmixError; the calls of one client are serialised by a lock.
     """
 
     def __init__(self, endpoint=None, group="default", mode=None, batch_size=0, dtype=None,
-                 layout=None, delivery=None, timeout=60.0, start=0, cuda_device=0):
+                 layout=None, delivery=None, timeout=60.0, start=0, cuda_device=0,
+                 node_rank=0, node_count=0):
         self._conn = None
         self.endpoint = endpoint if endpoint is not None else default_endpoint()
         self.group = group
@@ -276,6 +280,8 @@ class Client:
         o.timeout_ms = C.timeout_ms(timeout)
         o.start = start
         o.cuda_device = cuda_device
+        o.node_rank = node_rank
+        o.node_count = node_count
         ptr = ctypes.c_void_p()
         rc = lib.tmix_connect(ctypes.byref(ptr), self.endpoint.encode(), ctypes.byref(o))
         if rc < 0:

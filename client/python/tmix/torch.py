@@ -31,17 +31,37 @@ class LoaderBatch:
     sample_ids: np.ndarray
 
 
+@dataclasses.dataclass
+class _Ddp:
+    """Where this process stands in a torchrun job (one process, one node without one)."""
+    rank: int = 0
+    world_size: int = 1
+    group: "str | None" = None  # the job's shard group on each node's daemon; None: no DDP
+    node_rank: int = 0    # GROUP_RANK: this machine, whose daemon the local ranks share
+    node_count: int = 1   # WORLD_SIZE / LOCAL_WORLD_SIZE machines, a daemon on each
+    local_size: int = 1   # ranks on this machine: the members of the node's shard group
+
+
 def _ddp_env():
-    """(rank, world_size, DDP group name or None) from torchrun's environment."""
-    if "WORLD_SIZE" not in os.environ:
-        return 0, 1, None
-    rank, world = int(os.environ.get("RANK", "0")), int(os.environ["WORLD_SIZE"])
+    """The _Ddp of torchrun's environment (RANK, WORLD_SIZE, MASTER_PORT, and on several
+    machines GROUP_RANK and LOCAL_WORLD_SIZE)."""
+    env = os.environ
+    if "WORLD_SIZE" not in env:
+        return _Ddp()
+    rank, world = int(env.get("RANK", "0")), int(env["WORLD_SIZE"])
     if world < 1 or not 0 <= rank < world:
         raise ValueError(f"tmix.torch: RANK={rank} WORLD_SIZE={world}: expected "
                          "0 <= RANK < WORLD_SIZE")
+    local = int(env.get("LOCAL_WORLD_SIZE", world))
+    nodes = world // local if local >= 1 else 0
+    node = int(env.get("GROUP_RANK", "0"))
+    if nodes < 1 or nodes * local != world or not 0 <= node < nodes:
+        raise ValueError(f"tmix.torch: WORLD_SIZE={world} LOCAL_WORLD_SIZE={local} "
+                         f"GROUP_RANK={node}: expected WORLD_SIZE = nodes x LOCAL_WORLD_SIZE "
+                         "and 0 <= GROUP_RANK < nodes")
     # One job's ranks share MASTER_PORT; two jobs on one daemon do not.
-    port = re.sub(r"[^A-Za-z0-9._-]", "", os.environ.get("MASTER_PORT", ""))
-    return rank, world, f"ddp-{port}" if port else "ddp"
+    port = re.sub(r"[^A-Za-z0-9._-]", "", env.get("MASTER_PORT", ""))
+    return _Ddp(rank, world, f"ddp-{port}" if port else "ddp", node, nodes, local)
 
 
 class Loader:
@@ -49,7 +69,11 @@ class Loader:
 
     endpoint, batch_size, timeout      as tmix.Client
     group     None: with WORLD_SIZE in the environment (torchrun), "ddp-$MASTER_PORT" (or
-              "ddp") in shard mode, so that the job's ranks share the epoch; else "default"
+              "ddp") in shard mode, so that the job's ranks share the epoch; else "default".
+              On several machines (GROUP_RANK, LOCAL_WORLD_SIZE) each rank talks to the
+              daemon of its own machine (endpoint), and the daemons, which must share
+              [server] seed and the data set, split every epoch by node: part GROUP_RANK of
+              WORLD_SIZE / LOCAL_WORLD_SIZE.
     mode      "shard" | "broadcast" | None (shard under DDP, else the daemon's choice)
     dtype     "float32" | "float16" | "uint8" (pixels, NHWC as asked); layout "nchw" | "nhwc"
     delivery  "inline" | "shm" | "cuda" | None; "cuda" needs device "cuda[:k]", the daemon's GPU
@@ -72,9 +96,9 @@ class Loader:
     Change a clone, not the tensor: the slot is the daemon's to refill.
 
     A loop stops at the first batch of the next epoch, which starts the next loop. len() is
-    the epoch's batches for this rank: ceil(batches_per_epoch / WORLD_SIZE) in shard mode
-    (the daemon hands batches to whoever asks first, so a rank may get one more or less),
-    batches_per_epoch in broadcast. `batch` says where the last pair came from.
+    the epoch's batches for this rank: in shard mode ceil(batches_per_epoch / the ranks of
+    this machine) (the node's part of the epoch; the daemon hands batches to whoever asks
+    first, so a rank may get one more or less), batches_per_epoch in broadcast. `batch` says where the last pair came from.
     state_dict() / load_state_dict() resume: in broadcast mode at the next stream position
     (Hello's start); in shard mode the daemon keeps the group's progress itself.
     """
@@ -83,10 +107,11 @@ class Loader:
                  layout="nchw", delivery=None, device="cpu", targets="dense", timeout=60.0):
         if targets not in ("dense", "sparse"):
             raise ValueError(f"tmix.torch: targets {targets!r}: expected 'dense' or 'sparse'")
-        self.rank, self.world_size, ddp_group = _ddp_env()
+        ddp = _ddp_env()
+        self.rank, self.world_size, self._local_size = ddp.rank, ddp.world_size, ddp.local_size
         if group is None:
-            group = ddp_group or "default"
-            if ddp_group and mode is None:
+            group = ddp.group or "default"
+            if ddp.group and mode is None:
                 mode = "shard"
         self.device = torch.device(device)
         if delivery == "cuda" and self.device.type != "cuda":
@@ -95,7 +120,9 @@ class Loader:
         self.targets = targets
         self.group = group
         self._options = dict(endpoint=endpoint, group=group, mode=mode, batch_size=batch_size,
-                             dtype=dtype, layout=layout, delivery=delivery, timeout=timeout)
+                             dtype=dtype, layout=layout, delivery=delivery, timeout=timeout,
+                             node_rank=ddp.node_rank,
+                             node_count=ddp.node_count if ddp.node_count > 1 else 0)
         self._client = None
         self._ring = None        # delivery "cuda": the session's device slots
         self._pending = None     # a batch of the next epoch, kept for the next loop
@@ -125,7 +152,7 @@ class Loader:
     def __len__(self):
         info = self.info
         if info.mode == "shard":
-            return math.ceil(info.batches_per_epoch / self.world_size)
+            return math.ceil(info.batches_per_epoch / self._local_size)
         return info.batches_per_epoch
 
     def __iter__(self):
