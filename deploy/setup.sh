@@ -17,7 +17,7 @@ packages=(
   libopenblas-dev libcjson-dev libinih-dev zlib1g-dev libpng-dev libsystemd-dev
   libmicrohttpd-dev
   scdoc patchelf dataset-fashion-mnist
-  python3-numpy python3-torch python3-torchvision
+  python3-numpy python3-torch python3-torchvision python3-yaml
 )
 
 install_missing() {
