@@ -29,6 +29,11 @@ int tmixi_socket_open(int *sock, const char *endpoint, int timeout_ms, char *err
 int tmixi_exchange(int sock, const char *endpoint, int timeout_ms, Tmix__Envelope *req,
                    Tmix__Envelope__BodyCase want, Tmix__Envelope **reply, char *err);
 
+// One request on a socket of its own, for the calls without a session (tmix_status,
+// tmix_config_get/set): tmixi_socket_open, tmixi_exchange, close.
+int tmixi_request(const char *endpoint, int timeout_ms, Tmix__Envelope *req,
+                  Tmix__Envelope__BodyCase want, Tmix__Envelope **reply, char *err);
+
 // A group's shared-memory ring as the client mapped it (SHM delivery).
 typedef struct tmixi_ring {
     char *name;

@@ -1,8 +1,6 @@
 // tmix_status: one StatusRequest on a socket of its own, answered without a session.
 #include <stdlib.h>
 
-#include <nanomsg/nn.h>
-
 #include "internal.h"
 
 // The caller's pointer is &pub; the strings point into env.
@@ -66,20 +64,12 @@ int tmix_status(const char *endpoint, int timeout_ms, tmix_server_status **out)
     if (!out || !endpoint)
         return tmixi_fail(err, TMIX_EINVAL, "tmix_status: %s is NULL", out ? "endpoint" : "out");
     *out = NULL;
-    if (timeout_ms < 0)
-        return tmixi_fail(err, TMIX_EINVAL, "%s: timeout_ms %d: expected 0 (forever) or more",
-                          endpoint, timeout_ms);
-    int sock;
-    int rc = tmixi_socket_open(&sock, endpoint, timeout_ms, err);
-    if (rc < 0)
-        return rc;
     Tmix__StatusRequest sr = TMIX__STATUS_REQUEST__INIT;
     Tmix__Envelope req = TMIX__ENVELOPE__INIT;
     req.body_case = TMIX__ENVELOPE__BODY_STATUS_REQUEST;
     req.status_request = &sr;
     Tmix__Envelope *rep;
-    rc = tmixi_exchange(sock, endpoint, timeout_ms, &req, TMIX__ENVELOPE__BODY_STATUS, &rep, err);
-    nn_close(sock);
+    int rc = tmixi_request(endpoint, timeout_ms, &req, TMIX__ENVELOPE__BODY_STATUS, &rep, err);
     if (rc == 0) {
         rc = status_from(endpoint, rep, out, err);
         if (rc < 0)

@@ -245,6 +245,31 @@ typedef struct {
 int tmix_status(const char *endpoint, int timeout_ms, tmix_server_status **out);
 void tmix_status_free(tmix_server_status *s);
 
+// One setting of the daemon: "section.key", its value as a config file would say it, and
+// whether tmix_config_set may change it while the daemon runs.
+typedef struct {
+    const char *key;
+    const char *value;
+    int reloadable;
+} tmix_setting;
+
+typedef struct {
+    size_t count;
+    const tmix_setting *settings; // in the daemon's table order
+} tmix_config;
+
+// The daemon's settings (no session needed): every one when key is NULL, else that one
+// (TMIX_EBADREQ naming it when the daemon has none of that name). On success *out is freed
+// with tmix_config_free; on failure it is NULL and tmix_client_error(NULL) says why.
+int tmix_config_get(const char *endpoint, const char *key, int timeout_ms, tmix_config **out);
+void tmix_config_free(tmix_config *c);
+
+// Changes a reloadable setting of the running daemon, which checks the value as it would in
+// its config file and applies it at once. Refused (the daemon's message in
+// tmix_client_error(NULL)) for a fixed setting, a bad value, and over tcp:// (only the
+// ipc:// socket, whose file mode says who may, changes settings).
+int tmix_config_set(const char *endpoint, const char *key, const char *value, int timeout_ms);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,6 +1,6 @@
 // tmixctl: talks to a running tmixd. `status` prints the daemon's state, `pull` receives
 // batches like a trainer would (and can save them), `bench` measures throughput with several
-// trainers.
+// trainers, `config` reads the daemon's settings and changes the reloadable ones.
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -16,6 +16,7 @@ static void usage(FILE *f)
             "  status     the daemon's version, data set, trainers and consumer groups\n"
             "  pull       pull batches like a trainer; print them, their ids, or save them\n"
             "  bench      several trainers pulling for a while: images/s and latency\n"
+            "  config     the daemon's settings (get), and the reloadable ones changed (set)\n"
             "  --version  print the version\n"
             "\n"
             "Every command takes -e ENDPOINT (default %s); COMMAND --help lists its options.\n",
@@ -56,6 +57,9 @@ int main(int argc, char **argv)
         return ctl_pull_main(argc - 2, argv + 2);
     if (strcmp(cmd, "bench") == 0)
         return ctl_bench_main(argc - 2, argv + 2);
-    fprintf(stderr, "tmixctl: unknown command '%s' (commands: status, pull, bench)\n", cmd);
+    if (strcmp(cmd, "config") == 0)
+        return ctl_config_main(argc - 2, argv + 2);
+    fprintf(stderr, "tmixctl: unknown command '%s' (commands: status, pull, bench, config)\n",
+            cmd);
     return 2;
 }

@@ -68,6 +68,10 @@ static const char *body_name(Tmix__Envelope__BodyCase body)
         return "Status";
     case TMIX__ENVELOPE__BODY_ERROR:
         return "Error";
+    case TMIX__ENVELOPE__BODY_CONFIG_REQUEST:
+        return "ConfigRequest";
+    case TMIX__ENVELOPE__BODY_CONFIG:
+        return "Config";
     default:
         return "no body";
     }
@@ -181,4 +185,19 @@ int tmixi_exchange(int sock, const char *endpoint, int timeout_ms, Tmix__Envelop
     }
     *reply = env;
     return 0;
+}
+
+int tmixi_request(const char *endpoint, int timeout_ms, Tmix__Envelope *req,
+                  Tmix__Envelope__BodyCase want, Tmix__Envelope **reply, char *err)
+{
+    if (timeout_ms < 0)
+        return tmixi_fail(err, TMIX_EINVAL, "%s: timeout_ms %d: expected 0 (forever) or more",
+                          endpoint, timeout_ms);
+    int sock;
+    const int rc = tmixi_socket_open(&sock, endpoint, timeout_ms, err);
+    if (rc < 0)
+        return rc;
+    const int got = tmixi_exchange(sock, endpoint, timeout_ms, req, want, reply, err);
+    nn_close(sock);
+    return got;
 }

@@ -48,7 +48,6 @@ static int run(void *ctx)
     const tmixd_config *cfg = &su->cfg;
     tmixd_server_config sc = {
         .max_memory = (size_t)cfg->server_max_memory_mb << 20,
-        .lease_timeout_s = cfg->server_lease_timeout_s,
         .max_trainers = cfg->server_max_trainers,
         .max_request = (size_t)cfg->server_max_request_bytes,
         .metrics_port = cfg->server_metrics_port,
@@ -59,6 +58,7 @@ static int run(void *ctx)
         .dataset = tmixd_dataset_describe(su->dataset),
         .backend = su->backend->name,
         .backend_note = su->backend_note,
+        .config = &su->cfg,
     };
     tmixd_producer_config *p = &sc.producer;
     p->backend = su->backend;

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "config_table.h"
 #include "error.h"
 #include "group.h"
 #include "log.h"
@@ -572,6 +573,88 @@ static void collect_stats(void *ctx, tmixd_server_stats *st)
     }
 }
 
+// ---- settings (tmixctl config) ------------------------------------------------------------
+
+// What changes while tmixd runs, made to follow the config. The lease timeout is read from
+// it at each tick; the log level is a global of its own.
+static void apply_reloadable(const tmixd_config *cfg)
+{
+    tmixd_log_set_level(cfg->server_log_level);
+}
+
+static void reply_config(server *s, void *control, const char *key)
+{
+    enum { NAME_MAX_ = 128, VALUE_MAX = 4096 };
+    const tmixd_config *cfg = s->c->config;
+    const size_t count = (size_t)tmixd_setting_count;
+    Tmix__Setting *entries = calloc(count, sizeof *entries);
+    Tmix__Setting **list = calloc(count, sizeof *list);
+    char *text = malloc(count * (NAME_MAX_ + VALUE_MAX));
+    if (!entries || !list || !text) {
+        reply_error(s, control, TMIX__ERROR__CODE__INTERNAL, "config: out of memory");
+        goto done;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < count; i++) {
+        const tmixd_setting *t = &tmixd_settings[i];
+        char *name = text + n * (NAME_MAX_ + VALUE_MAX), *value = name + NAME_MAX_;
+        snprintf(name, NAME_MAX_, "%s.%s", t->section, t->key);
+        if (key[0] && strcmp(key, name) != 0)
+            continue;
+        if (tmixd_config_get(cfg, name, value, VALUE_MAX) < 0) {
+            reply_error(s, control, TMIX__ERROR__CODE__INTERNAL, "%s", tmix_last_error());
+            goto done;
+        }
+        tmix__setting__init(&entries[n]);
+        entries[n].key = name;
+        entries[n].value = value;
+        entries[n].reloadable = t->reloadable;
+        list[n] = &entries[n];
+        n++;
+    }
+    Tmix__Config c = TMIX__CONFIG__INIT;
+    c.n_settings = n;
+    c.settings = list;
+    Tmix__Envelope env = TMIX__ENVELOPE__INIT;
+    env.body_case = TMIX__ENVELOPE__BODY_CONFIG;
+    env.config = &c;
+    reply(s, control, &env);
+done:
+    free(entries);
+    free(list);
+    free(text);
+}
+
+static void on_config(server *s, void *control, const Tmix__ConfigRequest *r)
+{
+    const char *key = r->key ? r->key : "";
+    const tmixd_setting *t = key[0] ? tmixd_setting_named(key) : NULL;
+    if (key[0] && !t)
+        return reply_error(s, control, TMIX__ERROR__CODE__BAD_REQUEST,
+                           "config: no setting '%s' (tmixctl config get lists them)", key);
+    if (r->set) {
+        if (!t)
+            return reply_error(s, control, TMIX__ERROR__CODE__BAD_REQUEST,
+                               "config set: which setting? (a key is needed)");
+        if (!t->reloadable)
+            return reply_error(s, control, TMIX__ERROR__CODE__BAD_REQUEST,
+                               "config set %s: fixed while tmixd runs; set it in the config "
+                               "file or as --%s=VALUE and restart tmixd", key, key);
+        if (strncmp(s->c->endpoint, "ipc://", 6) != 0)
+            return reply_error(s, control, TMIX__ERROR__CODE__NOT_SUPPORTED,
+                               "config set: only over the ipc:// endpoint (its file mode says "
+                               "who may); %s is not one", s->c->endpoint);
+        if (tmixd_config_set(s->c->config, key, r->value ? r->value : "",
+                             "tmixctl config set") < 0)
+            return reply_error(s, control, TMIX__ERROR__CODE__BAD_REQUEST, "%s",
+                               tmix_last_error());
+        apply_reloadable(s->c->config);
+        tmixd_log(TMIXD_LOG_INFO, "config: %s = %s (tmixctl config set)", key,
+                  r->value ? r->value : "");
+    }
+    reply_config(s, control, key);
+}
+
 static void on_status(server *s, void *control)
 {
     tmixd_server_stats *st = s->stats;
@@ -641,6 +724,9 @@ static void on_request(server *s, const void *data, size_t size, void *control)
         case TMIX__ENVELOPE__BODY_STATUS_REQUEST:
             on_status(s, control);
             break;
+        case TMIX__ENVELOPE__BODY_CONFIG_REQUEST:
+            on_config(s, control, env->config_request);
+            break;
         default:
             reply_error(s, control, TMIX__ERROR__CODE__BAD_REQUEST,
                         "message %d is not a request (hello, next, bye or status_request)",
@@ -686,7 +772,8 @@ static void save_progress(server *s)
 static void on_tick(uv_timer_t *t)
 {
     server *s = t->data;
-    const uint64_t now = now_ms(), lease_ms = (uint64_t)(s->c->lease_timeout_s * 1000);
+    const double lease_s = s->c->config->server_lease_timeout_s; // reloadable
+    const uint64_t now = now_ms(), lease_ms = (uint64_t)(lease_s * 1000);
     for (int i = 0; i < s->nsessions;) {
         session *ss = &s->sessions[i];
         if (now - ss->last_seen_ms <= lease_ms) {
@@ -694,7 +781,7 @@ static void on_tick(uv_timer_t *t)
             continue;
         }
         tmixd_log(TMIXD_LOG_WARN, "session %016llx of group %s expired after %.1f s of silence",
-                  (unsigned long long)ss->id, tmixd_group_name(ss->group), s->c->lease_timeout_s);
+                  (unsigned long long)ss->id, tmixd_group_name(ss->group), lease_s);
         drop_session(s, ss, 0);
     }
     if (s->dirty && now - s->last_save_ms >= SAVE_EVERY_MS)

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "config.h"
 #include "producer.h"
 
 typedef struct {
@@ -14,7 +15,6 @@ typedef struct {
     const char *state_file;        // progress of the shard groups ("" = not saved)
     size_t max_memory;             // bytes of produced batches before prefetch stops
     int prefetch;
-    double lease_timeout_s;
     int max_trainers;
     size_t max_request;
     int metrics_port;              // of http://127.0.0.1:PORT/metrics; 0 = none
@@ -26,6 +26,9 @@ typedef struct {
     const char *backend;           // "cpu", "cuda:0"
     const char *backend_note;      // why not a GPU, for the log ("" when none to say)
     tmixd_producer_config producer;
+    // The settings tmixd runs with: `tmixctl config get` reads them, `config set` changes
+    // the reloadable ones (the server applies them at once).
+    tmixd_config *config;
 } tmixd_server_config;
 
 // Binds, serves until SIGTERM or SIGINT, saves progress and returns 0; or returns a negative

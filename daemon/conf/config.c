@@ -112,8 +112,7 @@ static bool split_name(const char *section_key, char *buf, size_t n, const char 
     return true;
 }
 
-// The descriptor named "section.key"; NULL when there is none.
-static const tmixd_setting *find_by_name(const char *section_key)
+const tmixd_setting *tmixd_setting_named(const char *section_key)
 {
     char section[64];
     const char *key;
@@ -167,7 +166,7 @@ void tmixd_config_free(tmixd_config *cfg)
 
 int tmixd_config_get(const tmixd_config *cfg, const char *section_key, char *buf, size_t n)
 {
-    const tmixd_setting *s = find_by_name(section_key);
+    const tmixd_setting *s = tmixd_setting_named(section_key);
     if (s == NULL)
         return tmix_fail(TMIX_EINVAL, "config: no setting '%s'", section_key);
     tmixd_text t = {buf, n, 0};
@@ -180,7 +179,7 @@ int tmixd_config_get(const tmixd_config *cfg, const char *section_key, char *buf
 
 bool tmixd_config_reloadable(const char *section_key)
 {
-    const tmixd_setting *s = find_by_name(section_key);
+    const tmixd_setting *s = tmixd_setting_named(section_key);
     return s != NULL && s->reloadable;
 }
 
@@ -233,6 +232,9 @@ void tmixd_config_write(const tmixd_config *cfg, FILE *f)
         tmixd_text t = {type, sizeof type, 0};
         tmixd_setting_describe(s, &t);
         tmixd_text_printf(&t, "; default %s", s->def[0] ? s->def : "empty");
+        if (s->reloadable)
+            tmixd_text_printf(&t, "; reloadable: tmixctl config set %s.%s VALUE", s->section,
+                              s->key);
         write_comment(f, s->doc);
         write_comment(f, type);
         fprintf(f, "%s =", s->key);

@@ -79,7 +79,8 @@ int tmixd_config_check(const tmixd_config *cfg);
 void tmixd_config_free(tmixd_config *cfg);
 
 // Writes every setting as INI, section by section, each key after a comment with its
-// meaning and a comment with its type, bounds and default (`tmixd serve --print-config`).
+// meaning and a comment with its type, bounds, default and, for a reloadable one, how to
+// change it while tmixd runs (`tmixd serve --print-config`).
 void tmixd_config_write(const tmixd_config *cfg, FILE *f);
 
 // The value of one setting ("mix.method") as it would be written to a config file, into

@@ -40,6 +40,8 @@ extern const int tmixd_setting_count;
 
 // The descriptor of section.key; NULL when there is none.
 const tmixd_setting *tmixd_setting_find(const char *section, const char *key);
+// The same by its full name, "section.key"; NULL when there is none.
+const tmixd_setting *tmixd_setting_named(const char *section_key);
 bool tmixd_section_known(const char *section);
 
 // The TMIX_EINVAL for a section.key that has no descriptor: "WHERE: SUBJECT: unknown

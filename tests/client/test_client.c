@@ -648,6 +648,15 @@ static int bad_arguments(void)
     CHECK_RC(tmix_connect(&c, NULL, NULL), TMIX_EINVAL, NULL);
     tmix_server_status *s;
     CHECK_RC(tmix_status("tcp://", 100, &s), TMIX_EINVAL, NULL);
+    tmix_config *cfg = (tmix_config *)1;
+    CHECK_RC(tmix_config_get("ipc:///tmp/x.sock", NULL, -1, &cfg), TMIX_EINVAL, NULL);
+    CHECK(cfg == NULL);
+    CHECK_SAYS(tmix_client_error(NULL), "timeout_ms -1");
+    CHECK_RC(tmix_config_set("ipc:///tmp/x.sock", NULL, "1", 100), TMIX_EINVAL, NULL);
+    CHECK_SAYS(tmix_client_error(NULL), "key is NULL");
+    CHECK_RC(tmix_connect(&c, "ipc:///tmp/x.sock", &(tmix_options){.node_rank = 2, .node_count = 2}),
+             TMIX_EINVAL, NULL);
+    CHECK_SAYS(tmix_client_error(NULL), "node 2 of 2: the rank must be below the count");
     CHECK_RC(tmix_next(NULL, NULL), TMIX_EINVAL, NULL);
     tmix_close(NULL);
     return 0;

@@ -3,7 +3,7 @@
 # temporary directory, fed a 1,000-sample IDX set cut from Debian's Fashion-MNIST.
 #   test_serve.sh SCENARIO    (shard, broadcast, formats, stalled, kill_trainer, kill_daemon,
 #                              bad_messages, corrupt_jpeg, startup_errors, sighup, devices, lanes,
-#                              gpu_fault, shm, metrics, nodes)
+#                              gpu_fault, shm, metrics, nodes, config)
 # Needs TMIXD, TMIXCTL, RAWREQ, MAKE_IMAGEFOLDER, MAKE_IDX, FMNIST, GOLDEN, and for formats
 # NUMPY_PYTHON and CHECK_FORMATS (with PYTHONPATH reaching client/python), for devices
 # CHECK_DEVICES, in the environment. The daemon mixes on the first GPU when there is one.
@@ -20,16 +20,36 @@ python3 "$MAKE_IDX" "$FMNIST" "$work/idx" 1000 100
 start_daemon() {
   local name=$1
   shift
-  "$TMIXD" serve --server.endpoint="ipc://$work/$name.sock" --server.state_dir="$work/$name.state" \
+  start_daemon_at "ipc://$work/$name.sock" "$name" "$@"
+}
+
+# start_tcp_daemon NAME [tmixd options...]: the same on tcp://127.0.0.1:$port, a free port.
+start_tcp_daemon() {
+  local name=$1
+  shift
+  port=$(free_port)
+  start_daemon_at "tcp://127.0.0.1:$port" "$name" "$@"
+}
+
+# start_daemon_at ENDPOINT NAME [tmixd options...]: start_daemon's body.
+start_daemon_at() {
+  local endpoint=$1 name=$2
+  shift 2
+  "$TMIXD" serve --server.endpoint="$endpoint" --server.state_dir="$work/$name.state" \
     --dataset.path="$work/idx" --server.workers=2 "$@" >>"$work/$name.log" 2>&1 &
   daemon=$!
   pids+=("$daemon")
   for _ in $(seq 100); do
-    "$TMIXCTL" status -e "ipc://$work/$name.sock" --timeout 0.2 >/dev/null 2>&1 && return 0
+    "$TMIXCTL" status -e "$endpoint" --timeout 0.2 >/dev/null 2>&1 && return 0
     kill -0 "$daemon" 2>/dev/null || fail "tmixd $name exited at start"
     sleep 0.1
   done
   fail "tmixd $name does not answer"
+}
+
+# A TCP port free on 127.0.0.1 now.
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
 # start_gpu_daemon NAME [tmixd options...]: tmixd mixing on the GPU (with the environment
@@ -314,15 +334,7 @@ shm)
   ! ls /dev/shm | grep -q "^tmix-$(id -u)-$old-" || fail "the rings of a killed daemon stay"
   grep -q "removed /tmix-$(id -u)-$old-" "$work/a.log" || fail "no removal logged"
   stop_daemon "$daemon"
-  port=$(/usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  "$TMIXD" serve --server.endpoint="tcp://127.0.0.1:$port" --server.state_dir="$work/t.state" \
-    --dataset.path="$work/idx" --server.workers=1 >"$work/t.log" 2>&1 &
-  daemon=$!
-  pids+=("$daemon")
-  for _ in $(seq 100); do
-    "$TMIXCTL" status -e "tcp://127.0.0.1:$port" --timeout 0.2 >/dev/null 2>&1 && break
-    sleep 0.1
-  done
+  start_tcp_daemon t
   out=$("$TMIXCTL" pull -e "tcp://127.0.0.1:$port" --batches 1 --delivery shm 2>&1) &&
     fail "shm over tcp was served"
   grep -q "NOT_SUPPORTED: shm delivery needs an ipc:// endpoint" <<<"$out" || fail "shm over tcp: $out"
@@ -416,6 +428,58 @@ startup_errors)
   "$TMIXCTL" status -e "ipc://$work/a.sock" >/dev/null || fail "the first daemon was disturbed"
   stop_daemon "$daemon"
   ;;
+config)
+  # tmixctl config: every setting read back as the daemon runs with it; the reloadable ones
+  # changed and in effect at once; fixed keys, bad values and unknown keys refused with the
+  # reason; and over tcp:// settings are read, never changed.
+  start_daemon a --server.lease_timeout_s=30
+  cfg() { "$TMIXCTL" config "$@" -e "ipc://$work/a.sock"; }
+  cfg get >"$work/all.txt" || fail "config get"
+  [ "$(wc -l <"$work/all.txt")" -eq "$("$TMIXD" serve --print-config | grep -c '^[a-z_]* =')" ] ||
+    fail "config get lists $(wc -l <"$work/all.txt") settings"
+  grep -qx "server.workers = 2" "$work/all.txt" || fail "server.workers is not 2"
+  [ "$(grep -c '# reloadable$' "$work/all.txt")" -eq 2 ] || fail "not 2 reloadable settings"
+  [ "$(cfg get server.lease_timeout_s)" = 30 ] || fail "lease_timeout_s is not 30"
+  # A shorter lease takes a held batch back at once: the log says after how long.
+  cfg set server.lease_timeout_s 0.5 >/dev/null || fail "config set lease_timeout_s"
+  [ "$(cfg get server.lease_timeout_s)" = 0.5 ] || fail "lease_timeout_s is not 0.5"
+  "$TMIXCTL" pull -e "ipc://$work/a.sock" --group held --batches 1 --hold-ms 2500 >/dev/null ||
+    fail "the holding trainer"
+  grep -q "group held expired after 0.5 s" "$work/a.log" || fail "no expiry after 0.5 s"
+  # log_level error hides a trainer's arrival; info shows the next one.
+  cfg set server.log_level error >/dev/null || fail "config set log_level"
+  pull a "$work/quiet" --group quiet --batches 1
+  ! grep -q "joined group quiet" "$work/a.log" || fail "an info line at log_level error"
+  cfg set server.log_level info >/dev/null
+  pull a "$work/loud" --group loud --batches 1
+  grep -q "joined group loud" "$work/a.log" || fail "no info line at log_level info"
+  grep -q "config: server.log_level = info (tmixctl config set)" "$work/a.log" || fail "set not logged"
+  expect_refusal() { # PATTERN ARGS...: tmixctl config ARGS exits 1 saying PATTERN
+    local pattern=$1
+    shift
+    set +e
+    "$TMIXCTL" config "$@" >/dev/null 2>"$work/refused.txt"
+    local rc=$?
+    set -e
+    [ "$rc" -eq 1 ] && grep -q -- "$pattern" "$work/refused.txt" ||
+      fail "tmixctl config $* exited $rc: $(cat "$work/refused.txt")"
+  }
+  expect_refusal "config set server.endpoint: fixed while tmixd runs" \
+    set server.endpoint ipc:///tmp/x -e "ipc://$work/a.sock"
+  expect_refusal "\[server\] lease_timeout_s = 'abc': not a number" \
+    set server.lease_timeout_s abc -e "ipc://$work/a.sock"
+  expect_refusal "\[server\] lease_timeout_s = '0': out of range" \
+    set server.lease_timeout_s 0 -e "ipc://$work/a.sock"
+  expect_refusal "no setting 'mix.nope'" get mix.nope -e "ipc://$work/a.sock"
+  [ "$(cfg get server.lease_timeout_s)" = 0.5 ] || fail "a refused set changed the value"
+  stop_daemon "$daemon"
+  start_tcp_daemon b
+  [ "$("$TMIXCTL" config get server.log_level -e "tcp://127.0.0.1:$port")" = info ] ||
+    fail "config get over tcp://"
+  expect_refusal "config set: only over the ipc:// endpoint" \
+    set server.log_level debug -e "tcp://127.0.0.1:$port"
+  stop_daemon "$daemon"
+  ;;
 nodes)
   # Two daemons with one seed, as on two machines: the trainers of node 0 of 2 and of node 1
   # of 2 share out every epoch, disjoint and whole; three nodes split 1000 unevenly.
@@ -459,7 +523,7 @@ nodes)
 metrics)
   # The Prometheus endpoint, scraped while real trainers pull (check_metrics.py); a second
   # daemon asking for the same port stops with one line naming it.
-  port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  port=$(free_port)
   start_daemon a --server.metrics_port="$port"
   grep -q "metrics at http://127.0.0.1:$port/metrics" "$work/a.log" || fail "no log line for the metrics"
   python3 "$CHECK_METRICS" "$TMIXCTL" "ipc://$work/a.sock" "$port" || fail "check_metrics.py"
