@@ -245,6 +245,28 @@ typedef struct {
 int tmix_status(const char *endpoint, int timeout_ms, tmix_server_status **out);
 void tmix_status_free(tmix_server_status *s);
 
+// One batch mixed with every intermediate kept (tmix_preview_get): float images normalised
+// as batches are, (pixel / 255 - mean[c]) / std[c].
+typedef struct {
+    uint32_t samples, mix_n, channels, height, width;
+    const char *method;
+    const float *inputs;  // samples x C x H x W: the batch before mixing
+    const float *cams;    // samples x H x W in [0, 1]; NULL without a teacher
+    const float *warped;  // samples x n x C x H x W: each mixed sample's sources, warped
+    const float *masks;   // samples x n x H x W: each source's share of each pixel
+    const float *mixed;   // samples x C x H x W
+    const uint32_t *source_rows; // samples x n: the row of inputs each source is
+    const uint32_t *labels;      // samples x n
+    const float *weights;        // samples x n: the label weights
+    float mean[3], std[3];
+} tmix_preview;
+
+// Asks the daemon to mix one batch of `samples` (1 to 32; 0: 8) and send its intermediates
+// (each call another batch of the data set). On success *out is freed with
+// tmix_preview_free; on failure it is NULL and tmix_client_error(NULL) says why.
+int tmix_preview_get(const char *endpoint, uint32_t samples, int timeout_ms, tmix_preview **out);
+void tmix_preview_free(tmix_preview *p);
+
 // One setting of the daemon: "section.key", its value as a config file would say it, and
 // whether tmix_config_set may change it while the daemon runs.
 typedef struct {

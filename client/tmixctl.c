@@ -1,6 +1,7 @@
 // tmixctl: talks to a running tmixd. `status` prints the daemon's state, `pull` receives
 // batches like a trainer would (and can save them), `bench` measures throughput with several
-// trainers, `config` reads the daemon's settings and changes the reloadable ones.
+// trainers, `config` reads the daemon's settings and changes the reloadable ones, `preview`
+// draws one mixed batch with its intermediates.
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -17,6 +18,7 @@ static void usage(FILE *f)
             "  pull       pull batches like a trainer; print them, their ids, or save them\n"
             "  bench      several trainers pulling for a while: images/s and latency\n"
             "  config     the daemon's settings (get), and the reloadable ones changed (set)\n"
+            "  preview    one batch mixed with its intermediates, drawn as a PNG grid\n"
             "  --version  print the version\n"
             "\n"
             "Every command takes -e ENDPOINT (default %s); COMMAND --help lists its options.\n",
@@ -59,7 +61,10 @@ int main(int argc, char **argv)
         return ctl_bench_main(argc - 2, argv + 2);
     if (strcmp(cmd, "config") == 0)
         return ctl_config_main(argc - 2, argv + 2);
-    fprintf(stderr, "tmixctl: unknown command '%s' (commands: status, pull, bench, config)\n",
+    if (strcmp(cmd, "preview") == 0)
+        return ctl_preview_main(argc - 2, argv + 2);
+    fprintf(stderr,
+            "tmixctl: unknown command '%s' (commands: status, pull, bench, config, preview)\n",
             cmd);
     return 2;
 }

@@ -72,6 +72,10 @@ static const char *body_name(Tmix__Envelope__BodyCase body)
         return "ConfigRequest";
     case TMIX__ENVELOPE__BODY_CONFIG:
         return "Config";
+    case TMIX__ENVELOPE__BODY_PREVIEW_REQUEST:
+        return "PreviewRequest";
+    case TMIX__ENVELOPE__BODY_PREVIEW:
+        return "Preview";
     default:
         return "no body";
     }

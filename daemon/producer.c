@@ -230,6 +230,25 @@ static void note_bad(void *ctx, int64_t id)
                   tmix_last_error());
 }
 
+// The intermediates of a preview job, downloaded from wherever the mix ran.
+static int keep_preview(tmix_backend *be, const tmix_tensor *x, const tmix_mix_result *res,
+                        tmixd_preview *pv)
+{
+    const uint32_t b = (uint32_t)x->shape[0], n = (uint32_t)(res->masks->shape[1]);
+    if (tmixd_preview_alloc(pv, b, n, (uint32_t)x->shape[1], (uint32_t)x->shape[2],
+                            (uint32_t)x->shape[3], res->cams != NULL) < 0)
+        return tmix_fail(TMIX_ENOMEM, "preview of %u samples: out of memory", b);
+    TMIX_TRY(tmix_tensor_download(be, pv->inputs, x));
+    if (res->cams)
+        TMIX_TRY(tmix_tensor_download(be, pv->cams, res->cams));
+    TMIX_TRY(tmix_tensor_download(be, pv->warped, res->warped));
+    TMIX_TRY(tmix_tensor_download(be, pv->masks, res->masks));
+    TMIX_TRY(tmix_tensor_download(be, pv->mixed, res->mixed));
+    for (uint32_t i = 0; i < b * n; i++)
+        pv->source_rows[i] = (uint32_t)res->sources[i];
+    return 0;
+}
+
 // Normalises the batch's pixels (w->pixels, (B, H, W, Cs)) and mixes them on lane l, then
 // fills bt: the mixed images in the job's format, and the sources, labels and weights.
 static int mix_batch(tmixd_producer *p, worker_state *w, lane *l, const tmixd_job *job,
@@ -258,6 +277,8 @@ static int mix_batch(tmixd_producer *p, worker_state *w, lane *l, const tmixd_jo
     if (rc == 0)
         rc = tmix_mix_forward(l->mixer, l->teacher, c->module, gpu ? &dx : &x, labels, d, false,
                               &res);
+    if (rc == 0 && job->preview) // before the inputs' buffer takes the mixed images
+        rc = keep_preview(be, gpu ? &dx : &x, &res, job->preview);
     if (rc == 0 && gpu) // the mixed images come back into the staging buffer of the inputs
         rc = tmix_tensor_download(be, w->images, res.mixed);
     if (rc == 0) {
@@ -494,6 +515,7 @@ static void free_jobs(tmixd_job *job)
     while (job) {
         tmixd_job *next = job->next;
         tmixd_batch_free(job->batch);
+        tmixd_preview_free(job->preview); // its request goes unanswered: tmixd is stopping
         free(job);
         job = next;
     }

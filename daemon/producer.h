@@ -14,6 +14,7 @@
 #include "batch.h"
 #include "dataset.h"
 #include "mix.h"
+#include "preview.h"
 #include "sampler.h"
 
 typedef struct {
@@ -42,6 +43,7 @@ typedef struct tmixd_job {
     int dtype, layout;
     tmixd_ring *ring;            // where the images go when it has a free slot, or NULL
     tmixd_device_ring *dring;    // where they are copied too when it has a free slot, or NULL
+    tmixd_preview *preview;      // also keep the intermediates here (tmixctl preview), or NULL
     tmixd_batch *batch;          // the result, or NULL with rc and error set
     int rc;                      // why it failed (a TMIX_* code)
     char error[256];

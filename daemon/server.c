@@ -62,6 +62,7 @@ typedef struct {
     uint64_t started_ms, last_save_ms, served;
     uint64_t images_served;                   // in every batch sent
     uint64_t status_ms, status_images;        // the last STATUS to systemd, and the count then
+    uint64_t previews;                        // asked for so far
     tmixd_histogram queued, read, mix, next;  // seconds per batch (stats.h)
     tmixd_metrics *metrics;                   // NULL without [server] metrics_port
     tmixd_server_stats *stats;                // gathered for a Status reply
@@ -291,10 +292,93 @@ static void stop(server *s);
 // every batch from now on, and its supervisor starts it again on a fresh context.
 static bool device_fault(int rc) { return rc == TMIX_ECUDA || rc == TMIX_ECUDNN; }
 
+// ---- previews (tmixctl preview) ----------------------------------------------------------
+
+enum { PREVIEW_MAX_SAMPLES = 32 };
+
+// One batch of `samples`, mixed like any other (position k of epoch 0 for the k-th preview,
+// so that each shows other images) with its intermediates kept; answered in on_job_done.
+static void on_preview(server *s, void *control, const Tmix__PreviewRequest *r)
+{
+    const uint32_t samples = r->samples ? r->samples : 8;
+    const uint64_t n = (uint64_t)tmixd_dataset_size(s->c->producer.dataset);
+    if (samples > PREVIEW_MAX_SAMPLES || samples > n)
+        return reply_error(s, control, TMIX__ERROR__CODE__BAD_REQUEST,
+                           "preview: %u samples; at most %d (and the data set's %llu)", samples,
+                           PREVIEW_MAX_SAMPLES, (unsigned long long)n);
+    tmixd_job *job = calloc(1, sizeof *job);
+    tmixd_preview *pv = calloc(1, sizeof *pv);
+    if (!job || !pv) {
+        free(job);
+        free(pv);
+        return reply_error(s, control, TMIX__ERROR__CODE__INTERNAL, "preview: out of memory");
+    }
+    const uint64_t bpe = (n + samples - 1) / samples;
+    pv->reply_to = control;
+    *job = (tmixd_job){.pos = s->previews++ % bpe, .batches_per_epoch = bpe, .shard_len = n,
+                       .batch_size = samples, .dtype = TMIX__DTYPE__FLOAT32,
+                       .layout = TMIX__LAYOUT__NCHW, .preview = pv};
+    tmixd_producer_submit(s->producer, job);
+}
+
+static void reply_preview(server *s, const tmixd_job *job)
+{
+    const tmixd_preview *pv = job->preview;
+    const tmixd_batch *b = job->batch;
+    const size_t rows = pv->samples, pairs = rows * pv->n;
+    const size_t image = (size_t)pv->channels * pv->height * pv->width;
+    const size_t plane = (size_t)pv->height * pv->width;
+    uint32_t shape[3] = {pv->channels, pv->height, pv->width};
+    Tmix__Preview m = TMIX__PREVIEW__INIT;
+    m.samples = pv->samples;
+    m.mix_n = pv->n;
+    m.n_image_shape = 3;
+    m.image_shape = shape;
+    m.method = (char *)tmix_method_name(s->c->producer.method);
+    m.n_inputs = rows * image;
+    m.inputs = pv->inputs;
+    m.n_cams = pv->cams ? rows * plane : 0;
+    m.cams = pv->cams;
+    m.n_warped = pairs * image;
+    m.warped = pv->warped;
+    m.n_masks = pairs * plane;
+    m.masks = pv->masks;
+    m.n_mixed = rows * image;
+    m.mixed = pv->mixed;
+    m.n_source_rows = m.n_labels = m.n_weights = pairs;
+    m.source_rows = pv->source_rows;
+    m.labels = b->labels;
+    m.weights = b->weights;
+    m.n_mean = m.n_std = (size_t)s->c->producer.channels;
+    m.mean = (float *)s->c->producer.mean;
+    m.std = (float *)s->c->producer.std;
+    Tmix__Envelope env = TMIX__ENVELOPE__INIT;
+    env.body_case = TMIX__ENVELOPE__BODY_PREVIEW;
+    env.preview = &m;
+    reply(s, pv->reply_to, &env);
+}
+
+// A preview's batch is made: answer, or say why not; nothing of it stays.
+static void preview_done(server *s, tmixd_job *job)
+{
+    if (!s->producer)
+        nn_freemsg(job->preview->reply_to);
+    else if (job->batch)
+        reply_preview(s, job);
+    else
+        reply_error(s, job->preview->reply_to, TMIX__ERROR__CODE__INTERNAL, "preview: %s",
+                    job->error);
+    tmixd_batch_free(job->batch);
+    tmixd_preview_free(job->preview);
+    free(job);
+}
+
 static void on_job_done(void *ctx, tmixd_job *job)
 {
     server *s = ctx;
     tmixd_group *g = job->owner;
+    if (job->preview)
+        return preview_done(s, job);
     if (!s->producer) { // stopping: what was still running is dropped
         tmixd_batch_free(job->batch);
         free(job);
@@ -726,6 +810,9 @@ static void on_request(server *s, const void *data, size_t size, void *control)
             break;
         case TMIX__ENVELOPE__BODY_CONFIG_REQUEST:
             on_config(s, control, env->config_request);
+            break;
+        case TMIX__ENVELOPE__BODY_PREVIEW_REQUEST:
+            on_preview(s, control, env->preview_request);
             break;
         default:
             reply_error(s, control, TMIX__ERROR__CODE__BAD_REQUEST,

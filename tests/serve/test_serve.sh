@@ -3,7 +3,7 @@
 # temporary directory, fed a 1,000-sample IDX set cut from Debian's Fashion-MNIST.
 #   test_serve.sh SCENARIO    (shard, broadcast, formats, stalled, kill_trainer, kill_daemon,
 #                              bad_messages, corrupt_jpeg, startup_errors, sighup, devices, lanes,
-#                              gpu_fault, shm, metrics, nodes, config)
+#                              gpu_fault, shm, metrics, nodes, config, preview)
 # Needs TMIXD, TMIXCTL, RAWREQ, MAKE_IMAGEFOLDER, MAKE_IDX, FMNIST, GOLDEN, and for formats
 # NUMPY_PYTHON and CHECK_FORMATS (with PYTHONPATH reaching client/python), for devices
 # CHECK_DEVICES, in the environment. The daemon mixes on the first GPU when there is one.
@@ -426,6 +426,30 @@ startup_errors)
   expect_one_line "in use" serve --server.endpoint="ipc://$work/a.sock" \
     --server.state_dir="$work/b.state" --dataset.path="$work/idx"
   "$TMIXCTL" status -e "ipc://$work/a.sock" >/dev/null || fail "the first daemon was disturbed"
+  stop_daemon "$daemon"
+  ;;
+preview)
+  # tmixctl preview: with the shipped teacher and module (transformmix) and with mixup, the
+  # picture's grid, heat maps, blends and labels (check_preview.py); each call another batch.
+  start_daemon a --mix.method=transformmix --teacher.path=zoo:fashion_mnist_resnet20.safetensors \
+    --mix.module=zoo:fashion_mnist_transformmix.safetensors
+  "$TMIXCTL" preview -e "ipc://$work/a.sock" -o "$work/tm.png" --n 5 >"$work/tm.txt" ||
+    fail "tmixctl preview"
+  grep -q "5 mixed samples of transformmix, n = 2" "$work/tm.txt" || fail "preview said: $(cat "$work/tm.txt")"
+  "$NUMPY_PYTHON" "$CHECK_PREVIEW" "$work/tm.png" 5 2 1 || fail "check_preview.py transformmix"
+  "$TMIXCTL" preview -e "ipc://$work/a.sock" -o "$work/tm2.png" --n 5 >/dev/null
+  ! cmp -s "$work/tm.png" "$work/tm2.png" || fail "two previews, one batch"
+  set +e
+  "$TMIXCTL" preview -e "ipc://$work/a.sock" -o "$work/x.png" --n 33 2>"$work/n33.txt"
+  [ $? -eq 2 ] || fail "--n 33 accepted"
+  "$TMIXCTL" preview -e "ipc://$work/a.sock" -o "$work/nodir/x.png" --n 2 2>"$work/nodir.txt"
+  [ $? -eq 1 ] && grep -q "nodir/x.png" "$work/nodir.txt" || fail "unwritable PNG: $(cat "$work/nodir.txt")"
+  set -e
+  stop_daemon "$daemon"
+  start_daemon b --mix.method=mixup
+  "$TMIXCTL" preview -e "ipc://$work/b.sock" -o "$work/mixup.png" --n 3 >/dev/null ||
+    fail "tmixctl preview of mixup"
+  "$NUMPY_PYTHON" "$CHECK_PREVIEW" "$work/mixup.png" 3 2 0 || fail "check_preview.py mixup"
   stop_daemon "$daemon"
   ;;
 config)

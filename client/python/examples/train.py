@@ -2,11 +2,12 @@
 """Trains a small CNN on mixed batches from a running tmixd and prints the test split's
 accuracy after each epoch.
 
-    python3 train.py [ENDPOINT] [--epochs 5] [--device cuda] [--data DIR_OF_TEST_SPLIT]
+    python3 train.py [ENDPOINT] [--epochs 5] [--device cuda] [--data DIR]
 
 The daemon serves the training split (Fashion-MNIST by default); this script reads the test
-split's IDX files itself and normalises them as the daemon does: pixels / 255, minus the
-mean, over the std, which the daemon's Welcome gives (tmix.Info.mean and .std). The targets are the mix's soft labels, so the loss is soft cross-entropy.
+split itself, the IDX files in DIR or the ImageFolder DIR/test/<class>/* (resized and centre
+cropped to the daemon's size), and normalises it as the daemon does: pixels / 255, minus
+the mean, over the std, which the daemon's Welcome gives (tmix.Info.mean and .std). The targets are the mix's soft labels, so the loss is soft cross-entropy.
 Under torchrun the ranks share the epoch (tmix.torch.Loader forms one shard group).
 """
 import argparse
@@ -35,11 +36,22 @@ def read_idx(path):
     sys.exit(f"train.py: {path}[.gz] not found")
 
 
-def test_split(folder, mean, std):
-    images = read_idx(os.path.join(folder, "t10k-images-idx3-ubyte"))
-    labels = read_idx(os.path.join(folder, "t10k-labels-idx1-ubyte"))
-    x = (images[:, None].astype(np.float32) / 255 - mean) / std
-    return torch.from_numpy(x), torch.from_numpy(labels.astype(np.int64))
+def test_split(folder, info):
+    """(images, labels) of the test split in folder, normalised as the daemon's batches."""
+    mean = torch.tensor(info.mean[:info.channels]).view(1, -1, 1, 1)
+    std = torch.tensor(info.std[:info.channels]).view(1, -1, 1, 1)
+    if os.path.isdir(os.path.join(folder, "test")):  # an ImageFolder, torchvision's order
+        from torchvision import datasets, transforms
+        size = (info.height, info.width)
+        data = datasets.ImageFolder(os.path.join(folder, "test"), transforms.Compose(
+            [transforms.Resize(size), transforms.CenterCrop(size), transforms.ToTensor()]))
+        x = torch.stack([image for image, _ in data])
+        y = torch.tensor(data.targets, dtype=torch.int64)
+    else:
+        images = read_idx(os.path.join(folder, "t10k-images-idx3-ubyte"))
+        x = torch.from_numpy(images[:, None].astype(np.float32) / 255)
+        y = torch.from_numpy(read_idx(os.path.join(folder, "t10k-labels-idx1-ubyte")).astype(np.int64))
+    return (x - mean) / std, y
 
 
 def cnn(channels, height, width, classes):
@@ -69,7 +81,7 @@ def main():
     p.add_argument("--group", default=None, help="consumer group (default: see tmix.torch)")
     p.add_argument("--delivery", default=None, choices=("inline", "shm"))
     p.add_argument("--data", default="/usr/share/datasets/fashion-mnist",
-                   help="folder of the test split's IDX files")
+                   help="folder of the test split's IDX files, or an ImageFolder root with test/")
     p.add_argument("--limit", type=int, default=0,
                    help="at most this many batches per epoch (a quick check); 0: all")
     args = p.parse_args()
@@ -77,7 +89,7 @@ def main():
     loader = tmix.torch.Loader(args.endpoint, group=args.group, batch_size=args.batch_size,
                                delivery=args.delivery, device=args.device)
     info = loader.info
-    x_test, y_test = test_split(args.data, info.mean[0], info.std[0])
+    x_test, y_test = test_split(args.data, info)
     if tuple(x_test.shape[1:]) != (info.channels, info.height, info.width):
         sys.exit(f"train.py: the daemon serves {info.channels}x{info.height}x{info.width} "
                  f"images, the test split in {args.data} is {tuple(x_test.shape[1:])}")
