@@ -36,6 +36,11 @@ static int status_from(const char *endpoint, Tmix__Envelope *env, tmix_server_st
             .shm_slots_used = g->shm_slots_used,
             .cuda_slots = g->cuda_slots,
             .cuda_slots_used = g->cuda_slots_used,
+            .images_served = g->images_served,
+            .batches_ready = g->batches_ready,
+            .batches_producing = g->batches_producing,
+            .node_rank = g->node_rank,
+            .node_count = g->node_count ? g->node_count : 1,
         };
     }
     r->groups = groups;
@@ -53,6 +58,14 @@ static int status_from(const char *endpoint, Tmix__Envelope *env, tmix_server_st
         .memory_bytes = s->memory_bytes,
         .group_count = s->n_groups,
         .groups = groups,
+        .max_memory_bytes = s->max_memory_bytes,
+        .producer_jobs = s->producer_jobs,
+        .gpu_memory_used = s->gpu_memory_used,
+        .gpu_memory_total = s->gpu_memory_total,
+        .next_p50_s = s->next_p50_s,
+        .next_p99_s = s->next_p99_s,
+        .read_mean_s = s->read_mean_s,
+        .mix_mean_s = s->mix_mean_s,
     };
     *out = &r->pub;
     return 0;

@@ -222,6 +222,10 @@ typedef struct {
     uint32_t shm_slots_used; // slots holding a batch not acknowledged yet
     uint32_t cuda_slots;     // the group's GPU ring (0: none)
     uint32_t cuda_slots_used;
+    uint64_t images_served;
+    uint32_t batches_ready;     // produced for the group and not yet taken
+    uint32_t batches_producing; // with the workers
+    uint32_t node_rank, node_count; // the group's part of each epoch (count 1: all of it)
 } tmix_group_status;
 
 typedef struct {
@@ -237,6 +241,11 @@ typedef struct {
     uint64_t memory_bytes; // batch memory in use
     size_t group_count;
     const tmix_group_status *groups; // (group_count)
+    uint64_t max_memory_bytes;       // the batch memory's budget
+    uint32_t producer_jobs;          // batches queued for or being made by the workers
+    uint64_t gpu_memory_used, gpu_memory_total; // the daemon's GPU, every process (0, 0: none)
+    double next_p50_s, next_p99_s;   // seconds from a Next to its batch (bucket upper bounds)
+    double read_mean_s, mix_mean_s;  // seconds per batch, mean: reading, mixing
 } tmix_server_status;
 
 // Asks the daemon at `endpoint` for its status (no session needed), waiting up to

@@ -1,5 +1,6 @@
 #include "histogram.h"
 
+#include <math.h>
 #include <time.h>
 
 const double tmixd_histogram_bounds[TMIXD_HISTOGRAM_BOUNDS] = {
@@ -13,6 +14,18 @@ void tmixd_histogram_observe(tmixd_histogram *h, double seconds)
     h->counts[i]++;
     h->count++;
     h->sum += seconds;
+}
+
+double tmixd_histogram_quantile(const tmixd_histogram *h, double q)
+{
+    if (!h->count)
+        return 0;
+    const double want = q * (double)h->count;
+    uint64_t below = 0;
+    for (int i = 0; i < TMIXD_HISTOGRAM_BOUNDS; i++)
+        if ((double)(below += h->counts[i]) >= want)
+            return tmixd_histogram_bounds[i];
+    return HUGE_VAL;
 }
 
 double tmixd_seconds(void)

@@ -16,6 +16,10 @@ typedef struct {
 
 void tmixd_histogram_observe(tmixd_histogram *h, double seconds);
 
+// The upper bound of the bucket that holds quantile q (0 < q <= 1) of what was observed:
+// an estimate from above; +inf past the last bound, 0 when nothing was.
+double tmixd_histogram_quantile(const tmixd_histogram *h, double q);
+
 // A monotonic clock in seconds, for the durations observed.
 double tmixd_seconds(void);
 

@@ -644,6 +644,8 @@ static void collect_stats(void *ctx, tmixd_server_stats *st)
             .batches_per_epoch = bpe,
             .batches_served = tmixd_group_served(g),
             .images_served = tmixd_group_images_served(g),
+            .node_rank = p->node_rank,
+            .node_count = p->node_count,
         };
         tmixd_group_queue(g, &gs->producing, &gs->ready);
         if (s->rings[i]) {
@@ -759,6 +761,11 @@ static void on_status(server *s, void *control)
         gs[i].shm_slots_used = g->shm_slots_used;
         gs[i].cuda_slots = g->cuda_slots;
         gs[i].cuda_slots_used = g->cuda_slots_used;
+        gs[i].images_served = g->images_served;
+        gs[i].batches_ready = (uint32_t)g->ready;
+        gs[i].batches_producing = (uint32_t)g->producing;
+        gs[i].node_rank = g->node_rank;
+        gs[i].node_count = g->node_count;
         gp[i] = &gs[i];
     }
     Tmix__Status reply_st = TMIX__STATUS__INIT;
@@ -774,6 +781,14 @@ static void on_status(server *s, void *control)
     reply_st.groups = gp;
     reply_st.bad_samples = st->bad_samples;
     reply_st.memory_bytes = st->memory_bytes;
+    reply_st.max_memory_bytes = st->max_memory;
+    reply_st.producer_jobs = (uint32_t)st->jobs;
+    reply_st.gpu_memory_used = st->has_gpu_memory ? st->gpu_memory_used : 0;
+    reply_st.gpu_memory_total = st->has_gpu_memory ? st->gpu_memory_total : 0;
+    reply_st.next_p50_s = tmixd_histogram_quantile(st->next, 0.5);
+    reply_st.next_p99_s = tmixd_histogram_quantile(st->next, 0.99);
+    reply_st.read_mean_s = st->read->count ? st->read->sum / (double)st->read->count : 0;
+    reply_st.mix_mean_s = st->mix->count ? st->mix->sum / (double)st->mix->count : 0;
     Tmix__Envelope env = TMIX__ENVELOPE__INIT;
     env.body_case = TMIX__ENVELOPE__BODY_STATUS;
     env.status = &reply_st;

@@ -19,6 +19,7 @@ typedef struct {
     uint64_t epoch, batches_done, batches_per_epoch; // batches_done: of the current epoch
     uint64_t batches_served, images_served;
     int producing, ready; // the queue: with the producer, produced and not yet taken
+    uint32_t node_rank, node_count;
     uint32_t shm_slots, shm_slots_used, cuda_slots, cuda_slots_used; // 0, 0 without a ring
 } tmixd_group_stats;
 

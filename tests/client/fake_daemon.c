@@ -118,6 +118,14 @@ void reply_status(fake_reply *r)
     s->method = "mixup";
     s->bad_samples = 2;
     s->memory_bytes = 5u << 20;
+    s->max_memory_bytes = 1024u << 20;
+    s->producer_jobs = 3;
+    s->gpu_memory_used = 3ull << 30;
+    s->gpu_memory_total = 80ull << 30;
+    s->next_p50_s = 0.001;
+    s->next_p99_s = 0.025;
+    s->read_mean_s = 0.0125;
+    s->mix_mean_s = 0.0025;
     static const char *const names[2] = {"alpha", "beta"};
     for (int g = 0; g < 2; g++) {
         Tmix__GroupStatus *gs = &r->groups[g];
@@ -130,6 +138,11 @@ void reply_status(fake_reply *r)
         gs->batches_done = 17;
         gs->batches_per_epoch = 469;
         gs->batches_served = 1000 + g;
+        gs->images_served = 128000 + 128 * g;
+        gs->batches_ready = 2;
+        gs->batches_producing = 1 + g;
+        gs->node_rank = g ? 0 : 1; // alpha is node 1 of 2; beta says nothing (one node)
+        gs->node_count = g ? 0 : 2;
         r->group_list[g] = gs;
     }
     s->n_groups = 2;

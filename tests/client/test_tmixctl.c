@@ -236,10 +236,15 @@ static int status(void)
     CHECK_SAYS(r.out, "uptime          01:02:03\n");
     CHECK_SAYS(r.out, "data set        idx:/data/fashion-mnist (train), 60000 samples\n");
     CHECK_SAYS(r.out, "bad samples     2\n");
-    CHECK_SAYS(r.out, "batch memory    5.0 MiB\n");
-    CHECK_SAYS(r.out, "alpha                    shard           2    128       4");
-    CHECK_SAYS(r.out, "17/469");
-    CHECK_SAYS(r.out, "beta                     broadcast");
+    CHECK_SAYS(r.out, "batch memory    5.0 of 1024.0 MiB\n");
+    CHECK_SAYS(r.out, "GPU memory      3.0 of 80.0 GiB in use\n");
+    CHECK_SAYS(r.out, "workers' queue  3 batches\n");
+    CHECK_SAYS(r.out, "per batch       read 12.5 ms, mix 2.5 ms (means); Next to batch p50 <= 1 "
+                      "ms, p99 <= 25 ms\n");
+    CHECK_SAYS(r.out, "alpha                    shard       1/2       2    128       4");
+    CHECK_SAYS(r.out, "17/469           1000         128000         2/1");
+    CHECK_SAYS(r.out, "beta                     broadcast     -       1");
+    CHECK_SAYS(r.out, "128128         2/2");
     run_free(&r);
     fake_free(&f);
     return 0;

@@ -83,6 +83,11 @@ int main(void)
     FIELD(tmix_group_status, shm_slots_used);
     FIELD(tmix_group_status, cuda_slots);
     FIELD(tmix_group_status, cuda_slots_used);
+    FIELD(tmix_group_status, images_served);
+    FIELD(tmix_group_status, batches_ready);
+    FIELD(tmix_group_status, batches_producing);
+    FIELD(tmix_group_status, node_rank);
+    FIELD(tmix_group_status, node_count);
 
     SIZE(tmix_server_status);
     FIELD(tmix_server_status, version);
@@ -97,5 +102,13 @@ int main(void)
     FIELD(tmix_server_status, memory_bytes);
     FIELD(tmix_server_status, group_count);
     FIELD(tmix_server_status, groups);
+    FIELD(tmix_server_status, max_memory_bytes);
+    FIELD(tmix_server_status, producer_jobs);
+    FIELD(tmix_server_status, gpu_memory_used);
+    FIELD(tmix_server_status, gpu_memory_total);
+    FIELD(tmix_server_status, next_p50_s);
+    FIELD(tmix_server_status, next_p99_s);
+    FIELD(tmix_server_status, read_mean_s);
+    FIELD(tmix_server_status, mix_mean_s);
     return 0;
 }

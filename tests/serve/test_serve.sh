@@ -296,12 +296,12 @@ shm)
   victim=$!
   pids+=("$victim")
   sleep 1
-  "$TMIXCTL" status -e "$e" | grep -Eq '^b +broadcast +1 .* [1-9][0-9]*/[0-9]+$' ||
+  "$TMIXCTL" status -e "$e" | grep -Eq '^b +broadcast +- +1 .* [1-9][0-9]*/[0-9]+$' ||
     fail "the held broadcast batches hold no slot: $("$TMIXCTL" status -e "$e")"
   kill -9 "$victim"
   wait "$victim" 2>/dev/null || true
   sleep 1.5
-  "$TMIXCTL" status -e "$e" | grep -Eq '^b +broadcast +0 .* 0/[0-9]+$' ||
+  "$TMIXCTL" status -e "$e" | grep -Eq '^b +broadcast +- +0 .* 0/[0-9]+$' ||
     fail "slots of the killed trainer not given back: $("$TMIXCTL" status -e "$e")"
   # 30 trainers come and go: the daemon's descriptors stay as they were once each group has
   # its ring (one descriptor each, kept to reserve slots).

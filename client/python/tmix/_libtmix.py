@@ -58,7 +58,10 @@ class GroupStatus(ctypes.Structure):
                 ("epoch", ctypes.c_uint64), ("batches_done", ctypes.c_uint64),
                 ("batches_per_epoch", ctypes.c_uint64), ("batches_served", ctypes.c_uint64),
                 ("shm_slots", ctypes.c_uint32), ("shm_slots_used", ctypes.c_uint32),
-                ("cuda_slots", ctypes.c_uint32), ("cuda_slots_used", ctypes.c_uint32)]
+                ("cuda_slots", ctypes.c_uint32), ("cuda_slots_used", ctypes.c_uint32),
+                ("images_served", ctypes.c_uint64), ("batches_ready", ctypes.c_uint32),
+                ("batches_producing", ctypes.c_uint32), ("node_rank", ctypes.c_uint32),
+                ("node_count", ctypes.c_uint32)]
 
 
 class ServerStatus(ctypes.Structure):
@@ -67,7 +70,11 @@ class ServerStatus(ctypes.Structure):
                 ("backend", ctypes.c_char_p), ("dataset", ctypes.c_char_p),
                 ("dataset_size", ctypes.c_uint64), ("method", ctypes.c_char_p),
                 ("bad_samples", ctypes.c_uint64), ("memory_bytes", ctypes.c_uint64),
-                ("group_count", ctypes.c_size_t), ("groups", ctypes.POINTER(GroupStatus))]
+                ("group_count", ctypes.c_size_t), ("groups", ctypes.POINTER(GroupStatus)),
+                ("max_memory_bytes", ctypes.c_uint64), ("producer_jobs", ctypes.c_uint32),
+                ("gpu_memory_used", ctypes.c_uint64), ("gpu_memory_total", ctypes.c_uint64),
+                ("next_p50_s", ctypes.c_double), ("next_p99_s", ctypes.c_double),
+                ("read_mean_s", ctypes.c_double), ("mix_mean_s", ctypes.c_double)]
 
 
 _PROTOTYPES = {
