@@ -16,7 +16,7 @@ packages=(
   libuv1-dev libnanomsg-dev libprotobuf-c-dev protobuf-c-compiler libturbojpeg0-dev
   libopenblas-dev libcjson-dev libinih-dev zlib1g-dev libpng-dev libsystemd-dev
   libmicrohttpd-dev
-  scdoc patchelf dataset-fashion-mnist
+  scdoc patchelf dataset-fashion-mnist clang libclang-rt-14-dev
   python3-numpy python3-torch python3-torchvision python3-yaml
 )
 
@@ -92,6 +92,11 @@ case "${1:-run}" in
     ninja -C build-asan
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
       meson test -C build-asan --no-rebuild --print-errorlogs --suite unit
+    # Each fuzz target for 30 s from its seed corpus (tests/fuzz/run.sh; longer runs by hand).
+    CC=clang configure build-fuzz -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false \
+      -Dcuda=disabled
+    ninja -C build-fuzz fuzz
+    tests/fuzz/run.sh build-fuzz "${FUZZ_SECONDS:-30}"
     ;;
   *)
     echo "usage: $0 [run|selftest|test|build]" >&2
