@@ -1,6 +1,5 @@
 // The IDX reader: the input is cut at its first byte's position into an images file and a
 // labels file (train-*); the data set is opened and every sample (up to 64) read.
-#include "dataset.h"
 #include "scratch.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -11,16 +10,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const size_t images = cut <= size ? cut - 1 : size - 1;
     fuzz_file(0, "train-images-idx3-ubyte", data + 1, images);
     fuzz_file(1, "train-labels-idx1-ubyte", data + 1 + images, size - 1 - images);
-    tmixd_dataset *ds;
-    if (tmixd_dataset_open(&ds, "idx", fuzz_dir(), "train") == 0) {
-        tmixd_image img = {0};
-        const int64_t n = tmixd_dataset_size(ds);
-        for (int64_t i = 0; i < n && i < 64; i++) {
-            (void)tmixd_dataset_label(ds, i);
-            (void)tmixd_dataset_read(ds, i, 0, 0, &img);
-        }
-        tmixd_image_free(&img);
-        tmixd_dataset_close(ds);
-    }
+    fuzz_read_dataset("idx");
     return 0;
 }

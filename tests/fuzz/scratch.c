@@ -1,5 +1,7 @@
 #include "scratch.h"
 
+#include "dataset.h"
+
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,4 +29,19 @@ const char *fuzz_file(int slot, const char *name, const uint8_t *data, size_t si
         abort();
     close(fd);
     return paths[slot];
+}
+
+void fuzz_read_dataset(const char *format)
+{
+    tmixd_dataset *ds;
+    if (tmixd_dataset_open(&ds, format, fuzz_dir(), "train") < 0)
+        return;
+    tmixd_image img = {0};
+    const int64_t n = tmixd_dataset_size(ds);
+    for (int64_t i = 0; i < n && i < 64; i++) {
+        (void)tmixd_dataset_label(ds, i);
+        (void)tmixd_dataset_read(ds, i, 0, 0, &img);
+    }
+    tmixd_image_free(&img);
+    tmixd_dataset_close(ds);
 }

@@ -13,4 +13,8 @@ const char *fuzz_dir(void);
 // one per name slot: slot 0..3).
 const char *fuzz_file(int slot, const char *name, const uint8_t *data, size_t size);
 
+// Opens the data set of `format` in fuzz_dir() (split train) and reads every sample, up to
+// 64, and its label; failures are expected, crashes are not.
+void fuzz_read_dataset(const char *format);
+
 #endif
