@@ -3,7 +3,8 @@
 # temporary directory, fed a 1,000-sample IDX set cut from Debian's Fashion-MNIST.
 #   test_serve.sh SCENARIO    (shard, broadcast, formats, stalled, kill_trainer, kill_daemon,
 #                              bad_messages, corrupt_jpeg, startup_errors, sighup, devices, lanes,
-#                              gpu_fault, shm, metrics, nodes, config, preview)
+#                              gpu_fault, shm, metrics, nodes, config, preview, churn,
+#                              files_removed)
 # Needs TMIXD, TMIXCTL, RAWREQ, MAKE_IMAGEFOLDER, MAKE_IDX, FMNIST, GOLDEN, and for formats
 # NUMPY_PYTHON and CHECK_FORMATS (with PYTHONPATH reaching client/python), for devices
 # CHECK_DEVICES, in the environment. The daemon mixes on the first GPU when there is one.
@@ -385,6 +386,54 @@ corrupt_jpeg)
   grep -q "img_corrupt.jpg" "$work/a.log" || fail "the truncated JPEG is not logged"
   grep -q "not_an_image.jpg" "$work/a.log" || fail "the text file is not logged"
   "$TMIXCTL" status -e "ipc://$work/a.sock" | grep -Eq "bad samples +[1-9]" || fail "not counted"
+  stop_daemon "$daemon"
+  ;;
+churn)
+  # 200 trainers come and go (each a process: Hello, a batch, Bye; inline and shm, shard and
+  # broadcast, 8 groups): afterwards the daemon holds the descriptors it held once every
+  # group had its ring (the first 24), its memory has not grown by more than 8 MiB, and no
+  # session is left.
+  start_daemon a --server.prefetch=2
+  rss_kib() { awk '/^VmRSS/ { print $2 }' "/proc/$daemon/status"; }
+  churn() { # churn FROM TO
+    for i in $(seq "$1" "$2"); do
+      local delivery=inline mode=shard
+      [ $((i % 2)) -eq 0 ] && delivery=shm
+      [ $((i % 3)) -eq 0 ] && mode=broadcast
+      "$TMIXCTL" pull -e "ipc://$work/a.sock" --group "c$((i % 4))-$mode" --mode $mode \
+        --delivery $delivery --batches 1 --batch-size 20 >/dev/null ||
+        fail "trainer $i exited $?"
+    done
+  }
+  churn 1 24
+  fds=$(ls "/proc/$daemon/fd" | wc -l)
+  rss=$(rss_kib)
+  churn 25 200
+  [ "$(ls "/proc/$daemon/fd" | wc -l)" -eq "$fds" ] ||
+    fail "descriptors: $fds after 24 trainers, $(ls "/proc/$daemon/fd" | wc -l) after 200"
+  [ "$(rss_kib)" -le $((rss + 8192)) ] || fail "RSS grew from $rss to $(rss_kib) KiB"
+  "$TMIXCTL" status -e "ipc://$work/a.sock" | grep -Eq "^  trainers +0$" || fail "sessions left"
+  echo "churn: $fds descriptors, RSS $rss -> $(rss_kib) KiB over 176 trainers"
+  stop_daemon "$daemon"
+  ;;
+files_removed)
+  # Image files removed while the daemon serves them: each is logged once by name, counted,
+  # replaced, and the epochs go on covering every sample id.
+  "$MAKE_IMAGEFOLDER" "$work/jpegs" 3 10 48 40
+  start_daemon_at "ipc://$work/a.sock" a --dataset.format=imagefolder --dataset.path="$work/jpegs" \
+    --augment.size=32 --server.prefetch=1
+  pull a "$work/t0" --group g --batches 2 --batch-size 6
+  gone=$(find "$work/jpegs/train" -name '*.jpg' | sort | sed -n '3p;17p;29p')
+  rm $gone
+  pull a "$work/t1" --group g --batches 8 --batch-size 6 # the rest of epoch 0, and epoch 1
+  for e in 0 1; do
+    ids=$(cat "$work/t0" "$work/t1" | awk -v e=$e '$2 == e { for (i = 6; i <= NF; i++) print $i }' | sort -n)
+    [ "$ids" = "$(seq 0 29)" ] || fail "epoch $e does not cover the 30 samples"
+  done
+  for f in $gone; do
+    [ "$(grep -c "$(basename "$f")" "$work/a.log")" -eq 1 ] || fail "$f not logged exactly once"
+  done
+  "$TMIXCTL" status -e "ipc://$work/a.sock" | grep -Eq "bad samples +[1-3]$" || fail "not counted"
   stop_daemon "$daemon"
   ;;
 startup_errors)
