@@ -63,6 +63,7 @@ typedef struct {
     uint64_t images_served;                   // in every batch sent
     uint64_t status_ms, status_images;        // the last STATUS to systemd, and the count then
     uint64_t previews;                        // asked for so far
+    bool save_failing;                        // the last progress save failed
     tmixd_histogram queued, read, mix, next;  // seconds per batch (stats.h)
     tmixd_metrics *metrics;                   // NULL without [server] metrics_port
     tmixd_server_stats *stats;                // gathered for a Status reply
@@ -861,14 +862,24 @@ static void on_readable(uv_poll_t *handle, int status, int events)
 
 // ---- housekeeping -------------------------------------------------------------------------
 
+// A failing save (a full disk) keeps the previous file, is said once, and is retried every
+// SAVE_EVERY_MS until it succeeds, which is said too; serving goes on meanwhile.
 static void save_progress(server *s)
 {
     if (!s->c->state_file[0])
         return;
-    if (tmixd_progress_save(s->c->state_file, s->groups, s->ngroups) < 0)
-        tmixd_log(TMIXD_LOG_ERROR, "progress not saved: %s", tmix_last_error());
-    s->dirty = false;
     s->last_save_ms = now_ms();
+    if (tmixd_progress_save(s->c->state_file, s->groups, s->ngroups) < 0) {
+        if (!s->save_failing)
+            tmixd_log(TMIXD_LOG_ERROR, "progress not saved (the last saved file stays; "
+                      "retrying every %d ms): %s", SAVE_EVERY_MS, tmix_last_error());
+        s->save_failing = true;
+        return;
+    }
+    if (s->save_failing)
+        tmixd_log(TMIXD_LOG_INFO, "progress saved again");
+    s->save_failing = false;
+    s->dirty = false;
 }
 
 static void on_tick(uv_timer_t *t)

@@ -4,7 +4,7 @@
 #   test_serve.sh SCENARIO    (shard, broadcast, formats, stalled, kill_trainer, kill_daemon,
 #                              bad_messages, corrupt_jpeg, startup_errors, sighup, devices, lanes,
 #                              gpu_fault, shm, metrics, nodes, config, preview, churn,
-#                              files_removed)
+#                              files_removed, disk_full)
 # Needs TMIXD, TMIXCTL, RAWREQ, MAKE_IMAGEFOLDER, MAKE_IDX, FMNIST, GOLDEN, and for formats
 # NUMPY_PYTHON and CHECK_FORMATS (with PYTHONPATH reaching client/python), for devices
 # CHECK_DEVICES, in the environment. The daemon mixes on the first GPU when there is one.
@@ -32,11 +32,13 @@ start_tcp_daemon() {
   start_daemon_at "tcp://127.0.0.1:$port" "$name" "$@"
 }
 
-# start_daemon_at ENDPOINT NAME [tmixd options...]: start_daemon's body.
+# start_daemon_at ENDPOINT NAME [tmixd options...]: start_daemon's body; tmixd is started
+# through "${launch[@]}" when a scenario sets it.
+launch=()
 start_daemon_at() {
   local endpoint=$1 name=$2
   shift 2
-  "$TMIXD" serve --server.endpoint="$endpoint" --server.state_dir="$work/$name.state" \
+  "${launch[@]}" "$TMIXD" serve --server.endpoint="$endpoint" --server.state_dir="$work/$name.state" \
     --dataset.path="$work/idx" --server.workers=2 "$@" >>"$work/$name.log" 2>&1 &
   daemon=$!
   pids+=("$daemon")
@@ -434,6 +436,34 @@ files_removed)
     [ "$(grep -c "$(basename "$f")" "$work/a.log")" -eq 1 ] || fail "$f not logged exactly once"
   done
   "$TMIXCTL" status -e "ipc://$work/a.sock" | grep -Eq "bad samples +[1-3]$" || fail "not counted"
+  stop_daemon "$daemon"
+  ;;
+disk_full)
+  # The state directory on a 64 KiB tmpfs in a mount namespace of the daemon's own (skipped
+  # where one cannot be made): a full disk fails the progress save, said once; the file saved
+  # before stays whole; serving goes on; with room again the progress is saved again.
+  unshare -m --propagation private mount -t tmpfs -o size=64k tmpfs "$work" 2>/dev/null ||
+    { echo "SKIP: no mount namespace with a tmpfs here"; exit 77; }
+  mkdir "$work/a.state"
+  launch=(unshare -m --propagation private sh -c 'mount -t tmpfs -o size=64k tmpfs "$0" && exec "$@"'
+          "$work/a.state")
+  start_daemon a
+  launch=()
+  state=/proc/$daemon/root$work/a.state # the daemon's view, its tmpfs
+  through() { "$NUMPY_PYTHON" -c 'import json, sys; print(json.load(open(sys.argv[1]))["groups"][0]["done_through"])' "$state/progress.json"; }
+  pull a "$work/t1" --group g --batches 5 --batch-size 50
+  sleep 1.5
+  [ "$(through)" = 5 ] || fail "progress after 5 batches: $(through)"
+  dd if=/dev/zero of="$state/filler" bs=4k 2>/dev/null || true # until the tmpfs is full
+  pull a "$work/t2" --group g --batches 5 --batch-size 50
+  sleep 3
+  [ "$(grep -c 'progress not saved' "$work/a.log")" -eq 1 ] || fail "the failing save not said once"
+  grep -q "progress not saved .*No space left on device" "$work/a.log" || fail "no ENOSPC said"
+  [ "$(through)" = 5 ] || fail "the saved progress changed under a full disk: $(through)"
+  rm "$state/filler"
+  sleep 1.5
+  grep -q "progress saved again" "$work/a.log" || fail "not saved again once there is room"
+  [ "$(through)" = 10 ] || fail "progress after 10 batches: $(through)"
   stop_daemon "$daemon"
   ;;
 startup_errors)
