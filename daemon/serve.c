@@ -49,6 +49,7 @@ static int run(void *ctx)
     tmixd_server_config sc = {
         .max_memory = (size_t)cfg->server_max_memory_mb << 20,
         .max_trainers = cfg->server_max_trainers,
+        .max_batch_size = cfg->server_max_batch_size,
         .max_request = (size_t)cfg->server_max_request_bytes,
         .metrics_port = cfg->server_metrics_port,
         .batch_size = (uint32_t)cfg->output_batch_size,

@@ -449,12 +449,14 @@ static void on_hello(server *s, void *control, const Tmix__Hello *h)
         return reply_error(s, control, TMIX__ERROR__CODE__BUSY,
                            "%d trainers are connected ([server] max_trainers)", s->nsessions);
     if (h->mode > TMIX__GROUP_MODE__BROADCAST || h->dtype > TMIX__DTYPE__UINT8 ||
-        h->layout > TMIX__LAYOUT__NHWC || h->batch_size > 65536 ||
-        delivery > TMIX__DELIVERY__CUDA)
+        h->layout > TMIX__LAYOUT__NHWC || delivery > TMIX__DELIVERY__CUDA)
         return reply_error(s, control, TMIX__ERROR__CODE__BAD_REQUEST,
-                           "hello: mode %d, dtype %d, layout %d, batch size %u or delivery %d out "
-                           "of range", (int)h->mode, (int)h->dtype, (int)h->layout, h->batch_size,
-                           delivery);
+                           "hello: mode %d, dtype %d, layout %d or delivery %d out of range",
+                           (int)h->mode, (int)h->dtype, (int)h->layout, delivery);
+    if (h->batch_size > (uint32_t)c->max_batch_size)
+        return reply_error(s, control, TMIX__ERROR__CODE__BAD_REQUEST,
+                           "hello: batch size %u is above the limit of %d ([server] "
+                           "max_batch_size)", h->batch_size, c->max_batch_size);
     const uint64_t dataset_size = (uint64_t)tmixd_dataset_size(c->producer.dataset);
     const uint32_t node_count = h->node_count ? h->node_count : 1;
     if (h->node_rank >= node_count || node_count > dataset_size)

@@ -16,6 +16,7 @@ typedef struct {
     size_t max_memory;             // bytes of produced batches before prefetch stops
     int prefetch;
     int max_trainers;
+    int max_batch_size;            // of a Hello
     size_t max_request;
     int metrics_port;              // of http://127.0.0.1:PORT/metrics; 0 = none
     // Defaults of a Hello's zero fields, and what Welcome reports.

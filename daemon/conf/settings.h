@@ -51,6 +51,8 @@
     DBL(server, lease_timeout_s, 60, GE, 0.1, 86400, RELOAD,                                       \
         "Seconds a trainer may hold a batch before it goes to another member of its group.")      \
     INT(server, max_trainers, 64, 1, 4096, FIXED, "Most trainers connected at once.")              \
+    INT(server, max_batch_size, 65536, 1, 65536, FIXED,                                            \
+        "Largest batch a trainer may ask for in its Hello; a larger one is refused.")              \
     INT(server, max_request_bytes, 65536, 1024, 16777216, FIXED,                                   \
         "Largest request accepted, in bytes; a larger one gets an error reply.")                   \
     INT(server, metrics_port, 0, 0, 65535, FIXED,                                                  \

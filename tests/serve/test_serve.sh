@@ -4,7 +4,7 @@
 #   test_serve.sh SCENARIO    (shard, broadcast, formats, stalled, kill_trainer, kill_daemon,
 #                              bad_messages, corrupt_jpeg, startup_errors, sighup, devices, lanes,
 #                              gpu_fault, shm, metrics, nodes, config, preview, churn,
-#                              files_removed, disk_full)
+#                              files_removed, disk_full, limits)
 # Needs TMIXD, TMIXCTL, RAWREQ, MAKE_IMAGEFOLDER, MAKE_IDX, FMNIST, GOLDEN, and for formats
 # NUMPY_PYTHON and CHECK_FORMATS (with PYTHONPATH reaching client/python), for devices
 # CHECK_DEVICES, in the environment. The daemon mixes on the first GPU when there is one.
@@ -436,6 +436,38 @@ files_removed)
     [ "$(grep -c "$(basename "$f")" "$work/a.log")" -eq 1 ] || fail "$f not logged exactly once"
   done
   "$TMIXCTL" status -e "ipc://$work/a.sock" | grep -Eq "bad samples +[1-3]$" || fail "not counted"
+  stop_daemon "$daemon"
+  ;;
+limits)
+  # Access and limits: the socket 0660 in a directory tmixd makes 0750; [server] max_trainers
+  # and max_batch_size refused with the reason, and a trainer let in once one leaves.
+  start_daemon_at "ipc://$work/run/tmix/d.sock" a --server.max_trainers=2 --server.max_batch_size=100
+  [ "$(stat -c %a "$work/run/tmix/d.sock")" = 660 ] || fail "socket mode $(stat -c %a "$work/run/tmix/d.sock")"
+  [ "$(stat -c %a "$work/run/tmix")" = 750 ] || fail "directory mode $(stat -c %a "$work/run/tmix")"
+  e=ipc://$work/run/tmix/d.sock
+  for i in 1 2; do
+    "$TMIXCTL" pull -e "$e" --group "h$i" --batches 1 --hold-ms 3000 >/dev/null &
+    pids+=($!)
+  done
+  for _ in $(seq 50); do
+    "$TMIXCTL" status -e "$e" | grep -Eq "^  trainers +2$" && break
+    sleep 0.1
+  done
+  set +e
+  "$TMIXCTL" pull -e "$e" --group third --batches 1 >/dev/null 2>"$work/busy.txt"
+  rc=$?
+  set -e
+  [ $rc -eq 1 ] && grep -q "BUSY: 2 trainers are connected (\[server\] max_trainers)" "$work/busy.txt" ||
+    fail "a third trainer: exit $rc, $(cat "$work/busy.txt")"
+  wait "${pids[-1]}" "${pids[-2]}" || fail "a holding trainer failed"
+  set +e
+  "$TMIXCTL" pull -e "$e" --group big --batches 1 --batch-size 101 >/dev/null 2>"$work/big.txt"
+  big=$?
+  set -e
+  [ $big -eq 1 ] && grep -q "batch size 101 is above the limit of 100 (\[server\] max_batch_size)" \
+    "$work/big.txt" || fail "batch size 101: exit $big, $(cat "$work/big.txt")"
+  "$TMIXCTL" pull -e "$e" --group third --batches 1 --batch-size 100 >/dev/null ||
+    fail "no room once the holders left"
   stop_daemon "$daemon"
   ;;
 disk_full)
