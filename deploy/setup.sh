@@ -16,7 +16,7 @@ packages=(
   libuv1-dev libnanomsg-dev libprotobuf-c-dev protobuf-c-compiler libturbojpeg0-dev
   libopenblas-dev libcjson-dev libinih-dev zlib1g-dev libpng-dev libsystemd-dev
   libmicrohttpd-dev
-  scdoc patchelf dataset-fashion-mnist clang libclang-rt-14-dev
+  scdoc patchelf dataset-fashion-mnist clang libclang-rt-14-dev valgrind
   python3-numpy python3-torch python3-torchvision python3-yaml
 )
 
