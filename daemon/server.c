@@ -1,6 +1,6 @@
 // The serving loop. Everything here runs on the libuv loop thread; only the producer's
 // workers run elsewhere, and they hand results back through their async handle.
-#include "server.h"
+#include "server_impl.h"
 
 #include <errno.h>
 #include <nanomsg/nn.h>
@@ -15,63 +15,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "config_table.h"
 #include "error.h"
-#include "group.h"
 #include "log.h"
-#include "metrics.h"
-#include "ops.h"
 #include "notify.h"
 #include "progress.h"
-#include "shm_ring.h"
-#include "tmix.pb-c.h"
 
-enum {
-    MAX_GROUPS = TMIXD_MAX_GROUPS,
-    WANTED_PER_PUMP = 16,
-    TICK_MS = 100,
-    SAVE_EVERY_MS = 1000,
-    STATUS_EVERY_MS = 5000, // the throughput systemd shows is over this window
-};
-
-typedef struct {
-    uint64_t id;
-    tmixd_group *group;
-    uint64_t last_seen_ms;
-    void *pending;           // nanomsg control header of a request not answered yet, or NULL
-    uint64_t pending_seq, pending_ack;
-    int delivery;            // proto Delivery, as resolved
-    double asked;            // tmixd_seconds() at its last Next
-} session;
-
-typedef struct {
-    const tmixd_server_config *c;
-    uv_loop_t loop;
-    int sock;
-    uv_poll_t poll;
-    uv_timer_t tick, watchdog;
-    uv_signal_t sigterm, sigint, sighup;
-    tmixd_producer *producer; // NULL once stopping
-    char fault[256];          // the GPU failure that stopped tmixd, or ""
-    tmixd_group *groups[MAX_GROUPS];
-    tmixd_ring *rings[MAX_GROUPS]; // groups[i]'s, made when its first SHM member joins
-    tmixd_device_ring *drings[MAX_GROUPS]; // and when its first CUDA member joins
-    int ngroups;
-    session *sessions;
-    int nsessions, cap_sessions;
-    uint64_t started_ms, last_save_ms, served;
-    uint64_t images_served;                   // in every batch sent
-    uint64_t status_ms, status_images;        // the last STATUS to systemd, and the count then
-    uint64_t previews;                        // asked for so far
-    bool save_failing;                        // the last progress save failed
-    tmixd_histogram queued, read, mix, next;  // seconds per batch (stats.h)
-    tmixd_metrics *metrics;                   // NULL without [server] metrics_port
-    tmixd_server_stats *stats;                // gathered for a Status reply
-    bool dirty;
-    tmix_rng ids;
-} server;
-
-static uint64_t now_ms(void)
+uint64_t server_now_ms(void)
 {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
@@ -81,7 +30,7 @@ static uint64_t now_ms(void)
 // ---- replies ------------------------------------------------------------------------------
 
 // Sends env as the reply to the request whose routing header is control (consumed).
-static void reply(server *s, void *control, Tmix__Envelope *env)
+void server_reply(server *s, void *control, Tmix__Envelope *env)
 {
     env->version = TMIX__PROTOCOL_VERSION__PROTOCOL_VERSION;
     const size_t n = tmix__envelope__get_packed_size(env);
@@ -103,10 +52,7 @@ static void reply(server *s, void *control, Tmix__Envelope *env)
     }
 }
 
-static void reply_error(server *s, void *control, Tmix__Error__Code code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static void reply_error(server *s, void *control, Tmix__Error__Code code, const char *fmt, ...)
+void server_reply_error(server *s, void *control, Tmix__Error__Code code, const char *fmt, ...)
 {
     char text[512];
     va_list ap;
@@ -119,7 +65,7 @@ static void reply_error(server *s, void *control, Tmix__Error__Code code, const 
     Tmix__Envelope env = TMIX__ENVELOPE__INIT;
     env.body_case = TMIX__ENVELOPE__BODY_ERROR;
     env.error = &err;
-    reply(s, control, &env);
+    server_reply(s, control, &env);
 }
 
 static void reply_batch(server *s, void *control, const session *ss, uint64_t seq,
@@ -159,7 +105,7 @@ static void reply_batch(server *s, void *control, const session *ss, uint64_t se
     Tmix__Envelope env = TMIX__ENVELOPE__INIT;
     env.body_case = TMIX__ENVELOPE__BODY_BATCH;
     env.batch = &m;
-    reply(s, control, &env);
+    server_reply(s, control, &env);
     s->served++;
     s->images_served += b->size;
     tmixd_histogram_observe(&s->next, tmixd_seconds() - ss->asked);
@@ -221,7 +167,7 @@ static int ensure_ring(server *s, int i, int delivery)
     return 0;
 }
 
-static size_t memory_in_use(const server *s)
+size_t server_memory_in_use(const server *s)
 {
     size_t bytes = 0;
     for (int i = 0; i < s->ngroups; i++)
@@ -233,7 +179,7 @@ static size_t memory_in_use(const server *s)
 static void pump(server *s, tmixd_group *g)
 {
     uint64_t positions[WANTED_PER_PUMP];
-    const bool room = memory_in_use(s) < s->c->max_memory;
+    const bool room = server_memory_in_use(s) < s->c->max_memory;
     const int count = tmixd_group_wanted(g, room, positions, WANTED_PER_PUMP);
     const tmixd_group_params *p = tmixd_group_params_get(g);
     const int gi = index_of(s, g);
@@ -270,7 +216,7 @@ static void serve_waiting(server *s, tmixd_group *g)
         if (rc > 0)
             reply_batch(s, control, ss, ss->pending_seq, b);
         else
-            reply_error(s, control, TMIX__ERROR__CODE__BAD_REQUEST, "%s", tmix_last_error());
+            server_reply_error(s, control, TMIX__ERROR__CODE__BAD_REQUEST, "%s", tmix_last_error());
     }
     pump(s, g);
 }
@@ -293,93 +239,12 @@ static void stop(server *s);
 // every batch from now on, and its supervisor starts it again on a fresh context.
 static bool device_fault(int rc) { return rc == TMIX_ECUDA || rc == TMIX_ECUDNN; }
 
-// ---- previews (tmixctl preview) ----------------------------------------------------------
-
-enum { PREVIEW_MAX_SAMPLES = 32 };
-
-// One batch of `samples`, mixed like any other (position k of epoch 0 for the k-th preview,
-// so that each shows other images) with its intermediates kept; answered in on_job_done.
-static void on_preview(server *s, void *control, const Tmix__PreviewRequest *r)
-{
-    const uint32_t samples = r->samples ? r->samples : 8;
-    const uint64_t n = (uint64_t)tmixd_dataset_size(s->c->producer.dataset);
-    if (samples > PREVIEW_MAX_SAMPLES || samples > n)
-        return reply_error(s, control, TMIX__ERROR__CODE__BAD_REQUEST,
-                           "preview: %u samples; at most %d (and the data set's %llu)", samples,
-                           PREVIEW_MAX_SAMPLES, (unsigned long long)n);
-    tmixd_job *job = calloc(1, sizeof *job);
-    tmixd_preview *pv = calloc(1, sizeof *pv);
-    if (!job || !pv) {
-        free(job);
-        free(pv);
-        return reply_error(s, control, TMIX__ERROR__CODE__INTERNAL, "preview: out of memory");
-    }
-    const uint64_t bpe = (n + samples - 1) / samples;
-    pv->reply_to = control;
-    *job = (tmixd_job){.pos = s->previews++ % bpe, .batches_per_epoch = bpe, .shard_len = n,
-                       .batch_size = samples, .dtype = TMIX__DTYPE__FLOAT32,
-                       .layout = TMIX__LAYOUT__NCHW, .preview = pv};
-    tmixd_producer_submit(s->producer, job);
-}
-
-static void reply_preview(server *s, const tmixd_job *job)
-{
-    const tmixd_preview *pv = job->preview;
-    const tmixd_batch *b = job->batch;
-    const size_t rows = pv->samples, pairs = rows * pv->n;
-    const size_t image = (size_t)pv->channels * pv->height * pv->width;
-    const size_t plane = (size_t)pv->height * pv->width;
-    uint32_t shape[3] = {pv->channels, pv->height, pv->width};
-    Tmix__Preview m = TMIX__PREVIEW__INIT;
-    m.samples = pv->samples;
-    m.mix_n = pv->n;
-    m.n_image_shape = 3;
-    m.image_shape = shape;
-    m.method = (char *)tmix_method_name(s->c->producer.method);
-    m.n_inputs = rows * image;
-    m.inputs = pv->inputs;
-    m.n_cams = pv->cams ? rows * plane : 0;
-    m.cams = pv->cams;
-    m.n_warped = pairs * image;
-    m.warped = pv->warped;
-    m.n_masks = pairs * plane;
-    m.masks = pv->masks;
-    m.n_mixed = rows * image;
-    m.mixed = pv->mixed;
-    m.n_source_rows = m.n_labels = m.n_weights = pairs;
-    m.source_rows = pv->source_rows;
-    m.labels = b->labels;
-    m.weights = b->weights;
-    m.n_mean = m.n_std = (size_t)s->c->producer.channels;
-    m.mean = (float *)s->c->producer.mean;
-    m.std = (float *)s->c->producer.std;
-    Tmix__Envelope env = TMIX__ENVELOPE__INIT;
-    env.body_case = TMIX__ENVELOPE__BODY_PREVIEW;
-    env.preview = &m;
-    reply(s, pv->reply_to, &env);
-}
-
-// A preview's batch is made: answer, or say why not; nothing of it stays.
-static void preview_done(server *s, tmixd_job *job)
-{
-    if (!s->producer)
-        nn_freemsg(job->preview->reply_to);
-    else if (job->batch)
-        reply_preview(s, job);
-    else
-        reply_error(s, job->preview->reply_to, TMIX__ERROR__CODE__INTERNAL, "preview: %s",
-                    job->error);
-    tmixd_batch_free(job->batch);
-    tmixd_preview_free(job->preview);
-    free(job);
-}
-
 static void on_job_done(void *ctx, tmixd_job *job)
 {
     server *s = ctx;
     tmixd_group *g = job->owner;
     if (job->preview)
-        return preview_done(s, job);
+        return server_preview_done(s, job);
     if (!s->producer) { // stopping: what was still running is dropped
         tmixd_batch_free(job->batch);
         free(job);
@@ -426,41 +291,41 @@ static void on_hello(server *s, void *control, const Tmix__Hello *h)
     const tmixd_server_config *c = s->c;
     const char *name = h->group && h->group[0] ? h->group : "default";
     if (!valid_group_name(name))
-        return reply_error(s, control, TMIX__ERROR__CODE__BAD_REQUEST,
+        return server_reply_error(s, control, TMIX__ERROR__CODE__BAD_REQUEST,
                            "group name '%.80s' must be 1 to 64 of [A-Za-z0-9._-]", name);
     const int delivery = h->delivery ? (int)h->delivery : TMIX__DELIVERY__INLINE;
     if (delivery == TMIX__DELIVERY__CUDA) {
         const char *colon = strchr(c->backend, ':');
         if (strncmp(c->backend, "cuda", 4) != 0)
-            return reply_error(s, control, TMIX__ERROR__CODE__NOT_SUPPORTED,
+            return server_reply_error(s, control, TMIX__ERROR__CODE__NOT_SUPPORTED,
                                "cuda delivery needs tmixd on a GPU; it mixes on %s: ask for "
                                "shm or inline", c->backend);
         if (h->cuda_device != (colon ? atoi(colon + 1) : 0))
-            return reply_error(s, control, TMIX__ERROR__CODE__NOT_SUPPORTED,
+            return server_reply_error(s, control, TMIX__ERROR__CODE__NOT_SUPPORTED,
                                "cuda delivery from %s to a trainer on GPU %d: the trainer must "
                                "be on tmixd's GPU", c->backend, (int)h->cuda_device);
     }
     if (delivery != TMIX__DELIVERY__INLINE && strncmp(c->endpoint, "ipc://", 6) != 0)
-        return reply_error(s, control, TMIX__ERROR__CODE__NOT_SUPPORTED,
+        return server_reply_error(s, control, TMIX__ERROR__CODE__NOT_SUPPORTED,
                            "%s delivery needs an ipc:// endpoint (the trainer on this "
                            "machine); %s is not one: ask for inline",
                            delivery == TMIX__DELIVERY__SHM ? "shm" : "cuda", c->endpoint);
     if (s->nsessions >= c->max_trainers)
-        return reply_error(s, control, TMIX__ERROR__CODE__BUSY,
+        return server_reply_error(s, control, TMIX__ERROR__CODE__BUSY,
                            "%d trainers are connected ([server] max_trainers)", s->nsessions);
     if (h->mode > TMIX__GROUP_MODE__BROADCAST || h->dtype > TMIX__DTYPE__UINT8 ||
         h->layout > TMIX__LAYOUT__NHWC || delivery > TMIX__DELIVERY__CUDA)
-        return reply_error(s, control, TMIX__ERROR__CODE__BAD_REQUEST,
+        return server_reply_error(s, control, TMIX__ERROR__CODE__BAD_REQUEST,
                            "hello: mode %d, dtype %d, layout %d or delivery %d out of range",
                            (int)h->mode, (int)h->dtype, (int)h->layout, delivery);
     if (h->batch_size > (uint32_t)c->max_batch_size)
-        return reply_error(s, control, TMIX__ERROR__CODE__BAD_REQUEST,
+        return server_reply_error(s, control, TMIX__ERROR__CODE__BAD_REQUEST,
                            "hello: batch size %u is above the limit of %d ([server] "
                            "max_batch_size)", h->batch_size, c->max_batch_size);
     const uint64_t dataset_size = (uint64_t)tmixd_dataset_size(c->producer.dataset);
     const uint32_t node_count = h->node_count ? h->node_count : 1;
     if (h->node_rank >= node_count || node_count > dataset_size)
-        return reply_error(s, control, TMIX__ERROR__CODE__BAD_REQUEST,
+        return server_reply_error(s, control, TMIX__ERROR__CODE__BAD_REQUEST,
                            "hello: node %u of %u: the rank must be below the count, and the "
                            "count at most the %llu samples", h->node_rank, node_count,
                            (unsigned long long)dataset_size);
@@ -479,7 +344,7 @@ static void on_hello(server *s, void *control, const Tmix__Hello *h)
         if (p->mode != want.mode || p->batch_size != want.batch_size || p->dtype != want.dtype ||
             p->layout != want.layout || p->node_rank != want.node_rank ||
             p->node_count != want.node_count)
-            return reply_error(s, control, TMIX__ERROR__CODE__BAD_REQUEST,
+            return server_reply_error(s, control, TMIX__ERROR__CODE__BAD_REQUEST,
                                "group %s is %s with batch size %u, dtype %d, layout %d, node %u "
                                "of %u; this hello asks for %s, %u, %d, %d, node %u of %u", name,
                                p->mode == TMIXD_SHARD ? "shard" : "broadcast", p->batch_size,
@@ -488,17 +353,17 @@ static void on_hello(server *s, void *control, const Tmix__Hello *h)
                                want.dtype, want.layout, want.node_rank, want.node_count);
     } else {
         if (s->ngroups == MAX_GROUPS)
-            return reply_error(s, control, TMIX__ERROR__CODE__BUSY, "%d groups exist",
+            return server_reply_error(s, control, TMIX__ERROR__CODE__BUSY, "%d groups exist",
                                MAX_GROUPS);
         g = tmixd_group_new(name, &want, dataset_size, c->prefetch);
         if (!g)
-            return reply_error(s, control, TMIX__ERROR__CODE__INTERNAL, "out of memory");
+            return server_reply_error(s, control, TMIX__ERROR__CODE__INTERNAL, "out of memory");
         gi = s->ngroups++;
         s->groups[gi] = g;
     }
     if (ensure_ring(s, gi, delivery) < 0) {
         tmixd_log(TMIXD_LOG_ERROR, "group %s: %s", name, tmix_last_error());
-        return reply_error(s, control, TMIX__ERROR__CODE__INTERNAL,
+        return server_reply_error(s, control, TMIX__ERROR__CODE__INTERNAL,
                            "group %s: no ring for %s delivery: %s", name,
                            delivery == TMIX__DELIVERY__SHM ? "shm" : "cuda", tmix_last_error());
     }
@@ -506,15 +371,15 @@ static void on_hello(server *s, void *control, const Tmix__Hello *h)
         const int cap = s->cap_sessions ? 2 * s->cap_sessions : 16;
         session *a = realloc(s->sessions, (size_t)cap * sizeof *a);
         if (!a)
-            return reply_error(s, control, TMIX__ERROR__CODE__INTERNAL, "out of memory");
+            return server_reply_error(s, control, TMIX__ERROR__CODE__INTERNAL, "out of memory");
         s->sessions = a;
         s->cap_sessions = cap;
     }
     const uint64_t id = tmix_rng_next(&s->ids) | 1; // never 0, the unset value
     if (tmixd_group_join(g, id, h->start) < 0)
-        return reply_error(s, control, TMIX__ERROR__CODE__INTERNAL, "%s", tmix_last_error());
+        return server_reply_error(s, control, TMIX__ERROR__CODE__INTERNAL, "%s", tmix_last_error());
     s->sessions[s->nsessions++] =
-        (session){.id = id, .group = g, .last_seen_ms = now_ms(), .delivery = delivery};
+        (session){.id = id, .group = g, .last_seen_ms = server_now_ms(), .delivery = delivery};
 
     const tmixd_group_params *p = tmixd_group_params_get(g);
     const tmixd_augment_params *a = &c->producer.augment;
@@ -549,7 +414,7 @@ static void on_hello(server *s, void *control, const Tmix__Hello *h)
     Tmix__Envelope env = TMIX__ENVELOPE__INIT;
     env.body_case = TMIX__ENVELOPE__BODY_WELCOME;
     env.welcome = &w;
-    reply(s, control, &env);
+    server_reply(s, control, &env);
     tmixd_log(TMIXD_LOG_INFO, "session %016llx joined group %s (%d members)",
               (unsigned long long)id, name, tmixd_group_members(g));
     pump(s, g);
@@ -559,10 +424,10 @@ static void on_next(server *s, void *control, const Tmix__Next *n)
 {
     session *ss = find_session(s, n->session_id);
     if (!ss)
-        return reply_error(s, control, TMIX__ERROR__CODE__UNKNOWN_SESSION,
+        return server_reply_error(s, control, TMIX__ERROR__CODE__UNKNOWN_SESSION,
                            "session %016llx is unknown (expired, or the daemon restarted): say "
                            "hello again", (unsigned long long)n->session_id);
-    ss->last_seen_ms = now_ms();
+    ss->last_seen_ms = server_now_ms();
     ss->asked = tmixd_seconds();
     if (ss->pending) // a resent request: the new routing header replaces the old one
         nn_freemsg(ss->pending);
@@ -578,7 +443,7 @@ static void on_next(server *s, void *control, const Tmix__Next *n)
         ss->pending_seq = n->sequence;
         ss->pending_ack = n->ack_through;
     } else {
-        reply_error(s, control, TMIX__ERROR__CODE__BAD_REQUEST, "%s", tmix_last_error());
+        server_reply_error(s, control, TMIX__ERROR__CODE__BAD_REQUEST, "%s", tmix_last_error());
     }
     pump(s, ss->group);
 }
@@ -597,219 +462,21 @@ static void on_bye(server *s, void *control, const Tmix__Bye *b)
     Tmix__Envelope env = TMIX__ENVELOPE__INIT;
     env.body_case = TMIX__ENVELOPE__BODY_BYE;
     env.bye = &m;
-    reply(s, control, &env);
-}
-
-// Everything the Status reply and the metrics say, as of now.
-static void collect_stats(void *ctx, tmixd_server_stats *st)
-{
-    server *s = ctx;
-    *st = (tmixd_server_stats){
-        .version = TMIX_VERSION,
-        .backend = s->c->backend,
-        .dataset = s->c->dataset,
-        .method = tmix_method_name(s->c->producer.method),
-        .dataset_size = (uint64_t)tmixd_dataset_size(s->c->producer.dataset),
-        .uptime_s = (now_ms() - s->started_ms) / 1000,
-        .trainers = (uint32_t)s->nsessions,
-        .batches_served = s->served,
-        .images_served = s->images_served,
-        .bad_samples = s->producer ? tmixd_producer_bad_samples(s->producer) : 0,
-        .jobs = s->producer ? tmixd_producer_pending(s->producer) : 0,
-        .memory_bytes = memory_in_use(s),
-        .max_memory = s->c->max_memory,
-        .queued = &s->queued,
-        .read = &s->read,
-        .mix = &s->mix,
-        .next = &s->next,
-        .ngroups = s->ngroups,
-    };
-    st->has_gpu_memory = s->c->producer.backend != tmix_backend_cpu() &&
-                         tmix_memory_info(s->c->producer.backend, &st->gpu_memory_used,
-                                          &st->gpu_memory_total) == 0;
-    for (int i = 0; i < s->ngroups; i++) {
-        const tmixd_group *g = s->groups[i];
-        const tmixd_group_params *p = tmixd_group_params_get(g);
-        uint64_t through, done[64];
-        const int ndone = tmixd_group_progress(g, &through, done, 64);
-        const uint64_t bpe = tmixd_group_batches_per_epoch(g), epoch = through / bpe;
-        uint64_t in_epoch = through % bpe;
-        for (int k = 0; k < ndone; k++)
-            in_epoch += done[k] / bpe == epoch;
-        tmixd_group_stats *gs = &st->groups[i];
-        *gs = (tmixd_group_stats){
-            .name = tmixd_group_name(g),
-            .mode = p->mode,
-            .members = (uint32_t)tmixd_group_members(g),
-            .batch_size = p->batch_size,
-            .epoch = epoch,
-            .batches_done = in_epoch,
-            .batches_per_epoch = bpe,
-            .batches_served = tmixd_group_served(g),
-            .images_served = tmixd_group_images_served(g),
-            .node_rank = p->node_rank,
-            .node_count = p->node_count,
-        };
-        tmixd_group_queue(g, &gs->producing, &gs->ready);
-        if (s->rings[i]) {
-            gs->shm_slots = (uint32_t)tmixd_ring_slots(s->rings[i]);
-            gs->shm_slots_used = (uint32_t)tmixd_ring_used(s->rings[i]);
-        }
-        if (s->drings[i]) {
-            gs->cuda_slots = (uint32_t)tmixd_device_ring_slots(s->drings[i]);
-            gs->cuda_slots_used = (uint32_t)tmixd_device_ring_used(s->drings[i]);
-        }
-    }
-}
-
-// ---- settings (tmixctl config) ------------------------------------------------------------
-
-// What changes while tmixd runs, made to follow the config. The lease timeout is read from
-// it at each tick; the log level is a global of its own.
-static void apply_reloadable(const tmixd_config *cfg)
-{
-    tmixd_log_set_level(cfg->server_log_level);
-}
-
-static void reply_config(server *s, void *control, const char *key)
-{
-    enum { NAME_MAX_ = 128, VALUE_MAX = 4096 };
-    const tmixd_config *cfg = s->c->config;
-    const size_t count = (size_t)tmixd_setting_count;
-    Tmix__Setting *entries = calloc(count, sizeof *entries);
-    Tmix__Setting **list = calloc(count, sizeof *list);
-    char *text = malloc(count * (NAME_MAX_ + VALUE_MAX));
-    if (!entries || !list || !text) {
-        reply_error(s, control, TMIX__ERROR__CODE__INTERNAL, "config: out of memory");
-        goto done;
-    }
-    size_t n = 0;
-    for (size_t i = 0; i < count; i++) {
-        const tmixd_setting *t = &tmixd_settings[i];
-        char *name = text + n * (NAME_MAX_ + VALUE_MAX), *value = name + NAME_MAX_;
-        snprintf(name, NAME_MAX_, "%s.%s", t->section, t->key);
-        if (key[0] && strcmp(key, name) != 0)
-            continue;
-        if (tmixd_config_get(cfg, name, value, VALUE_MAX) < 0) {
-            reply_error(s, control, TMIX__ERROR__CODE__INTERNAL, "%s", tmix_last_error());
-            goto done;
-        }
-        tmix__setting__init(&entries[n]);
-        entries[n].key = name;
-        entries[n].value = value;
-        entries[n].reloadable = t->reloadable;
-        list[n] = &entries[n];
-        n++;
-    }
-    Tmix__Config c = TMIX__CONFIG__INIT;
-    c.n_settings = n;
-    c.settings = list;
-    Tmix__Envelope env = TMIX__ENVELOPE__INIT;
-    env.body_case = TMIX__ENVELOPE__BODY_CONFIG;
-    env.config = &c;
-    reply(s, control, &env);
-done:
-    free(entries);
-    free(list);
-    free(text);
-}
-
-static void on_config(server *s, void *control, const Tmix__ConfigRequest *r)
-{
-    const char *key = r->key ? r->key : "";
-    const tmixd_setting *t = key[0] ? tmixd_setting_named(key) : NULL;
-    if (key[0] && !t)
-        return reply_error(s, control, TMIX__ERROR__CODE__BAD_REQUEST,
-                           "config: no setting '%s' (tmixctl config get lists them)", key);
-    if (r->set) {
-        if (!t)
-            return reply_error(s, control, TMIX__ERROR__CODE__BAD_REQUEST,
-                               "config set: which setting? (a key is needed)");
-        if (!t->reloadable)
-            return reply_error(s, control, TMIX__ERROR__CODE__BAD_REQUEST,
-                               "config set %s: fixed while tmixd runs; set it in the config "
-                               "file or as --%s=VALUE and restart tmixd", key, key);
-        if (strncmp(s->c->endpoint, "ipc://", 6) != 0)
-            return reply_error(s, control, TMIX__ERROR__CODE__NOT_SUPPORTED,
-                               "config set: only over the ipc:// endpoint (its file mode says "
-                               "who may); %s is not one", s->c->endpoint);
-        if (tmixd_config_set(s->c->config, key, r->value ? r->value : "",
-                             "tmixctl config set") < 0)
-            return reply_error(s, control, TMIX__ERROR__CODE__BAD_REQUEST, "%s",
-                               tmix_last_error());
-        apply_reloadable(s->c->config);
-        tmixd_log(TMIXD_LOG_INFO, "config: %s = %s (tmixctl config set)", key,
-                  r->value ? r->value : "");
-    }
-    reply_config(s, control, key);
-}
-
-static void on_status(server *s, void *control)
-{
-    tmixd_server_stats *st = s->stats;
-    collect_stats(s, st);
-    Tmix__GroupStatus gs[MAX_GROUPS], *gp[MAX_GROUPS];
-    for (int i = 0; i < st->ngroups; i++) {
-        const tmixd_group_stats *g = &st->groups[i];
-        tmix__group_status__init(&gs[i]);
-        gs[i].name = (char *)g->name;
-        gs[i].mode = g->mode;
-        gs[i].members = g->members;
-        gs[i].batch_size = g->batch_size;
-        gs[i].epoch = g->epoch;
-        gs[i].batches_done = g->batches_done;
-        gs[i].batches_per_epoch = g->batches_per_epoch;
-        gs[i].batches_served = g->batches_served;
-        gs[i].shm_slots = g->shm_slots;
-        gs[i].shm_slots_used = g->shm_slots_used;
-        gs[i].cuda_slots = g->cuda_slots;
-        gs[i].cuda_slots_used = g->cuda_slots_used;
-        gs[i].images_served = g->images_served;
-        gs[i].batches_ready = (uint32_t)g->ready;
-        gs[i].batches_producing = (uint32_t)g->producing;
-        gs[i].node_rank = g->node_rank;
-        gs[i].node_count = g->node_count;
-        gp[i] = &gs[i];
-    }
-    Tmix__Status reply_st = TMIX__STATUS__INIT;
-    reply_st.version = (char *)st->version;
-    reply_st.uptime_s = st->uptime_s;
-    reply_st.trainers = st->trainers;
-    reply_st.batches_served = st->batches_served;
-    reply_st.backend = (char *)st->backend;
-    reply_st.dataset = (char *)st->dataset;
-    reply_st.dataset_size = st->dataset_size;
-    reply_st.method = (char *)st->method;
-    reply_st.n_groups = (size_t)st->ngroups;
-    reply_st.groups = gp;
-    reply_st.bad_samples = st->bad_samples;
-    reply_st.memory_bytes = st->memory_bytes;
-    reply_st.max_memory_bytes = st->max_memory;
-    reply_st.producer_jobs = (uint32_t)st->jobs;
-    reply_st.gpu_memory_used = st->has_gpu_memory ? st->gpu_memory_used : 0;
-    reply_st.gpu_memory_total = st->has_gpu_memory ? st->gpu_memory_total : 0;
-    reply_st.next_p50_s = tmixd_histogram_quantile(st->next, 0.5);
-    reply_st.next_p99_s = tmixd_histogram_quantile(st->next, 0.99);
-    reply_st.read_mean_s = st->read->count ? st->read->sum / (double)st->read->count : 0;
-    reply_st.mix_mean_s = st->mix->count ? st->mix->sum / (double)st->mix->count : 0;
-    Tmix__Envelope env = TMIX__ENVELOPE__INIT;
-    env.body_case = TMIX__ENVELOPE__BODY_STATUS;
-    env.status = &reply_st;
-    reply(s, control, &env);
+    server_reply(s, control, &env);
 }
 
 static void on_request(server *s, const void *data, size_t size, void *control)
 {
     if (size > s->c->max_request)
-        return reply_error(s, control, TMIX__ERROR__CODE__TOO_LARGE,
+        return server_reply_error(s, control, TMIX__ERROR__CODE__TOO_LARGE,
                            "request of %zu bytes; the limit is %zu ([server] max_request_bytes)",
                            size, s->c->max_request);
     Tmix__Envelope *env = tmix__envelope__unpack(NULL, size, data);
     if (!env)
-        return reply_error(s, control, TMIX__ERROR__CODE__BAD_REQUEST,
+        return server_reply_error(s, control, TMIX__ERROR__CODE__BAD_REQUEST,
                            "request of %zu bytes is not a tmix.Envelope", size);
     if (env->version != TMIX__PROTOCOL_VERSION__PROTOCOL_VERSION) {
-        reply_error(s, control, TMIX__ERROR__CODE__VERSION_MISMATCH,
+        server_reply_error(s, control, TMIX__ERROR__CODE__VERSION_MISMATCH,
                     "protocol version %d; this daemon speaks version %d (tmixd %s)",
                     (int)env->version, TMIX__PROTOCOL_VERSION__PROTOCOL_VERSION, TMIX_VERSION);
     } else {
@@ -824,16 +491,16 @@ static void on_request(server *s, const void *data, size_t size, void *control)
             on_bye(s, control, env->bye);
             break;
         case TMIX__ENVELOPE__BODY_STATUS_REQUEST:
-            on_status(s, control);
+            server_on_status(s, control);
             break;
         case TMIX__ENVELOPE__BODY_CONFIG_REQUEST:
-            on_config(s, control, env->config_request);
+            server_on_config(s, control, env->config_request);
             break;
         case TMIX__ENVELOPE__BODY_PREVIEW_REQUEST:
-            on_preview(s, control, env->preview_request);
+            server_on_preview(s, control, env->preview_request);
             break;
         default:
-            reply_error(s, control, TMIX__ERROR__CODE__BAD_REQUEST,
+            server_reply_error(s, control, TMIX__ERROR__CODE__BAD_REQUEST,
                         "message %d is not a request (hello, next, bye or status_request)",
                         (int)env->body_case);
         }
@@ -870,7 +537,7 @@ static void save_progress(server *s)
 {
     if (!s->c->state_file[0])
         return;
-    s->last_save_ms = now_ms();
+    s->last_save_ms = server_now_ms();
     if (tmixd_progress_save(s->c->state_file, s->groups, s->ngroups) < 0) {
         if (!s->save_failing)
             tmixd_log(TMIXD_LOG_ERROR, "progress not saved (the last saved file stays; "
@@ -888,7 +555,7 @@ static void on_tick(uv_timer_t *t)
 {
     server *s = t->data;
     const double lease_s = s->c->config->server_lease_timeout_s; // reloadable
-    const uint64_t now = now_ms(), lease_ms = (uint64_t)(lease_s * 1000);
+    const uint64_t now = server_now_ms(), lease_ms = (uint64_t)(lease_s * 1000);
     for (int i = 0; i < s->nsessions;) {
         session *ss = &s->sessions[i];
         if (now - ss->last_seen_ms <= lease_ms) {
@@ -995,7 +662,7 @@ static void free_server(server *s)
 int tmixd_server_run(const tmixd_server_config *c)
 {
     server s = {.c = c, .sock = -1};
-    tmix_rng_seed(&s.ids, (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32) ^ now_ms());
+    tmix_rng_seed(&s.ids, (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32) ^ server_now_ms());
     tmixd_ring_sweep();
     if (!(s.stats = malloc(sizeof *s.stats)))
         return tmix_fail(TMIX_ENOMEM, "server: out of memory");
@@ -1012,7 +679,7 @@ int tmixd_server_run(const tmixd_server_config *c)
         (rc = tmixd_producer_warm_up(s.producer, c->batch_size, c->dtype, c->layout)) < 0 ||
         (rc = bind_endpoint(&s, c->endpoint)) < 0 ||
         (c->metrics_port &&
-         (rc = tmixd_metrics_start(&s.metrics, &s.loop, c->metrics_port, collect_stats, &s)) < 0))
+         (rc = tmixd_metrics_start(&s.metrics, &s.loop, c->metrics_port, server_collect_stats, &s)) < 0))
         goto fail;
     int fd;
     size_t fdsize = sizeof fd;
@@ -1035,7 +702,7 @@ int tmixd_server_run(const tmixd_server_config *c)
     uv_signal_start(&s.sigterm, on_stop_signal, SIGTERM);
     uv_signal_start(&s.sigint, on_stop_signal, SIGINT);
     uv_signal_start(&s.sighup, on_sighup, SIGHUP);
-    s.started_ms = s.last_save_ms = s.status_ms = now_ms();
+    s.started_ms = s.last_save_ms = s.status_ms = server_now_ms();
     tmixd_log(TMIXD_LOG_INFO,
               "serving %s on %s: %s%s, %d classes, method %s, %d workers, %d mixing lane%s",
               c->dataset, c->endpoint, c->backend, c->backend_note, c->classes,
