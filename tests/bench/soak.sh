@@ -54,15 +54,11 @@ wait "$daemon" || failed=1
 printf "\n%-8s %9s %10s %8s %6s %11s\n" group batches images/s epochs lost duplicated
 for g in 0 1 2 3; do
   awk -v g="soak$g" -v s="$seconds" '
-    { batches++; images += NF - 5; for (i = 6; i <= NF; i++) seen[$2 " " $i]++; per[$2] += NF - 5 }
-    END {
-      n = 60000; complete = 0; lost = 0; dup = 0
-      for (e in per) if (per[e] >= n) {
-        complete++
-        distinct = 0
-        for (k in seen) { split(k, f, " "); if (f[1] == e) { distinct++; if (seen[k] > 1) dup += seen[k] - 1 } }
-        lost += n - distinct
-      }
+    { batches++; images += NF - 5; per[$2] += NF - 5
+      for (i = 6; i <= NF; i++) if (seen[$2 " " $i]++) dups[$2]++; else distinct[$2]++ }
+    END { # an epoch is complete once 60000 ids of it came; then none may be missing
+      complete = 0; lost = 0; dup = 0
+      for (e in per) if (per[e] >= 60000) { complete++; lost += 60000 - distinct[e]; dup += dups[e] }
       printf "%-8s %9d %10.0f %8d %6d %11d\n", g, batches, images / s, complete, lost, dup
     }' "$work/ids.$g"
 done
