@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +49,10 @@ static int save_text(const char *path, const char *text)
         return tmix_fail(TMIX_EIO, "%s: %s", tmp, strerror(e));
     }
     close(fd);
+    // Fault injection for tests (serve.kill_in_save): die between writing the new file and
+    // renaming it over the old one, the moment a crash must not lose the old progress.
+    if (getenv("TMIXD_FAULT_KILL_IN_SAVE"))
+        raise(SIGKILL);
     if (rename(tmp, path) < 0) {
         const int e = errno;
         unlink(tmp);

@@ -4,7 +4,7 @@
 #   test_serve.sh SCENARIO    (shard, broadcast, formats, stalled, kill_trainer, kill_daemon,
 #                              bad_messages, corrupt_jpeg, startup_errors, sighup, devices, lanes,
 #                              gpu_fault, shm, metrics, nodes, config, preview, churn,
-#                              files_removed, disk_full, limits, valgrind)
+#                              files_removed, disk_full, limits, valgrind, kill_in_save)
 # Needs TMIXD, TMIXCTL, RAWREQ, MAKE_IMAGEFOLDER, MAKE_IDX, FMNIST, GOLDEN, and for formats
 # NUMPY_PYTHON and CHECK_FORMATS (with PYTHONPATH reaching client/python), for devices
 # CHECK_DEVICES, in the environment. The daemon mixes on the first GPU when there is one.
@@ -357,6 +357,31 @@ kill_daemon)
   pull a "$work/after" --group g --batches 16 --batch-size 50
   covers 0 "$work/before" "$work/after"
   [ "$(awk '$2 == 0' "$work/after" | wc -l)" -lt 20 ] || fail "the whole epoch was served again"
+  stop_daemon "$daemon"
+  ;;
+kill_in_save)
+  # SIGKILL in the middle of a progress save (TMIXD_FAULT_KILL_IN_SAVE: after the new file is
+  # written, before it replaces the old): the old progress stays whole, and the next daemon
+  # resumes from it and covers the epoch.
+  start_daemon a
+  pull a "$work/t1" --group g --batches 4 --batch-size 50
+  stop_daemon "$daemon" # saves: 4 batches done
+  TMIXD_FAULT_KILL_IN_SAVE=1 start_daemon a
+  victim=$daemon
+  "$TMIXCTL" pull -e "ipc://$work/a.sock" --print-ids --group g --batches 3 --batch-size 50 \
+    --timeout 5 >"$work/t2" 2>/dev/null || true
+  set +e
+  wait "$victim"
+  rc=$?
+  set -e
+  [ $rc -eq 137 ] || fail "the daemon saving ended with $rc, not SIGKILL"
+  [ -f "$work/a.state/progress.json.tmp" ] || fail "no half-done save left behind"
+  "$NUMPY_PYTHON" -c 'import json, sys; g = json.load(open(sys.argv[1]))["groups"][0]
+assert g["done_through"] == 4, g' "$work/a.state/progress.json" || fail "the old progress was not kept"
+  start_daemon a
+  grep -q "group g resumes at epoch 0 batch 4" "$work/a.log" || fail "no resume from batch 4"
+  pull a "$work/t3" --group g --batches 16 --batch-size 50
+  covers 0 "$work/t1" "$work/t2" "$work/t3"
   stop_daemon "$daemon"
   ;;
 bad_messages)
