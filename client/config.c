@@ -11,8 +11,8 @@ typedef struct {
     Tmix__Envelope *env;
 } config_reply;
 
-static int ask(const char *endpoint, const char *key, const char *value, int set,
-               int timeout_ms, Tmix__Envelope **rep, char *err)
+static int ask(const char *endpoint, const char *key, const char *value, int set, int timeout_ms,
+               Tmix__Envelope **rep, char *err)
 {
     Tmix__ConfigRequest cr = TMIX__CONFIG_REQUEST__INIT;
     cr.key = (char *)(key ? key : "");
@@ -45,8 +45,8 @@ int tmix_config_get(const char *endpoint, const char *key, int timeout_ms, tmix_
         return tmixi_fail(err, TMIX_ENOMEM, "%s: no memory for the settings", endpoint);
     }
     for (size_t i = 0; i < c->n_settings; i++)
-        settings[i] = (tmix_setting){c->settings[i]->key, c->settings[i]->value,
-                                     c->settings[i]->reloadable};
+        settings[i] =
+            (tmix_setting){c->settings[i]->key, c->settings[i]->value, c->settings[i]->reloadable};
     *r = (config_reply){.pub = {c->n_settings, settings}, .settings = settings, .env = rep};
     *out = &r->pub;
     return 0;
@@ -67,7 +67,9 @@ int tmix_config_set(const char *endpoint, const char *key, const char *value, in
     char *err = tmixi_thread_error();
     if (!endpoint || !key || !value)
         return tmixi_fail(err, TMIX_EINVAL, "tmix_config_set: %s is NULL",
-                          !endpoint ? "endpoint" : !key ? "key" : "value");
+                          !endpoint ? "endpoint"
+                          : !key    ? "key"
+                                    : "value");
     Tmix__Envelope *rep;
     const int rc = ask(endpoint, key, value, 1, timeout_ms, &rep, err);
     if (rc == 0)

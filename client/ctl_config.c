@@ -32,8 +32,8 @@ int ctl_config_main(int argc, char **argv)
     while (words < argc && argv[words][0] != '-')
         words++;
     if (get ? words > 2 : words != 3) {
-        fprintf(stderr, "tmixctl config %s: expected %s (see tmixctl config --help)\n",
-                argv[0], get ? "at most one KEY" : "KEY VALUE");
+        fprintf(stderr, "tmixctl config %s: expected %s (see tmixctl config --help)\n", argv[0],
+                get ? "at most one KEY" : "KEY VALUE");
         return 2;
     }
     ctl_conn conn;

@@ -125,16 +125,16 @@ static int draw(const tmix_preview *p, canvas *c)
                 else if (warped)
                     tile(c, p, x, y, scale, TILE_IMAGE, p->warped + pair * image, NULL);
                 else
-                    tile(c, p, x, y, scale, heat ? TILE_HEAT : TILE_IMAGE,
-                         p->inputs + src * image, heat ? p->cams + src * plane : NULL);
+                    tile(c, p, x, y, scale, heat ? TILE_HEAT : TILE_IMAGE, p->inputs + src * image,
+                         heat ? p->cams + src * plane : NULL);
             }
             x += GROUP_GAP - GAP;
         }
         tile(c, p, x, y, scale, TILE_IMAGE, p->mixed + r * image, NULL);
         char line[256] = "";
         for (int k = 0; k < n; k++)
-            snprintf(line + strlen(line), sizeof line - strlen(line), "%s%u:%.2f",
-                     k ? " + " : "", p->labels[r * n + k], p->weights[r * n + k]);
+            snprintf(line + strlen(line), sizeof line - strlen(line), "%s%u:%.2f", k ? " + " : "",
+                     p->labels[r * n + k], p->weights[r * n + k]);
         text(c, GAP, y + th + GAP, line);
     }
     return 0;
@@ -148,8 +148,8 @@ int ctl_preview_main(int argc, char **argv)
     const char *out = NULL;
     uint32_t samples = 8;
     ctl_conn_opts(&conn, 60, false, opts, &n);
-    opts[n++] = (ctl_opt){.name = "--out", .alias = "-o", .kind = CTL_TEXT, .dest = &out,
-                          .required = true};
+    opts[n++] =
+        (ctl_opt){.name = "--out", .alias = "-o", .kind = CTL_TEXT, .dest = &out, .required = true};
     opts[n++] = (ctl_opt){.name = "--n", .kind = CTL_COUNT, .dest = &samples, .lo = 1, .hi = 32};
     int rc = ctl_parse("tmixctl preview", usage, opts, argc, argv);
     if (rc)
@@ -165,14 +165,16 @@ int ctl_preview_main(int argc, char **argv)
         fprintf(stderr, "tmixctl preview: out of memory for the picture\n");
         return 1;
     }
-    png_image img = {.version = PNG_IMAGE_VERSION, .width = (png_uint_32)c.width,
-                     .height = (png_uint_32)c.height, .format = PNG_FORMAT_RGB};
+    png_image img = {.version = PNG_IMAGE_VERSION,
+                     .width = (png_uint_32)c.width,
+                     .height = (png_uint_32)c.height,
+                     .format = PNG_FORMAT_RGB};
     rc = png_image_write_to_file(&img, out, 0, c.rgb, 0, NULL) ? 0 : 1;
     if (rc)
         fprintf(stderr, "tmixctl preview: %s: %s\n", out, img.message);
     else
-        printf("%s: %d x %d, %u mixed samples of %s, n = %u\n", out, c.width, c.height,
-               p->samples, p->method, p->mix_n);
+        printf("%s: %d x %d, %u mixed samples of %s, n = %u\n", out, c.width, c.height, p->samples,
+               p->method, p->mix_n);
     free(c.rgb);
     tmix_preview_free(p);
     return rc;

@@ -18,12 +18,12 @@ static int check(const char *endpoint, const Tmix__Preview *p, char *err)
     const uint64_t rows = p->samples, pairs = rows * p->mix_n, image = c * h * w, plane = h * w;
     if (!rows || !p->mix_n || !c || c > 3 || p->n_inputs != rows * image ||
         (p->n_cams && p->n_cams != rows * plane) || p->n_warped != pairs * image ||
-        p->n_masks != pairs * plane || p->n_mixed != rows * image ||
-        p->n_source_rows != pairs || p->n_labels != pairs || p->n_weights != pairs ||
-        p->n_mean != c || p->n_std != c)
-        return tmixi_fail(err, TMIX_EPROTO, "%s: a Preview of %llu samples of n = %u, %llux%llux%llu "
-                          "whose arrays do not have those sizes", endpoint,
-                          (unsigned long long)rows, p->mix_n, (unsigned long long)c,
+        p->n_masks != pairs * plane || p->n_mixed != rows * image || p->n_source_rows != pairs ||
+        p->n_labels != pairs || p->n_weights != pairs || p->n_mean != c || p->n_std != c)
+        return tmixi_fail(err, TMIX_EPROTO,
+                          "%s: a Preview of %llu samples of n = %u, %llux%llux%llu "
+                          "whose arrays do not have those sizes",
+                          endpoint, (unsigned long long)rows, p->mix_n, (unsigned long long)c,
                           (unsigned long long)h, (unsigned long long)w);
     for (uint64_t i = 0; i < pairs; i++)
         if (p->source_rows[i] >= rows)
@@ -53,15 +53,25 @@ int tmix_preview_get(const char *endpoint, uint32_t samples, int timeout_ms, tmi
     if ((rc = check(endpoint, p, err)) < 0 || !r) {
         free(r);
         tmix__envelope__free_unpacked(rep, NULL);
-        return rc < 0 ? rc : tmixi_fail(err, TMIX_ENOMEM, "%s: no memory for the preview", endpoint);
+        return rc < 0 ? rc
+                      : tmixi_fail(err, TMIX_ENOMEM, "%s: no memory for the preview", endpoint);
     }
     r->env = rep;
     r->pub = (tmix_preview){
-        .samples = p->samples, .mix_n = p->mix_n, .channels = p->image_shape[0],
-        .height = p->image_shape[1], .width = p->image_shape[2], .method = p->method,
-        .inputs = p->inputs, .cams = p->n_cams ? p->cams : NULL, .warped = p->warped,
-        .masks = p->masks, .mixed = p->mixed, .source_rows = p->source_rows,
-        .labels = p->labels, .weights = p->weights,
+        .samples = p->samples,
+        .mix_n = p->mix_n,
+        .channels = p->image_shape[0],
+        .height = p->image_shape[1],
+        .width = p->image_shape[2],
+        .method = p->method,
+        .inputs = p->inputs,
+        .cams = p->n_cams ? p->cams : NULL,
+        .warped = p->warped,
+        .masks = p->masks,
+        .mixed = p->mixed,
+        .source_rows = p->source_rows,
+        .labels = p->labels,
+        .weights = p->weights,
     };
     for (size_t k = 0; k < p->n_mean; k++) {
         r->pub.mean[k] = p->mean[k];

@@ -26,8 +26,8 @@ struct tmixd_metrics {
     tmixd_server_stats *stats; // the loop's, reused
     pthread_mutex_t lock;      // guards what follows
     pthread_cond_t rendered_cond;
-    char *text;                      // the last rendering
-    uint64_t requested, rendered;    // scrapes asked for, and answered by the loop
+    char *text;                   // the last rendering
+    uint64_t requested, rendered; // scrapes asked for, and answered by the loop
     bool stopping;
 };
 
@@ -68,7 +68,11 @@ static void put(text *t, const char *fmt, ...)
 static void put_escaped(text *t, const char *s)
 {
     for (; *s; s++)
-        put(t, "%s", *s == '\\' ? "\\\\" : *s == '"' ? "\\\"" : *s == '\n' ? "\\n" : (char[]){*s, 0});
+        put(t, "%s",
+            *s == '\\'   ? "\\\\"
+            : *s == '"'  ? "\\\""
+            : *s == '\n' ? "\\n"
+                         : (char[]){*s, 0});
 }
 
 static void header(text *t, const char *name, const char *type, const char *help)
@@ -90,13 +94,13 @@ static void histogram(text *t, const char *name, const char *help, const tmixd_h
 }
 
 // One per-group series: `name{group="g"} value` for every group, with its header.
-#define PER_GROUP(t, st, metric, type, help, fmt, expr)                                    \
-    do {                                                                                   \
-        header(t, metric, type, help);                                                     \
-        for (int i_ = 0; i_ < (st)->ngroups; i_++) {                                       \
-            const tmixd_group_stats *g = &(st)->groups[i_];                                \
-            put(t, metric "{group=\"%s\"} " fmt "\n", g->name, expr);                      \
-        }                                                                                  \
+#define PER_GROUP(t, st, metric, type, help, fmt, expr)                                            \
+    do {                                                                                           \
+        header(t, metric, type, help);                                                             \
+        for (int i_ = 0; i_ < (st)->ngroups; i_++) {                                               \
+            const tmixd_group_stats *g = &(st)->groups[i_];                                        \
+            put(t, metric "{group=\"%s\"} " fmt "\n", g->name, expr);                              \
+        }                                                                                          \
     } while (0)
 
 char *tmixd_metrics_text(const tmixd_server_stats *st)
@@ -154,8 +158,8 @@ char *tmixd_metrics_text(const tmixd_server_stats *st)
               "Slots of the group's shared-memory ring (0: none).", "%u", g->shm_slots);
     PER_GROUP(&t, st, "tmix_group_shm_slots_used", "gauge",
               "Slots of the group's shared-memory ring holding a batch.", "%u", g->shm_slots_used);
-    PER_GROUP(&t, st, "tmix_group_cuda_slots", "gauge",
-              "Slots of the group's GPU ring (0: none).", "%u", g->cuda_slots);
+    PER_GROUP(&t, st, "tmix_group_cuda_slots", "gauge", "Slots of the group's GPU ring (0: none).",
+              "%u", g->cuda_slots);
     PER_GROUP(&t, st, "tmix_group_cuda_slots_used", "gauge",
               "Slots of the group's GPU ring holding a batch.", "%u", g->cuda_slots_used);
     histogram(&t, "tmix_batch_queued_seconds", "Seconds a batch waited for a worker.", st->queued);
@@ -195,7 +199,7 @@ static void on_wanted(uv_async_t *handle)
 // ---- the HTTP side -------------------------------------------------------------------------
 
 static enum MHD_Result answer(struct MHD_Connection *c, unsigned status, char *body,
-                             const char *type)
+                              const char *type)
 {
     struct MHD_Response *r =
         MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
@@ -229,9 +233,8 @@ static char *scrape(tmixd_metrics *m)
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
 {
     (void)version, (void)upload_data, (void)upload_data_size, (void)con_cls;
     if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)

@@ -6,8 +6,12 @@ int tmixd_preview_alloc(tmixd_preview *p, uint32_t samples, uint32_t n, uint32_t
                         uint32_t w, int with_cams)
 {
     const size_t image = (size_t)c * h * w, plane = (size_t)h * w;
-    *p = (tmixd_preview){.reply_to = p->reply_to, .samples = samples, .n = n, .channels = c,
-                         .height = h, .width = w};
+    *p = (tmixd_preview){.reply_to = p->reply_to,
+                         .samples = samples,
+                         .n = n,
+                         .channels = c,
+                         .height = h,
+                         .width = w};
     p->inputs = malloc(samples * image * sizeof(float));
     p->cams = with_cams ? malloc(samples * plane * sizeof(float)) : NULL;
     p->warped = malloc((size_t)samples * n * image * sizeof(float));

@@ -23,20 +23,25 @@ void server_on_preview(server *s, void *control, const Tmix__PreviewRequest *r)
     const uint64_t n = (uint64_t)tmixd_dataset_size(s->c->producer.dataset);
     if (samples > PREVIEW_MAX_SAMPLES || samples > n)
         return server_reply_error(s, control, TMIX__ERROR__CODE__BAD_REQUEST,
-                           "preview: %u samples; at most %d (and the data set's %llu)", samples,
-                           PREVIEW_MAX_SAMPLES, (unsigned long long)n);
+                                  "preview: %u samples; at most %d (and the data set's %llu)",
+                                  samples, PREVIEW_MAX_SAMPLES, (unsigned long long)n);
     tmixd_job *job = calloc(1, sizeof *job);
     tmixd_preview *pv = calloc(1, sizeof *pv);
     if (!job || !pv) {
         free(job);
         free(pv);
-        return server_reply_error(s, control, TMIX__ERROR__CODE__INTERNAL, "preview: out of memory");
+        return server_reply_error(s, control, TMIX__ERROR__CODE__INTERNAL,
+                                  "preview: out of memory");
     }
     const uint64_t bpe = (n + samples - 1) / samples;
     pv->reply_to = control;
-    *job = (tmixd_job){.pos = s->previews++ % bpe, .batches_per_epoch = bpe, .shard_len = n,
-                       .batch_size = samples, .dtype = TMIX__DTYPE__FLOAT32,
-                       .layout = TMIX__LAYOUT__NCHW, .preview = pv};
+    *job = (tmixd_job){.pos = s->previews++ % bpe,
+                       .batches_per_epoch = bpe,
+                       .shard_len = n,
+                       .batch_size = samples,
+                       .dtype = TMIX__DTYPE__FLOAT32,
+                       .layout = TMIX__LAYOUT__NCHW,
+                       .preview = pv};
     tmixd_producer_submit(s->producer, job);
 }
 
@@ -86,7 +91,7 @@ void server_preview_done(server *s, tmixd_job *job)
         reply_preview(s, job);
     else
         server_reply_error(s, job->preview->reply_to, TMIX__ERROR__CODE__INTERNAL, "preview: %s",
-                    job->error);
+                           job->error);
     tmixd_batch_free(job->batch);
     tmixd_preview_free(job->preview);
     free(job);
@@ -116,9 +121,9 @@ void server_collect_stats(void *ctx, tmixd_server_stats *st)
         .next = &s->next,
         .ngroups = s->ngroups,
     };
-    st->has_gpu_memory = s->c->producer.backend != tmix_backend_cpu() &&
-                         tmix_memory_info(s->c->producer.backend, &st->gpu_memory_used,
-                                          &st->gpu_memory_total) == 0;
+    st->has_gpu_memory =
+        s->c->producer.backend != tmix_backend_cpu() &&
+        tmix_memory_info(s->c->producer.backend, &st->gpu_memory_used, &st->gpu_memory_total) == 0;
     for (int i = 0; i < s->ngroups; i++) {
         const tmixd_group *g = s->groups[i];
         const tmixd_group_params *p = tmixd_group_params_get(g);
@@ -212,23 +217,25 @@ void server_on_config(server *s, void *control, const Tmix__ConfigRequest *r)
     const tmixd_setting *t = key[0] ? tmixd_setting_named(key) : NULL;
     if (key[0] && !t)
         return server_reply_error(s, control, TMIX__ERROR__CODE__BAD_REQUEST,
-                           "config: no setting '%s' (tmixctl config get lists them)", key);
+                                  "config: no setting '%s' (tmixctl config get lists them)", key);
     if (r->set) {
         if (!t)
             return server_reply_error(s, control, TMIX__ERROR__CODE__BAD_REQUEST,
-                               "config set: which setting? (a key is needed)");
+                                      "config set: which setting? (a key is needed)");
         if (!t->reloadable)
             return server_reply_error(s, control, TMIX__ERROR__CODE__BAD_REQUEST,
-                               "config set %s: fixed while tmixd runs; set it in the config "
-                               "file or as --%s=VALUE and restart tmixd", key, key);
+                                      "config set %s: fixed while tmixd runs; set it in the config "
+                                      "file or as --%s=VALUE and restart tmixd",
+                                      key, key);
         if (strncmp(s->c->endpoint, "ipc://", 6) != 0)
-            return server_reply_error(s, control, TMIX__ERROR__CODE__NOT_SUPPORTED,
-                               "config set: only over the ipc:// endpoint (its file mode says "
-                               "who may); %s is not one", s->c->endpoint);
-        if (tmixd_config_set(s->c->config, key, r->value ? r->value : "",
-                             "tmixctl config set") < 0)
+            return server_reply_error(
+                s, control, TMIX__ERROR__CODE__NOT_SUPPORTED,
+                "config set: only over the ipc:// endpoint (its file mode says "
+                "who may); %s is not one",
+                s->c->endpoint);
+        if (tmixd_config_set(s->c->config, key, r->value ? r->value : "", "tmixctl config set") < 0)
             return server_reply_error(s, control, TMIX__ERROR__CODE__BAD_REQUEST, "%s",
-                               tmix_last_error());
+                                      tmix_last_error());
         apply_reloadable(s->c->config);
         tmixd_log(TMIXD_LOG_INFO, "config: %s = %s (tmixctl config set)", key,
                   r->value ? r->value : "");
@@ -289,4 +296,3 @@ void server_on_status(server *s, void *control)
     env.status = &reply_st;
     server_reply(s, control, &env);
 }
-

@@ -16,7 +16,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     text[size] = 0;
     tmixd_config cfg;
     if (tmixd_config_defaults(&cfg) == 0) {
-        if (tmixd_config_parse_text(&cfg, text, "fuzz.conf") == 0 && tmixd_config_check(&cfg) == 0) {
+        if (tmixd_config_parse_text(&cfg, text, "fuzz.conf") == 0 &&
+            tmixd_config_check(&cfg) == 0) {
             FILE *null = fopen("/dev/null", "w");
             if (null) {
                 tmixd_config_write(&cfg, null);

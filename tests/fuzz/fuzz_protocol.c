@@ -26,8 +26,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 2)
         return 0;
     const tmixd_group_params p = {.mode = data[0] & 1 ? TMIXD_BROADCAST : TMIXD_SHARD,
-                                  .batch_size = 1 + data[1] % 8, .dtype = 1, .layout = 1,
-                                  .node_rank = 0, .node_count = 1};
+                                  .batch_size = 1 + data[1] % 8,
+                                  .dtype = 1,
+                                  .layout = 1,
+                                  .node_rank = 0,
+                                  .node_count = 1};
     tmixd_group *g = tmixd_group_new("fuzz", &p, 1 + data[0] / 2, 1 + data[1] / 64);
     uint64_t producing[MAX_PRODUCING];
     int nproducing = 0;
