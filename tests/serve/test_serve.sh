@@ -44,12 +44,7 @@ start_daemon_at() {
     --dataset.path="$work/idx" --server.workers=2 "$@" >>"$work/$name.log" 2>&1 &
   daemon=$!
   pids+=("$daemon")
-  for _ in $(seq "$start_tries"); do
-    "$TMIXCTL" status -e "$endpoint" --timeout 0.2 >/dev/null 2>&1 && return 0
-    kill -0 "$daemon" 2>/dev/null || fail "tmixd $name exited at start"
-    sleep 0.1
-  done
-  fail "tmixd $name does not answer"
+  wait_answer "$endpoint" "$name" "$start_tries"
 }
 
 # A TCP port free on 127.0.0.1 now.
@@ -74,11 +69,6 @@ start_gpu_daemon() {
       { echo "SKIP: no GPU: $(cat "$work/$name.log")"; exit 77; }
     fail "tmixd on the GPU exited at start: $(cat "$work/$name.log")"
   fi
-}
-
-stop_daemon() { # PID: SIGTERM, and the daemon must exit 0
-  kill -TERM "$1"
-  wait "$1" || fail "tmixd exited $? after SIGTERM"
 }
 
 # pull NAME OUT [tmixctl pull options...]: ids of the batches, one line each, into OUT.

@@ -76,34 +76,30 @@ PY
     fail "every STATUS says 0 images/s"
   # One WATCHDOG=1 per 200 ms: over the 6 s or more since READY, at least 20.
   [ "$(grep -c '^WATCHDOG=1$' "$work/notify.txt")" -ge 20 ] || fail "too few WATCHDOG=1"
-  kill -TERM "$daemon"
-  wait "$daemon" || fail "tmixd exited $? after SIGTERM"
+  stop_daemon "$daemon"
   wait "$listener" || fail "the listener ended without STOPPING=1"
   grep -q "^STOPPING=1 | STATUS=draining$" "$work/notify.txt" || fail "no STOPPING=1"
   # Without $NOTIFY_SOCKET nothing is sent and nothing is said about it.
   : >"$work/log.txt"
   serve
-  for _ in $(seq 100); do "$TMIXCTL" status -e "ipc://$work/d.sock" --timeout 0.2 >/dev/null 2>&1 && break; sleep 0.1; done
-  kill -TERM "$daemon"
-  wait "$daemon" || fail "tmixd exited $? after SIGTERM"
+  wait_answer "ipc://$work/d.sock" d
+  stop_daemon "$daemon"
   ! grep -q "sd_notify" "$work/log.txt" || fail "sd_notify was logged without NOTIFY_SOCKET"
   ;;
 journal)
   [ -d "$FMNIST" ] || { echo "SKIP: $FMNIST missing (apt-get install dataset-fashion-mnist)"; exit 77; }
   : >"$work/log.txt"
   JOURNAL_STREAM=$(stat -c '%d:%i' "$work/log.txt") serve
-  for _ in $(seq 100); do "$TMIXCTL" status -e "ipc://$work/d.sock" --timeout 0.2 >/dev/null 2>&1 && break; sleep 0.1; done
-  kill -TERM "$daemon"
-  wait "$daemon" || fail "tmixd exited $? after SIGTERM"
+  wait_answer "ipc://$work/d.sock" d
+  stop_daemon "$daemon"
   head -1 "$work/log.txt" | grep -q "^<6>info: serving idx:" || fail "no priority prefix"
   grep -q "^<6>info: stopped$" "$work/log.txt" || fail "no <6>info: stopped"
   ! grep -qv "^<[0-7]>" "$work/log.txt" || fail "a line without a priority"
   # Another file's JOURNAL_STREAM (stderr is not the journal): the time-and-pid form.
   mv "$work/log.txt" "$work/other.txt"
   JOURNAL_STREAM=$(stat -c '%d:%i' "$work/other.txt") serve
-  for _ in $(seq 100); do "$TMIXCTL" status -e "ipc://$work/d.sock" --timeout 0.2 >/dev/null 2>&1 && break; sleep 0.1; done
-  kill -TERM "$daemon"
-  wait "$daemon" || fail "tmixd exited $? after SIGTERM"
+  wait_answer "ipc://$work/d.sock" d
+  stop_daemon "$daemon"
   head -1 "$work/log.txt" | grep -qE "^[0-9-]+T[0-9:.]+Z tmixd\[$daemon\] info: serving" ||
     fail "not the time-and-pid form: $(head -1 "$work/log.txt")"
   ;;
