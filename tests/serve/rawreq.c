@@ -6,6 +6,7 @@
 //   reply            a message that is not a request (a Welcome)
 //   next SESSION     a Next for that session id (decimal)
 //   delivery D       a Hello asking for delivery D (proto Delivery value)
+//   group NAME       a Hello for the consumer group NAME, as given
 // Prints `error CODE_NAME: message`, or `ok BODY_NAME`; exits 1 when no reply comes in 5 s.
 #include <nanomsg/nn.h>
 #include <nanomsg/reqrep.h>
@@ -27,7 +28,7 @@ int main(int argc, char **argv)
 {
     if (argc < 3) {
         fprintf(stderr, "usage: rawreq ENDPOINT garbage|oversized N|version V|reply|next ID|"
-                        "delivery D\n");
+                        "delivery D|group NAME\n");
         return 2;
     }
     const char *kind = argv[2], *arg = argc > 3 ? argv[3] : "0";
@@ -70,6 +71,11 @@ int main(int argc, char **argv)
         size = pack(&env, &msg);
     } else if (strcmp(kind, "delivery") == 0) {
         hello.delivery = atoi(arg);
+        env.body_case = TMIX__ENVELOPE__BODY_HELLO;
+        env.hello = &hello;
+        size = pack(&env, &msg);
+    } else if (strcmp(kind, "group") == 0) {
+        hello.group = (char *)arg;
         env.body_case = TMIX__ENVELOPE__BODY_HELLO;
         env.hello = &hello;
         size = pack(&env, &msg);

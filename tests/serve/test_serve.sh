@@ -4,10 +4,12 @@
 #   test_serve.sh SCENARIO    (shard, broadcast, formats, stalled, kill_trainer, kill_daemon,
 #                              bad_messages, corrupt_jpeg, startup_errors, sighup, devices, lanes,
 #                              gpu_fault, shm, metrics, nodes, config, preview, churn,
-#                              files_removed, disk_full, limits, valgrind, kill_in_save)
+#                              files_removed, disk_full, limits, access, valgrind,
+#                              kill_in_save)
 # Needs TMIXD, TMIXCTL, RAWREQ, MAKE_IMAGEFOLDER, MAKE_IDX, FMNIST, GOLDEN, and for formats
 # NUMPY_PYTHON and CHECK_FORMATS (with PYTHONPATH reaching client/python), for devices
-# CHECK_DEVICES, in the environment. The daemon mixes on the first GPU when there is one.
+# CHECK_DEVICES, for access LISTENING, in the environment. The daemon mixes on the first GPU
+# when there is one.
 set -euo pipefail
 scenario=$1
 [ -d "$FMNIST" ] || { echo "SKIP: $FMNIST missing (apt-get install dataset-fashion-mnist)"; exit 77; }
@@ -474,6 +476,31 @@ valgrind)
   grep -q "ERROR SUMMARY: 0 errors" "$work/memcheck.txt" || fail "memcheck: $(grep -A5 'ERROR SUMMARY' "$work/memcheck.txt")"
   grep -Eq "definitely lost: 0 bytes|no leaks are possible" "$work/memcheck.txt" || fail "memcheck found a leak"
   grep -E "ERROR SUMMARY|definitely lost|in use at exit" "$work/memcheck.txt" | sed 's/^==[0-9]*== */memcheck: /'
+  ;;
+access)
+  # Who can reach tmixd: over ipc:// it listens on no TCP port at all; over tcp:// only on
+  # the configured address, with the metrics on loopback; a group name is only a name.
+  start_daemon a
+  [ -z "$(python3 "$LISTENING" "$daemon")" ] ||
+    fail "an ipc:// daemon listens on TCP: $(python3 "$LISTENING" "$daemon")"
+  # Names the client library would refuse are sent raw, as a hostile client would.
+  long=$(printf 'x%.0s' $(seq 65))
+  for bad in ../escape a/b "$long" "tab$(printf '\t')name"; do
+    "$RAWREQ" "ipc://$work/a.sock" group "$bad" >"$work/bad.txt"
+    grep -qF "error BAD_REQUEST: group name '$bad' must be 1 to 64 of [A-Za-z0-9._-]" "$work/bad.txt" ||
+      fail "group '$bad': $(cat "$work/bad.txt")"
+  done
+  "$TMIXCTL" pull -e "ipc://$work/a.sock" --group ../escape --batches 1 2>"$work/bad.txt" &&
+    fail "tmixctl sent group ../escape"
+  grep -qF "group '../escape': expected 1 to 64 of" "$work/bad.txt" || fail "tmixctl: $(cat "$work/bad.txt")"
+  [ -z "$(find "$work" -name '*escape*')" ] || fail "a group name made a file"
+  pull a "$work/after" --group g --batches 2 --batch-size 10
+  stop_daemon "$daemon"
+  mport=$(free_port)
+  start_tcp_daemon b --server.metrics_port="$mport"
+  [ "$(python3 "$LISTENING" "$daemon")" = "$(printf '127.0.0.1:%s\n' "$port" "$mport" | sort)" ] ||
+    fail "tcp://127.0.0.1:$port listens on: $(python3 "$LISTENING" "$daemon")"
+  stop_daemon "$daemon"
   ;;
 limits)
   # Access and limits: the socket 0660 in a directory tmixd makes 0750; [server] max_trainers
