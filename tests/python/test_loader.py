@@ -1,10 +1,10 @@
 """tmix.torch.Loader against a real tmixd: targets against the Batch, one epoch per loop and
 len(), state_dict round trips, DDP ranks in one shard group, shm zero copy, the GPU (cuda
-delivery included), errors; and the parts of cuda delivery that run without a GPU: the device
+delivery included), trainers killed holding ring slots, errors; and the parts of cuda delivery that run without a GPU: the device
 ring with a fake runtime and fake events, the ctypes runtime with a fake libcudart.
 
-    test_loader.py NAME   (targets, epochs, state_dict, ddp, shm, cuda, cuda_ring,
-                          cuda_runtime, errors)
+    test_loader.py NAME   (targets, epochs, state_dict, ddp, nodes, shm, shm_kill, cuda,
+                          cuda_kill, cuda_ring, cuda_runtime, errors)
 """
 import contextlib
 import ctypes
@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 import types
 import warnings
 
@@ -213,6 +214,89 @@ def test_cuda():
         assert tmix.status(d.endpoint).trainers == 0
 
 
+def holder(endpoint, group, mode, batches, delivery):
+    """A trainer that takes `batches` batches of `group` by `delivery` (cuda: on the GPU) and
+    keeps them: it prints their sample ids as one JSON line, then waits to be killed."""
+    device = "cuda" if delivery == "cuda" else "cpu"
+    loader = tmix.torch.Loader(endpoint, group=group, mode=mode, batch_size=50,
+                               delivery=delivery, device=device)
+    kept, ids = [], []
+    for (x, _), _ in zip(loader, range(int(batches))):
+        kept.append(x)
+        ids.extend(int(i) for i in loader.batch.sample_ids)
+    if device == "cuda":
+        torch.cuda.synchronize()
+    print(json.dumps(ids), flush=True)
+    time.sleep(600)
+
+
+def kill_holder(endpoint, group, mode, batches, delivery):
+    """holder() in a process of its own, SIGKILLed once it holds its batches: their ids."""
+    p = subprocess.Popen([sys.executable, __file__, "_holder", endpoint, group, mode,
+                          str(batches), delivery], stdout=subprocess.PIPE, text=True)
+    line = p.stdout.readline()
+    assert line, f"the holder exited {p.wait()} without its batches"
+    return p, json.loads(line)
+
+
+def wait_for(what, check, seconds=10):
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, f"no {what} after {seconds} s"
+        time.sleep(0.1)
+
+
+def killed_holding(delivery):
+    """A trainer SIGKILLed holding slots of a ring (shm or cuda delivery): once its lease
+    ends every slot of its broadcast group is free; a shard group's batches it held go to the
+    next member, whose epoch is whole; trainers killed over and over leave the daemon with the
+    descriptors it had."""
+    used = f"{delivery}_slots_used"
+    with Daemon("--server.lease_timeout_s=1") as d:
+        def group(name):
+            return next(g for g in tmix.status(d.endpoint).groups if g.name == name)
+
+        def freed(name):
+            g = group(name)
+            return g.members == 0 and getattr(g, used) == 0
+
+        p, _ = kill_holder(d.endpoint, "b", "broadcast", 3, delivery)
+        g = group("b")
+        assert g.members == 1 and getattr(g, used) >= 3, g
+        p.kill()
+        p.wait()
+        wait_for("free slots", lambda: freed("b"))
+
+        p, held = kill_holder(d.endpoint, "s", "shard", 3, delivery)
+        assert len(held) == 150
+        p.kill()
+        p.wait()
+        wait_for("lease end", lambda: group("s").members == 0)
+        loader = tmix.torch.Loader(d.endpoint, group="s", batch_size=50, delivery=delivery,
+                                   device="cuda" if delivery == "cuda" else "cpu")
+        ids = [int(i) for _ in loader for i in loader.batch.sample_ids]
+        exactly_once(ids, 0)  # the held batches again, and the rest
+        loader.close()
+
+        fds = len(os.listdir(f"/proc/{d.proc.pid}/fd"))
+        for _ in range(6):
+            p, _ = kill_holder(d.endpoint, "b", "broadcast", 1, delivery)
+            p.kill()
+            p.wait()
+        wait_for("free slots", lambda: freed("b"))
+        assert len(os.listdir(f"/proc/{d.proc.pid}/fd")) == fds, "the daemon's descriptors grew"
+
+
+def test_shm_kill():
+    killed_holding("shm")
+
+
+def test_cuda_kill():
+    if not torch.cuda.is_available():
+        skip("no GPU for PyTorch")
+    killed_holding("cuda")
+
+
 class FakeEvent:
     """A fake torch.cuda.Event: complete when the test says so, or at synchronize(), which
     calls on_wait first."""
@@ -401,11 +485,13 @@ def test_errors():
 if __name__ == "__main__":
     if sys.argv[1:2] == ["_rank"]:
         rank(*sys.argv[2:4])
+    elif sys.argv[1:2] == ["_holder"]:
+        holder(*sys.argv[2:7])
     else:
         for key in ("RANK", "WORLD_SIZE", "MASTER_PORT", "LOCAL_WORLD_SIZE", "GROUP_RANK"):
             # one trainer unless a test says
             os.environ.pop(key, None)
         main({"targets": test_targets, "epochs": test_epochs, "state_dict": test_state_dict,
-              "ddp": test_ddp, "nodes": test_nodes, "shm": test_shm, "cuda": test_cuda,
-              "cuda_ring": test_cuda_ring, "cuda_runtime": test_cuda_runtime,
-              "errors": test_errors})
+              "ddp": test_ddp, "nodes": test_nodes, "shm": test_shm, "shm_kill": test_shm_kill,
+              "cuda": test_cuda, "cuda_kill": test_cuda_kill, "cuda_ring": test_cuda_ring,
+              "cuda_runtime": test_cuda_runtime, "errors": test_errors})
