@@ -4,7 +4,7 @@
 # then Bye, then again: trainers come and go all the time), half inline, half shm.
 #   tests/bench/soak.sh [BUILD_DIR] [SECONDS] [TRAINERS]    (default: build, 600, 32)
 # Prints the daemon's RSS every tenth of the run, then per group: batches, images/s, epochs
-# complete, and lost / duplicated samples in those epochs (both must be 0), and the p50 and
+# complete, samples lost in them and duplicated in any epoch (both must be 0), and the p50 and
 # p99 of Next to batch from tmixctl status. Not a test: the numbers depend on the machine.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -53,15 +53,22 @@ kill -TERM "$daemon"
 wait "$daemon" || failed=1
 printf "\n%-8s %9s %10s %8s %6s %11s\n" group batches images/s epochs lost duplicated
 for g in 0 1 2 3; do
-  awk -v g="soak$g" -v s="$seconds" '
-    { batches++; images += NF - 5; per[$2] += NF - 5
-      for (i = 6; i <= NF; i++) if (seen[$2 " " $i]++) dups[$2]++; else distinct[$2]++ }
-    END { # an epoch is complete once 60000 ids of it came; then none may be missing
-      complete = 0; lost = 0; dup = 0
-      for (e in per) if (per[e] >= 60000) { complete++; lost += 60000 - distinct[e]; dup += dups[e] }
+  # Epoch by epoch (a stable sort keeps each epoch's lines together), so that only one
+  # epoch's ids are held at a time: no id twice in any epoch; an epoch is complete once 60000
+  # ids of it came, and then none may be missing.
+  sort -s -n -k2,2 "$work/ids.$g" | awk -v g="soak$g" -v s="$seconds" '
+    function close_epoch() {
+      if (n >= 60000) { complete++; lost += 60000 - distinct }
+      dup += d
+      delete seen; n = 0; distinct = 0; d = 0
+    }
+    $2 != epoch { close_epoch(); epoch = $2 }
+    { batches++; images += NF - 5; n += NF - 5
+      for (i = 6; i <= NF; i++) if (seen[$i]++) d++; else distinct++ }
+    END { close_epoch()
       printf "%-8s %9d %10.0f %8d %6d %11d\n", g, batches, images / s, complete, lost, dup
-    }' "$work/ids.$g"
+      exit lost + dup > 0 }' || failed=1
 done
 echo
 echo "$status" | grep -E "per batch|batch memory"
-[ $failed -eq 0 ] || { echo "soak: a trainer or the daemon failed" >&2; exit 1; }
+[ $failed -eq 0 ] || { echo "soak: a trainer or the daemon failed, or samples were lost" >&2; exit 1; }
