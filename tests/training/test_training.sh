@@ -5,6 +5,8 @@
 #   test_training.sh resume search|train-teacher   SIGKILL and SIGTERM, then --resume: the
 #                                                  same losses and the same file as one run
 #   test_training.sh bad_inputs search|train-teacher
+#   test_training.sh disk_full search|train-teacher  the checkpoint's disk fills: an error,
+#                                                  the last checkpoint kept, then --resume
 #   test_training.sh learns                        train-teacher learns; serve uses its teacher
 #   test_training.sh eval                          tmixd eval's table with the fixture models
 #   test_training.sh search_learns                 a short search with the shipped teacher
@@ -13,11 +15,18 @@
 set -euo pipefail
 scenario=$1
 cmd=${2:-train-teacher}
+if [ "$scenario" = disk_full ] && [ -z "${TMIX_MOUNT_NS:-}" ]; then
+  # Its tmpfs is mounted in a mount namespace of this script's own (skipped where there is
+  # none to be made), so that every process of the test sees it and nothing outside does.
+  unshare -m --propagation private true 2>/dev/null || { echo "SKIP: no mount namespace here"; exit 77; }
+  TMIX_MOUNT_NS=1 exec unshare -m --propagation private "$0" "$@"
+fi
 [ -d "$FMNIST" ] || { echo "SKIP: $FMNIST missing (apt-get install dataset-fashion-mnist)"; exit 77; }
 work=$(mktemp -d "${TMPDIR:-/tmp}/tmix-training.XXXXXX")
 pid=
 cleanup() {
   [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null
+  umount "$work/disk" 2>/dev/null || true # disk_full's tmpfs
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -81,6 +90,39 @@ resume)
   grep -q "Terminated at step .*--resume continues" "$work/termed.log" || fail "no SIGTERM line"
   run termed --resume || fail "--resume after SIGTERM exited $?"
   cmp -s "$work/straight.safetensors" "$work/termed.safetensors" || fail "SIGTERM: other module"
+  ;;
+disk_full)
+  # The checkpoint on a tmpfs that fills mid-run: the run stops with an error naming the
+  # checkpoint and ENOSPC, the checkpoint saved before stays whole and alone, and once there
+  # is room --resume goes on from it to the end (that a resumed run repeats an uninterrupted
+  # one is the resume scenario's).
+  section=search
+  [ "$cmd" = search ] || section=train
+  mkdir "$work/disk"
+  mount -t tmpfs -o size=16m tmpfs "$work/disk"
+  ckpt=$work/disk/full.ckpt
+  start full --$section.checkpoint="$ckpt"
+  for _ in $(seq 600); do [ -f "$ckpt" ] && break; sleep 0.05; done
+  [ -f "$ckpt" ] || fail "no first checkpoint"
+  kill -STOP "$pid"
+  dd if=/dev/zero of="$work/disk/filler" bs=64k 2>/dev/null || true # until the tmpfs is full
+  cp "$ckpt" "$work/saved.ckpt"
+  kill -CONT "$pid"
+  set +e
+  wait "$pid"
+  rc=$?
+  set -e
+  pid=
+  [ "$rc" -eq 1 ] || fail "a run whose checkpoint cannot be written exited $rc"
+  grep -q "checkpoint $ckpt: .*No space left on device" "$work/full.log" ||
+    fail "no ENOSPC named: $(tail -3 "$work/full.log")"
+  cmp -s "$ckpt" "$work/saved.ckpt" || fail "the checkpoint saved before changed"
+  [ "$(ls "$work/disk")" = "$(printf 'filler\nfull.ckpt')" ] || fail "left on the disk: $(ls "$work/disk")"
+  rm "$work/disk/filler"
+  run full --$section.checkpoint="$ckpt" --resume || fail "--resume with room again exited $?"
+  grep -Eq "resuming .* at step (4|8)" "$work/full.log" || fail "not resumed from the kept checkpoint"
+  grep -q "done: 24 steps" "$work/full.log" || fail "the resumed run did not finish"
+  [ "$(grep -c '"step"' "$work/full.safetensors.metrics.jsonl")" -eq 24 ] || fail "not 24 metrics lines"
   ;;
 bad_inputs)
   # Each a clear error naming the input, exit 1, and nothing overwritten.
