@@ -93,7 +93,9 @@ case "${1:-run}" in
       -Dbuildtype=debugoptimized
     ninja -C build-asan
     # allocator_may_return_null: tmixd's answer to an allocation that fails is under test.
+    # tests/lsan.supp: leaks of other projects' code, each with its bug report.
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:allocator_may_return_null=1 \
+      LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp:print_suppressions=0 \
       UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
       meson test -C build-asan --no-rebuild --print-errorlogs --suite unit --suite integration
     # Each fuzz target for 30 s from its seed corpus (tests/fuzz/run.sh; longer runs by hand).
