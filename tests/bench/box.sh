@@ -12,7 +12,7 @@
 #   (build/tests/gpu/), DIR/bench_mix (build/tests/bench/), DIR/rawreq (build/tests/serve/)
 # With Fashion-MNIST and rawreq it also runs the GPU serving scenarios of
 # tests/serve/test_serve.sh (devices, gpu_fault, lanes, shm) and, with PyTorch, the cuda
-# delivery test of the Python Loader (tests/python/test_loader.py cuda).
+# delivery tests of the Python Loader (tests/python/test_loader.py cuda and cuda_kill).
 #   tests/bench/box.sh DIR OUT_DIR        SKIP_SELFTEST=1 skips the selftest
 # Run from the root of a checkout (the GPU bench uses client/python to make its teachers).
 # cuDNN is looked for in the Python package nvidia.cudnn (as on the lent H200 boxes).
@@ -46,9 +46,11 @@ if [ -d fmnist ] && [ -x ./rawreq ]; then
     timeout 120 bash "$repo/tests/serve/test_serve.sh" $scenario >"$out/serve.$scenario.txt" 2>&1
     echo "serve.$scenario exit $?"
   done
-  TMIX_LIBRARY=$B/lib/libtmix.so.0 timeout 120 python3 "$repo/tests/python/test_loader.py" cuda \
-    >"$out/loader_cuda.txt" 2>&1
-  echo "python.loader.cuda exit $?: $(tail -1 "$out/loader_cuda.txt")"
+  for name in cuda cuda_kill; do
+    TMIX_LIBRARY=$B/lib/libtmix.so.0 timeout 120 python3 "$repo/tests/python/test_loader.py" \
+      $name >"$out/loader_$name.txt" 2>&1
+    echo "python.loader.$name exit $?: $(tail -1 "$out/loader_$name.txt")"
+  done
 fi
 if [ -x ./bench_mix ]; then
   PYTHONPATH=$repo/client/python python3 -c "

@@ -279,7 +279,7 @@ def killed_holding(delivery):
         loader.close()
 
         fds = len(os.listdir(f"/proc/{d.proc.pid}/fd"))
-        for _ in range(6):
+        for _ in range(3):
             p, _ = kill_holder(d.endpoint, "b", "broadcast", 1, delivery)
             p.kill()
             p.wait()
