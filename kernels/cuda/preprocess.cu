@@ -34,7 +34,7 @@ static __global__ void preprocess_kernel(float *out,             // (B, C, OH, O
     }
 }
 
-// For the GPU fault test (tests/serve/test_serve.sh gpu_fault): with TMIX_CUDA_FAULT_AFTER=N
+// For the GPU fault test (tests/serve/serving.sh gpu_fault): with TMIX_CUDA_FAULT_AFTER=N
 // in the environment, every preprocess after the N-th also launches a kernel that traps,
 // which breaks the context as a real fault in a kernel would.
 static __global__ void fault_kernel(void) { __trap(); }

@@ -11,7 +11,7 @@
 #   optional: DIR/fmnist/*.gz (Debian's Fashion-MNIST files), DIR/test_twins
 #   (build/tests/gpu/), DIR/bench_mix (build/tests/bench/), DIR/rawreq (build/tests/serve/)
 # With Fashion-MNIST and rawreq it also runs the GPU serving scenarios of
-# tests/serve/test_serve.sh (devices, gpu_fault, lanes, shm) and, with PyTorch, the cuda
+# tests/serve/serving.sh (devices, gpu_fault, lanes, shm) and, with PyTorch, the cuda
 # delivery tests of the Python Loader (tests/python/test_loader.py cuda and cuda_kill).
 #   tests/bench/box.sh DIR OUT_DIR        SKIP_SELFTEST=1 skips the selftest
 # Run from the root of a checkout (the GPU bench uses client/python to make its teachers).
@@ -43,7 +43,7 @@ if [ -d fmnist ] && [ -x ./rawreq ]; then
     GOLDEN=$repo/tests/golden NUMPY_PYTHON=python3 PYTHONPATH=$repo/client/python \
     CHECK_FORMATS=$repo/tests/serve/check_formats.py CHECK_DEVICES=$repo/tests/serve/check_devices.py
   for scenario in devices gpu_fault lanes shm; do
-    timeout 120 bash "$repo/tests/serve/test_serve.sh" $scenario >"$out/serve.$scenario.txt" 2>&1
+    timeout 120 bash "$repo/tests/serve/serving.sh" $scenario >"$out/serve.$scenario.txt" 2>&1
     echo "serve.$scenario exit $?"
   done
   for name in cuda cuda_kill; do

@@ -1,4 +1,4 @@
-# Sourced by the scripts of real daemons (test_serve.sh, test_systemd.sh) after `set -euo
+# Sourced by the scripts of real daemons (daemons.sh, test_systemd.sh) after `set -euo
 # pipefail` and with $what naming the case: $work, a temp dir removed at exit, where every
 # process whose pid is added to $pids is killed; fail MESSAGE says what failed with the tail
 # of each *.log and *.txt in $work, and exits 1; wait_answer and stop_daemon below.
