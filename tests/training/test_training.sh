@@ -102,7 +102,7 @@ disk_full)
   mount -t tmpfs -o size=16m tmpfs "$work/disk"
   ckpt=$work/disk/full.ckpt
   start full --$section.checkpoint="$ckpt"
-  for _ in $(seq 600); do [ -f "$ckpt" ] && break; sleep 0.05; done
+  for _ in $(seq 3000); do [ -f "$ckpt" ] && break; sleep 0.01; done # then stop it at once
   [ -f "$ckpt" ] || fail "no first checkpoint"
   kill -STOP "$pid"
   dd if=/dev/zero of="$work/disk/filler" bs=64k 2>/dev/null || true # until the tmpfs is full
