@@ -102,8 +102,8 @@ access)
   # Who can reach tmixd: over ipc:// it listens on no TCP port at all; over tcp:// only on
   # the configured address, with the metrics on loopback; a group name is only a name.
   start_daemon a
-  [ -z "$(python3 "$LISTENING" "$daemon")" ] ||
-    fail "an ipc:// daemon listens on TCP: $(python3 "$LISTENING" "$daemon")"
+  listening=$(python3 "$LISTENING" "$daemon")
+  [ -z "$listening" ] || fail "an ipc:// daemon listens on TCP: $listening"
   # Names the client library would refuse are sent raw, as a hostile client would.
   long=$(printf 'x%.0s' $(seq 65))
   for bad in ../escape a/b "$long" "tab$(printf '\t')name"; do
@@ -119,8 +119,9 @@ access)
   stop_daemon "$daemon"
   mport=$(free_port)
   start_tcp_daemon b --server.metrics_port="$mport"
-  [ "$(python3 "$LISTENING" "$daemon")" = "$(printf '127.0.0.1:%s\n' "$port" "$mport" | sort)" ] ||
-    fail "tcp://127.0.0.1:$port listens on: $(python3 "$LISTENING" "$daemon")"
+  listening=$(python3 "$LISTENING" "$daemon")
+  [ "$listening" = "$(printf '127.0.0.1:%s\n' "$port" "$mport" | sort)" ] ||
+    fail "tcp://127.0.0.1:$port listens on: $listening"
   stop_daemon "$daemon"
   ;;
 *)
