@@ -12,6 +12,7 @@
 #include "tensor.h"
 
 typedef struct tmix_backend tmix_backend;
+typedef struct tmix_graph tmix_graph; // a recorded sequence of ops, replayed by one launch
 
 // Device memory and an event that other processes open by CUDA IPC (tmix_ipc_buffer_new).
 typedef struct {
@@ -42,6 +43,14 @@ typedef struct tmix_backend_ops {
     void (*ipc_buffer_free)(tmix_backend *be, tmix_ipc_buffer *b);
     // Optional (CUDA): the device's memory in use (by every process) and in all.
     int (*memory_info)(tmix_backend *be, size_t *used, size_t *total);
+    // Optional (CUDA): copies queued without waiting (see ops.h); NULL means upload/download.
+    int (*upload_async)(tmix_backend *be, tmix_tensor *dst, const void *src);
+    int (*download_async)(tmix_backend *be, void *dst, TMIX_CONST src);
+    // Optional (CUDA): graphs of the work queued between capture_begin and capture_end.
+    int (*capture_begin)(tmix_backend *be);
+    int (*capture_end)(tmix_backend *be, tmix_graph **out);
+    int (*graph_launch)(tmix_backend *be, tmix_graph *g);
+    void (*graph_free)(tmix_backend *be, tmix_graph *g);
 
     // ops (see ops.h)
     int (*conv2d_forward)(tmix_backend *, tmix_tensor *out, TMIX_CONST in, TMIX_CONST weight,

@@ -65,6 +65,28 @@ int tmix_tensor_download(tmix_backend *be, void *dst, const tmix_tensor *src)
     return be->ops->download(be, dst, src);
 }
 
+int tmix_tensor_upload_async(tmix_backend *be, tmix_tensor *dst, const void *src)
+{
+    if (!be || !be->ops->upload_async)
+        return tmix_tensor_upload(be, dst, src);
+    TMIX_TRY(tmix_check_tensor("tensor_upload_async", "dst", dst, be,
+                               dst ? dst->dtype : TMIX_F32, -1));
+    if (!src)
+        return tmix_fail(TMIX_EINVAL, "tensor_upload_async: src is NULL");
+    return be->ops->upload_async(be, dst, src);
+}
+
+int tmix_tensor_download_async(tmix_backend *be, void *dst, const tmix_tensor *src)
+{
+    if (!be || !be->ops->download_async)
+        return tmix_tensor_download(be, dst, src);
+    TMIX_TRY(tmix_check_tensor("tensor_download_async", "src", src, be,
+                               src ? src->dtype : TMIX_F32, -1));
+    if (!dst)
+        return tmix_fail(TMIX_EINVAL, "tensor_download_async: dst is NULL");
+    return be->ops->download_async(be, dst, src);
+}
+
 int tmix_synchronize(tmix_backend *be)
 {
     TMIX_CHECK_BACKEND("synchronize", be, synchronize);
@@ -132,4 +154,42 @@ void tmix_host_free(tmix_backend *be, void *p)
         be->ops->host_free(be, p);
     else
         free(p);
+}
+
+bool tmix_backend_has_graphs(const tmix_backend *be)
+{
+    return be && be->ops->capture_begin && be->ops->capture_end && be->ops->graph_launch &&
+           be->ops->graph_free;
+}
+
+int tmix_capture_begin(tmix_backend *be)
+{
+    static const char op[] = "capture_begin";
+    TMIX_CHECK_BACKEND(op, be, capture_begin);
+    return be->ops->capture_begin(be);
+}
+
+int tmix_capture_end(tmix_backend *be, tmix_graph **out)
+{
+    static const char op[] = "capture_end";
+    if (!out)
+        return tmix_fail(TMIX_EINVAL, "%s: out is NULL", op);
+    *out = NULL;
+    TMIX_CHECK_BACKEND(op, be, capture_end);
+    return be->ops->capture_end(be, out);
+}
+
+int tmix_graph_launch(tmix_backend *be, tmix_graph *g)
+{
+    static const char op[] = "graph_launch";
+    TMIX_CHECK_BACKEND(op, be, graph_launch);
+    if (!g)
+        return tmix_fail(TMIX_EINVAL, "%s: graph is NULL", op);
+    return be->ops->graph_launch(be, g);
+}
+
+void tmix_graph_free(tmix_backend *be, tmix_graph *g)
+{
+    if (g && be && be->ops->graph_free)
+        be->ops->graph_free(be, g);
 }

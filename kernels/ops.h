@@ -8,6 +8,9 @@
 // ACCUMULATE (+=) into their gradient outputs, so zero those first (tmix_tensor_zero).
 // Gradients carry a `d` prefix. A backward output given as NULL is skipped, where the
 // comment says NULL is allowed. All float tensors are TMIX_F32 and must live on be's device.
+// Host arrays given to an op (indices, labels, boxes, crops) may be reused as soon as it
+// returns, except those from tmix_host_alloc: a GPU reads those when the op runs, so they
+// stay as they are until the backend has synchronized.
 #ifndef TMIX_OPS_H
 #define TMIX_OPS_H
 
@@ -27,6 +30,11 @@ int tmix_tensor_upload(tmix_backend *be, tmix_tensor *dst, const void *src);
 int tmix_tensor_download(tmix_backend *be, void *dst, const tmix_tensor *src);
 // Waits until all work queued on be is done (a no-op on the CPU).
 int tmix_synchronize(tmix_backend *be);
+// The same copies, queued without waiting where the backend can (a GPU): the host memory
+// must come from tmix_host_alloc and stay untouched until the backend has synchronized (a
+// download's data is there only then). Elsewhere they are tmix_tensor_upload / _download.
+int tmix_tensor_upload_async(tmix_backend *be, tmix_tensor *dst, const void *src);
+int tmix_tensor_download_async(tmix_backend *be, void *dst, const tmix_tensor *src);
 // Host memory for the staging buffers of uploads and downloads: pinned (page-locked) where
 // the backend's copies are faster from it, else malloc'd. Free it with tmix_host_free on the
 // same backend.
@@ -48,6 +56,22 @@ void tmix_ipc_buffer_free(tmix_backend *be, tmix_ipc_buffer *b);
 // The device memory in use (by every process on the device) and in all, in bytes: the
 // metrics' GPU memory. TMIX_ENOTSUP on the CPU.
 int tmix_memory_info(tmix_backend *be, size_t *used, size_t *total);
+
+// ---- graphs ----------------------------------------------------------------------------
+// Where the backend has them (CUDA graphs), the work queued on be between
+// tmix_capture_begin and tmix_capture_end is recorded instead of run, and tmix_graph_launch
+// runs all of it again as one launch: the same kernels on the same device memory, reading
+// the host memory of async copies and of host-array arguments anew each time (which is why
+// that memory must come from tmix_host_alloc). While capturing, nothing may allocate device
+// memory, wait for the device, or copy synchronously.
+bool tmix_backend_has_graphs(const tmix_backend *be);
+// TMIX_ENOTSUP where the backend has no graphs.
+int tmix_capture_begin(tmix_backend *be);
+// Ends the capture. *out is the graph, or NULL with the reason when the work queued could
+// not be recorded; the backend runs ops again either way.
+int tmix_capture_end(tmix_backend *be, tmix_graph **out);
+int tmix_graph_launch(tmix_backend *be, tmix_graph *g);
+void tmix_graph_free(tmix_backend *be, tmix_graph *g); // NULL: no-op
 
 
 // ---- convolution -----------------------------------------------------------------------

@@ -175,6 +175,26 @@ static int cuda_download(tmix_backend *be, void *dst, const tmix_tensor *src)
     return 0;
 }
 
+// The same copies without the wait: the caller's host memory is pinned (tmix_host_alloc) and
+// left alone until the next synchronize. Inside a capture they become the graph's copy nodes.
+static int cuda_upload_async(tmix_backend *be, tmix_tensor *dst, const void *src)
+{
+    tmix_cuda_state *st = tmix_cuda_state_of(be);
+    CUDA_CHECK(tmix_cuda_use(st));
+    CUDA_CHECK(cudaMemcpyAsync(dst->data, src, tensor_bytes(dst), cudaMemcpyHostToDevice,
+                               st->stream));
+    return 0;
+}
+
+static int cuda_download_async(tmix_backend *be, void *dst, const tmix_tensor *src)
+{
+    tmix_cuda_state *st = tmix_cuda_state_of(be);
+    CUDA_CHECK(tmix_cuda_use(st));
+    CUDA_CHECK(cudaMemcpyAsync(dst, src->data, tensor_bytes(src), cudaMemcpyDeviceToHost,
+                               st->stream));
+    return 0;
+}
+
 // Pinned and portable: any stream of any backend on any GPU copies from it by DMA, which is
 // what lets one batch's upload run while another batch computes.
 static int cuda_host_alloc(tmix_backend *be, size_t bytes, void **out)
@@ -320,6 +340,12 @@ static tmix_backend_ops make_ops(void)
     o.ipc_buffer_fill = cuda_ipc_buffer_fill;
     o.ipc_buffer_free = cuda_ipc_buffer_free;
     o.memory_info = cuda_memory_info;
+    o.upload_async = cuda_upload_async;
+    o.download_async = cuda_download_async;
+    o.capture_begin = tmix_cuda_capture_begin;
+    o.capture_end = tmix_cuda_capture_end;
+    o.graph_launch = tmix_cuda_graph_launch;
+    o.graph_free = tmix_cuda_graph_free;
     o.close = cuda_close;
     o.set_precision = cuda_set_precision;
 

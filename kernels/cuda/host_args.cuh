@@ -6,9 +6,10 @@
 #include "common.cuh"
 
 // Queues a copy of `bytes` of host memory `host` into st's scratch buffer on st->stream and
-// sets *out to the device copy, valid until the next call that asks for scratch. The caller
-// may reuse `host` at once: a copy from pageable memory (tmix pins none) returns only once
-// the data is staged.
+// sets *out to the device copy, valid until the next call that asks for scratch. A copy from
+// pageable memory returns only once the data is staged, so the caller may reuse `host` at
+// once; pinned memory (tmix_host_alloc: the mixer's arrays) is read when the stream gets
+// there, and by a graph at each launch (ops.h).
 static inline int tmix_cuda_host_args(tmix_cuda_state *st, const void *host, size_t bytes,
                                       void **out)
 {

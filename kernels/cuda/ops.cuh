@@ -8,6 +8,12 @@
 
 extern "C" {
 
+// graph.cu: CUDA graphs of the stream's work (ops.h "graphs")
+int tmix_cuda_capture_begin(tmix_backend *be);
+int tmix_cuda_capture_end(tmix_backend *be, tmix_graph **out);
+int tmix_cuda_graph_launch(tmix_backend *be, tmix_graph *g);
+void tmix_cuda_graph_free(tmix_backend *be, tmix_graph *g);
+
 // relu.cu
 int tmix_cuda_relu_forward(tmix_backend *be,
                            tmix_tensor *out,       // any shape

@@ -121,6 +121,31 @@ static int test_memory_info(void)
     return 0;
 }
 
+// The CPU has no graphs, and its async copies are its plain ones, checked the same way.
+static int test_memory_async_and_graphs(void)
+{
+    float x[4] = {1, 2, 3, 4}, y[4] = {0};
+    tmix_tensor v = V1(y, 4);
+    CHECK_OK(tmix_tensor_upload_async(cpu(), &v, x));
+    CHECK(memcmp(x, y, sizeof x) == 0);
+    float back[4] = {0};
+    CHECK_OK(tmix_tensor_download_async(cpu(), back, &v));
+    CHECK(memcmp(back, x, sizeof x) == 0);
+    CHECK_ERR(tmix_tensor_upload_async(cpu(), &v, NULL), TMIX_EINVAL);
+    CHECK_ERR(tmix_tensor_download_async(cpu(), NULL, &v), TMIX_EINVAL);
+
+    CHECK(!tmix_backend_has_graphs(cpu()) && !tmix_backend_has_graphs(NULL));
+    CHECK_ERR(tmix_capture_begin(cpu()), TMIX_ENOTSUP);
+    CHECK(strstr(tmix_last_error(), "capture_begin") != NULL);
+    tmix_graph *g = (tmix_graph *)1;
+    CHECK_ERR(tmix_capture_end(cpu(), &g), TMIX_ENOTSUP);
+    CHECK(g == NULL);
+    CHECK_ERR(tmix_capture_end(cpu(), NULL), TMIX_EINVAL);
+    CHECK_ERR(tmix_graph_launch(cpu(), NULL), TMIX_ENOTSUP);
+    tmix_graph_free(cpu(), NULL);
+    return 0;
+}
+
 static int test_golden_all_suites_have_fixtures(void)
 {
     int suites = 0;
@@ -199,6 +224,7 @@ static const test_case tests[] = {
     {"memory.bad_input", test_memory_bad_input},
     {"memory.host", test_memory_host},
     {"memory.info", test_memory_info},
+    {"memory.async_and_graphs", test_memory_async_and_graphs},
     {"golden.all_suites_have_fixtures", test_golden_all_suites_have_fixtures},
     {"cuda.absent_is_enodev", test_cuda_no_device},
     {"cpu.precision", test_cpu_precision},
