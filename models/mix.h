@@ -47,7 +47,7 @@ void tmix_draws_sample(tmix_draws *d, tmix_rng *rng, double alpha);
 int tmix_draws_check(const tmix_draws *d);
 
 // What the last forward made. Tensors live on the mixer's backend and belong to it; host
-// arrays are [batch * n], row-major.
+// arrays are [batch * n], row-major, and valid until the next forward.
 typedef struct {
     const tmix_tensor *cams;        // (B, 1, H, W)
     const tmix_tensor *theta;       // (B * n, 2, 3)
@@ -65,6 +65,20 @@ typedef struct tmix_mixer tmix_mixer;
 
 int tmix_mixer_new(tmix_mixer **out, tmix_backend *be, tmix_method method);
 void tmix_mixer_free(tmix_mixer *mx);
+
+// Where the backend has graphs (CUDA) and `on`, each forward without the loss becomes one
+// launch: the first forward of a batch shape runs op by op (allocating buffers, choosing
+// convolution algorithms), the second records a CUDA graph of its work, the rest replay it
+// with their own inputs. Replays need the images at the same address every batch (a batch
+// elsewhere records again), and the teacher and module given to the mixer not reallocated
+// by anyone else meanwhile (each would change the key and record again). When recording
+// fails, the mixer turns graphs off, keeps the reason (tmix_mixer_graph_error) and runs op
+// by op: a batch never fails for want of a graph. Off by default.
+void tmix_mixer_use_graphs(tmix_mixer *mx, bool on);
+// Forwards that ran as a graph launch so far.
+int64_t tmix_mixer_graph_launches(const tmix_mixer *mx);
+// Why recording a graph failed (graphs are off since), or NULL.
+const char *tmix_mixer_graph_error(const tmix_mixer *mx);
 
 // Mixes images (B, C, H, W; C = the teacher's in_channels) with labels (host, B entries).
 // module is needed by the methods that use the STN or MPN (NULL otherwise), and must have

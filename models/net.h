@@ -62,6 +62,7 @@ typedef struct {
     int64_t x_shape[4]; // the input shape the activations are sized for; 0s: none yet
     tmix_tensor x;      // the last forward's input (borrowed), read by the backward
     bool grads_ready;   // dout tensors are allocated for x_shape
+    uint64_t generation; // counts the (re)allocations of the activations: a graph's key
 } tmix_net;
 
 // ---- describing an architecture (zoo.c) ------------------------------------------------------

@@ -64,6 +64,7 @@ static int prepare(tmix_net *g, const tmix_tensor *x)
         }
     }
     memcpy(g->x_shape, x->shape, sizeof g->x_shape);
+    g->generation++;
     return 0;
 }
 

@@ -202,6 +202,11 @@ const tmix_teacher_info *tmix_teacher_info_get(const tmix_teacher *t)
     return &t->info;
 }
 
+uint64_t tmix_teacher_generation(const tmix_teacher *t)
+{
+    return t->g.generation;
+}
+
 int tmix_teacher_forward(tmix_teacher *t, tmix_tensor *logits, const tmix_tensor *x)
 {
     static const char op[] = "teacher_forward";
@@ -242,6 +247,7 @@ int tmix_teacher_cams(tmix_teacher *t, tmix_tensor *cams, const int64_t *labels)
     const int64_t shape[4] = {xs[0], 1, f->out.shape[2], f->out.shape[3]};
     if (memcmp(t->cam.shape, shape, sizeof shape) != 0) {
         tmix_tensor_free(be, &t->cam);
+        t->g.generation++;
         int rc = tmix_tensor_alloc(be, &t->cam, TMIX_F32, 4, shape);
         if (rc < 0) {
             tmix_tensor_free(be, &t->cam); // forget the shape, so the next call retries

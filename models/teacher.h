@@ -52,6 +52,9 @@ int tmix_teacher_forward(tmix_teacher *t,
 int tmix_teacher_cams(tmix_teacher *t,
                       tmix_tensor *cams,      // (B, 1, H, W)
                       const int64_t *labels); // [B], host
+// Changes whenever the teacher's activations (or CAM buffer) are allocated again, which
+// moves them: a recorded graph of its forward is valid only while this stays the same.
+uint64_t tmix_teacher_generation(const tmix_teacher *t);
 // dx += d(loss)/dx for the last forward, given dlogits = d(loss)/d(logits). Teacher weights
 // are frozen: no weight gradients. May be called again after the same forward.
 int tmix_teacher_backward(tmix_teacher *t,
