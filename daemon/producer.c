@@ -116,12 +116,15 @@ void tmixd_batch_free(tmixd_batch *b)
 // A lane mixes one batch at a time: a backend (on a GPU, a stream and cuDNN handle of its
 // own, so that lanes overlap one batch's copies with another's kernels), a teacher sharing
 // the weights but with activations of its own, and a mixer. Workers decode and augment
-// without one, then take a free lane for the part that needs it.
+// without one, then take a free lane for the part that needs it. On a GPU the lane keeps the
+// batch's device copies, so that its mixer's CUDA graph finds the images where it expects.
 typedef struct lane {
     tmix_backend *be;
     bool owns_be;          // a second stream on the GPU, opened here
     tmix_teacher *teacher; // shares c->teacher's weights; NULL without a teacher
     tmix_mixer *mixer;
+    tmix_tensor pixels, images; // on a GPU: (B, H, W, Cs) uint8 and (B, C, H, W) float32
+    bool graph_error_logged;
     struct lane *next_free;
 } lane;
 
@@ -205,11 +208,15 @@ static int lane_open(tmixd_producer *p, lane *l, bool first)
     }
     if (c->teacher)
         TMIX_TRY(tmix_teacher_share(&l->teacher, c->teacher, l->be));
-    return tmix_mixer_new(&l->mixer, l->be, c->method);
+    TMIX_TRY(tmix_mixer_new(&l->mixer, l->be, c->method));
+    tmix_mixer_use_graphs(l->mixer, c->graphs);
+    return 0;
 }
 
 static void lane_close(lane *l)
 {
+    tmix_tensor_free(l->be, &l->pixels);
+    tmix_tensor_free(l->be, &l->images);
     tmix_mixer_free(l->mixer);
     tmix_teacher_free(l->teacher);
     if (l->owns_be)
@@ -228,6 +235,15 @@ static void note_bad(void *ctx, int64_t id)
     if (first)
         tmixd_log(TMIXD_LOG_WARN, "unreadable, replaced wherever it is drawn: %s",
                   tmix_last_error());
+}
+
+// Makes t a tensor of l's of the given shape, keeping it when it already is one.
+static int lane_tensor(lane *l, tmix_tensor *t, tmix_dtype dtype, const int64_t shape[4])
+{
+    if (t->data && t->dtype == dtype && memcmp(t->shape, shape, 4 * sizeof *shape) == 0)
+        return 0;
+    tmix_tensor_free(l->be, t);
+    return tmix_tensor_alloc(l->be, t, dtype, 4, shape);
 }
 
 // The intermediates of a preview job, downloaded from wherever the mix ran.
@@ -262,23 +278,29 @@ static int mix_batch(tmixd_producer *p, worker_state *w, lane *l, const tmixd_jo
     const int wd = c->augment.out_w, cs = tmixd_dataset_channels(c->dataset);
     tmix_tensor src = tmix_tensor_view(w->pixels, TMIX_U8, TMIX_CPU, 4, (int64_t[]){b, h, wd, cs});
     tmix_tensor x = tmix_tensor_view(w->images, TMIX_F32, TMIX_CPU, 4, (int64_t[]){b, ch, h, wd});
-    tmix_tensor dsrc = {0}, dx = {0}; // their copies on a GPU
+    tmix_tensor *dsrc = &l->pixels, *dx = &l->images; // their copies on a GPU
     tmix_mix_result res;
     int rc = 0;
     if (gpu) {
-        rc = tmix_tensor_alloc(be, &dsrc, TMIX_U8, 4, src.shape);
+        rc = lane_tensor(l, dsrc, TMIX_U8, src.shape);
         if (rc == 0)
-            rc = tmix_tensor_upload(be, &dsrc, w->pixels);
+            rc = tmix_tensor_upload(be, dsrc, w->pixels);
         if (rc == 0)
-            rc = tmix_tensor_alloc(be, &dx, TMIX_F32, 4, x.shape);
+            rc = lane_tensor(l, dx, TMIX_F32, x.shape);
     }
     if (rc == 0)
-        rc = tmix_preprocess(be, gpu ? &dx : &x, gpu ? &dsrc : &src, crops, c->mean, c->std);
+        rc = tmix_preprocess(be, gpu ? dx : &x, gpu ? dsrc : &src, crops, c->mean, c->std);
     if (rc == 0)
-        rc = tmix_mix_forward(l->mixer, l->teacher, c->module, gpu ? &dx : &x, labels, d, false,
+        rc = tmix_mix_forward(l->mixer, l->teacher, c->module, gpu ? dx : &x, labels, d, false,
                               &res);
+    const char *graph_error = tmix_mixer_graph_error(l->mixer);
+    if (graph_error && !l->graph_error_logged) {
+        tmixd_log(TMIXD_LOG_WARN, "%s: CUDA graphs off, batches run op by op: %s", be->name,
+                  graph_error);
+        l->graph_error_logged = true;
+    }
     if (rc == 0 && job->preview) // before the inputs' buffer takes the mixed images
-        rc = keep_preview(be, gpu ? &dx : &x, &res, job->preview);
+        rc = keep_preview(be, gpu ? dx : &x, &res, job->preview);
     if (rc == 0 && gpu) // the mixed images come back into the staging buffer of the inputs
         rc = tmix_tensor_download(be, w->images, res.mixed);
     if (rc == 0) {
@@ -289,8 +311,6 @@ static int mix_batch(tmixd_producer *p, worker_state *w, lane *l, const tmixd_jo
             bt->weights[i] = res.weights[i];
         }
     }
-    tmix_tensor_free(be, &dsrc);
-    tmix_tensor_free(be, &dx);
     return rc;
 }
 

@@ -32,6 +32,7 @@ typedef struct {
     int workers;
     int lanes;                   // batches mixed at once (>= 1)
     tmix_precision precision;    // of the convolutions on every GPU lane
+    bool graphs;                 // each GPU lane replays its mix as a CUDA graph
 } tmixd_producer_config;
 
 // A unit of work: produce position pos for a group with these output settings.

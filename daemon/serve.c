@@ -78,6 +78,7 @@ static int run(void *ctx)
     p->workers = cfg->server_workers > 0 ? cfg->server_workers : cores > 0 ? (int)cores : 1;
     sc.prefetch = cfg->server_prefetch > 0 ? cfg->server_prefetch : p->workers + 2;
     p->precision = (tmix_precision)cfg->mix_precision;
+    p->graphs = cfg->mix_graphs;
     // A GPU lane costs a stream and a set of activations; two keep the GPU busy while one
     // batch's copies run. On the CPU a teacher's activations are large and it computes on
     // the worker's core anyway: one lane with a teacher, else a lane per worker (no waiting).

@@ -94,6 +94,9 @@
          "Arithmetic of the convolutions on a GPU (the teacher's, and the mixing module's): fp32; " \
          "tf32 (tensor cores); or bf16 (forward passes on bf16 tensor cores, gradients in tf32). " \
          "The CPU computes fp32.")                                                                  \
+    BOOL(mix, graphs, true, FIXED,                                                                 \
+         "On a GPU, replay each lane's mix as one CUDA graph launch once a batch shape repeats; "  \
+         "false launches every op of every batch on its own.")                                     \
     INT(mix, lanes, 0, 0, 64, FIXED,                                                               \
         "Batches mixed at once, each lane with teacher activations of its own (and on a GPU its "  \
         "own stream); 0 = auto: 2 on a GPU, 1 on the CPU with a teacher, else one per worker.")    \

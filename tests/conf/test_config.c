@@ -370,12 +370,12 @@ static int test_unknown_names(void)
     tmixd_config_free(&cfg);
     CHECK_MSG(FROM_ARGS(&cfg, "--mix.alhpa=1"), TMIX_EINVAL,
               "command line: --mix.alhpa=1: unknown key 'alhpa' in [mix] (keys: method, "
-              "module, alpha, n, precision, lanes)");
+              "module, alpha, n, precision, graphs, lanes)");
     tmixd_config_free(&cfg);
 
     char want[800];
     snprintf(want, sizeof want, "%s:3: [mix] alhpa = '1': unknown key 'alhpa' in [mix] "
-             "(keys: method, module, alpha, n, precision, lanes)", scratch_path("key.conf"));
+             "(keys: method, module, alpha, n, precision, graphs, lanes)", scratch_path("key.conf"));
     CHECK_MSG(load_text(&cfg, "key.conf", "# tmixd\n[mix]\nalhpa = 1\n"), TMIX_EINVAL, want);
     tmixd_config_free(&cfg);
 
