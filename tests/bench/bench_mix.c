@@ -1,6 +1,8 @@
 // Milliseconds per batch of the mixing pipeline on one backend: CAMs (the teacher on the
 // clean batch), the whole TransformMix forward (CAMs + module + blend), and one search step
-// (forward with the teacher's loss + backward into the module). Prints a table.
+// (forward with the teacher's loss + backward into the module); where the backend has graphs
+// (CUDA), also the whole forward replayed as one CUDA graph, as serving runs it. Prints a
+// table.
 //
 //   bench_mix TEACHER [--batch 128] [--size 32] [--n 2] [--repeat 5] [--backend cpu|cuda[:N]]
 //             [--precision fp32|tf32|bf16]
@@ -93,12 +95,21 @@ int main(int argc, char **argv)
     if (tmix_draws_alloc(&draws, batch, n, 32) < 0)
         return fail("draws");
     tmix_draws_sample(&draws, &rng, 1.0);
-    tmix_mixer *mx;
-    if (tmix_mixer_new(&mx, be, TMIX_MIX_TRANSFORMMIX) < 0)
+    tmix_mixer *mx, *gmx; // op by op; with graphs
+    if (tmix_mixer_new(&mx, be, TMIX_MIX_TRANSFORMMIX) < 0 ||
+        tmix_mixer_new(&gmx, be, TMIX_MIX_TRANSFORMMIX) < 0)
         return fail("mixer");
+    const bool graphs = tmix_backend_has_graphs(be);
+    tmix_mixer_use_graphs(gmx, graphs);
+    for (int r = 0; graphs && r < 2; r++) { // the first runs op by op, the second records
+        tmix_mix_result res;
+        if (tmix_mix_forward(gmx, teacher, &module, &images, labels, &draws, false, &res) < 0)
+            return fail("graph");
+    }
 
     // Best of `repeat` after one warm-up run of each row.
-    double best[3] = {1e30, 1e30, 1e30};
+    enum { ROWS = 4 };
+    double best[ROWS] = {1e30, 1e30, 1e30, 1e30};
     for (int r = 0; r <= repeat; r++) {
         tmix_mix_result res;
         double t0 = tmix_now_ms();
@@ -114,20 +125,31 @@ int main(int argc, char **argv)
             tmix_mix_backward(mx, teacher, &module, grads, NULL) < 0 || tmix_synchronize(be) < 0)
             return fail("search step");
         double t3 = tmix_now_ms();
+        if (graphs &&
+            (tmix_mix_forward(gmx, teacher, &module, &images, labels, &draws, false, &res) < 0 ||
+             tmix_synchronize(be) < 0))
+            return fail("graph");
+        double t4 = tmix_now_ms();
         if (r == 0)
             continue;
-        const double ms[3] = {t1 - t0, t2 - t1, t3 - t2};
-        for (int k = 0; k < 3; k++)
+        const double ms[ROWS] = {t1 - t0, t2 - t1, t3 - t2, t4 - t3};
+        for (int k = 0; k < ROWS; k++)
             best[k] = ms[k] < best[k] ? ms[k] : best[k];
     }
     printf("backend %s (%s), teacher %s, batch %d of %dx%dx%d, n = %d, best of %d\n", be->name,
            precisions[precision], info->arch, batch,
            info->in_channels, size, size, n, repeat);
     printf("%-44s %10s %12s\n", "stage", "ms/batch", "images/s");
-    const char *rows[3] = {"CAMs (teacher forward + CAM)", "whole mix (CAMs + STN + MPN + blend)",
-                           "search step (mix + teacher loss + backward)"};
-    for (int k = 0; k < 3; k++)
-        printf("%-44s %10.1f %12.0f\n", rows[k], best[k], batch / best[k] * 1e3);
+    const char *rows[ROWS] = {"CAMs (teacher forward + CAM)",
+                              "whole mix (CAMs + STN + MPN + blend)",
+                              "search step (mix + teacher loss + backward)",
+                              "whole mix, one CUDA graph launch"};
+    for (int k = 0; k < (graphs ? ROWS : ROWS - 1); k++)
+        printf("%-44s %10.2f %12.0f\n", rows[k], best[k], batch / best[k] * 1e3);
+    if (graphs && tmix_mixer_graph_error(gmx))
+        printf("(graphs were turned off, so the last row ran op by op: %s)\n",
+               tmix_mixer_graph_error(gmx));
+    tmix_mixer_free(gmx);
     tmix_mixer_free(mx);
     tmix_draws_free(&draws);
     free(labels);

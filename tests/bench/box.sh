@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # On another machine (a GPU box without our Debian packages): unpack a bundle, run its
 # selftest (CPU and, where there is a GPU, cuda:0 rows); where they were brought, the CUDA
-# twins test, and bench_mix on the GPU beside its PyTorch peer (tests/bench/peer_torch.py;
-# teachers made there with PyTorch); then, where
+# twins, teacher precision and mix graph tests, and bench_mix on the GPU beside its PyTorch
+# peer (tests/bench/peer_torch.py; teachers made there with PyTorch); then, where
 # Fashion-MNIST was brought, tmixctl bench for 1, 4 and 8 trainers on it and on a generated
 # 64x64 JPEG ImageFolder. Before that, the end-to-end bench (tests/bench/e2e.sh, mixup,
 # E2E_SECONDS per row, default 5: about 2 minutes; SKIP_E2E=1 skips it), whose peer needs
 # torchvision and PIL. Everything it needs travels in one folder:
 #   DIR/tmix-*.tar.gz (deploy/bundle.sh), DIR/make_imagefolder (build/tests/serve/),
-#   optional: DIR/fmnist/*.gz (Debian's Fashion-MNIST files), DIR/test_twins
-#   (build/tests/gpu/), DIR/bench_mix (build/tests/bench/), DIR/rawreq (build/tests/serve/)
+#   optional: DIR/fmnist/*.gz (Debian's Fashion-MNIST files), DIR/test_twins,
+#   DIR/test_precision and DIR/test_mix_graph (build/tests/gpu/), DIR/bench_mix
+#   (build/tests/bench/), DIR/rawreq (build/tests/serve/)
 # With Fashion-MNIST and rawreq it also runs the GPU serving scenarios of
 # tests/serve/serving.sh (devices, gpu_fault, lanes, shm) and, with PyTorch, the cuda
 # delivery tests of the Python Loader (tests/python/test_loader.py cuda and cuda_kill).
@@ -37,6 +38,12 @@ if [ -x ./test_twins ]; then
   echo "twins exit $?: $(grep -c '^PASS' "$out/twins.txt") groups passed"
   grep '^FAIL' "$out/twins.txt"
 fi
+for t in test_precision test_mix_graph; do
+  [ -x ./$t ] || continue
+  TMIX_ZOO_DIR=$repo/models/zoo timeout 120 ./$t >"$out/$t.txt" 2>&1
+  echo "$t exit $?"
+  grep -i 'fail\|error' "$out/$t.txt" | head -20
+done
 if [ -d fmnist ] && [ -x ./rawreq ]; then
   export TMIXD=$B/bin/tmixd TMIXCTL=$B/bin/tmixctl RAWREQ=$dir/rawreq FMNIST=$dir/fmnist \
     MAKE_IMAGEFOLDER=$dir/make_imagefolder MAKE_IDX=$repo/tests/serve/make_idx.py \

@@ -6,7 +6,7 @@
 // sums, the one-channel stem (padded to 8 channels for bf16) and the CAM's min-max. Skips
 // (77) without a GPU. `test_precision --cpu` runs fp32 with a second CPU teacher in the
 // place of the GPU (the unit test gpu.teacher_precision_cpu: the test itself, anywhere).
-#include <math.h>
+// $TMIX_ZOO_DIR, when set, replaces the zoo directory of the source tree.
 #include <stdlib.h>
 
 #include "harness.h"
@@ -61,38 +61,26 @@ static int run(tmix_backend *be, tmix_teacher *t, outputs *out)
     return 0;
 }
 
-// 0 when ||got - ref|| / ||ref|| <= tol, ref is not all 0 and every value is finite; prints
-// the error either way.
+// norm_close of one output at one precision.
 static int close_enough(const char *precision, const char *what, const float *ref, const float *got,
                         int64_t n, double tol)
 {
-    double d = 0, r = 0;
-    for (int64_t i = 0; i < n; i++) {
-        if (!isfinite(got[i])) {
-            fprintf(stderr, "%s %s: element %lld is %g\n", precision, what, (long long)i, got[i]);
-            return 1;
-        }
-        d += ((double)got[i] - ref[i]) * ((double)got[i] - ref[i]);
-        r += (double)ref[i] * ref[i];
-    }
-    if (r == 0) {
-        fprintf(stderr, "%s %s: the CPU's are all 0, nothing to compare\n", precision, what);
-        return 1;
-    }
-    const double err = sqrt(d) / sqrt(r);
-    printf("%-5s %-7s norm-wise error %.2e (bound %.0e)\n", precision, what, err, tol);
-    return err <= tol ? 0 : 1;
+    char name[64];
+    snprintf(name, sizeof name, "%-5s %-7s", precision, what);
+    return norm_close(name, ref, got, n, tol);
 }
 
 int main(int argc, char **argv)
 {
-    const bool cpu_only = argc > 1 && strcmp(argv[1], "--cpu") == 0;
-    tmix_backend *gpu = cpu();
-    const int rc = cpu_only ? 0 : open_gpu_or_skip(&gpu);
+    tmix_backend *gpu;
+    bool cpu_only;
+    const int rc = open_gpu_or_cpu_twin(argc, argv, &gpu, &cpu_only);
     if (rc)
         return rc;
     make_inputs();
-    const char *path = TMIX_ZOO_DIR "/fashion_mnist_resnet20.safetensors";
+    char path[4096];
+    snprintf(path, sizeof path, "%s/fashion_mnist_resnet20.safetensors",
+             getenv("TMIX_ZOO_DIR") ? getenv("TMIX_ZOO_DIR") : TMIX_ZOO_DIR);
     tmix_teacher *on_cpu = NULL, *on_gpu = NULL;
     static outputs ref, got;
     if (tmix_teacher_load(&on_cpu, cpu(), path) < 0 || tmix_teacher_load(&on_gpu, gpu, path) < 0 ||

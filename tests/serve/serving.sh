@@ -54,19 +54,20 @@ formats)
   ;;
 devices)
   # The same batches mixed on the CPU and on the GPU (skipped without a GPU): mixup, then
-  # TransformMix with the fixture teacher and module on the GPU's two lanes.
+  # TransformMix with the fixture teacher and module on the GPU's two lanes. 12 batches, so
+  # that each lane replays its CUDA graph several times with other batches' inputs.
   tm=(--mix.method=transformmix --teacher.path="$GOLDEN/transformmix/teacher.safetensors"
       --mix.module="$GOLDEN/transformmix/module.safetensors")
   start_daemon c --server.seed=5 --server.device=cpu
-  "$TMIXCTL" pull -e "ipc://$work/c.sock" --group g --batches 4 --batch-size 50 \
+  "$TMIXCTL" pull -e "ipc://$work/c.sock" --group g --batches 12 --batch-size 50 \
     --out "$work/cpu.safetensors" >/dev/null || fail "pull from the CPU daemon"
   stop_daemon "$daemon"
   start_daemon ct --server.seed=5 --server.device=cpu "${tm[@]}"
-  "$TMIXCTL" pull -e "ipc://$work/ct.sock" --group g --batches 4 --batch-size 50 \
+  "$TMIXCTL" pull -e "ipc://$work/ct.sock" --group g --batches 12 --batch-size 50 \
     --out "$work/cpu_tm.safetensors" >/dev/null || fail "pull from the CPU daemon"
   stop_daemon "$daemon"
   start_gpu_daemon g --server.seed=5
-  "$TMIXCTL" pull -e "ipc://$work/g.sock" --group g --batches 4 --batch-size 50 \
+  "$TMIXCTL" pull -e "ipc://$work/g.sock" --group g --batches 12 --batch-size 50 \
     --out "$work/gpu.safetensors" >/dev/null || fail "pull from the GPU daemon"
   grep -q "cuda:0" "$work/g.log" || fail "the GPU daemon does not say it mixes on cuda:0"
   "$NUMPY_PYTHON" "$CHECK_DEVICES" "$work/cpu.safetensors" "$work/gpu.safetensors" ||
@@ -74,7 +75,7 @@ devices)
   stop_daemon "$daemon"
   start_daemon gt --server.seed=5 --server.device=cuda "${tm[@]}"
   grep -q "2 mixing lanes" "$work/gt.log" || fail "the GPU daemon does not mix on 2 lanes"
-  "$TMIXCTL" pull -e "ipc://$work/gt.sock" --group g --batches 4 --batch-size 50 \
+  "$TMIXCTL" pull -e "ipc://$work/gt.sock" --group g --batches 12 --batch-size 50 \
     --out "$work/gpu_tm.safetensors" >/dev/null || fail "pull TransformMix from the GPU daemon"
   "$NUMPY_PYTHON" "$CHECK_DEVICES" "$work/cpu_tm.safetensors" "$work/gpu_tm.safetensors" \
     --norm 1e-4 || fail "the CPU and the GPU made other TransformMix batches"

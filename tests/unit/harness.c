@@ -164,6 +164,33 @@ int gradcheck_loss(const char *what, float *x, int64_t n, const float *analytic,
     return rc != 0 || l->failed ? 1 : 0;
 }
 
+int open_gpu_or_cpu_twin(int argc, char **argv, tmix_backend **out, bool *cpu_only)
+{
+    *cpu_only = argc == 2 && strcmp(argv[1], "--cpu") == 0;
+    *out = cpu();
+    return *cpu_only ? 0 : open_gpu_or_skip(out);
+}
+
+int norm_close(const char *what, const float *ref, const float *got, int64_t n, double tol)
+{
+    double d = 0, r = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (!isfinite(got[i])) {
+            fprintf(stderr, "%s: element %lld is %g\n", what, (long long)i, got[i]);
+            return 1;
+        }
+        d += ((double)got[i] - ref[i]) * ((double)got[i] - ref[i]);
+        r += (double)ref[i] * ref[i];
+    }
+    if (r == 0) {
+        fprintf(stderr, "%s: the reference is all 0, nothing to compare\n", what);
+        return 1;
+    }
+    const double err = sqrt(d) / sqrt(r);
+    printf("%s norm-wise error %.2e (bound %.0e)\n", what, err, tol);
+    return err <= tol ? 0 : 1;
+}
+
 int open_gpu_or_skip(tmix_backend **out)
 {
     const int rc = tmix_backend_cuda_open(out, 0);

@@ -45,6 +45,15 @@ tmix_backend *cpu(void);
 // no GPU or no CUDA backend; 1 after printing any other failure.
 int open_gpu_or_skip(tmix_backend **out);
 
+// The backend a gpu-suite test compares with the CPU: GPU 0 as open_gpu_or_skip opens it
+// (same return values), or, when the only argument is --cpu, the CPU itself, so that the
+// test's logic runs as a unit test anywhere (*cpu_only tells which).
+int open_gpu_or_cpu_twin(int argc, char **argv, tmix_backend **out, bool *cpu_only);
+
+// 0 when ||got - ref|| / ||ref|| <= tol (in double), every got is finite and ref is not all
+// 0; prints "<what> norm-wise error E (bound T)", and why on a failure.
+int norm_close(const char *what, const float *ref, const float *got, int64_t n, double tol);
+
 // A CPU backend whose op table is empty: every op entry point must answer TMIX_ENOTSUP.
 tmix_backend *empty_backend(void);
 
