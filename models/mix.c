@@ -584,7 +584,7 @@ static int run_device(tmix_mixer *mx, tmix_teacher *teacher, const tmix_module *
         }
     }
     int rc = tmix_graph_launch(mx->be, mx->graph);
-    if (rc < 0) { // recorded again on the next batch but one
+    if (rc < 0) { // the next batch records it again
         tmix_graph_free(mx->be, mx->graph);
         mx->graph = NULL;
         return rc;
