@@ -5,8 +5,10 @@
 # peer (tests/bench/peer_torch.py; teachers made there with PyTorch); then, where
 # Fashion-MNIST was brought, tmixctl bench for 1, 4 and 8 trainers on it and on a generated
 # 64x64 JPEG ImageFolder. Before that, the end-to-end bench (tests/bench/e2e.sh, mixup,
-# E2E_SECONDS per row, default 5: about 2 minutes; SKIP_E2E=1 skips it), whose peer needs
-# torchvision and PIL. Everything it needs travels in one folder:
+# E2E_SECONDS per row, default 5: about 2 minutes), whose peer needs torchvision and PIL.
+# PART picks half of it, to fit a 10-minute call each: `tests` (selftest, the GPU tests,
+# serving scenarios and Loader tests) or `bench` (bench_mix and its peer, e2e, tmixctl
+# bench); without PART both run. Everything it needs travels in one folder:
 #   DIR/tmix-*.tar.gz (deploy/bundle.sh), DIR/make_imagefolder (build/tests/serve/),
 #   optional: DIR/fmnist/*.gz (Debian's Fashion-MNIST files), DIR/test_twins,
 #   DIR/test_precision and DIR/test_mix_graph (build/tests/gpu/), DIR/bench_mix
@@ -14,13 +16,16 @@
 # With Fashion-MNIST and rawreq it also runs the GPU serving scenarios of
 # tests/serve/serving.sh (devices, gpu_fault, lanes, shm) and, with PyTorch, the cuda
 # delivery tests of the Python Loader (tests/python/test_loader.py cuda and cuda_kill).
-#   tests/bench/box.sh DIR OUT_DIR        SKIP_SELFTEST=1 skips the selftest
+#   tests/bench/box.sh DIR OUT_DIR [tests|bench]
 # Run from the root of a checkout (the GPU bench uses client/python to make its teachers).
 # cuDNN is looked for in the Python package nvidia.cudnn (as on the lent H200 boxes).
 set -uo pipefail
 repo=$PWD
 dir=$(cd "$1" && pwd)
 out=$(mkdir -p "$2" && cd "$2" && pwd)
+part=${3:-all}
+case $part in all|tests|bench) ;; *) echo "box.sh: PART is tests or bench, not $part" >&2; exit 2 ;; esac
+want() { [ "$part" = all ] || [ "$part" = "$1" ]; }
 cd "$dir"
 tar xzf tmix-*.tar.gz
 B=$(ls -d "$dir"/tmix-*/ | head -1)
@@ -28,23 +33,23 @@ CUDNN=$(python3 -c "import nvidia.cudnn as m; print(m.__path__[0])" 2>/dev/null)
 export LD_LIBRARY_PATH=$CUDNN:/usr/local/cuda/lib64:$B/lib
 { nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null; nproc
   "$B/bin/tmixd" --version; } | tee "$out/machine.txt"
-if [ -z "${SKIP_SELFTEST:-}" ]; then
+if want tests; then
   timeout 240 "$B/bin/tmixd" selftest >"$out/selftest.txt" 2>&1
   echo "selftest exit $?: $(tail -1 "$out/selftest.txt"); cuda:0 rows: $(grep -c 'cuda:0' "$out/selftest.txt")"
 fi
 export TMIX_CUDA_PLUGIN=$B/lib/tmix/libtmix-cuda.so
-if [ -x ./test_twins ]; then
+if want tests && [ -x ./test_twins ]; then
   timeout 200 ./test_twins >"$out/twins.txt" 2>&1
   echo "twins exit $?: $(grep -c '^PASS' "$out/twins.txt") groups passed"
   grep '^FAIL' "$out/twins.txt"
 fi
 for t in test_precision test_mix_graph; do
-  [ -x ./$t ] || continue
+  want tests && [ -x ./$t ] || continue
   TMIX_ZOO_DIR=$repo/models/zoo timeout 120 ./$t >"$out/$t.txt" 2>&1
   echo "$t exit $?"
   grep -i 'fail\|error' "$out/$t.txt" | head -20
 done
-if [ -d fmnist ] && [ -x ./rawreq ]; then
+if want tests && [ -d fmnist ] && [ -x ./rawreq ]; then
   export TMIXD=$B/bin/tmixd TMIXCTL=$B/bin/tmixctl RAWREQ=$dir/rawreq FMNIST=$dir/fmnist \
     MAKE_IMAGEFOLDER=$dir/make_imagefolder MAKE_IDX=$repo/tests/serve/make_idx.py \
     GOLDEN=$repo/tests/golden NUMPY_PYTHON=python3 PYTHONPATH=$repo/client/python \
@@ -59,6 +64,7 @@ if [ -d fmnist ] && [ -x ./rawreq ]; then
     echo "python.loader.$name exit $?: $(tail -1 "$out/loader_$name.txt")"
   done
 fi
+want bench || exit 0
 if [ -x ./bench_mix ]; then
   PYTHONPATH=$repo/client/python python3 -c "
 import torch
@@ -78,11 +84,9 @@ for arch, k in (('cifar_resnet18', 10), ('resnet50', 1000)):
     PYTHONPATH=$repo/client/python python3 "$repo/tests/bench/peer_torch.py" --repeat 5
   } 2>&1 | tee "$out/bench_mix.txt"
 fi
-if [ -z "${SKIP_E2E:-}" ]; then
-  TMIXD=$B/bin/tmixd TMIXCTL=$B/bin/tmixctl MAKE_IMAGEFOLDER=$dir/make_imagefolder \
-    TMIX_LIBRARY=$B/lib/libtmix.so.0 PYTHONPATH=$repo/client/python \
-    timeout 600 "$repo/tests/bench/e2e.sh" - "${E2E_SECONDS:-5}" 2>&1 | tee "$out/e2e.txt"
-fi
+TMIXD=$B/bin/tmixd TMIXCTL=$B/bin/tmixctl MAKE_IMAGEFOLDER=$dir/make_imagefolder \
+  TMIX_LIBRARY=$B/lib/libtmix.so.0 PYTHONPATH=$repo/client/python \
+  timeout 600 "$repo/tests/bench/e2e.sh" - "${E2E_SECONDS:-5}" 2>&1 | tee "$out/e2e.txt"
 [ -d fmnist ] || exit 0
 ./make_imagefolder /tmp/tmix-box-jpeg64 10 500 64 64
 bench() { # NAME TRAINERS tmixd-options...
