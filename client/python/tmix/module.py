@@ -231,7 +231,7 @@ def soft_label_loss(logits, labels, weights):
 
 
 def mix(teacher, module, images, labels, perm, lam, noise, method="transformmix", boxes=None,
-        hook=None):
+        hook=None, loss=True):
     """Mixes one batch as `tmixd mix` does and returns every intermediate.
 
     teacher: a zoo network (tmix.zoo.build), frozen and in eval mode; its CAMs are constants
@@ -245,10 +245,13 @@ def mix(teacher, module, images, labels, perm, lam, noise, method="transformmix"
         made (cams, theta, warped, warped_cams, masks, weights, mixed, logits); what it returns
         is used from there on. It lets a caller watch the steps, or substitute values, as
         the parity test does to check each step on tmixd's own inputs.
+    loss: False stops at the mixed batch: no teacher pass on it, no logits or loss (as
+        `tmixd mix` without --grads, and as serving mixes).
 
     Returns a dict: cams (B, 1, H, W), sources (B, n) int64 (column 0 = the sample itself),
     theta (B, n, 2, 3), warped (B, n, C, H, W), warped_cams (B, n, 1, H, W), masks (B, n, H, W),
-    mixed (B, C, H, W), weights (B, n), labels (B, n) int64, logits (B, classes), loss (scalar).
+    mixed (B, C, H, W), weights (B, n), labels (B, n) int64, and with loss logits (B, classes)
+    and loss (a scalar).
     Methods without a learned part use the identity θ and fixed masks (models/README.md).
     """
     if method not in METHODS:
@@ -294,11 +297,13 @@ def mix(teacher, module, images, labels, perm, lam, noise, method="transformmix"
     masks, weights = step("masks", masks), step("weights", weights)
 
     mixed = step("mixed", blend(masks, warped))
-    logits = step("logits", teacher(mixed))
     mixed_labels = labels[sources]
-    return {
+    out = {
         "cams": cams, "sources": sources, "theta": theta, "warped": warped,
         "warped_cams": warped_cams, "masks": masks, "mixed": mixed, "weights": weights,
-        "labels": mixed_labels, "logits": logits,
-        "loss": soft_label_loss(logits, mixed_labels, weights),
+        "labels": mixed_labels,
     }
+    if loss:
+        out["logits"] = step("logits", teacher(mixed))
+        out["loss"] = soft_label_loss(out["logits"], mixed_labels, weights)
+    return out
