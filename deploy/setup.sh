@@ -5,8 +5,9 @@
 #                           batches with tmixctl, then a clean stop
 #   deploy/setup.sh selftest  `tmixd selftest`: every op and model against PyTorch cases
 #   deploy/setup.sh test    run the whole test suite: unit, integration and gpu (gpu tests skip
-#                           without a GPU), then the unit and integration suites again under
-#                           ASan + UBSan, then 30 s per fuzz target
+#                           without a GPU; the PyTorch parity tests wait for the next pass),
+#                           then the unit and integration suites again under ASan + UBSan,
+#                           then 30 s per fuzz target
 #   deploy/setup.sh build   install and build only
 # Build directories: build/ (the normal build) and build-asan/ (sanitizers, CPU only).
 set -euo pipefail
@@ -85,7 +86,10 @@ case "${1:-run}" in
     ;;
   build) ;;
   test)
-    meson test -C build --no-rebuild --print-errorlogs --suite unit --suite integration --suite gpu
+    # The PyTorch parity tests (suite parity) run once, in the sanitizer pass below: their
+    # time is PyTorch's, the same in both builds.
+    meson test -C build --no-rebuild --print-errorlogs --suite unit --suite integration --suite gpu \
+      --no-suite parity
     # The sanitizer build is CPU-only: the CUDA runtime and ASan do not share an address space
     # layout, and there is no GPU to test here anyway.
     # Optimised (-O2): the integration suite under ASan took 7.6 min here, 10.3 at -O0.
