@@ -25,10 +25,14 @@ Bounds:
   measure) at most 1e-4, or SLACK times the error of PyTorch's own float32 on the same step
   when that is larger (as tests/models/zoo_parity.py): near-zero logits and warps of white
   noise are ill-conditioned, and tmixd is asked to be as accurate as PyTorch, not more.
-- gradients: ||got - ref|| / ||ref|| at most 1e-3. Element by element they cannot be held
-  to a bound: a ReLU or max-pool input within float32 rounding of its switch (one in about
-  1e6 units, so in some runs) routes its gradient differently in float32 and float64; one
-  such unit in the MPN moves single weight gradients by 4e-2, the norm by 1e-4.
+- gradients: ||got - ref|| / ||ref|| at most 1e-3, or SLACK times the same error of
+  PyTorch's own float32 gradient when that is larger: how far float32 lands depends on the
+  summation order, hence on the machine (resnet18 n=3's grad.mpn.net.4.weight: tmixd 1.8e-3
+  and PyTorch 1.5e-3 on a 2-core Xeon with AVX-512, both under 1e-3 on an AMD EPYC).
+  Element by element they cannot be held to a bound: a ReLU or max-pool input within
+  float32 rounding of its switch (one in about 1e6 units, so in some runs) routes its
+  gradient differently in float32 and float64; one such unit in the MPN moves single weight
+  gradients by 4e-2, the norm by 1e-4.
 Prints a table; exits 1 on any failure or missing tensor.
 """
 import copy
@@ -175,7 +179,8 @@ def check(name, got, ref, e2e, f32):
     if not np.all(np.isfinite(got)):
         return np.inf, np.inf, 0.0, "finite"
     if name.startswith("grad."):
-        return norm_error(got, ref), norm_error(got, e2e), GRAD_TOL, "norm"
+        bound = max(GRAD_TOL, SLACK * norm_error(f32, ref))
+        return norm_error(got, ref), norm_error(got, e2e), bound, "norm"
     bound = max(TOL, SLACK * rel_error(f32, ref))
     return rel_error(got, ref), rel_error(got, e2e), bound, "elem"
 
@@ -259,7 +264,7 @@ def main():
             loss = "loss" in names
             refs = (reference(*nets[torch.float64], inputs, method, grads, got, boxes, loss),
                     reference(*nets[torch.float64], inputs, method, grads, None, boxes, loss),
-                    reference(*nets[torch.float32], inputs, method, False, got, boxes, loss))
+                    reference(*nets[torch.float32], inputs, method, grads, got, boxes, loss))
             failures += compare(title, got, refs, names)
 
     print(f"\n{failures} failures")
