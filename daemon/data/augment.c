@@ -29,38 +29,59 @@ static axis_tap source_tap(int d, int n_in, int n_out)
     return t;
 }
 
-// Resizes the window b of in (inside the image) to out_h x out_w into out.
+// Row y of the window resized to out_w columns: each value interpolated between its two
+// taps in float, as the second (vertical) pass expects. c is a constant where inlined.
+static inline void resize_row(const uint8_t *r, const axis_tap *xs, int out_w, int c, float *o)
+{
+    for (int x = 0; x < out_w; x++) {
+        const uint8_t *a = r + (size_t)xs[x].i0 * c, *e = r + (size_t)xs[x].i1 * c;
+        const float l1 = xs[x].l1;
+        for (int k = 0; k < c; k++)
+            o[x * c + k] = a[k] + l1 * (float)(e[k] - a[k]);
+    }
+}
+
+// Resizes the window b of in (inside the image) to out_h x out_w into out. Rows first, then
+// columns, the rows kept for the next output row (an enlarged window reads each row for
+// several): out = top + l1y (bottom - top), top and bottom the resized rows, rounded.
 static int resize_window(const tmixd_image *in, tmixd_crop_box b, int out_h, int out_w,
                          uint8_t *out) // (out_h, out_w, in->c)
 {
     const int c = in->c;
-    const size_t row = (size_t)in->w * c;
+    const size_t row = (size_t)in->w * c, width = (size_t)out_w * c;
     if (b.h == out_h && b.w == out_w) {
         for (int y = 0; y < out_h; y++)
-            memcpy(out + (size_t)y * out_w * c,
-                   in->data + (size_t)(b.top + y) * row + (size_t)b.left * c, (size_t)out_w * c);
+            memcpy(out + (size_t)y * width,
+                   in->data + (size_t)(b.top + y) * row + (size_t)b.left * c, width);
         return 0;
     }
-    axis_tap *xs = malloc((size_t)out_w * sizeof *xs);
+    axis_tap *xs = malloc((size_t)out_w * sizeof *xs + 2 * width * sizeof(float));
     if (!xs)
         return tmix_fail(TMIX_ENOMEM, "augment: out of memory for a %d-wide resize", out_w);
+    float *rows[2] = {(float *)(xs + out_w), (float *)(xs + out_w) + width};
+    int held[2] = {-1, -1}; // the window row each of rows holds
     for (int x = 0; x < out_w; x++)
         xs[x] = source_tap(x, b.w, out_w);
     for (int y = 0; y < out_h; y++) {
         const axis_tap ty = source_tap(y, b.h, out_h);
-        const uint8_t *r0 = in->data + (size_t)(b.top + ty.i0) * row + (size_t)b.left * c;
-        const uint8_t *r1 = in->data + (size_t)(b.top + ty.i1) * row + (size_t)b.left * c;
-        uint8_t *o = out + (size_t)y * out_w * c;
-        for (int x = 0; x < out_w; x++) {
-            const axis_tap tx = xs[x];
-            const size_t a = (size_t)tx.i0 * c, e = (size_t)tx.i1 * c;
-            for (int k = 0; k < c; k++) {
-                const float top = r0[a + k] + tx.l1 * (float)(r0[e + k] - r0[a + k]);
-                const float bottom = r1[a + k] + tx.l1 * (float)(r1[e + k] - r1[a + k]);
-                const float v = top + ty.l1 * (bottom - top);
-                o[(size_t)x * c + k] = (uint8_t)(v + 0.5f);
-            }
+        const int want[2] = {ty.i0, ty.i1};
+        int at[2];
+        for (int t = 0; t < 2; t++) {
+            at[t] = held[0] == want[t] ? 0 : held[1] == want[t] ? 1 : -1;
+            if (at[t] >= 0)
+                continue;
+            at[t] = t == 1 ? 1 - at[0] : held[0] == want[1] ? 1 : 0; // keep the other tap's
+            const uint8_t *r = in->data + (size_t)(b.top + want[t]) * row + (size_t)b.left * c;
+            if (c == 3)
+                resize_row(r, xs, out_w, 3, rows[at[t]]);
+            else
+                resize_row(r, xs, out_w, c, rows[at[t]]);
+            held[at[t]] = want[t];
         }
+        const float *top = rows[at[0]], *bottom = rows[at[1]];
+        uint8_t *o = out + (size_t)y * width;
+        for (size_t i = 0; i < width; i++)
+            o[i] = (uint8_t)(top[i] + ty.l1 * (bottom[i] - top[i]) + 0.5f);
     }
     free(xs);
     return 0;

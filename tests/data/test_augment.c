@@ -149,6 +149,56 @@ static int test_bilinear_values(void)
     return 0;
 }
 
+// One output value of the documented resize, computed on its own: the taps of each axis
+// (source = (d + 0.5) n / out - 0.5, clamped below at 0), the row lerps, then the column
+// lerp, in float, rounded.
+static uint8_t formula_value(const tmixd_image *in, int oh, int ow, int y, int x, int k)
+{
+    int i[2][2];
+    float l[2];
+    const int n[2] = {in->h, in->w}, out[2] = {oh, ow}, d[2] = {y, x};
+    for (int a = 0; a < 2; a++) {
+        double src = ((double)d[a] + 0.5) * n[a] / out[a] - 0.5;
+        src = src < 0 ? 0 : src;
+        i[a][0] = (int)src < n[a] - 1 ? (int)src : n[a] - 1;
+        i[a][1] = i[a][0] < n[a] - 1 ? i[a][0] + 1 : i[a][0];
+        l[a] = (float)fmin(src - i[a][0], 1.0);
+    }
+    float row[2];
+    for (int r = 0; r < 2; r++) {
+        const uint8_t *p = in->data + (size_t)i[0][r] * in->w * in->c + k;
+        const int a = p[i[1][0] * in->c], e = p[i[1][1] * in->c];
+        row[r] = a + l[1] * (float)(e - a);
+    }
+    return (uint8_t)(row[0] + l[0] * (row[1] - row[0]) + 0.5f);
+}
+
+// The resize (kept rows, a pass per axis) gives exactly the formula's values, enlarging,
+// shrinking and both at once, with 1 and 3 channels.
+static int test_resize_formula(void)
+{
+    tmix_rng rng;
+    tmix_rng_seed(&rng, 3);
+    uint8_t *out = malloc(90 * 90 * 3);
+    for (int t = 0; t < 300; t++) {
+        const int c = t % 3 == 0 ? 1 : 3;
+        const int h = 1 + (int)tmix_rng_below(&rng, 90), w = 1 + (int)tmix_rng_below(&rng, 90);
+        tmixd_augment_params p = {.out_h = 1 + (int)tmix_rng_below(&rng, 90),
+                                  .out_w = 1 + (int)tmix_rng_below(&rng, 90),
+                                  .crop = TMIXD_CROP_NONE};
+        tmixd_image in = noise_image(h, w, c, (uint64_t)t);
+        CHECK_OK(tmixd_augment(&p, &in, &rng, out));
+        for (int y = 0; y < p.out_h; y++)
+            for (int x = 0; x < p.out_w; x++)
+                for (int k = 0; k < c; k++)
+                    CHECK(out[((size_t)y * p.out_w + x) * c + k] ==
+                          formula_value(&in, p.out_h, p.out_w, y, x, k));
+        tmixd_image_free(&in);
+    }
+    free(out);
+    return 0;
+}
+
 static int test_resize_constant(void)
 {
     enum { H = 37, W = 23 };
@@ -278,6 +328,7 @@ static const test_case tests[] = {
     {"augment.pad_window", test_pad_window},
     {"augment.copy_and_flip", test_copy_and_flip},
     {"augment.bilinear_values", test_bilinear_values},
+    {"augment.resize_formula", test_resize_formula},
     {"augment.resize_constant", test_resize_constant},
     {"augment.random_resized_boxes", test_random_resized_boxes},
     {"augment.random_resized_composition", test_random_resized_composition},
