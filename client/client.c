@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <nanomsg/nn.h>
@@ -47,8 +48,22 @@ struct tmix_client {
     // that no request the daemon answered has carried yet.
     uint64_t *released;
     size_t nreleased, cap_released;
+    // tmix_next asks for the batch after the one it returns before returning it (when
+    // ask_ahead), so that the answer waits here while the trainer trains: a Next for next_seq
+    // is then in flight (ahead).
+    bool ask_ahead, ahead;
+    double ahead_sent;     // when it was sent (CLOCK_MONOTONIC seconds)
+    size_t ahead_released; // how many of released it carried
+    double lease_s;        // the Welcome's: a session silent this long is dropped
     char err[TMIXI_ERR_LEN];
 };
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
 
 void tmix_options_init(tmix_options *o)
 {
@@ -267,6 +282,7 @@ static int hello(tmix_client *c, char *err)
         };
         memcpy(c->info.mean, w->mean, w->n_mean * sizeof(float));
         memcpy(c->info.std, w->std, w->n_std * sizeof(float));
+        c->lease_s = w->lease_timeout_ms / 1000.0;
         c->session++;
         c->next_seq = 1;
         c->nreleased = 0; // the old session's are of no use to the new one
@@ -294,6 +310,7 @@ int tmix_connect(tmix_client **out, const char *endpoint, const tmix_options *o)
         return tmixi_fail(err, TMIX_ENOMEM, "%s: no memory for a client", endpoint);
     }
     c->opts = *o;
+    c->ask_ahead = true;
     strcpy(c->group, o->group ? o->group : "default");
     c->opts.group = c->group;
     rc = tmixi_socket_open(&c->sock, endpoint, o->timeout_ms, err);
@@ -354,8 +371,11 @@ static bool answered(int rc)
     return rc != TMIX_ETIMEDOUT && rc != TMIX_EIO && rc != TMIX_EPROTO && rc != TMIX_ENOMEM;
 }
 
-static int ask_next(tmix_client *c, Tmix__Envelope **rep)
+// Sends the Next for next_seq, with the acknowledgements; ahead: only if it goes at once,
+// and a failure is not the caller's error (the next tmix_next asks instead).
+static int send_next(tmix_client *c, bool ahead)
 {
+    char scratch[TMIXI_ERR_LEN];
     Tmix__Next next = TMIX__NEXT__INIT;
     next.session_id = c->info.session_id;
     next.sequence = c->next_seq;
@@ -365,10 +385,41 @@ static int ask_next(tmix_client *c, Tmix__Envelope **rep)
     Tmix__Envelope req = TMIX__ENVELOPE__INIT;
     req.body_case = TMIX__ENVELOPE__BODY_NEXT;
     req.next = &next;
-    const int rc = tmixi_exchange(c->sock, c->endpoint, c->opts.timeout_ms, &req,
-                                  TMIX__ENVELOPE__BODY_BATCH, rep, c->err);
+    c->ahead_released = next.n_released;
+    return tmixi_send(c->sock, c->endpoint, c->opts.timeout_ms, ahead, &req,
+                      ahead ? scratch : c->err);
+}
+
+static int receive_batch(tmix_client *c, Tmix__Envelope **rep)
+{
+    const int rc = tmixi_receive(c->sock, c->endpoint, c->opts.timeout_ms,
+                                 TMIX__ENVELOPE__BODY_NEXT, TMIX__ENVELOPE__BODY_BATCH, rep, c->err);
     if (answered(rc))
-        released_sent(c, next.n_released);
+        released_sent(c, c->ahead_released);
+    return rc;
+}
+
+static int ask_next(tmix_client *c, Tmix__Envelope **rep)
+{
+    const int rc = send_next(c, false);
+    return rc < 0 ? rc : receive_batch(c, rep);
+}
+
+// The answer to the Next sent ahead. One that was already here may be older than the
+// session: the daemon drops a session silent for lease_s, and gives its batches to others.
+// Within half of that the session still held the batch; past it, the same Next is asked
+// again, and the daemon answers it with the batch if the session still holds it, else with
+// UNKNOWN_SESSION.
+static int take_ahead(tmix_client *c, Tmix__Envelope **rep)
+{
+    c->ahead = false;
+    const bool waited = tmixi_reply_waiting(c->sock);
+    const double silent = now_s() - c->ahead_sent;
+    int rc = receive_batch(c, rep);
+    if (rc == 0 && waited && silent > c->lease_s / 2) {
+        tmix__envelope__free_unpacked(*rep, NULL);
+        rc = ask_next(c, rep);
+    }
     return rc;
 }
 
@@ -380,7 +431,7 @@ int tmix_next(tmix_client *c, tmix_batch **out)
         return tmixi_fail(c->err, TMIX_EINVAL, "%s: tmix_next: out is NULL", c->endpoint);
     *out = NULL;
     Tmix__Envelope *rep;
-    int rc = ask_next(c, &rep);
+    int rc = c->ahead ? take_ahead(c, &rep) : ask_next(c, &rep);
     if (rc == TMIX_ESESSION) {
         // The daemon restarted or expired the session: a new one, from sequence 1. Acks of
         // the old session are lost; its batches come again to someone (at-least-once).
@@ -409,6 +460,17 @@ int tmix_next(tmix_client *c, tmix_batch **out)
     c->next_seq++;
     c->resume = h->pub.epoch * c->info.batches_per_epoch + h->pub.index + 1;
     *out = &h->pub;
+    // The next batch, asked for now; if the request cannot go at once, the next call asks.
+    c->ahead_sent = now_s();
+    c->ahead = c->ask_ahead && send_next(c, true) == 0;
+    return 0;
+}
+
+int tmix_set_ahead(tmix_client *c, int ahead)
+{
+    if (!c)
+        return tmixi_fail(tmixi_thread_error(), TMIX_EINVAL, "tmix_set_ahead: the client is NULL");
+    c->ask_ahead = ahead != 0;
     return 0;
 }
 
@@ -464,6 +526,12 @@ static void bye(tmix_client *c)
                             ? c->opts.timeout_ms : BYE_TIMEOUT_MS;
     nn_setsockopt(c->sock, NN_SOL_SOCKET, NN_SNDTIMEO, &timeout, sizeof timeout);
     nn_setsockopt(c->sock, NN_SOL_SOCKET, NN_RCVTIMEO, &timeout, sizeof timeout);
+    // The batch asked for ahead is not acknowledged: the Bye gives it back with the rest.
+    // Its answer is taken first, rather than cancelled by the Bye while it arrives.
+    if (c->ahead && tmixi_receive(c->sock, c->endpoint, timeout, TMIX__ENVELOPE__BODY_NEXT,
+                                  TMIX__ENVELOPE__BODY_BATCH, &rep, c->err) == 0)
+        tmix__envelope__free_unpacked(rep, NULL);
+    c->ahead = false;
     if (tmixi_exchange(c->sock, c->endpoint, timeout, &req, TMIX__ENVELOPE__BODY_BYE, &rep,
                        c->err) == 0)
         tmix__envelope__free_unpacked(rep, NULL);

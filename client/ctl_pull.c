@@ -194,6 +194,8 @@ int ctl_pull_main(int argc, char **argv)
     const double start = ctl_now();
     for (uint32_t k = 0; k < batches && rc == 0; k++) {
         tmix_batch *b;
+        if (k + 1 == batches) // the last: no batch asked for ahead waits leased to us
+            tmix_set_ahead(c, 0);
         int got = tmix_next(c, &b);
         if (got < 0) {
             rc = ctl_fail(got, tmix_client_error(c));

@@ -3,6 +3,8 @@
 #ifndef TMIX_CLIENT_INTERNAL_H
 #define TMIX_CLIENT_INTERNAL_H
 
+#include <stdbool.h>
+
 #include "tmix.h"
 #include "tmix.pb-c.h"
 
@@ -21,6 +23,18 @@ char *tmixi_thread_error(void);
 // resent every second until answered, sends and receives that give up after timeout_ms
 // (0: never). TMIX_EINVAL for an endpoint nanomsg cannot connect to.
 int tmixi_socket_open(int *sock, const char *endpoint, int timeout_ms, char *err);
+
+// Sends req (its version set here); now: only if it can go at once (else TMIX_ETIMEDOUT),
+// without waiting for the daemon to be reachable.
+int tmixi_send(int sock, const char *endpoint, int timeout_ms, bool now, Tmix__Envelope *req,
+               char *err);
+
+// Whether the reply to the request sent last is already here (tmixi_receive will not wait).
+bool tmixi_reply_waiting(int sock);
+
+// Waits for the reply to the request of body `asked` sent last, checked as tmixi_exchange's.
+int tmixi_receive(int sock, const char *endpoint, int timeout_ms, Tmix__Envelope__BodyCase asked,
+                  Tmix__Envelope__BodyCase want, Tmix__Envelope **reply, char *err);
 
 // Sends req (its version set here) and waits for the reply. The reply must be an Envelope of
 // this protocol version whose body is `want`, stored in *reply (freed with

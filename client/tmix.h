@@ -188,14 +188,23 @@ typedef struct tmix_batch {
     unsigned char cuda_mem[64], cuda_event[64];
 } tmix_batch;
 
-// Asks for the next batch and waits up to the timeout for it; on success *out holds it. The
-// request acknowledges every batch released so far (through the highest sequence below
-// which all are released). When the daemon no longer knows the session (it restarted, or
+// Returns the next batch, waiting up to the timeout for it; on success *out holds it. Before
+// returning it asks for the batch after it (when the request can go at once), so that the
+// daemon's answer is waiting at the next call instead of a round trip; an answer that waited
+// more than half the daemon's lease is asked for again (the session may have expired). The
+// request acknowledges every batch released before it went (through the highest sequence
+// below which all are released). When the daemon no longer knows the session (it restarted, or
 // the session expired) the client says Hello again with the same options and asks once more;
 // batches held from the old session stay valid until released. Errors: TMIX_ETIMEDOUT,
 // TMIX_EPROTO for a batch that contradicts its own shape or the Welcome, and the daemon's
 // refusals; calling again after a failure asks for the same batch again.
 int tmix_next(tmix_client *c, tmix_batch **out);
+
+// Whether tmix_next asks for the batch after the one it returns (ahead != 0, the default).
+// A trainer that takes a known number of batches turns it off before its last tmix_next,
+// so that no batch waits leased to it, unused, until its tmix_close. 0, or TMIX_EINVAL for
+// a NULL c.
+int tmix_set_ahead(tmix_client *c, int ahead);
 
 // Gives b back to the client (its memory is freed); the next request acknowledges it.
 // TMIX_EINVAL when b is not a batch this client holds (released already, another client's).

@@ -110,9 +110,11 @@ static const char *error_code_name(Tmix__Error__Code code)
     return v ? v->name : "an unknown error code";
 }
 
-static int send_request(int sock, const char *endpoint, int timeout_ms, const Tmix__Envelope *req,
-                        const char *what, char *err)
+int tmixi_send(int sock, const char *endpoint, int timeout_ms, bool now, Tmix__Envelope *req,
+               char *err)
 {
+    const char *what = body_name(req->body_case);
+    req->version = TMIX__PROTOCOL_VERSION__PROTOCOL_VERSION;
     size_t len = tmix__envelope__get_packed_size(req);
     uint8_t *buf = malloc(len ? len : 1);
     if (!buf)
@@ -120,16 +122,22 @@ static int send_request(int sock, const char *endpoint, int timeout_ms, const Tm
     tmix__envelope__pack(req, buf);
     int rc;
     do
-        rc = nn_send(sock, buf, len, 0);
+        rc = nn_send(sock, buf, len, now ? NN_DONTWAIT : 0);
     while (rc < 0 && nn_errno() == EINTR);
     int e = nn_errno();
     free(buf);
     if (rc >= 0)
         return 0;
-    if (e == ETIMEDOUT)
+    if (e == ETIMEDOUT || (now && e == EAGAIN))
         return tmixi_fail(err, TMIX_ETIMEDOUT, "%s: could not send %s within %d ms", endpoint, what,
-                          timeout_ms);
+                          now ? 0 : timeout_ms);
     return tmixi_fail(err, TMIX_EIO, "%s: sending %s: %s", endpoint, what, nn_strerror(e));
+}
+
+bool tmixi_reply_waiting(int sock)
+{
+    struct nn_pollfd p = {.fd = sock, .events = NN_POLLIN};
+    return nn_poll(&p, 1, 0) == 1 && (p.revents & NN_POLLIN);
 }
 
 // The reply, unpacked, or NULL with the code in *rc.
@@ -159,15 +167,12 @@ static Tmix__Envelope *receive_reply(int sock, const char *endpoint, int timeout
     return env;
 }
 
-int tmixi_exchange(int sock, const char *endpoint, int timeout_ms, Tmix__Envelope *req,
-                   Tmix__Envelope__BodyCase want, Tmix__Envelope **reply, char *err)
+int tmixi_receive(int sock, const char *endpoint, int timeout_ms, Tmix__Envelope__BodyCase asked,
+                  Tmix__Envelope__BodyCase want, Tmix__Envelope **reply, char *err)
 {
-    const char *what = body_name(req->body_case);
-    req->version = TMIX__PROTOCOL_VERSION__PROTOCOL_VERSION;
+    const char *what = body_name(asked);
     *reply = NULL;
-    int rc = send_request(sock, endpoint, timeout_ms, req, what, err);
-    if (rc < 0)
-        return rc;
+    int rc = 0;
     Tmix__Envelope *env = receive_reply(sock, endpoint, timeout_ms, what, &rc, err);
     if (!env)
         return rc;
@@ -189,6 +194,14 @@ int tmixi_exchange(int sock, const char *endpoint, int timeout_ms, Tmix__Envelop
     }
     *reply = env;
     return 0;
+}
+
+int tmixi_exchange(int sock, const char *endpoint, int timeout_ms, Tmix__Envelope *req,
+                   Tmix__Envelope__BodyCase want, Tmix__Envelope **reply, char *err)
+{
+    *reply = NULL;
+    const int rc = tmixi_send(sock, endpoint, timeout_ms, false, req, err);
+    return rc < 0 ? rc : tmixi_receive(sock, endpoint, timeout_ms, req->body_case, want, reply, err);
 }
 
 int tmixi_request(const char *endpoint, int timeout_ms, Tmix__Envelope *req,

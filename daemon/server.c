@@ -139,9 +139,10 @@ static int index_of(const server *s, const tmixd_group *g)
     return i;
 }
 
-// Slots for a ring of groups[i]: one per batch the memory budget lets exist, plus two per
-// trainer (one held, one asked for), so that only a trainer holding many batches at once
-// ever gets one inline.
+// Slots for a ring of groups[i]: one per batch the memory budget lets exist, plus three per
+// trainer (the batch it trains on, the one it released, acknowledged only by its next
+// request, and the one libtmix asked for ahead), so that only a trainer holding many
+// batches at once ever gets one inline.
 static size_t slot_bytes(const server *s, int i)
 {
     const tmixd_group_params *p = tmixd_group_params_get(s->groups[i]);
@@ -152,7 +153,7 @@ static size_t slot_bytes(const server *s, int i)
 
 static int ring_slots(const server *s, int i)
 {
-    const size_t slots = s->c->max_memory / slot_bytes(s, i) + 2 * (size_t)s->c->max_trainers;
+    const size_t slots = s->c->max_memory / slot_bytes(s, i) + 3 * (size_t)s->c->max_trainers;
     return slots < 65536 ? (int)slots : 65536;
 }
 
@@ -402,6 +403,7 @@ static void on_hello(server *s, void *control, const Tmix__Hello *h)
     w.n_mean = w.n_std = (size_t)c->producer.channels;
     w.mean = (float *)c->producer.mean;
     w.std = (float *)c->producer.std;
+    w.lease_timeout_ms = (uint32_t)(c->config->server_lease_timeout_s * 1000); // reloadable
     const tmixd_ring *ring = s->rings[gi];
     if (delivery == TMIX__DELIVERY__SHM) {
         w.shm_name = (char *)tmixd_ring_name(ring);

@@ -44,6 +44,7 @@ void reply_welcome(const fake_daemon *f, fake_reply *r, uint64_t session)
     w->n_mean = w->n_std = FAKE_C;
     w->mean = mean;
     w->std = std;
+    w->lease_timeout_ms = 60000; // a client trusts an answer it asked for ahead within 30 s
     r->env.body_case = TMIX__ENVELOPE__BODY_WELCOME;
     r->env.welcome = w;
 }

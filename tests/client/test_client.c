@@ -113,11 +113,13 @@ static int default_hello(void)
 }
 
 // ack_through is the highest n with batches 1..n all released, whatever the release order;
-// a batch released above it goes once in `released`.
+// a batch released above it goes once in `released`. tmix_next sends the Next for the batch
+// after the one it returns before returning it, so each Next says what was released before
+// the tmix_next ahead of it: Next s + 1 leaves as batch s is handed out.
 static int next_release_acks(void)
 {
     fake_daemon f = {0};
-    CHECK(fake_start(&f, welcome_then_batches, 6) == 0);
+    CHECK(fake_start(&f, welcome_then_batches, 7) == 0);
     tmix_client *c;
     CHECK_RC(connect_fake(&c, &f), 0, NULL);
     tmix_batch *b[6];
@@ -127,26 +129,64 @@ static int next_release_acks(void)
     NEXT(1);
     NEXT(2);
     CHECK_RC(tmix_release(c, b[2]), 0, c);
-    NEXT(3); // 1 is still held: nothing acknowledged through, 2 on its own
+    NEXT(3); // Next 4: 1 is still held, nothing acknowledged through, 2 on its own
     CHECK_RC(tmix_release(c, b[1]), 0, c);
-    NEXT(4); // 1, 2 released, 3 held
+    NEXT(4); // Next 5: 1, 2 released, 3 held
     CHECK_RC(tmix_release(c, b[3]), 0, c);
     CHECK_RC(tmix_release(c, b[4]), 0, c);
     CHECK_RC(tmix_release(c, b[4]), TMIX_EINVAL, c); // twice (before NEXT may reuse its memory)
     CHECK_SAYS(tmix_client_error(c), "not a batch this client holds");
-    NEXT(5); // all four released
+    NEXT(5); // Next 6: all four released
 #undef NEXT
     CHECK(fake_stop(&f) == 0);
     CHECK(check_next(&f, 1, 7, 1, 0) == 0);
     CHECK(check_next(&f, 2, 7, 2, 0) == 0);
     CHECK(check_next(&f, 3, 7, 3, 0) == 0);
-    CHECK(check_next(&f, 4, 7, 4, 2) == 0);
-    CHECK(check_next(&f, 5, 7, 5, 4) == 0);
-    for (int i = 1; i <= 5; i++) {
+    CHECK(check_next(&f, 4, 7, 4, 0) == 0);
+    CHECK(check_next(&f, 5, 7, 5, 2) == 0);
+    CHECK(check_next(&f, 6, 7, 6, 4) == 0);
+    for (int i = 1; i <= 6; i++) {
         const Tmix__Next *n = next_of(&f, i);
-        CHECK(i == 3 ? n->n_released == 1 && n->released[0] == 2 : n->n_released == 0);
+        CHECK(i == 4 ? n->n_released == 1 && n->released[0] == 2 : n->n_released == 0);
     }
     tmix_close(c); // frees b[5], still held
+    fake_free(&f);
+    return 0;
+}
+
+// A lease of 200 ms: the batch asked for ahead, answered at once, is trusted within 100 ms;
+// past that the Next goes again (same sequence) and the second answer is the batch.
+static void short_lease(fake_daemon *f, int i, const Tmix__Envelope *req, fake_reply *r)
+{
+    welcome_then_batches(f, i, req, r);
+    if (i == 0)
+        r->welcome.lease_timeout_ms = 200;
+    else if (i == 3) // the repeated Next 2: another batch than the first answer, index 1
+        reply_batch(f, r, req->next->sequence, 0, 2, FAKE_BATCH);
+}
+
+static int stale_answer_asked_again(void)
+{
+    fake_daemon f = {0};
+    CHECK(fake_start(&f, short_lease, 6) == 0);
+    tmix_client *c;
+    CHECK_RC(connect_fake(&c, &f), 0, NULL);
+    tmix_batch *b;
+    CHECK_RC(tmix_next(c, &b), 0, c);
+    CHECK_RC(tmix_release(c, b), 0, c);
+    nanosleep(&(struct timespec){0, 150 * 1000000}, NULL); // Next 2's answer waits 150 ms
+    CHECK_RC(tmix_next(c, &b), 0, c);
+    CHECK(b->sequence == 2 && b->index == 2); // the second answer's
+    CHECK_RC(tmix_release(c, b), 0, c);
+    CHECK_RC(tmix_next(c, &b), 0, c); // at once: the answer is trusted
+    CHECK(b->sequence == 3 && b->index == 2);
+    CHECK(fake_stop(&f) == 0);
+    CHECK(check_next(&f, 1, 7, 1, 0) == 0);
+    CHECK(check_next(&f, 2, 7, 2, 0) == 0); // ahead, as batch 1 is handed out
+    CHECK(check_next(&f, 3, 7, 2, 1) == 0); // again, batch 1 released meanwhile
+    CHECK(check_next(&f, 4, 7, 3, 1) == 0);
+    CHECK(check_next(&f, 5, 7, 4, 2) == 0);
+    tmix_close(c);
     fake_free(&f);
     return 0;
 }
@@ -683,6 +723,7 @@ int main(int argc, char **argv)
         {"client.connect_welcome", connect_welcome},
         {"client.default_hello", default_hello},
         {"client.next_release_acks", next_release_acks},
+        {"client.stale_answer_asked_again", stale_answer_asked_again},
         {"client.batch_view", batch_view},
         {"client.unknown_session_rehello", unknown_session_rehello},
         {"client.unknown_session_twice", unknown_session_twice},

@@ -193,7 +193,7 @@ def test_cuda():
         loader = tmix.torch.Loader(d.endpoint, delivery="cuda", device="cuda", **kw)
         info = loader.info
         assert (info.delivery, info.cuda_device) == ("cuda", 0), info
-        assert info.cuda_slots == 2**20 // (50 * 28 * 28 * 4) + 2 * 2, info  # memory / batch
+        assert info.cuda_slots == 2**20 // (50 * 28 * 28 * 4) + 3 * 2, info  # memory / batch
         ref = tmix.Client(d.endpoint, **kw)  # after the loader's Hello, which made the ring
         loops = (pair for _ in range(4) for pair in loader)  # 20 batches a loop (an epoch)
         for k, (x, t) in enumerate(itertools.islice(loops, 61)):

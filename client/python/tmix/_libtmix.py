@@ -85,6 +85,7 @@ _PROTOTYPES = {
                                     ctypes.POINTER(Options)]),
     "tmix_get_info": (ctypes.POINTER(Info), [ctypes.c_void_p]),
     "tmix_next": (ctypes.c_int, [ctypes.c_void_p, ctypes.POINTER(ctypes.POINTER(Batch))]),
+    "tmix_set_ahead": (ctypes.c_int, [ctypes.c_void_p, ctypes.c_int]),
     "tmix_release": (ctypes.c_int, [ctypes.c_void_p, ctypes.POINTER(Batch)]),
     "tmix_close": (None, [ctypes.c_void_p]),
     "tmix_client_error": (ctypes.c_char_p, [ctypes.c_void_p]),

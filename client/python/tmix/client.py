@@ -136,6 +136,14 @@ class _Connection:
         finally:
             self._unlock()
 
+    def set_ahead(self, on):
+        self._lock.acquire()
+        try:
+            if self.ptr and not self._closing:
+                self.lib.tmix_set_ahead(self.ptr, 1 if on else 0)
+        finally:
+            self._unlock()
+
     def close(self):
         self._lock.acquire()
         self._closing = True
@@ -295,6 +303,14 @@ class Client:
             raise ValueError("tmix: the client is closed")
         bptr, self.info = self._conn.next()
         return Batch(self._conn, bptr, self.info)
+
+    def set_ahead(self, on):
+        """Whether next() asks for the batch after the one it returns (on by default), so
+        that it waits here while the trainer trains; turn it off before the last batch of a
+        known count, so that none waits leased to this client, unused, until close()."""
+        if self._conn is None:
+            raise ValueError("tmix: the client is closed")
+        self._conn.set_ahead(on)
 
     def __iter__(self):
         return self
