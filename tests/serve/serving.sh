@@ -143,9 +143,14 @@ shm)
     --batch-size 50 --delivery shm --hold-ms 60000 >/dev/null &
   victim=$!
   pids+=("$victim")
-  sleep 1
-  "$TMIXCTL" status -e "$e" | grep -Eq '^b +broadcast +- +1 .* [1-9][0-9]*/[0-9]+$' ||
-    fail "the held broadcast batches hold no slot: $("$TMIXCTL" status -e "$e")"
+  # Seen while it holds them: its session lasts 1 s after its last request (the lease).
+  held=
+  for _ in $(seq 40); do
+    "$TMIXCTL" status -e "$e" | grep -Eq '^b +broadcast +- +1 .* [1-9][0-9]*/[0-9]+$' &&
+      held=yes && break
+    sleep 0.05
+  done
+  [ -n "$held" ] || fail "the held broadcast batches hold no slot: $("$TMIXCTL" status -e "$e")"
   kill -9 "$victim"
   wait "$victim" 2>/dev/null || true
   sleep 1.5
