@@ -22,6 +22,10 @@
 // Bounds that keep a Welcome's products (batch bytes, N x n) far from overflow.
 #define MIX_N_MAX       64
 #define BATCH_BYTES_MAX ((double)(1ull << 48))
+// Inline batches up to this size are asked for ahead. Not larger ones: nanomsg 1.1.5's REQ
+// socket can crash in nn_req_term when closed while such a reply is still streaming in
+// (seen with 77 MB batches: tmixctl bench, 4 trainers, 224x224, 1 close in 12).
+#define AHEAD_INLINE_MAX (4.0 * (1 << 20))
 
 // A batch the caller holds; the caller's pointer is &pub.
 typedef struct held_batch {
@@ -49,9 +53,10 @@ struct tmix_client {
     uint64_t *released;
     size_t nreleased, cap_released;
     // tmix_next asks for the batch after the one it returns before returning it (when
-    // ask_ahead), so that the answer waits here while the trainer trains: a Next for next_seq
-    // is then in flight (ahead).
-    bool ask_ahead, ahead;
+    // ask_ahead, the caller's choice, and ahead_safe, the Welcome's: see AHEAD_INLINE_MAX),
+    // so that the answer waits here while the trainer trains: a Next for next_seq is then in
+    // flight (ahead).
+    bool ask_ahead, ahead_safe, ahead;
     double ahead_sent;     // when it was sent (CLOCK_MONOTONIC seconds)
     size_t ahead_released; // how many of released it carried
     double lease_s;        // the Welcome's: a session silent this long is dropped
@@ -283,6 +288,10 @@ static int hello(tmix_client *c, char *err)
         memcpy(c->info.mean, w->mean, w->n_mean * sizeof(float));
         memcpy(c->info.std, w->std, w->n_std * sizeof(float));
         c->lease_s = w->lease_timeout_ms / 1000.0;
+        const uint32_t *s = w->image_shape;
+        c->ahead_safe = w->delivery != TMIX__DELIVERY__INLINE ||
+                        (double)s[0] * s[1] * s[2] * w->batch_size * tmix_dtype_size(w->dtype) <=
+                            AHEAD_INLINE_MAX;
         c->session++;
         c->next_seq = 1;
         c->nreleased = 0; // the old session's are of no use to the new one
@@ -462,7 +471,7 @@ int tmix_next(tmix_client *c, tmix_batch **out)
     *out = &h->pub;
     // The next batch, asked for now; if the request cannot go at once, the next call asks.
     c->ahead_sent = now_s();
-    c->ahead = c->ask_ahead && send_next(c, true) == 0;
+    c->ahead = c->ask_ahead && c->ahead_safe && send_next(c, true) == 0;
     return 0;
 }
 

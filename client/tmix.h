@@ -189,7 +189,8 @@ typedef struct tmix_batch {
 } tmix_batch;
 
 // Returns the next batch, waiting up to the timeout for it; on success *out holds it. Before
-// returning it asks for the batch after it (when the request can go at once), so that the
+// returning it asks for the batch after it (when the request can go at once, and batches
+// come by shm or cuda, or inline at most 4 MiB: see client/README.md), so that the
 // daemon's answer is waiting at the next call instead of a round trip; an answer that waited
 // more than half the daemon's lease is asked for again (the session may have expired). The
 // request acknowledges every batch released before it went (through the highest sequence
