@@ -119,6 +119,13 @@ static bool resolved(long long asked, long long got, long long lo, long long hi)
     return got >= lo && got <= hi && (asked == 0 || asked == got);
 }
 
+// Bytes of the images of one full batch of the group the Welcome describes.
+static double welcome_batch_bytes(const Tmix__Welcome *w)
+{
+    const uint32_t *s = w->image_shape;
+    return (double)s[0] * s[1] * s[2] * w->batch_size * tmix_dtype_size(w->dtype);
+}
+
 static int check_welcome(const tmix_client *c, const Tmix__Welcome *w, char *err)
 {
     const tmix_options *o = &c->opts;
@@ -153,8 +160,7 @@ static int check_welcome(const tmix_client *c, const Tmix__Welcome *w, char *err
                           "%s: the Welcome's image shape has %zu dimensions, expected 3", e,
                           w->n_image_shape);
     const uint32_t *s = w->image_shape;
-    const double bytes = (double)s[0] * s[1] * s[2] * w->batch_size * tmix_dtype_size(w->dtype);
-    if (!s[0] || !s[1] || !s[2] || bytes > BATCH_BYTES_MAX)
+    if (!s[0] || !s[1] || !s[2] || welcome_batch_bytes(w) > BATCH_BYTES_MAX)
         return tmixi_fail(err, TMIX_EPROTO,
                           "%s: the Welcome's image shape (%u,%u,%u) with batch size %u is "
                           "empty or absurd",
@@ -288,10 +294,8 @@ static int hello(tmix_client *c, char *err)
         memcpy(c->info.mean, w->mean, w->n_mean * sizeof(float));
         memcpy(c->info.std, w->std, w->n_std * sizeof(float));
         c->lease_s = w->lease_timeout_ms / 1000.0;
-        const uint32_t *s = w->image_shape;
         c->ahead_safe = w->delivery != TMIX__DELIVERY__INLINE ||
-                        (double)s[0] * s[1] * s[2] * w->batch_size * tmix_dtype_size(w->dtype) <=
-                            AHEAD_INLINE_MAX;
+                        welcome_batch_bytes(w) <= AHEAD_INLINE_MAX;
         c->session++;
         c->next_seq = 1;
         c->nreleased = 0; // the old session's are of no use to the new one
