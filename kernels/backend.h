@@ -39,7 +39,7 @@ typedef struct tmix_backend_ops {
     void (*close)(tmix_backend *be); // releases the backend; NULL for the CPU singleton
     // Optional (CUDA): buffers for CUDA IPC delivery (see ops.h); NULL where there are none.
     int (*ipc_buffer_new)(tmix_backend *be, size_t bytes, tmix_ipc_buffer *out);
-    int (*ipc_buffer_fill)(tmix_backend *be, tmix_ipc_buffer *b, const void *host, size_t bytes);
+    int (*ipc_buffer_fill)(tmix_backend *be, tmix_ipc_buffer *b, const void *src, size_t bytes);
     void (*ipc_buffer_free)(tmix_backend *be, tmix_ipc_buffer *b);
     // Optional (CUDA): the device's memory in use (by every process) and in all.
     int (*memory_info)(tmix_backend *be, size_t *used, size_t *total);
@@ -110,6 +110,8 @@ typedef struct tmix_backend_ops {
                       int64_t step);
     int (*preprocess)(tmix_backend *, tmix_tensor *out, TMIX_CONST src,
                       const tmix_crop *crops, const float *mean, const float *std);
+    int (*encode_images)(tmix_backend *, tmix_tensor *out, TMIX_CONST in,
+                         tmix_image_format format, const float *mean, const float *std);
     int (*batchnorm_train_forward)(tmix_backend *, tmix_tensor *out, tmix_tensor *save_mean,
                                    tmix_tensor *save_invstd, tmix_tensor *running_mean,
                                    tmix_tensor *running_var, TMIX_CONST in, TMIX_CONST gamma,

@@ -91,6 +91,8 @@ int tmix_cpu_sgd_update(tmix_backend *be, tmix_tensor *param, const tmix_tensor 
                         tmix_tensor *momentum_buf, tmix_sgd_params p, int64_t step);
 int tmix_cpu_preprocess(tmix_backend *be, tmix_tensor *out, const tmix_tensor *src,
                         const tmix_crop *crops, const float *mean, const float *std);
+int tmix_cpu_encode_images(tmix_backend *be, tmix_tensor *out, const tmix_tensor *in,
+                           tmix_image_format format, const float *mean, const float *std);
 int tmix_cpu_batchnorm_train_forward(tmix_backend *be, tmix_tensor *out, tmix_tensor *save_mean,
                                      tmix_tensor *save_invstd, tmix_tensor *running_mean,
                                      tmix_tensor *running_var, const tmix_tensor *in,

@@ -97,6 +97,7 @@ static const tmix_backend_ops cpu_ops = {
     .cross_entropy_backward = tmix_cpu_cross_entropy_backward,
     .sgd_update = tmix_cpu_sgd_update,
     .preprocess = tmix_cpu_preprocess,
+    .encode_images = tmix_cpu_encode_images,
     .batchnorm_train_forward = tmix_cpu_batchnorm_train_forward,
     .batchnorm_train_backward = tmix_cpu_batchnorm_train_backward,
 };

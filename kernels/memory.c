@@ -128,14 +128,14 @@ int tmix_memory_info(tmix_backend *be, size_t *used, size_t *total)
     return be->ops->memory_info(be, used, total);
 }
 
-int tmix_ipc_buffer_fill(tmix_backend *be, tmix_ipc_buffer *b, const void *host, size_t bytes)
+int tmix_ipc_buffer_fill(tmix_backend *be, tmix_ipc_buffer *b, const void *src, size_t bytes)
 {
     static const char op[] = "ipc_buffer_fill";
     TMIX_CHECK_BACKEND(op, be, ipc_buffer_fill);
-    if (!b || !b->device || !host || bytes > b->bytes)
+    if (!b || !b->device || !src || bytes > b->bytes)
         return tmix_fail(TMIX_EINVAL, "%s: %zu bytes into a buffer of %zu%s", op, bytes,
-                         b ? b->bytes : 0, !b || !b->device || !host ? " (or a NULL pointer)" : "");
-    return be->ops->ipc_buffer_fill(be, b, host, bytes);
+                         b ? b->bytes : 0, !b || !b->device || !src ? " (or a NULL pointer)" : "");
+    return be->ops->ipc_buffer_fill(be, b, src, bytes);
 }
 
 void tmix_ipc_buffer_free(tmix_backend *be, tmix_ipc_buffer *b)

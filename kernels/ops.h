@@ -45,11 +45,13 @@ void tmix_host_free(tmix_backend *be, void *p);
 // slots. TMIX_ENOTSUP on a backend without CUDA IPC (the CPU); TMIX_ENOMEM naming the size
 // when the device has no room.
 int tmix_ipc_buffer_new(tmix_backend *be, size_t bytes, tmix_ipc_buffer *out);
-// Queues the copy of host[bytes] (bytes <= b->bytes) into b on be's stream and records b's
-// event after it: a process that waits for the event reads the new bytes. From pageable
-// (malloc'd) host memory the copy has read host when the call returns; pinned host memory
-// must stay as it is until the event completes.
-int tmix_ipc_buffer_fill(tmix_backend *be, tmix_ipc_buffer *b, const void *host, size_t bytes);
+// Queues the copy of src[bytes] (bytes <= b->bytes) into b on be's stream and records b's
+// event after it: a process that waits for the event reads the new bytes. src is memory on
+// be's device (queued work on be's stream may still be writing it) or host memory: from
+// pageable (malloc'd) memory the copy has read src when the call returns; pinned memory must
+// stay as it is until the event completes. b may have been made on another backend of the
+// same device.
+int tmix_ipc_buffer_fill(tmix_backend *be, tmix_ipc_buffer *b, const void *src, size_t bytes);
 // Frees what tmix_ipc_buffer_new made (processes that opened it keep their mapping valid
 // until they close it). An empty buffer: no-op.
 void tmix_ipc_buffer_free(tmix_backend *be, tmix_ipc_buffer *b);
@@ -314,5 +316,18 @@ int tmix_preprocess(tmix_backend *be,
                     const tmix_crop *crops, // [B]
                     const float *mean,      // [C]
                     const float *std);      // [C]
+
+// The mixed images in a trainer's format, a row of bytes per sample: float32, or IEEE half
+// rounded to nearest even (tmix_half_from_float), in NCHW or NHWC order; or uint8 pixels,
+// the normalisation undone (v * 255 std[c] + 255 mean[c], rounded, clamped to [0, 255]).
+// mean and std are host arrays, read only for TMIX_IMAGE_U8.
+int tmix_encode_images(tmix_backend *be,
+                       tmix_tensor *out,      // (B, C * H * W * element bytes) u8
+                       const tmix_tensor *in, // (B, C, H, W) f32
+                       tmix_image_format format,
+                       const float *mean,     // [C]
+                       const float *std);     // [C]
+// The bytes of one element of the format: 4, 2 or 1.
+size_t tmix_image_dtype_size(tmix_image_dtype dtype);
 
 #endif

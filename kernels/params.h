@@ -48,6 +48,14 @@ typedef struct {
     int y0, x0, y1, x1;
 } tmix_box;
 
+// A trainer's image format (encode_images): the element type, and the order of a sample's
+// values, channel planes (NCHW) or pixels of C values (NHWC).
+typedef enum { TMIX_IMAGE_F32 = 0, TMIX_IMAGE_F16 = 1, TMIX_IMAGE_U8 = 2 } tmix_image_dtype;
+typedef struct {
+    tmix_image_dtype dtype;
+    int nhwc;
+} tmix_image_format;
+
 // Arithmetic of the convolutions (tmix_backend_set_precision).
 typedef enum {
     TMIX_PRECISION_FP32 = 0,

@@ -1,7 +1,8 @@
-// Which pixels an op reads, and with what weights: the rules that the CPU twins and the CUDA
-// kernels must apply identically, written once and compiled by both (as C, and by nvcc for
-// host and device). The double arithmetic goes through TMIX_DMUL / TMIX_DADD / TMIX_DSUB,
-// which on the GPU round each operation (nvcc would otherwise fuse a multiply and an add,
+// Which pixels an op reads, with what weights, and how a value is written for a trainer: the
+// rules that the CPU twins and the CUDA kernels must apply identically, written once and
+// compiled by both (as C, and by nvcc for host and device). The arithmetic goes through
+// TMIX_DMUL / TMIX_DADD / TMIX_DSUB (double) and TMIX_FMUL / TMIX_FADD (float), which on
+// the GPU round each operation (nvcc would otherwise fuse a multiply and an add,
 // and a point on a pixel edge would move); the CPU builds do not fuse (no -ffp-contract
 // on x86-64 without FMA), so both round alike.
 #ifndef TMIX_PIXEL_RULES_H
@@ -9,6 +10,7 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "params.h"
 
@@ -25,6 +27,13 @@
 #define TMIX_DMUL(a, b) ((a) * (b))
 #define TMIX_DADD(a, b) ((a) + (b))
 #define TMIX_DSUB(a, b) ((a) - (b))
+#endif
+#ifdef __CUDA_ARCH__
+#define TMIX_FMUL(a, b) __fmul_rn((a), (b))
+#define TMIX_FADD(a, b) __fadd_rn((a), (b))
+#else
+#define TMIX_FMUL(a, b) ((a) * (b))
+#define TMIX_FADD(a, b) ((a) + (b))
 #endif
 
 // ---- grid_sample: bilinear, zero padding, align_corners=False ----------------------------
@@ -129,6 +138,38 @@ TMIX_HD int64_t tmix_window_argmax(const float *x, // (H, W)
         }
     }
     return best;
+}
+
+// ---- encode_images: the values a trainer receives -------------------------------------------
+
+// IEEE half from float, rounding to nearest even (C11 has no _Float16): what
+// torch.Tensor.half() gives, with every NaN made the quiet NaN of its sign.
+TMIX_HD uint16_t tmix_half_from_float(float f)
+{
+    uint32_t x;
+#ifdef __CUDA_ARCH__
+    x = __float_as_uint(f);
+#else
+    memcpy(&x, &f, sizeof x);
+#endif
+    const uint32_t sign = (x >> 16) & 0x8000u, abs = x & 0x7fffffffu;
+    if (abs >= 0x7f800000u) // inf or nan
+        return (uint16_t)(sign | 0x7c00u | (abs > 0x7f800000u ? 0x200u : 0));
+    if (abs >= 0x477ff000u) // rounds to beyond the largest half
+        return (uint16_t)(sign | 0x7c00u);
+    if (abs < 0x38800000u) // a subnormal half (or zero): |f| / 2^-24, exact, rounded
+        return (uint16_t)(sign | (uint32_t)lrintf(fabsf(f) * 16777216.0f));
+    const uint32_t mant = abs & 0x1fffu, base = (abs - 0x38000000u) >> 13;
+    const uint32_t up = mant > 0x1000u || (mant == 0x1000u && (base & 1u));
+    return (uint16_t)(sign | (base + up));
+}
+
+// A normalised value back to a pixel: v * 255 std + 255 mean (each product and the sum
+// rounded to float), rounded to nearest even and clamped to [0, 255]; NaN gives 0.
+TMIX_HD uint8_t tmix_pixel_from_value(float v, float mean, float std)
+{
+    const float px = TMIX_FADD(TMIX_FMUL(v, TMIX_FMUL(255.0f, std)), TMIX_FMUL(255.0f, mean));
+    return (uint8_t)(px >= 255 ? 255 : px > 0 ? lrintf(px) : 0);
 }
 
 #endif

@@ -259,12 +259,13 @@ static int cuda_ipc_buffer_new(tmix_backend *be, size_t bytes, tmix_ipc_buffer *
     return 0;
 }
 
-static int cuda_ipc_buffer_fill(tmix_backend *be, tmix_ipc_buffer *b, const void *host,
+// cudaMemcpyDefault: unified addressing tells a device source from a host one.
+static int cuda_ipc_buffer_fill(tmix_backend *be, tmix_ipc_buffer *b, const void *src,
                                 size_t bytes)
 {
     tmix_cuda_state *st = tmix_cuda_state_of(be);
     CUDA_CHECK(tmix_cuda_use(st));
-    CUDA_CHECK(cudaMemcpyAsync(b->device, host, bytes, cudaMemcpyHostToDevice, st->stream));
+    CUDA_CHECK(cudaMemcpyAsync(b->device, src, bytes, cudaMemcpyDefault, st->stream));
     CUDA_CHECK(cudaEventRecord((cudaEvent_t)b->event, st->stream));
     return 0;
 }
@@ -378,6 +379,7 @@ static tmix_backend_ops make_ops(void)
     o.grid_sample_backward = tmix_cuda_grid_sample_backward;
     o.resize_bilinear_forward = tmix_cuda_resize_bilinear_forward;
     o.preprocess = tmix_cuda_preprocess;
+    o.encode_images = tmix_cuda_encode_images;
     o.add = tmix_cuda_add;
     o.concat_channels_forward = tmix_cuda_concat_channels_forward;
     o.concat_channels_backward = tmix_cuda_concat_channels_backward;

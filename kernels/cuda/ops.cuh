@@ -172,6 +172,14 @@ int tmix_cuda_preprocess(tmix_backend *be,
                          const float *mean,      // [C]
                          const float *std);      // [C]
 
+// encode_images.cu
+int tmix_cuda_encode_images(tmix_backend *be,
+                            tmix_tensor *out,      // (B, C * H * W * element bytes) u8
+                            const tmix_tensor *in, // (B, C, H, W) f32
+                            tmix_image_format format,
+                            const float *mean,     // [C]
+                            const float *std);     // [C]
+
 // add.cu
 int tmix_cuda_add(tmix_backend *be, tmix_tensor *out, const tmix_tensor *a, const tmix_tensor *b);
 

@@ -1,7 +1,8 @@
 // `test_twins OP`: every CUDA op against its CPU twin on fresh random inputs of several
 // shapes (odd sizes, warps that leave the image, padded windows). The same host inputs go to
-// both backends; outputs that an op overwrites start poisoned (NaN) on both, so an element
-// the GPU never writes fails the comparison; gradients that an op accumulates into start
+// both backends; outputs that an op overwrites start poisoned (NaN on both; bytes, which
+// are compared exactly, 0xa5 in one run and 0x5a in the other), so an element the GPU never
+// writes fails the comparison; gradients that an op accumulates into start
 // from the same random values. twins.conv2d_tf32 runs the GPU's convolutions on TF32 tensor
 // cores and bounds the norm-wise error by 3e-3; twins.conv2d_bf16 runs the forward passes on
 // bf16 tensor cores (the gradients in TF32) and bounds it by 2e-2. Error: the measure of golden.c; 1e-4, 3e-4 for
@@ -50,6 +51,7 @@ typedef struct {
     tmix_box boxes[16];
     tmix_crop crops[16];
     float mean[3], std[3];
+    tmix_image_format format;
     bool no_bias;
     tmix_batchnorm_train_params bn;
 } call;
@@ -106,8 +108,33 @@ static void free_call(call *c)
     c->n = 0;
 }
 
+// A byte output's start: 0xa5 in the first run and 0x5a in the second, so that a byte
+// either run leaves unwritten differs between them (with --cpu too).
+static const void *poison_bytes(const arg *a, bool second)
+{
+    memset(a->host, second ? 0x5a : 0xa5, (size_t)numel(a));
+    return a->host;
+}
+
+// Byte outputs are compared exactly.
+static int compare_bytes(const char *what, int i, const uint8_t *ref, const uint8_t *got,
+                         int64_t n)
+{
+    int64_t differ = 0, first = -1;
+    for (int64_t k = 0; k < n; k++)
+        if (ref[k] != got[k] && differ++ == 0)
+            first = k;
+    printf("%-4s %-44s output %d: %lld bytes, %lld differ", differ ? "FAIL" : "ok", what, i,
+           (long long)n, (long long)differ);
+    if (differ)
+        printf(" (first at %lld: cpu 0x%02x, cuda 0x%02x)", (long long)first, ref[first],
+               got[first]);
+    printf("\n");
+    return differ > 0;
+}
+
 // Runs fn on backend be with copies of c's tensors; downloads the outputs into out[i].
-static int run_on(tmix_backend *be, const call *c, op_fn fn, void **out)
+static int run_on(tmix_backend *be, const call *c, op_fn fn, void **out, bool second)
 {
     tmix_tensor t[MAX_TENSORS];
     memset(t, 0, sizeof t);
@@ -115,7 +142,9 @@ static int run_on(tmix_backend *be, const call *c, op_fn fn, void **out)
     for (int i = 0; i < c->n && rc == 0; i++) {
         const arg *a = &c->a[i];
         rc = tmix_tensor_alloc(be, &t[i], a->dtype, a->ndim, a->shape);
-        if (rc == 0)
+        if (rc == 0 && a->dtype == TMIX_U8 && a->poisoned) // bytes have no NaN: a poison of
+            rc = tmix_tensor_upload(be, &t[i], poison_bytes(a, second)); // each run's own
+        else if (rc == 0)
             rc = tmix_tensor_upload(be, &t[i], a->host);
     }
     if (rc == 0)
@@ -136,12 +165,12 @@ static int run_on(tmix_backend *be, const call *c, op_fn fn, void **out)
 static int twins(tmix_backend *gpu, const call *c, op_fn fn, const char *what)
 {
     void *cpu_out[MAX_TENSORS] = {0}, *gpu_out[MAX_TENSORS] = {0};
-    int rc = run_on(tmix_backend_cpu(), c, fn, cpu_out);
+    int rc = run_on(tmix_backend_cpu(), c, fn, cpu_out, false);
     if (rc < 0) {
         fprintf(stderr, "%s: cpu: %s\n", what, tmix_last_error());
         return 1;
     }
-    rc = run_on(gpu, c, fn, gpu_out);
+    rc = run_on(gpu, c, fn, gpu_out, true);
     if (rc < 0) {
         fprintf(stderr, "%s: cuda: %s\n", what, tmix_last_error());
         return 1;
@@ -151,6 +180,10 @@ static int twins(tmix_backend *gpu, const call *c, op_fn fn, const char *what)
         if (!c->a[i].output)
             continue;
         const int64_t n = numel(&c->a[i]);
+        if (c->a[i].dtype == TMIX_U8) {
+            failed += compare_bytes(what, i, cpu_out[i], gpu_out[i], n);
+            continue;
+        }
         const float *ref = cpu_out[i], *got = gpu_out[i];
         double scale = 0, err = 0;
         int64_t worst = 0, unwritten = 0;
@@ -575,6 +608,47 @@ static int test_preprocess(tmix_backend *gpu)
     return failed;
 }
 
+static int f_encode(tmix_backend *be, tmix_tensor *t, const call *c)
+{
+    return tmix_encode_images(be, T(0), T(1), c->format, c->mean, c->std);
+}
+
+// Every format on random values and on the ones its rules single out: half's largest,
+// overflow, subnormals and a tie, pixels past either end, NaN, -0.
+static int test_encode(tmix_backend *gpu)
+{
+    static const float special[] = {65504.0f, 65520.0f, -70000.0f, 1e-7f, 2.98023224e-8f,
+                                    1.00048828125f, -0.0f, NAN, 3.5f, -2.5f};
+    static const int64_t shapes[][4] = {{3, 3, 7, 5}, {2, 1, 4, 9}};
+    int failed = 0;
+    for (int s = 0; s < 2; s++)
+        for (int dtype = TMIX_IMAGE_F32; dtype <= TMIX_IMAGE_U8; dtype++)
+            for (int nhwc = 0; nhwc < 2; nhwc++) {
+                const int64_t *sh = shapes[s];
+                call c = {.mean = {0.5f, 0.45f, 0.4f}, .std = {0.25f, 0.2f, 0.3f},
+                          .format = {(tmix_image_dtype)dtype, nhwc}};
+                const int64_t row = sh[1] * sh[2] * sh[3] *
+                                    (int64_t)tmix_image_dtype_size((tmix_image_dtype)dtype);
+                arg *out = &c.a[c.n++];
+                memset(out, 0, sizeof *out);
+                out->ndim = 2;
+                out->shape[0] = sh[0], out->shape[1] = row;
+                out->dtype = TMIX_U8;
+                out->output = out->poisoned = true;
+                out->host = malloc((size_t)numel(out));
+                float *x = IN(&c, -3, 3, 4, sh[0], sh[1], sh[2], sh[3])->host;
+                memcpy(x, special, sizeof special);
+                char what[96];
+                snprintf(what, sizeof what, "encode_images %s %s %lldx%lldx%lldx%lld",
+                         dtype == TMIX_IMAGE_F32 ? "f32" : dtype == TMIX_IMAGE_F16 ? "f16" : "u8",
+                         nhwc ? "nhwc" : "nchw", (long long)sh[0], (long long)sh[1],
+                         (long long)sh[2], (long long)sh[3]);
+                failed += twins(gpu, &c, f_encode, what);
+                free_call(&c);
+            }
+    return failed;
+}
+
 static int f_relu_fwd(tmix_backend *be, tmix_tensor *t, const call *c)
 {
     (void)c;
@@ -701,6 +775,7 @@ static const struct {
     {"twins.assemble", test_assemble, TOL, TMIX_PRECISION_FP32},
     {"twins.loss_and_sgd", test_loss_and_sgd, TOL, TMIX_PRECISION_FP32},
     {"twins.preprocess", test_preprocess, TOL, TMIX_PRECISION_FP32},
+    {"twins.encode_images", test_encode, TOL, TMIX_PRECISION_FP32},
     {"twins.early_ops", test_early_ops, TOL, TMIX_PRECISION_FP32},
     {"twins.batchnorm_train", test_batchnorm_train, TOL, TMIX_PRECISION_FP32},
 };

@@ -549,6 +549,86 @@ static int test_badinput_preprocess(void)
     return 0;
 }
 
+// encode_images on values whose encodings are known: half rounding (ties to even, overflow,
+// a subnormal tie, -0, NaN) and pixels (a tie, both clamps, NaN), in both layouts.
+static int test_encode_images_values(void)
+{
+    enum { C = 2, P = 4 };
+    static float in[C * P] = {1.0f, 65520.0f, -0.0f, 1.00146484375f,  // 1 + 3 * 2^-11
+                              1.00048828125f, 0x1p-25f, NAN, 65504.0f}; // 1 + 2^-11
+    static const uint16_t half[C * P] = {0x3c00, 0x7c00, 0x8000, 0x3c02,
+                                         0x3c00, 0x0000, 0x7e00, 0x7bff};
+    static float out[C * P]; // room for the float32 encoding, and a float test_buf
+    const float mean[C] = {0.5f, 0.5f}, std[C] = {0.25f, 0.25f};
+    tmix_backend *be = cpu();
+    const tmix_tensor it = V4(in, 1, C, 1, P);
+    for (int nhwc = 0; nhwc < 2; nhwc++) {
+        tmix_tensor ot = tmix_tensor_view(out, TMIX_U8, TMIX_CPU, 2, (int64_t[]){1, C * P * 2});
+        CHECK_OK(tmix_encode_images(be, &ot, &it, (tmix_image_format){TMIX_IMAGE_F16, nhwc},
+                                    NULL, NULL));
+        const uint16_t *h = (const uint16_t *)out;
+        for (int c = 0; c < C; c++)
+            for (int p = 0; p < P; p++)
+                CHECK(h[nhwc ? p * C + c : c * P + p] == half[c * P + p]);
+        ot.shape[1] = C * P * 4;
+        CHECK_OK(tmix_encode_images(be, &ot, &it, (tmix_image_format){TMIX_IMAGE_F32, nhwc},
+                                    NULL, NULL));
+        for (int c = 0; c < C; c++)
+            for (int p = 0; p < P; p++)
+                CHECK(memcmp(&out[nhwc ? p * C + c : c * P + p], &in[c * P + p], 4) == 0);
+    }
+    // Pixels: v * 63.75 + 127.5 for 0 (a tie, to 128), 1, -3 and 3 (clamped), NaN (0).
+    static float px_in[5] = {0.0f, 1.0f, -3.0f, 3.0f, NAN};
+    const uint8_t want[5] = {128, 191, 0, 255, 0};
+    tmix_tensor pt = tmix_tensor_view(out, TMIX_U8, TMIX_CPU, 2, (int64_t[]){1, 5});
+    const tmix_tensor pit = V4(px_in, 1, 1, 1, 5);
+    CHECK_OK(tmix_encode_images(be, &pt, &pit,
+                                (tmix_image_format){TMIX_IMAGE_U8, 0}, mean, std));
+    CHECK(memcmp(out, want, sizeof want) == 0);
+    return 0;
+}
+
+static int test_badinput_encode_images(void)
+{
+    const char *op = "encode_images";
+    enum { B = 2, C = 3, H = 2, W = 3, N = B * C * H * W };
+    static float in[N], out[N];
+    const float mean[C] = {0.5f, 0.4f, 0.3f}, std[C] = {0.2f, 0.25f, 0.3f};
+    const float bad_mean[C] = {0.5f, INFINITY, 0.3f};
+    tmix_backend *be = cpu();
+    const tmix_tensor it = V4(in, B, C, H, W);
+    const tmix_image_format half = {TMIX_IMAGE_F16, 0}, px = {TMIX_IMAGE_U8, 1};
+    tmix_tensor ot = tmix_tensor_view(out, TMIX_U8, TMIX_CPU, 2, (int64_t[]){B, C * H * W * 2});
+    tmix_tensor o_f32 = ot, o_batch = ot, o_3d = ot;
+    o_f32.shape[1] = C * H * W * 4 + 4; // a row too long by one float
+    o_batch.shape[0] = B - 1;
+    o_3d = tmix_tensor_view(out, TMIX_U8, TMIX_CPU, 3, (int64_t[]){B, C, H * W * 2});
+    const test_buf outs[] = {{out, N}};
+    EXPECT_FAIL(tmix_encode_images(NULL, &ot, &it, half, NULL, NULL), TMIX_EINVAL, op, outs);
+    EXPECT_FAIL(tmix_encode_images(be, NULL, &it, half, NULL, NULL), TMIX_EINVAL, op, outs);
+    EXPECT_FAIL(tmix_encode_images(be, &ot, NULL, half, NULL, NULL), TMIX_EINVAL, op, outs);
+    EXPECT_FAIL(tmix_encode_images(be, &ot, &it, (tmix_image_format){7, 0}, NULL, NULL),
+                TMIX_EINVAL, op, outs);
+    EXPECT_FAIL(tmix_encode_images(be, &o_f32, &it, (tmix_image_format){TMIX_IMAGE_F32, 0},
+                                   NULL, NULL), TMIX_ESHAPE, op, outs);
+    EXPECT_FAIL(tmix_encode_images(be, &o_batch, &it, half, NULL, NULL), TMIX_ESHAPE, op, outs);
+    EXPECT_FAIL(tmix_encode_images(be, &o_3d, &it, half, NULL, NULL), TMIX_ESHAPE, op, outs);
+    tmix_tensor bad = as_u8(it); // a byte input
+    EXPECT_FAIL(tmix_encode_images(be, &ot, &bad, half, NULL, NULL), TMIX_EDTYPE, op, outs);
+    bad = V4(out, B, C, H, W); // a float output
+    bad.ndim = 2, bad.shape[1] = C * H * W / 2;
+    EXPECT_FAIL(tmix_encode_images(be, &bad, &it, half, NULL, NULL), TMIX_EDTYPE, op, outs);
+    bad = on_cuda(it);
+    EXPECT_FAIL(tmix_encode_images(be, &ot, &bad, half, NULL, NULL), TMIX_EDEVICE, op, outs);
+    tmix_tensor o_px = ot;
+    o_px.shape[1] = C * H * W;
+    EXPECT_FAIL(tmix_encode_images(be, &o_px, &it, px, NULL, std), TMIX_EINVAL, op, outs);
+    EXPECT_FAIL(tmix_encode_images(be, &o_px, &it, px, mean, NULL), TMIX_EINVAL, op, outs);
+    EXPECT_FAIL(tmix_encode_images(be, &o_px, &it, px, bad_mean, std), TMIX_EINVAL, op, outs);
+    CHECK_OK(tmix_encode_images(be, &o_px, &it, px, mean, std));
+    return 0;
+}
+
 static const test_case tests[] = {
     {"gradcheck.softmax_channel.grad_input", test_softmax_grad_input},
     {"gradcheck.softmax_channel.grad_tau", test_softmax_grad_tau},
@@ -562,6 +642,8 @@ static const test_case tests[] = {
     {"badinput.cross_entropy", test_badinput_cross_entropy},
     {"badinput.sgd", test_badinput_sgd},
     {"badinput.preprocess", test_badinput_preprocess},
+    {"encode_images.values", test_encode_images_values},
+    {"badinput.encode_images", test_badinput_encode_images},
     {NULL, NULL},
 };
 
