@@ -1,5 +1,5 @@
 // Device rings: slot buffers made on first use and the free list of slots.h, whose lock
-// also covers the fills (they share the ring's stream anyway).
+// also covers the fills (a slot is taken only once its copy is queued).
 #include "device_ring.h"
 
 #include <stdbool.h>
@@ -12,7 +12,7 @@
 #include "slots.h"
 
 struct tmixd_device_ring {
-    tmix_backend *be; // a stream of the ring's own on the GPU
+    tmix_backend *be; // the ring's own on the GPU: makes and frees the slots' memory
     int device;
     size_t slot_bytes;
     tmixd_slots free;
@@ -61,7 +61,8 @@ void tmixd_device_ring_free(tmixd_device_ring *r)
     free(r);
 }
 
-int tmixd_device_ring_fill(tmixd_device_ring *r, const void *host, size_t bytes, int *slot)
+int tmixd_device_ring_fill(tmixd_device_ring *r, tmix_backend *be, const void *src, size_t bytes,
+                           int *slot)
 {
     pthread_mutex_lock(&r->free.lock);
     int rc = 0;
@@ -74,7 +75,7 @@ int tmixd_device_ring_fill(tmixd_device_ring *r, const void *host, size_t bytes,
                           "are short", tmix_last_error());
             r->warned = true;
             rc = 0;
-        } else if (rc == 0 && (rc = tmix_ipc_buffer_fill(r->be, b, host, bytes)) == 0) {
+        } else if (rc == 0 && (rc = tmix_ipc_buffer_fill(be, b, src, bytes)) == 0) {
             tmixd_slots_pop(&r->free);
             *slot = s;
             rc = 1;

@@ -11,54 +11,13 @@
 #include "log.h"
 #include "ops.h"
 
-// IEEE half from float, rounding to nearest even (no _Float16 in C11).
-static uint16_t half_from_float(float f)
+// The kernels' name for a proto DType and Layout (FLOAT16 2, UINT8 3; NHWC 2).
+static tmix_image_format image_format(const tmixd_job *job)
 {
-    uint32_t x;
-    memcpy(&x, &f, sizeof x);
-    const uint32_t sign = (x >> 16) & 0x8000u, abs = x & 0x7fffffffu;
-    if (abs >= 0x7f800000u) // inf or nan
-        return (uint16_t)(sign | 0x7c00u | (abs > 0x7f800000u ? 0x200u : 0));
-    if (abs >= 0x477ff000u) // rounds to beyond the largest half
-        return (uint16_t)(sign | 0x7c00u);
-    if (abs < 0x38800000u) { // a subnormal half (or zero): scale into the integer range
-        float a;
-        memcpy(&a, &abs, sizeof a);
-        return (uint16_t)(sign | (uint32_t)lrintf(a * 16777216.0f)); // a / 2^-24
-    }
-    const uint32_t mant = abs & 0x1fffu, base = (abs - 0x38000000u) >> 13;
-    const uint32_t up = mant > 0x1000u || (mant == 0x1000u && (base & 1u));
-    return (uint16_t)(sign | (base + up));
-}
-
-// Writes the mixed images (B, C, H, W) float32 in the job's dtype and layout, a channel
-// plane at a time: the destination of plane (i, k) starts at `at` and steps by `step`.
-static void encode_images(const tmixd_producer_config *c, const tmixd_job *job, const float *x,
-                          int b, int ch, int h, int w, void *out)
-{
-    const bool nhwc = job->layout == 2; // proto NHWC
-    const size_t plane = (size_t)h * w, step = nhwc ? (size_t)ch : 1;
-    for (int i = 0; i < b; i++)
-        for (int k = 0; k < ch; k++) {
-            const float *src = x + ((size_t)i * ch + k) * plane;
-            const size_t at = nhwc ? (size_t)i * plane * ch + k : ((size_t)i * ch + k) * plane;
-            if (job->dtype == 2) { // FLOAT16
-                uint16_t *dst = (uint16_t *)out + at;
-                for (size_t p = 0; p < plane; p++)
-                    dst[p * step] = half_from_float(src[p]);
-            } else if (job->dtype == 3) { // UINT8: back to pixels
-                uint8_t *dst = (uint8_t *)out + at;
-                const float scale = 255.0f * c->std[k], shift = 255.0f * c->mean[k];
-                for (size_t p = 0; p < plane; p++) {
-                    const float px = src[p] * scale + shift;
-                    dst[p * step] = (uint8_t)(px <= 0 ? 0 : px >= 255 ? 255 : lrintf(px));
-                }
-            } else { // FLOAT32
-                float *dst = (float *)out + at;
-                for (size_t p = 0; p < plane; p++)
-                    dst[p * step] = src[p];
-            }
-        }
+    return (tmix_image_format){job->dtype == 2   ? TMIX_IMAGE_F16
+                               : job->dtype == 3 ? TMIX_IMAGE_U8
+                                                 : TMIX_IMAGE_F32,
+                               job->layout == 2};
 }
 
 static tmixd_batch *batch_alloc(const tmixd_job *job, int b, int n, int ch, int h, int w)
@@ -124,6 +83,7 @@ typedef struct lane {
     tmix_teacher *teacher; // shares c->teacher's weights; NULL without a teacher
     tmix_mixer *mixer;
     tmix_tensor pixels, images; // on a GPU: (B, H, W, Cs) uint8 and (B, C, H, W) float32
+    tmix_tensor encoded; // on a GPU: bytes for the mixed images in a job's format, grown
     bool graph_error_logged;
     struct lane *next_free;
 } lane;
@@ -217,6 +177,7 @@ static void lane_close(lane *l)
 {
     tmix_tensor_free(l->be, &l->pixels);
     tmix_tensor_free(l->be, &l->images);
+    tmix_tensor_free(l->be, &l->encoded);
     tmix_mixer_free(l->mixer);
     tmix_teacher_free(l->teacher);
     if (l->owns_be)
@@ -238,12 +199,25 @@ static void note_bad(void *ctx, int64_t id)
 }
 
 // Makes t a tensor of l's of the given shape, keeping it when it already is one.
-static int lane_tensor(lane *l, tmix_tensor *t, tmix_dtype dtype, const int64_t shape[4])
+static int lane_tensor(lane *l, tmix_tensor *t, tmix_dtype dtype, int ndim, const int64_t *shape)
 {
-    if (t->data && t->dtype == dtype && memcmp(t->shape, shape, 4 * sizeof *shape) == 0)
+    if (t->data && t->dtype == dtype && t->ndim == ndim &&
+        memcmp(t->shape, shape, (size_t)ndim * sizeof *shape) == 0)
         return 0;
     tmix_tensor_free(l->be, t);
-    return tmix_tensor_alloc(l->be, t, dtype, 4, shape);
+    return tmix_tensor_alloc(l->be, t, dtype, ndim, shape);
+}
+
+// Queues the copy of the batch's encoded images (src: on be's GPU, or host memory) into a
+// free slot of the job's CUDA delivery ring on be's stream, ahead of be's next work. With
+// no slot free the batch goes inline.
+static int fill_device_slot(tmix_backend *be, const tmixd_job *job, const void *src,
+                            tmixd_batch *bt)
+{
+    const int got = tmixd_device_ring_fill(job->dring, be, src, bt->images_bytes, &bt->dslot);
+    if (got > 0)
+        bt->dring = job->dring;
+    return got < 0 ? got : 0;
 }
 
 // The intermediates of a preview job, downloaded from wherever the mix ran.
@@ -266,7 +240,9 @@ static int keep_preview(tmix_backend *be, const tmix_tensor *x, const tmix_mix_r
 }
 
 // Normalises the batch's pixels (w->pixels, (B, H, W, Cs)) and mixes them on lane l, then
-// fills bt: the mixed images in the job's format, and the sources, labels and weights.
+// fills bt: the mixed images in the job's format (on a GPU encoded there, so that only
+// those bytes come back, and a CUDA delivery slot is filled from device memory), and the
+// sources, labels and weights.
 static int mix_batch(tmixd_producer *p, worker_state *w, lane *l, const tmixd_job *job,
                      const tmix_crop *crops, const int64_t *labels, const int64_t *read_ids,
                      const tmix_draws *d, tmixd_batch *bt)
@@ -282,11 +258,11 @@ static int mix_batch(tmixd_producer *p, worker_state *w, lane *l, const tmixd_jo
     tmix_mix_result res;
     int rc = 0;
     if (gpu) {
-        rc = lane_tensor(l, dsrc, TMIX_U8, src.shape);
+        rc = lane_tensor(l, dsrc, TMIX_U8, 4, src.shape);
         if (rc == 0)
             rc = tmix_tensor_upload(be, dsrc, w->pixels);
         if (rc == 0)
-            rc = lane_tensor(l, dx, TMIX_F32, x.shape);
+            rc = lane_tensor(l, dx, TMIX_F32, 4, x.shape);
     }
     if (rc == 0)
         rc = tmix_preprocess(be, gpu ? dx : &x, gpu ? dsrc : &src, crops, c->mean, c->std);
@@ -301,10 +277,23 @@ static int mix_batch(tmixd_producer *p, worker_state *w, lane *l, const tmixd_jo
     }
     if (rc == 0 && job->preview) // before the inputs' buffer takes the mixed images
         rc = keep_preview(be, gpu ? dx : &x, &res, job->preview);
-    if (rc == 0 && gpu) // the mixed images come back into the staging buffer of the inputs
-        rc = tmix_tensor_download(be, w->images, res.mixed);
+    const tmix_image_format format = image_format(job);
+    const int64_t rows[2] = {b, (int64_t)bt->images_bytes / b};
+    const int64_t bytes = (int64_t)bt->images_bytes;
+    if (rc == 0 && gpu && (!l->encoded.data || tmix_tensor_numel(&l->encoded) < bytes))
+        rc = lane_tensor(l, &l->encoded, TMIX_U8, 1, &bytes);
+    tmix_tensor out = gpu ? tmix_tensor_view(l->encoded.data, TMIX_U8, TMIX_CUDA, 2, rows)
+                          : tmix_tensor_view(bt->images, TMIX_U8, TMIX_CPU, 2, rows);
+    if (rc == 0)
+        rc = tmix_encode_images(be, &out, res.mixed, format, c->mean, c->std);
+    if (rc == 0 && job->dring) // queued on this lane's stream, ahead of its next batch
+        rc = fill_device_slot(be, job, out.data, bt);
+    // On a GPU they come back through the staging buffer of the inputs (pinned).
+    if (rc == 0 && gpu)
+        rc = tmix_tensor_download(be, w->images, &out);
+    if (rc == 0 && gpu)
+        memcpy(bt->images, w->images, bt->images_bytes);
     if (rc == 0) {
-        encode_images(c, job, gpu ? w->images : tmix_f32(res.mixed), b, ch, h, wd, bt->images);
         for (int i = 0; i < b * n; i++) {
             bt->sources[i] = (uint64_t)read_ids[res.sources[i]];
             bt->labels[i] = (uint32_t)res.labels[i];
@@ -367,12 +356,6 @@ static int produce(tmixd_producer *p, worker_state *w, lane *l, const tmixd_job 
     rc = mix_batch(p, w, use, job, crops, in.labels, in.read_ids, &draws, bt);
     if (!l)
         lane_give(p, use);
-    if (rc == 0 && job->dring) {
-        const int got = tmixd_device_ring_fill(job->dring, bt->images, bt->images_bytes, &bt->dslot);
-        if (got > 0)
-            bt->dring = job->dring;
-        rc = got < 0 ? got : 0;
-    }
     if (seconds)
         seconds[1] = tmixd_seconds() - read;
 done:
