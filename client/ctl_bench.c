@@ -210,6 +210,11 @@ static int report(trainer *ts, uint32_t k, double start, bool touch)
         copied += ts[i].copy_ms > 0;
         checksum_sink ^= ts[i].checksum;
     }
+    // Fairness: the fewest batches a trainer got, over an equal share of them.
+    uint64_t fewest = batches;
+    for (uint32_t i = 0; i < k; i++)
+        fewest = ts[i].batches < fewest ? ts[i].batches : fewest;
+    const double least_share = batches ? (double)fewest * k / (double)batches : 0.0;
     double *lat = (double *)all.data;
     const size_t n = all.len / sizeof(double);
     if (n)
@@ -219,6 +224,7 @@ static int report(trainer *ts, uint32_t k, double start, bool touch)
            "p99 ms");
     if (touch)
         printf(" %9s %10s %10s", "touch ms", "trainer ms", "memcpy ms");
+    printf(" %11s", "least share");
     printf("\n%8u %10llu %12llu %12.1f %9.2f %9.2f", k, (unsigned long long)batches,
            (unsigned long long)images, seconds > 0 ? (double)images / seconds : 0.0,
            quantile(lat, n, 0.5), quantile(lat, n, 0.99));
@@ -227,7 +233,7 @@ static int report(trainer *ts, uint32_t k, double start, bool touch)
         printf(" %9.3f %10.3f %10.3f", touch_ms * per, busy_ms * per,
                copied ? copy_ms / copied : 0.0);
     }
-    printf("\n");
+    printf(" %11.2f\n", least_share);
     ctl_buf_free(&all);
     return 0;
 }

@@ -202,12 +202,33 @@ static void pump(server *s, tmixd_group *g)
 }
 
 // Answers the waiting requests of group g's members that can be answered now.
+// Whether session i, which asked at t, comes after session j, which asked at u.
+static bool asked_later(double t, int i, double u, int j) { return t > u || (t == u && i > j); }
+
+// The session of group g with a request waiting that asked first after session `after`
+// (-1: first of all), or -1.
+static int next_waiting(const server *s, const tmixd_group *g, int after)
+{
+    int next = -1;
+    for (int i = 0; i < s->nsessions; i++) {
+        const session *ss = &s->sessions[i];
+        if (ss->group != g || !ss->pending ||
+            (after >= 0 && !asked_later(ss->asked, i, s->sessions[after].asked, after)))
+            continue;
+        if (next < 0 || asked_later(s->sessions[next].asked, next, ss->asked, i))
+            next = i;
+    }
+    return next;
+}
+
+// Answers the waiting requests of group g's members that can be answered now, the oldest
+// request first: a trainer asks again as soon as it has a batch (libtmix asks ahead), so
+// answering in session order gave each new batch to the first sessions while the last
+// waited (Next's p99 at 4 trainers on 2 cores: 350 ms).
 static void serve_waiting(server *s, tmixd_group *g)
 {
-    for (int i = 0; i < s->nsessions; i++) {
+    for (int i = next_waiting(s, g, -1); i >= 0; i = next_waiting(s, g, i)) {
         session *ss = &s->sessions[i];
-        if (ss->group != g || !ss->pending)
-            continue;
         const tmixd_batch *b;
         const int rc = tmixd_group_next(g, ss->id, ss->pending_seq, ss->pending_ack, &b);
         if (rc == 0)

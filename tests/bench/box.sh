@@ -107,8 +107,8 @@ bench() { # NAME TRAINERS tmixd-options...
 }
 {
   echo "mixup, batch 128, float32 NCHW, inline over ipc://, 8 s per row, $(nproc) cores"
-  printf "%-24s %8s %10s %12s %12s %9s %9s\n" "data set" trainers batches images images/s \
-    "p50 ms" "p99 ms"
+  printf "%-24s %8s %10s %12s %12s %9s %9s %11s\n" "data set" trainers batches images \
+    images/s "p50 ms" "p99 ms" "least share"
   for t in 1 4 8; do bench "fashion-mnist 28x28" $t --dataset.path="$dir/fmnist"; done
   for t in 1 4 8; do
     bench "jpeg imagefolder 64x64" $t --dataset.format=imagefolder \

@@ -37,8 +37,8 @@ run() { # NAME DELIVERY TRAINERS tmixd-options...
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 echo "mixup, batch 128, float32 NCHW, over ipc://, $seconds s per row"
-printf "%-24s %-8s %8s %10s %12s %12s %9s %9s\n" "data set" delivery trainers batches images \
-  images/s "p50 ms" "p99 ms"
+printf "%-24s %-8s %8s %10s %12s %12s %9s %9s %11s\n" "data set" delivery trainers batches \
+  images images/s "p50 ms" "p99 ms" "least share"
 for d in inline shm; do
   for t in 1 4; do
     run "fashion-mnist 28x28" $d $t

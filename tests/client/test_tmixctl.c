@@ -289,13 +289,16 @@ static int bench(void)
     printf("%s%s", r.out, r.err);
     CHECK(r.status == 0);
     CHECK(strncmp(r.out,
-                  "trainers    batches       images     images/s    p50 ms    p99 ms\n"
+                  "trainers    batches       images     images/s    p50 ms    p99 ms least share\n"
                   "       2 ",
-                  75) == 0);
+                  87) == 0);
     unsigned k;
     unsigned long long batches, images;
-    CHECK(sscanf(strchr(r.out, '\n') + 1, "%u %llu %llu", &k, &batches, &images) == 3);
+    double rate, p50, p99, share;
+    CHECK(sscanf(strchr(r.out, '\n') + 1, "%u %llu %llu %lf %lf %lf %lf", &k, &batches, &images,
+                 &rate, &p50, &p99, &share) == 7);
     CHECK(k == 2 && batches > 0 && images >= batches * 2 && images <= batches * FAKE_BATCH);
+    CHECK(share > 0 && share <= 1); // the fewest batches of a trainer over half of them
     CHECK(f.count >= 2 + (int)batches); // two Hellos and a Next per batch
     const Tmix__Hello *h = f.requests[0]->hello;
     CHECK(h && strcmp(h->group, "bench") == 0);
@@ -317,13 +320,14 @@ static int bench_touch(void)
     CHECK(fake_stop(&f) == 0);
     printf("%s%s", r.out, r.err);
     CHECK(r.status == 0);
-    CHECK(strstr(r.out, "p99 ms  touch ms trainer ms  memcpy ms\n") != NULL);
+    CHECK(strstr(r.out, "p99 ms  touch ms trainer ms  memcpy ms least share\n") != NULL);
     unsigned k;
     unsigned long long batches, images;
-    double rate, p50, p99, touch, trainer, copy;
-    CHECK(sscanf(strchr(r.out, '\n') + 1, "%u %llu %llu %lf %lf %lf %lf %lf %lf", &k, &batches,
-                 &images, &rate, &p50, &p99, &touch, &trainer, &copy) == 9);
+    double rate, p50, p99, touch, trainer, copy, share;
+    CHECK(sscanf(strchr(r.out, '\n') + 1, "%u %llu %llu %lf %lf %lf %lf %lf %lf %lf", &k,
+                 &batches, &images, &rate, &p50, &p99, &touch, &trainer, &copy, &share) == 10);
     CHECK(k == 1 && batches > 0 && touch >= 0 && trainer >= touch && copy >= 0); // 192-byte batches
+    CHECK(share == 1); // one trainer has every batch
     run_free(&r);
     fake_free(&f);
     return 0;
