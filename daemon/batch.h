@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "device_ring.h"
+#include "ops.h"
 #include "shm_ring.h"
 
 typedef struct {
@@ -35,7 +36,19 @@ typedef struct {
 // Gives the slots back to the rings, if any, and frees. NULL: no-op.
 void tmixd_batch_free(tmixd_batch *b);
 
+// The kernels' name for a proto DType and Layout (FLOAT16 2, UINT8 3; NHWC 2).
+static inline tmix_image_format tmixd_image_format(int dtype, int layout)
+{
+    return (tmix_image_format){dtype == 2   ? TMIX_IMAGE_F16
+                               : dtype == 3 ? TMIX_IMAGE_U8
+                                            : TMIX_IMAGE_F32,
+                               layout == 2};
+}
+
 // Bytes per element of a proto DType: FLOAT32 4, FLOAT16 2, UINT8 1.
-static inline size_t tmixd_dtype_bytes(int dtype) { return dtype == 2 ? 2 : dtype == 3 ? 1 : 4; }
+static inline size_t tmixd_dtype_bytes(int dtype)
+{
+    return tmix_image_dtype_size(tmixd_image_format(dtype, 0).dtype);
+}
 
 #endif

@@ -11,15 +11,6 @@
 #include "log.h"
 #include "ops.h"
 
-// The kernels' name for a proto DType and Layout (FLOAT16 2, UINT8 3; NHWC 2).
-static tmix_image_format image_format(const tmixd_job *job)
-{
-    return (tmix_image_format){job->dtype == 2   ? TMIX_IMAGE_F16
-                               : job->dtype == 3 ? TMIX_IMAGE_U8
-                                                 : TMIX_IMAGE_F32,
-                               job->layout == 2};
-}
-
 static tmixd_batch *batch_alloc(const tmixd_job *job, int b, int n, int ch, int h, int w)
 {
     const size_t images = (size_t)b * ch * h * w * tmixd_dtype_bytes(job->dtype);
@@ -277,7 +268,7 @@ static int mix_batch(tmixd_producer *p, worker_state *w, lane *l, const tmixd_jo
     }
     if (rc == 0 && job->preview) // before the inputs' buffer takes the mixed images
         rc = keep_preview(be, gpu ? dx : &x, &res, job->preview);
-    const tmix_image_format format = image_format(job);
+    const tmix_image_format format = tmixd_image_format(job->dtype, job->layout);
     const int64_t rows[2] = {b, (int64_t)bt->images_bytes / b};
     const int64_t bytes = (int64_t)bt->images_bytes;
     if (rc == 0 && gpu && (!l->encoded.data || tmix_tensor_numel(&l->encoded) < bytes))
