@@ -576,20 +576,19 @@ static int run_device(tmix_mixer *mx, tmix_teacher *teacher, const tmix_module *
     if (!mx->graph || memcmp(&key, &mx->graph_key, sizeof key) != 0) {
         tmix_graph_free(mx->be, mx->graph);
         mx->graph = NULL;
-        if (memcmp(&key, &mx->last_key, sizeof key) != 0 ||
-            capture(mx, teacher, module, images, &key) < 0) {
-            TMIX_TRY(enqueue(mx, teacher, module, images));
-            make_key(&mx->last_key, mx, teacher, module, images);
-            return 0;
-        }
+        if (memcmp(&key, &mx->last_key, sizeof key) == 0)
+            (void)capture(mx, teacher, module, images, &key); // or graphs are off, with why
     }
-    int rc = tmix_graph_launch(mx->be, mx->graph);
-    if (rc < 0) { // the next batch records it again
-        tmix_graph_free(mx->be, mx->graph);
-        mx->graph = NULL;
-        return rc;
+    // The graph may be refused (the backend moved its scratch buffer since): this batch then
+    // runs op by op and the next one records it again. A fault fails the op by op run too.
+    if (mx->graph && tmix_graph_launch(mx->be, mx->graph) == 0) {
+        mx->launches++;
+        return 0;
     }
-    mx->launches++;
+    tmix_graph_free(mx->be, mx->graph);
+    mx->graph = NULL;
+    TMIX_TRY(enqueue(mx, teacher, module, images));
+    make_key(&mx->last_key, mx, teacher, module, images);
     return 0;
 }
 

@@ -1,6 +1,17 @@
 // CUDA graphs of the backend's stream (ops.h "graphs"): stream capture into a graph,
-// instantiated once, replayed with cudaGraphLaunch. A tmix_graph is a cudaGraphExec_t.
+// instantiated once, replayed with cudaGraphLaunch.
+#include <stdlib.h>
+
 #include "ops.cuh"
+
+// The executable graph and what of the backend it baked in besides the caller's tensors: the
+// scratch buffer's address (cuDNN workspaces, copied op arguments), which moves when a later
+// op needs more, and the convolutions' precision. A launch after either changed is refused.
+struct tmix_graph {
+    cudaGraphExec_t exec;
+    void *scratch;
+    tmix_precision precision;
+};
 
 // Thread-local mode: other threads (the other lanes, each with a stream of its own) keep
 // allocating and synchronising while this one captures; only this thread's calls that
@@ -27,26 +38,42 @@ extern "C" int tmix_cuda_capture_end(tmix_backend *be, tmix_graph **out)
         return tmix_cuda_error(TMIX_ECUDA, "cudaStreamEndCapture(st->stream, &graph)", __func__,
                                __FILE__, __LINE__, cudaGetErrorString(e));
     }
-    cudaGraphExec_t exec = NULL;
-    e = cudaGraphInstantiate(&exec, graph, 0);
+    tmix_graph *g = (tmix_graph *)calloc(1, sizeof *g);
+    if (!g) {
+        (void)cudaGraphDestroy(graph);
+        return tmix_fail(TMIX_ENOMEM, "capture_end: out of host memory");
+    }
+    e = cudaGraphInstantiate(&g->exec, graph, 0);
     (void)cudaGraphDestroy(graph); // the executable graph keeps what it needs
-    CUDA_CHECK(e);
-    *out = (tmix_graph *)exec;
+    if (e != cudaSuccess) {
+        free(g);
+        return tmix_cuda_error(TMIX_ECUDA, "cudaGraphInstantiate(&g->exec, graph, 0)", __func__,
+                               __FILE__, __LINE__, cudaGetErrorString(e));
+    }
+    g->scratch = st->scratch;
+    g->precision = st->precision;
+    *out = g;
     return 0;
 }
 
 extern "C" int tmix_cuda_graph_launch(tmix_backend *be, tmix_graph *g)
 {
     tmix_cuda_state *st = tmix_cuda_state_of(be);
+    if (g->scratch != st->scratch || g->precision != st->precision)
+        return tmix_fail(TMIX_EINVAL, "graph_launch on %s: the graph was recorded with %s; "
+                         "record it again", st->name, g->scratch != st->scratch
+                         ? "a scratch buffer since grown" : "another precision");
     CUDA_CHECK(tmix_cuda_use(st));
-    CUDA_CHECK(cudaGraphLaunch((cudaGraphExec_t)g, st->stream));
+    CUDA_CHECK(cudaGraphLaunch(g->exec, st->stream));
     return 0;
 }
 
 extern "C" void tmix_cuda_graph_free(tmix_backend *be, tmix_graph *g)
 {
     tmix_cuda_state *st = tmix_cuda_state_of(be);
-    if (tmix_cuda_use(st) == cudaSuccess)
-        (void)cudaGraphExecDestroy((cudaGraphExec_t)g); // a launch in flight still completes
-    (void)cudaGetLastError();
+    // A launch in flight still completes. A failure here is not reported (void call) and
+    // must not be taken by the next kernel launch's check for its own.
+    if (tmix_cuda_use(st) != cudaSuccess || cudaGraphExecDestroy(g->exec) != cudaSuccess)
+        (void)cudaGetLastError();
+    free(g);
 }
