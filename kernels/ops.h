@@ -42,18 +42,20 @@ int tmix_host_alloc(tmix_backend *be, size_t bytes, void **out);
 void tmix_host_free(tmix_backend *be, void *p);
 // A buffer of `bytes` device memory and an event that another process on the machine opens
 // with cudaIpcOpenMemHandle / cudaIpcOpenEventHandle (the handles in *out): CUDA delivery's
-// slots. TMIX_ENOTSUP on a backend without CUDA IPC (the CPU); TMIX_ENOMEM naming the size
-// when the device has no room.
+// slots. TMIX_ENOTSUP on a backend or a GPU without CUDA IPC (the CPU; MIG); TMIX_ENOMEM
+// naming the size when the device has no room.
 int tmix_ipc_buffer_new(tmix_backend *be, size_t bytes, tmix_ipc_buffer *out);
-// Queues the copy of src[bytes] (bytes <= b->bytes) into b on be's stream and records b's
-// event after it: a process that waits for the event reads the new bytes. src is memory on
+// Queues the copy of src[bytes] (bytes <= b->bytes) into b on be's stream, after b's last copy
+// (on whatever stream), and records b's event after it: a process that waits for the event
+// reads the new bytes. src is memory on
 // be's device (queued work on be's stream may still be writing it) or host memory: from
 // pageable (malloc'd) memory the copy has read src when the call returns; pinned memory must
 // stay as it is until the event completes. b may have been made on another backend of the
 // same device.
 int tmix_ipc_buffer_fill(tmix_backend *be, tmix_ipc_buffer *b, const void *src, size_t bytes);
-// Frees what tmix_ipc_buffer_new made (processes that opened it keep their mapping valid
-// until they close it). An empty buffer: no-op.
+// Frees what tmix_ipc_buffer_new made, once its last copy is done. Processes that opened it
+// must have closed it: their mapping is not valid after (CUDA leaves that undefined). An
+// empty buffer: no-op.
 void tmix_ipc_buffer_free(tmix_backend *be, tmix_ipc_buffer *b);
 // The device memory in use (by every process on the device) and in all, in bytes: the
 // metrics' GPU memory. TMIX_ENOTSUP on the CPU.

@@ -83,6 +83,24 @@ static const char *shape_str(const tmix_tensor *t, char *buf, size_t size)
     return buf;
 }
 
+// cudaMalloc for memory outside the stream-ordered pool (scratch, CUDA IPC slots). The pool
+// keeps what the tensors freed (open sets no release threshold), so when the device looks full
+// the pool gives back what it holds unused and the allocation is tried once more.
+static cudaError_t device_malloc(tmix_cuda_state *st, void **p, size_t bytes)
+{
+    cudaError_t e = cudaMalloc(p, bytes);
+    cudaMemPool_t pool;
+    if (e == cudaErrorMemoryAllocation &&
+        cudaDeviceGetDefaultMemPool(&pool, st->device) == cudaSuccess &&
+        cudaMemPoolTrimTo(pool, 0) == cudaSuccess) {
+        (void)cudaGetLastError();
+        e = cudaMalloc(p, bytes);
+    }
+    if (e != cudaSuccess)
+        *p = NULL;
+    return e;
+}
+
 int tmix_cuda_scratch(tmix_cuda_state *st, size_t bytes, void **out)
 {
     if (bytes > st->scratch_bytes) {
@@ -91,10 +109,9 @@ int tmix_cuda_scratch(tmix_cuda_state *st, size_t bytes, void **out)
         st->scratch = NULL;
         st->scratch_bytes = 0;
         size_t want = bytes < 65536 ? 65536 : bytes; // grow rarely
-        cudaError_t e = cudaMalloc(&st->scratch, want);
+        cudaError_t e = device_malloc(st, &st->scratch, want);
         if (e == cudaErrorMemoryAllocation) {
             (void)cudaGetLastError();
-            st->scratch = NULL;
             return tmix_fail(TMIX_ENOMEM, "%s: %zu bytes of scratch memory: %s", st->name,
                              want, cudaGetErrorString(e));
         }
@@ -134,8 +151,8 @@ static void cuda_free(tmix_backend *be, tmix_tensor *t)
     // Nothing to report through a void call: a failing cudaFree means the context is already
     // broken, and the next checked call says so.
     tmix_cuda_state *st = tmix_cuda_state_of(be);
-    if (tmix_cuda_use(st) == cudaSuccess)
-        (void)cudaFreeAsync(t->data, st->stream);
+    if (tmix_cuda_use(st) != cudaSuccess || cudaFreeAsync(t->data, st->stream) != cudaSuccess)
+        (void)cudaGetLastError(); // not to be taken by the next launch's check for its own
 }
 
 static int cuda_set_precision(tmix_backend *be, tmix_precision p)
@@ -229,9 +246,13 @@ static int cuda_ipc_buffer_new(tmix_backend *be, size_t bytes, tmix_ipc_buffer *
 {
     tmix_cuda_state *st = tmix_cuda_state_of(be);
     CUDA_CHECK(tmix_cuda_use(st));
-    cudaError_t e = cudaMalloc(&out->device, bytes);
+    int events = 0;
+    CUDA_CHECK(cudaDeviceGetAttribute(&events, cudaDevAttrIpcEventSupport, st->device));
+    if (!events)
+        return tmix_fail(TMIX_ENOTSUP, "ipc_buffer_new: %s has no CUDA IPC events (as under MIG "
+                         "or confidential computing)", st->name);
+    cudaError_t e = device_malloc(st, &out->device, bytes);
     if (e != cudaSuccess) {
-        out->device = NULL;
         (void)cudaGetLastError();
         return tmix_fail(e == cudaErrorMemoryAllocation ? TMIX_ENOMEM : TMIX_ECUDA,
                          "ipc_buffer_new: %zu bytes of device memory on %s: %s", bytes, st->name,
@@ -250,7 +271,8 @@ static int cuda_ipc_buffer_new(tmix_backend *be, size_t bytes, tmix_ipc_buffer *
         (void)cudaFree(out->device);
         (void)cudaGetLastError();
         memset(out, 0, sizeof *out);
-        return tmix_fail(TMIX_ECUDA, "ipc_buffer_new: CUDA IPC handles on %s: %s", st->name,
+        // Refused by the platform, not a fault: a broken context shows at the next op anyway.
+        return tmix_fail(TMIX_ENOTSUP, "ipc_buffer_new: CUDA IPC handles on %s: %s", st->name,
                          cudaGetErrorString(e));
     }
     out->event = ev;
@@ -259,12 +281,15 @@ static int cuda_ipc_buffer_new(tmix_backend *be, size_t bytes, tmix_ipc_buffer *
     return 0;
 }
 
-// cudaMemcpyDefault: unified addressing tells a device source from a host one.
+// cudaMemcpyDefault: unified addressing tells a device source from a host one. The copy waits
+// for the buffer's last one, which may still run on another stream (a batch freed unsent gives
+// its slot back as soon as its copy is queued).
 static int cuda_ipc_buffer_fill(tmix_backend *be, tmix_ipc_buffer *b, const void *src,
                                 size_t bytes)
 {
     tmix_cuda_state *st = tmix_cuda_state_of(be);
     CUDA_CHECK(tmix_cuda_use(st));
+    CUDA_CHECK(cudaStreamWaitEvent(st->stream, (cudaEvent_t)b->event, 0));
     CUDA_CHECK(cudaMemcpyAsync(b->device, src, bytes, cudaMemcpyDefault, st->stream));
     CUDA_CHECK(cudaEventRecord((cudaEvent_t)b->event, st->stream));
     return 0;
@@ -274,7 +299,7 @@ static void cuda_ipc_buffer_free(tmix_backend *be, tmix_ipc_buffer *b)
 {
     tmix_cuda_state *st = tmix_cuda_state_of(be);
     if (tmix_cuda_use(st) == cudaSuccess) {
-        (void)cudaStreamSynchronize(st->stream); // no copy into it still running
+        (void)cudaEventSynchronize((cudaEvent_t)b->event); // its last copy, on any stream
         (void)cudaEventDestroy((cudaEvent_t)b->event);
         (void)cudaFree(b->device);
     }
