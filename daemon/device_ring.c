@@ -12,7 +12,7 @@
 #include "slots.h"
 
 struct tmixd_device_ring {
-    tmix_backend *be; // the ring's own on the GPU: makes and frees the slots' memory
+    tmix_backend *be; // the producer's on the GPU (borrowed): makes and frees the slots' memory
     int device;
     size_t slot_bytes;
     tmixd_slots free;
@@ -20,13 +20,13 @@ struct tmixd_device_ring {
     bool warned;
 };
 
-int tmixd_device_ring_new(tmixd_device_ring **out, const char *backend, size_t slot_bytes,
+int tmixd_device_ring_new(tmixd_device_ring **out, tmix_backend *be, size_t slot_bytes,
                           int slots)
 {
     *out = NULL;
-    if (strncmp(backend, "cuda", 4) != 0)
+    if (strncmp(be->name, "cuda", 4) != 0)
         return tmix_fail(TMIX_ENOTSUP, "cuda delivery needs tmixd on a GPU; it mixes on %s",
-                         backend);
+                         be->name);
     tmixd_device_ring *r = calloc(1, sizeof *r);
     if (!r || !(r->buffers = calloc((size_t)slots, sizeof *r->buffers)) ||
         tmixd_slots_init(&r->free, slots) < 0) {
@@ -35,12 +35,12 @@ int tmixd_device_ring_new(tmixd_device_ring **out, const char *backend, size_t s
         free(r);
         return tmix_fail(TMIX_ENOMEM, "device ring of %d slots", slots);
     }
+    r->be = be;
     r->slot_bytes = slot_bytes;
-    const char *colon = strchr(backend, ':');
+    const char *colon = strchr(be->name, ':');
     r->device = colon ? atoi(colon + 1) : 0;
-    const int rc = tmix_backend_open(backend, &r->be);
+    const int rc = tmix_ipc_buffer_new(be, slot_bytes, &r->buffers[0]);
     if (rc < 0) {
-        r->be = NULL;
         tmixd_device_ring_free(r);
         return rc;
     }
@@ -52,10 +52,8 @@ void tmixd_device_ring_free(tmixd_device_ring *r)
 {
     if (!r)
         return;
-    for (int i = 0; i < r->free.count && r->be; i++)
+    for (int i = 0; i < r->free.count; i++)
         tmix_ipc_buffer_free(r->be, &r->buffers[i]);
-    if (r->be)
-        tmix_backend_close(r->be);
     tmixd_slots_destroy(&r->free);
     free(r->buffers);
     free(r);
@@ -69,7 +67,8 @@ int tmixd_device_ring_fill(tmixd_device_ring *r, tmix_backend *be, const void *s
     const int s = tmixd_slots_peek(&r->free);
     if (s >= 0) {
         tmix_ipc_buffer *b = &r->buffers[s];
-        if (!b->device && (rc = tmix_ipc_buffer_new(r->be, r->slot_bytes, b)) == TMIX_ENOMEM) {
+        if (!b->device && ((rc = tmix_ipc_buffer_new(r->be, r->slot_bytes, b)) == TMIX_ENOMEM ||
+                           rc == TMIX_ENOTSUP)) {
             if (!r->warned)
                 tmixd_log(TMIXD_LOG_WARN, "cuda delivery: %s: batches go inline while slots "
                           "are short", tmix_last_error());

@@ -12,16 +12,17 @@
 
 typedef struct tmixd_device_ring tmixd_device_ring;
 
-// A ring of `slots` slots of slot_bytes on GPU `backend` ("cuda:N"), which it opens a
-// backend of its own on for the slots' memory. Slots get it the first time they are used.
-int tmixd_device_ring_new(tmixd_device_ring **out, const char *backend, size_t slot_bytes,
+// A ring of `slots` slots of slot_bytes on GPU backend `be` (borrowed: it must outlive the
+// ring). The first slot is made now, which tells whether the GPU shares memory by CUDA IPC
+// (TMIX_ENOTSUP if not, or on the CPU); the others the first time they are used.
+int tmixd_device_ring_new(tmixd_device_ring **out, tmix_backend *be, size_t slot_bytes,
                           int slots);
 void tmixd_device_ring_free(tmixd_device_ring *r); // NULL: no-op
 
 // Takes a free slot and queues the copy of src[bytes] into it on be's stream (src: memory on
 // the ring's GPU, or host memory), the slot's event recorded after it: 1 with its index in
-// *slot, 0 when no slot is free or the GPU has no memory for a new one (logged once: the
-// batch then goes inline), or a negative code when the copy fails (the GPU is at fault).
+// *slot, 0 when no slot is free or the GPU has no room for a new one (logged once: the batch
+// then goes inline), or a negative code when the copy fails (the GPU is at fault).
 int tmixd_device_ring_fill(tmixd_device_ring *r, tmix_backend *be, const void *src, size_t bytes,
                            int *slot);
 void tmixd_device_ring_give(tmixd_device_ring *r, int slot);

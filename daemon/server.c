@@ -163,7 +163,7 @@ static int ensure_ring(server *s, int i, int delivery)
     if (delivery == TMIX__DELIVERY__SHM && !s->rings[i])
         return tmixd_ring_new(&s->rings[i], i, slot_bytes(s, i), ring_slots(s, i));
     if (delivery == TMIX__DELIVERY__CUDA && !s->drings[i])
-        return tmixd_device_ring_new(&s->drings[i], s->c->backend, slot_bytes(s, i),
+        return tmixd_device_ring_new(&s->drings[i], s->c->producer.backend, slot_bytes(s, i),
                                      ring_slots(s, i));
     return 0;
 }
@@ -383,9 +383,11 @@ static void on_hello(server *s, void *control, const Tmix__Hello *h)
         gi = s->ngroups++;
         s->groups[gi] = g;
     }
-    if (ensure_ring(s, gi, delivery) < 0) {
+    const int made = ensure_ring(s, gi, delivery);
+    if (made < 0) {
         tmixd_log(TMIXD_LOG_ERROR, "group %s: %s", name, tmix_last_error());
-        return server_reply_error(s, control, TMIX__ERROR__CODE__INTERNAL,
+        return server_reply_error(s, control, made == TMIX_ENOTSUP
+                                  ? TMIX__ERROR__CODE__NOT_SUPPORTED : TMIX__ERROR__CODE__INTERNAL,
                            "group %s: no ring for %s delivery: %s", name,
                            delivery == TMIX__DELIVERY__SHM ? "shm" : "cuda", tmix_last_error());
     }
