@@ -375,8 +375,9 @@ def fake_batch(slot, mem, name):
 
 
 def test_cuda_ring():
-    """Each slot opened once on the ring's device and its event waited for on the given stream;
-    a lease kept until the event recorded when its images went has completed; a slot with new
+    """Each slot opened once on the ring's device and its event waited for on the given stream
+    (with the ring's device current: stream 0 is the current device's), closed there too; a
+    lease kept until the event recorded when its images went has completed; a slot with new
     handles (the daemon restarted) opened anew, the old mapping closed with its last batch;
     close() waits for the GPU, and the images still alive keep their mapping until they go."""
     rt, events = FakeRuntime(), []
@@ -389,7 +390,8 @@ def test_cuda_ring():
     y = ring.receive(fake_batch(0, a, "a2"), 78, "<f4")  # the same handles: no open
     assert y.__cuda_array_interface__["data"] == (0x1000, False)
     assert rt.log == [("device", 1), ("open_mem", a), ("open_event", a[::-1]),
-                      ("wait", 77, 0x9001), ("wait", 78, 0x9001)], rt.log
+                      ("device", 1), ("wait", 77, 0x9001), ("device", 1),
+                      ("wait", 78, 0x9001)], rt.log
     del x
     assert (ring.pending, len(events), released) == (1, 1, [])
     ring.poll()
@@ -402,12 +404,13 @@ def test_cuda_ring():
     z = ring.receive(fake_batch(0, b, "b1"), 77, "<f2")  # the daemon restarted; y lives
     assert z.__cuda_array_interface__["typestr"] == "<f2"
     assert rt.log == [("device", 1), ("open_mem", b), ("open_event", b[::-1]),
-                      ("wait", 77, 0x9002)], rt.log
+                      ("device", 1), ("wait", 77, 0x9002)], rt.log
     del y
     events[1].done = True
     ring.poll()
     assert released == ["a1", "a2"]
-    assert rt.log[-2:] == [("close_mem", 0x1000), ("destroy_event", 0x9001)], rt.log
+    assert rt.log[-3:] == [("device", 1), ("close_mem", 0x1000), ("destroy_event", 0x9001)], \
+        rt.log
 
     rt.log.clear()
     w = ring.receive(fake_batch(1, a, "a3"), 77, "<f4")
@@ -418,13 +421,15 @@ def test_cuda_ring():
     ring.close()
     assert events[2].waited and events[3].waited and ring.pending == 0
     assert released == ["a1", "a2", "a3", "a4"], released
-    assert rt.log[-2:] == [("close_mem", 0x3000), ("destroy_event", 0x9003)], rt.log
+    assert rt.log[-3:] == [("device", 1), ("close_mem", 0x3000), ("destroy_event", 0x9003)], \
+        rt.log
     expect_error(lambda: ring.receive(fake_batch(1, a, "a5"), 77, "<f4"), ValueError,
                  "ring is closed")
     assert ("close_mem", 0x2000) not in rt.log  # z still reads slot 0
     del z  # after close: released at once, once its GPU work is done
     assert events[4].waited and released[-2:] == ["a5", "b1"] and ring.pending == 0
-    assert rt.log[-2:] == [("close_mem", 0x2000), ("destroy_event", 0x9002)], rt.log
+    assert rt.log[-3:] == [("device", 1), ("close_mem", 0x2000), ("destroy_event", 0x9002)], \
+        rt.log
 
     rt = FakeRuntime(fail_event=True)
     ring = _cuda.DeviceRing(rt, 0, FakeEvent)

@@ -200,7 +200,9 @@ class DeviceRing:
                 m = self.slots[cuda.slot] = self._open(cuda)
             m.users += 1
         images = DeviceImages(self, m, batch._lease, cuda.shape, typestr)
-        self._runtime.stream_wait_event(stream, m.event)
+        # On the ring's device: stream 0 (a default stream) means the current device's.
+        with self._runtime.device(self.device):
+            self._runtime.stream_wait_event(stream, m.event)
         return images
 
     def defer(self, mapping, lease):
@@ -267,7 +269,9 @@ class DeviceRing:
             self._close_mapping(m)
 
     def _close_mapping(self, m):
-        try:
-            self._runtime.close_mem(m.ptr)
-        finally:
-            self._runtime.destroy_event(m.event)
+        rt = self._runtime
+        with rt.device(self.device):  # a mapping is closed on the device that opened it
+            try:
+                rt.close_mem(m.ptr)
+            finally:
+                rt.destroy_event(m.event)
