@@ -74,8 +74,13 @@ struct tmix_mixer {
     tmix_graph *graph;             // of graph_key's batches
     graph_key graph_key, last_key; // last_key: of the last forward run op by op
     int64_t launches;
+    int capture_failures;
     char graph_error[256];
 };
+
+// Recording fails for reasons of its own (an op that cannot be recorded) but may also fail
+// once for another thread's work on the device; graphs go off after this many failures.
+enum { MAX_CAPTURE_FAILURES = 3 };
 
 static const tmix_pool2d_params pool2 = {2, 2, 2, 2, 0, 0};
 static const tmix_conv2d_params conv_valid = {1, 1, 0, 0, 1, 1};
@@ -535,7 +540,8 @@ static void make_key(graph_key *k, const tmix_mixer *mx, const tmix_teacher *tea
     k->mixer_generation = mx->generation;
 }
 
-// Records enqueue into a graph. A failure turns graphs off for this mixer, keeping the reason.
+// Records enqueue into a graph. A failure is tried again at the next batch of the shape, up
+// to MAX_CAPTURE_FAILURES: then graphs are off for this mixer, and the reason kept.
 static int capture(tmix_mixer *mx, tmix_teacher *teacher, const tmix_module *module,
                    const tmix_tensor *images, const graph_key *key)
 {
@@ -553,10 +559,12 @@ static int capture(tmix_mixer *mx, tmix_teacher *teacher, const tmix_module *mod
             rc = end;
     }
     if (rc < 0) {
-        snprintf(mx->graph_error, sizeof mx->graph_error, "%s", tmix_last_error());
         tmix_graph_free(mx->be, mx->graph);
         mx->graph = NULL;
-        mx->graphs = false;
+        if (++mx->capture_failures == MAX_CAPTURE_FAILURES) {
+            snprintf(mx->graph_error, sizeof mx->graph_error, "%s", tmix_last_error());
+            mx->graphs = false;
+        }
         return rc;
     }
     mx->graph_key = *key;

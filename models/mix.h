@@ -71,9 +71,10 @@ void tmix_mixer_free(tmix_mixer *mx);
 // convolution algorithms), the second records a CUDA graph of its work, the rest replay it
 // with their own inputs. Replays need the images at the same address every batch (a batch
 // elsewhere records again), and the teacher and module given to the mixer not reallocated
-// by anyone else meanwhile (each would change the key and record again). When recording
-// fails, the mixer turns graphs off, keeps the reason (tmix_mixer_graph_error) and runs op
-// by op: a batch never fails for want of a graph. Off by default.
+// by anyone else meanwhile (each would change the key and record again). A batch whose
+// recording fails runs op by op, and the next one of its shape tries again; after three
+// failures the mixer turns graphs off and keeps the reason (tmix_mixer_graph_error): a batch
+// never fails for want of a graph. Off by default.
 void tmix_mixer_use_graphs(tmix_mixer *mx, bool on);
 // Forwards that ran as a graph launch so far.
 int64_t tmix_mixer_graph_launches(const tmix_mixer *mx);
