@@ -3,8 +3,8 @@
 // compiled by both (as C, and by nvcc for host and device). The arithmetic goes through
 // TMIX_DMUL / TMIX_DADD / TMIX_DSUB (double) and TMIX_FMUL / TMIX_FADD (float), which on
 // the GPU round each operation (nvcc would otherwise fuse a multiply and an add,
-// and a point on a pixel edge would move); the CPU builds do not fuse (no -ffp-contract
-// on x86-64 without FMA), so both round alike.
+// and a point on a pixel edge would move); the C code is built with -ffp-contract=off
+// (meson.build), so both round alike.
 #ifndef TMIX_PIXEL_RULES_H
 #define TMIX_PIXEL_RULES_H
 
