@@ -195,8 +195,11 @@ typedef struct tmix_batch {
 // more than half the daemon's lease is asked for again (the session may have expired). The
 // request acknowledges every batch released before it went (through the highest sequence
 // below which all are released). When the daemon no longer knows the session (it restarted, or
-// the session expired) the client says Hello again with the same options and asks once more;
-// batches held from the old session stay valid until released. Errors: TMIX_ETIMEDOUT,
+// the session expired) the client says Hello again with the same options and asks once more.
+// Batches held from the old session are still readable, but a slot's contents (shm, cuda) are
+// the old session's batch only if the daemon restarted (shm) or did not reuse the slot: a
+// session silent for longer than the lease (Welcome) loses its slots to other batches, and
+// the batches come again to the group. Errors: TMIX_ETIMEDOUT,
 // TMIX_EPROTO for a batch that contradicts its own shape or the Welcome, and the daemon's
 // refusals; calling again after a failure asks for the same batch again.
 int tmix_next(tmix_client *c, tmix_batch **out);

@@ -3,8 +3,8 @@ len(), state_dict round trips, DDP ranks in one shard group, shm zero copy, the 
 delivery included), trainers killed holding ring slots, errors; and the parts of cuda delivery that run without a GPU: the device
 ring with a fake runtime and fake events, the ctypes runtime with a fake libcudart.
 
-    test_loader.py NAME   (targets, epochs, state_dict, ddp, nodes, shm, shm_kill, cuda,
-                          cuda_kill, cuda_ring, cuda_runtime, errors)
+    test_loader.py NAME   (targets, epochs, state_dict, ddp, nodes, shm, held_expired, shm_kill,
+                          cuda, cuda_kill, cuda_ring, cuda_runtime, errors)
 """
 import contextlib
 import ctypes
@@ -165,6 +165,35 @@ def test_shm():
             x, t = next(iter(loader))
         assert not caught, [str(w.message) for w in caught]
         in_shm_mapping(x.data_ptr(), x.numel() * x.element_size(), loader.info)
+
+
+def test_held_expired():
+    """A loop ends holding the first batch of the next epoch, and the next loop starts after
+    the trainer's evaluation. When that took longer than the lease, the daemon dropped the
+    silent session and gave its shm slot to other batches: the next loop must not yield the
+    slot's new images as the held batch's."""
+    # 16 slots of 500 images: 16 MiB of batches (10) and 3 per trainer
+    with Daemon("--server.lease_timeout_s=1", "--server.max_memory_mb=16",
+                "--server.max_trainers=2") as d:
+        kw = dict(group="h", mode="shard", batch_size=500, delivery="shm")
+        loader = tmix.torch.Loader(d.endpoint, **kw)
+        for _ in loader:
+            pass
+        held = loader._held[0]
+        key, snapshot = (held.epoch, held.index), held.images.copy()
+        # Another trainer goes on pulling while the loader is silent, 16 batches at a time:
+        # past the lease it gets the held batch and gives it back, and then, holding 16,
+        # takes every free slot, the held batch's too.
+        other, deadline = tmix.Client(d.endpoint, **kw), time.monotonic() + 20
+        while held.images.tobytes() == snapshot.tobytes():
+            assert time.monotonic() < deadline, "the held batch's slot was not given to " \
+                "another batch: this test would prove nothing"
+            kept = [other.next() for _ in range(16)]
+            del kept
+        x, _ = next(iter(loader))
+        got = (loader.batch.epoch, loader.batch.index)
+        assert got != key or x.numpy().tobytes() == snapshot.tobytes(), \
+            f"batch {got} came with another batch's images"
 
 
 def device_ptrs(loader):
@@ -508,6 +537,7 @@ if __name__ == "__main__":
             # one trainer unless a test says
             os.environ.pop(key, None)
         main({"targets": test_targets, "epochs": test_epochs, "state_dict": test_state_dict,
-              "ddp": test_ddp, "nodes": test_nodes, "shm": test_shm, "shm_kill": test_shm_kill,
+              "ddp": test_ddp, "nodes": test_nodes, "shm": test_shm,
+              "held_expired": test_held_expired, "shm_kill": test_shm_kill,
               "cuda": test_cuda, "cuda_kill": test_cuda_kill, "cuda_ring": test_cuda_ring,
               "cuda_runtime": test_cuda_runtime, "errors": test_errors})

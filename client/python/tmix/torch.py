@@ -6,6 +6,7 @@
         for images, targets in loader:        # targets: (N, classes) soft labels
             loss = torch.sum(-targets * F.log_softmax(model(images), 1), 1).mean()
 """
+import collections
 import dataclasses
 import math
 import os
@@ -95,7 +96,9 @@ class Loader:
     another stream must be synchronised with the current one before the tensor is dropped.
     Change a clone, not the tensor: the slot is the daemon's to refill.
 
-    A loop stops at the first batch of the next epoch, which starts the next loop. len() is
+    A loop stops at the first batch of the next epoch, which starts the next loop (unless the
+    session expired in between, an evaluation longer than the daemon's lease: its slot then
+    holds other images, and the batch comes again to the group). len() is
     the epoch's batches for this rank: in shard mode ceil(batches_per_epoch / the ranks of
     this machine) (the node's part of the epoch; the daemon hands batches to whoever asks
     first, so a rank may get one more or less), batches_per_epoch in broadcast. `batch` says where the last pair came from.
@@ -125,7 +128,7 @@ class Loader:
                              node_count=ddp.node_count if ddp.node_count > 1 else 0)
         self._client = None
         self._ring = None        # delivery "cuda": the session's device slots
-        self._pending = None     # a batch of the next epoch, kept for the next loop
+        self._held = collections.deque()  # batches for the next loop: of the next epoch
         self._start = 0          # broadcast: the stream position to say Hello with
         self._next_position = 0  # the stream position after the last batch yielded
         self.batch = None
@@ -161,17 +164,40 @@ class Loader:
         while True:
             if self._ring is not None:
                 self._ring.poll()
-            b, self._pending = self._pending or client.next(), None
+            if not self._held:
+                b = client.next()
+            elif epoch is None:
+                b = self._take_held(client)
+            else:
+                b = self._held.popleft()
             if epoch is None:
                 epoch = b.epoch
             elif b.epoch > epoch:  # an older epoch's batch (a lease given back) still counts
-                self._pending = b
+                self._held.appendleft(b)
                 return
             self._next_position = b.epoch * client.info.batches_per_epoch + b.index + 1
             self.batch = LoaderBatch(b.epoch, b.index, b.sequence, b.sample_ids.copy())
             pair = self._tensors(b)
             del b  # the tensors alone keep the batch
             yield pair
+
+    def _take_held(self, client):
+        """The batch that ended the last loop, if its images are still its own. A loop ends and
+        the next starts after the trainer's evaluation: when that took longer than the lease,
+        the daemon dropped the silent session, gave the slots it held to other batches and the
+        batch to the group again. Asking for the next batch tells: if the client had to say
+        Hello again, the held batch is of the old session and the new one's batch is taken."""
+        held = self._held[0]
+        if held.cuda is None and not held.in_shm:
+            return self._held.popleft()  # its images came in the message: its own copy
+        session = client.info.session_id
+        after = client.next()  # on failure the held batch stays held
+        if client.info.session_id != session:
+            self._held.clear()
+            return after
+        self._held.popleft()
+        self._held.appendleft(after)
+        return held
 
     def _host_images(self, b):
         with warnings.catch_warnings():
@@ -201,8 +227,8 @@ class Loader:
 
     def state_dict(self):
         """Where to resume: the stream position of the next batch to train on and its epoch."""
-        if self._pending is not None:
-            pos = self._pending.epoch * self.info.batches_per_epoch + self._pending.index
+        if self._held:
+            pos = self._held[0].epoch * self.info.batches_per_epoch + self._held[0].index
         else:
             pos = self._next_position
         bpe = self.info.batches_per_epoch
@@ -212,7 +238,7 @@ class Loader:
     def load_state_dict(self, state):
         """Resumes at state["position"]: a broadcast loader reconnects to start there."""
         self._start = self._next_position = int(state["position"])
-        self._pending = None
+        self._held.clear()
         if state.get("mode") == "broadcast" or self._options["mode"] == "broadcast":
             self.close()  # the next use says Hello with the new start
 
@@ -225,4 +251,4 @@ class Loader:
         if self._client is not None:
             self._client.close()
             self._client = None
-        self._pending = None
+        self._held.clear()
