@@ -79,12 +79,19 @@ static bool cache_find(const int64_t key[KEY_LEN], conv_plan *plan)
     return found;
 }
 
-// Two threads may choose the same plan at once; both insert it, which is harmless.
+// Stores key's plan, replacing the one it had (two threads may choose the same plan at once;
+// a plan that failed at its first run is replaced by its fallback).
 static void cache_insert(const int64_t key[KEY_LEN], conv_plan plan)
 {
     pthread_mutex_lock(&plan_cache_lock);
-    plan_entry *e = &plan_cache[plan_cache_next];
-    plan_cache_next = (plan_cache_next + 1) % CACHE_ENTRIES;
+    plan_entry *e = nullptr;
+    for (int i = 0; i < CACHE_ENTRIES && !e; i++)
+        if (plan_cache[i].used && memcmp(plan_cache[i].key, key, KEY_LEN * sizeof *key) == 0)
+            e = &plan_cache[i];
+    if (!e) {
+        e = &plan_cache[plan_cache_next];
+        plan_cache_next = (plan_cache_next + 1) % CACHE_ENTRIES;
+    }
     e->used = true;
     memcpy(e->key, key, KEY_LEN * sizeof *key);
     e->plan = plan;
@@ -370,10 +377,20 @@ static int forward_bf16(tmix_cuda_state *st, tmix_tensor *out, const tmix_tensor
     TMIX_TRY(tmix_cuda_to_nhwc_bf16(st, x, tmix_f32(in), n, c, hw, c_pad));
     TMIX_TRY(tmix_cuda_to_nhwc_bf16(st, w, tmix_f32(weight), oc, c, khw, c_pad));
     const float one = 1.0f, zero = 0.0f;
-    CUDNN_CHECK(cudnnConvolutionForward(st->cudnn, &one, s.image, x, s.filter, w, s.conv,
-                                        (cudnnConvolutionFwdAlgo_t)s.plan.algo,
-                                        ws ? base : nullptr, s.plan.workspace_bytes, &zero,
-                                        s.output, y));
+    const cudnnStatus_t e = cudnnConvolutionForward(
+        st->cudnn, &one, s.image, x, s.filter, w, s.conv, (cudnnConvolutionFwdAlgo_t)s.plan.algo,
+        ws ? base : nullptr, s.plan.workspace_bytes, &zero, s.output, y);
+    if (e == CUDNN_STATUS_NOT_SUPPORTED || e == CUDNN_STATUS_BAD_PARAM) {
+        // An algorithm the heuristics offered but that refuses this shape at run time (odd
+        // channel counts in NHWC): this convolution goes TF32 from now on. The conversions
+        // queued only wrote scratch.
+        s.plan.algo = -1;
+        cache_insert(key, s.plan);
+        return 0;
+    }
+    if (e != CUDNN_STATUS_SUCCESS)
+        return tmix_cuda_error(TMIX_ECUDNN, "cudnnConvolutionForward (bf16)", __func__, __FILE__,
+                               __LINE__, cudnnGetErrorString(e));
     TMIX_TRY(tmix_cuda_from_nhwc_bf16(st, tmix_f32(out), y, n, oc, ohw,
                                       bias ? tmix_f32(bias) : nullptr));
     *done = true;
