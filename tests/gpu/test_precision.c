@@ -1,9 +1,13 @@
 // `test_precision`: the shipped Fashion-MNIST teacher (models/zoo, cifar_resnet20) on the
 // GPU at each precision of its convolutions against the CPU in float32: logits, CAMs and the
-// input gradient of one batch, compared norm-wise (||gpu - cpu|| / ||cpu||) within 1e-4
-// (fp32), 3e-3 (tf32) and 2e-2 (bf16). Where the op twins check each convolution alone, this
-// checks the errors of twenty layers together, through the folded batch norms, the residual
-// sums, the one-channel stem (padded to 8 channels for bf16) and the CAM's min-max. Skips
+// input gradient of one batch, compared norm-wise (||gpu - cpu|| / ||cpu||). Where the op
+// twins check each convolution alone, this checks the errors of twenty layers together,
+// through the folded batch norms, the residual sums, the one-channel stem (padded to 8
+// channels for bf16) and the CAM's min-max. The bounds are about 3x the errors of a CPU
+// emulation of each precision's rounding on this very batch (a review's, 2026-12-02: tf32
+// logits 4.4e-4 rounded, 3.1e-3 truncated, CAMs 9.7e-4 / 4.8e-3, input gradient 3.2e-2 /
+// 5.6e-2; bf16 6.0e-3, 1.7e-2, 8.1e-2). The input gradient's are wide: wherever rounding
+// moves a ReLU's input across zero, its gradient jumps, and the sum of layers does. Skips
 // (77) without a GPU. `test_precision --cpu` runs fp32 with a second CPU teacher in the
 // place of the GPU (the unit test gpu.teacher_precision_cpu: the test itself, anywhere).
 // $TMIX_ZOO_DIR, when set, replaces the zoo directory of the source tree.
@@ -91,10 +95,10 @@ int main(int argc, char **argv)
     static const struct {
         const char *name;
         tmix_precision precision;
-        double tol;
-    } cases[] = {{"fp32", TMIX_PRECISION_FP32, 1e-4},
-                 {"tf32", TMIX_PRECISION_TF32, 3e-3},
-                 {"bf16", TMIX_PRECISION_BF16, 2e-2}};
+        double logits, cams, dx; // the bounds
+    } cases[] = {{"fp32", TMIX_PRECISION_FP32, 1e-4, 1e-4, 1e-3},
+                 {"tf32", TMIX_PRECISION_TF32, 1e-2, 1.5e-2, 1.5e-1},
+                 {"bf16", TMIX_PRECISION_BF16, 2e-2, 5e-2, 2.5e-1}};
     int failed = 0;
     for (size_t k = 0; k < (cpu_only ? 1 : sizeof cases / sizeof cases[0]); k++) {
         if (tmix_backend_set_precision(gpu, cases[k].precision) < 0 || run(gpu, on_gpu, &got)) {
@@ -102,10 +106,11 @@ int main(int argc, char **argv)
             failed++;
             continue;
         }
-        failed +=
-            close_enough(cases[k].name, "logits", ref.logits, got.logits, B * 10, cases[k].tol);
-        failed += close_enough(cases[k].name, "cams", ref.cams, got.cams, B * H * W, cases[k].tol);
-        failed += close_enough(cases[k].name, "dx", ref.dx, got.dx, B * H * W, cases[k].tol);
+        failed += close_enough(cases[k].name, "logits", ref.logits, got.logits, B * 10,
+                               cases[k].logits);
+        failed += close_enough(cases[k].name, "cams", ref.cams, got.cams, B * H * W,
+                               cases[k].cams);
+        failed += close_enough(cases[k].name, "dx", ref.dx, got.dx, B * H * W, cases[k].dx);
     }
     size_t used = 0, total = 0; // the metrics' GPU memory, while the teacher is loaded
     if (!cpu_only && (tmix_memory_info(gpu, &used, &total) < 0 || !(used > 0 && used <= total))) {
