@@ -1,10 +1,13 @@
 // One produced batch: the mixed images in their output dtype and layout and the per-sample
 // metadata, in one allocation owned by whoever holds the pointer (a group entry). The images
 // are at the end of that allocation, or in a slot of the group's shared-memory ring, and
-// for CUDA delivery also in a slot of its device ring; tmixd_batch_free gives slots back.
+// for CUDA delivery also in a slot of its device ring (for a group whose members all take
+// cuda delivery, only there until another member needs them: host_images);
+// tmixd_batch_free gives slots back.
 #ifndef TMIXD_BATCH_H
 #define TMIXD_BATCH_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -20,6 +23,7 @@ typedef struct {
     uint32_t shape[4];       // as laid out
     void *images;            // size x C x H x W elements of dtype
     size_t images_bytes;
+    bool host_images;        // images holds them (else they are only in the device slot)
     uint64_t *sample_ids;    // [N]
     uint64_t *sources;       // [N * n]
     uint32_t *labels;        // [N * n]

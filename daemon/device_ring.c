@@ -86,6 +86,11 @@ int tmixd_device_ring_fill(tmixd_device_ring *r, tmix_backend *be, const void *s
 
 void tmixd_device_ring_give(tmixd_device_ring *r, int slot) { tmixd_slots_give(&r->free, slot); }
 
+int tmixd_device_ring_read(const tmixd_device_ring *r, int slot, void *dst, size_t bytes)
+{
+    return tmix_ipc_buffer_read(r->be, &r->buffers[slot], dst, bytes);
+}
+
 const tmix_ipc_buffer *tmixd_device_ring_slot(const tmixd_device_ring *r, int slot)
 {
     return &r->buffers[slot];

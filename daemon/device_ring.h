@@ -26,6 +26,8 @@ void tmixd_device_ring_free(tmixd_device_ring *r); // NULL: no-op
 int tmixd_device_ring_fill(tmixd_device_ring *r, tmix_backend *be, const void *src, size_t bytes,
                            int *slot);
 void tmixd_device_ring_give(tmixd_device_ring *r, int slot);
+// Copies the first `bytes` of slot into host memory dst once its copy is done, and waits.
+int tmixd_device_ring_read(const tmixd_device_ring *r, int slot, void *dst, size_t bytes);
 
 const tmix_ipc_buffer *tmixd_device_ring_slot(const tmixd_device_ring *r, int slot);
 int tmixd_device_ring_device(const tmixd_device_ring *r); // the GPU's index

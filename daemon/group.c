@@ -318,7 +318,7 @@ void tmixd_group_leave(tmixd_group *g, uint64_t session, uint64_t ack_through)
 
 // Gives e to m as its batch seq.
 static int deliver(tmixd_group *g, member *m, uint64_t seq, const entry *e,
-                   const tmixd_batch **out)
+                   tmixd_batch **out)
 {
     m->last_seq = seq;
     m->waiting = false;
@@ -353,7 +353,7 @@ static void shard_ack(tmixd_group *g, member *m, uint64_t ack_through)
 }
 
 static int shard_next(tmixd_group *g, member *m, uint64_t seq, uint64_t ack_through,
-                      const tmixd_batch **out)
+                      tmixd_batch **out)
 {
     shard_ack(g, m, ack_through);
     if (seq <= m->last_seq) { // a repeated request: the same batch again
@@ -384,7 +384,7 @@ static int shard_next(tmixd_group *g, member *m, uint64_t seq, uint64_t ack_thro
 }
 
 static int broadcast_next(tmixd_group *g, member *m, uint64_t seq, uint64_t ack_through,
-                          const tmixd_batch **out)
+                          tmixd_batch **out)
 {
     const uint64_t acked = m->acked;
     broadcast_ack(m, ack_through);
@@ -406,7 +406,7 @@ static int broadcast_next(tmixd_group *g, member *m, uint64_t seq, uint64_t ack_
 }
 
 int tmixd_group_next(tmixd_group *g, uint64_t session, uint64_t seq, uint64_t ack_through,
-                     const tmixd_batch **out)
+                     tmixd_batch **out)
 {
     member *m = find_member(g, session);
     if (!m)

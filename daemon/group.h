@@ -51,10 +51,11 @@ void tmixd_group_leave(tmixd_group *g, uint64_t session, uint64_t ack_through);
 
 // A Next from a member: acknowledges its batches up to ack_through, then looks for its batch
 // number seq. Returns 1 with *out (owned by the group, valid until the next call that
-// acknowledges or frees it) when the batch is ready, 0 when the member must wait (call again
-// after tmixd_group_produced or a departure), or a negative code with tmix_last_error().
+// acknowledges or frees it; the caller may fill in its host images) when the batch is ready,
+// 0 when the member must wait (call again after tmixd_group_produced or a departure), or a
+// negative code with tmix_last_error().
 int tmixd_group_next(tmixd_group *g, uint64_t session, uint64_t seq, uint64_t ack_through,
-                     const tmixd_batch **out);
+                     tmixd_batch **out);
 
 // Positions to produce now, at most max, marked as in production. Batches a waiting member
 // needs come first and are always returned; prefetch ones only when may_prefetch (the

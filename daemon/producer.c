@@ -279,10 +279,12 @@ static int mix_batch(tmixd_producer *p, worker_state *w, lane *l, const tmixd_jo
         rc = tmix_encode_images(be, &out, res.mixed, format, c->mean, c->std);
     if (rc == 0 && job->dring) // queued on this lane's stream, ahead of its next batch
         rc = fill_device_slot(be, job, out.data, bt);
-    // On a GPU they come back through the staging buffer of the inputs (pinned).
-    if (rc == 0 && gpu)
+    // On a GPU they come back through the staging buffer of the inputs (pinned), unless the
+    // members all read the device slot: then the lane goes on without waiting for the GPU.
+    bt->host_images = !gpu || !(bt->dring && job->device_only);
+    if (rc == 0 && gpu && bt->host_images)
         rc = tmix_tensor_download(be, w->images, &out);
-    if (rc == 0 && gpu)
+    if (rc == 0 && gpu && bt->host_images)
         memcpy(bt->images, w->images, bt->images_bytes);
     if (rc == 0) {
         for (int i = 0; i < b * n; i++) {

@@ -44,6 +44,8 @@ typedef struct tmixd_job {
     int dtype, layout;
     tmixd_ring *ring;            // where the images go when it has a free slot, or NULL
     tmixd_device_ring *dring;    // where they are copied too when it has a free slot, or NULL
+    bool device_only;            // every member takes cuda delivery: no host copy of a batch
+                                 // that got a device slot
     tmixd_preview *preview;      // also keep the intermediates here (tmixctl preview), or NULL
     tmixd_batch *batch;          // the result, or NULL with rc and error set
     int rc;                      // why it failed (a TMIX_* code)

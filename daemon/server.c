@@ -68,9 +68,38 @@ void server_reply_error(server *s, void *control, Tmix__Error__Code code, const 
     server_reply(s, control, &env);
 }
 
-static void reply_batch(server *s, void *control, const session *ss, uint64_t seq,
-                        const tmixd_batch *b)
+static void stop(server *s);
+
+// A batch made while all of its group's members took cuda delivery has its images only in
+// its device slot; a member that takes it by shm or inline (one that joined since, or took
+// the batch over) needs them in host memory. A copy that fails means a broken GPU context:
+// the daemon stops, as for a batch that failed on the GPU.
+static int host_images(server *s, tmixd_batch *b)
 {
+    if (b->host_images)
+        return 0;
+    const int rc = tmixd_device_ring_read(b->dring, b->dslot, b->images, b->images_bytes);
+    if (rc < 0) {
+        tmixd_log(TMIXD_LOG_ERROR, "batch %llu from its device slot: %s: saving progress and "
+                  "exiting", (unsigned long long)b->pos, tmix_last_error());
+        if (s->producer) { // not stopping already
+            snprintf(s->fault, sizeof s->fault, "%s", tmix_last_error());
+            stop(s);
+        }
+        return rc;
+    }
+    b->host_images = true;
+    return 0;
+}
+
+static void reply_batch(server *s, void *control, const session *ss, uint64_t seq,
+                        tmixd_batch *b)
+{
+    const bool slot = ss->delivery == TMIX__DELIVERY__CUDA && b->dring;
+    if (!slot && host_images(s, b) < 0)
+        return server_reply_error(s, control, TMIX__ERROR__CODE__INTERNAL,
+                                  "batch %llu: its images could not be read from the GPU",
+                                  (unsigned long long)b->pos);
     Tmix__Batch m = TMIX__BATCH__INIT;
     const size_t pairs = (size_t)b->size * b->mix_n;
     m.sequence = seq;
@@ -83,7 +112,7 @@ static void reply_batch(server *s, void *control, const session *ss, uint64_t se
     if (ss->delivery == TMIX__DELIVERY__SHM && b->ring) {
         m.in_slot = true;
         m.slot = (uint32_t)b->slot;
-    } else if (ss->delivery == TMIX__DELIVERY__CUDA && b->dring) {
+    } else if (slot) {
         const tmix_ipc_buffer *buf = tmixd_device_ring_slot(b->dring, b->dslot);
         m.in_slot = true;
         m.slot = (uint32_t)b->dslot;
@@ -176,6 +205,20 @@ size_t server_memory_in_use(const server *s)
     return bytes;
 }
 
+// Whether group g has members and all take cuda delivery: its batches then need no host copy.
+static bool device_only(const server *s, const tmixd_group *g)
+{
+    int members = 0;
+    for (int i = 0; i < s->nsessions; i++) {
+        if (s->sessions[i].group != g)
+            continue;
+        if (s->sessions[i].delivery != TMIX__DELIVERY__CUDA)
+            return false;
+        members++;
+    }
+    return members > 0;
+}
+
 // Starts production of what group g wants now.
 static void pump(server *s, tmixd_group *g)
 {
@@ -186,6 +229,7 @@ static void pump(server *s, tmixd_group *g)
     const int gi = index_of(s, g);
     uint64_t shard_start, shard_len;
     tmixd_group_shard(g, &shard_start, &shard_len);
+    const bool on_device = s->drings[gi] && device_only(s, g);
     for (int i = 0; i < count; i++) {
         tmixd_job *job = calloc(1, sizeof *job);
         if (!job) {
@@ -196,12 +240,12 @@ static void pump(server *s, tmixd_group *g)
                            .batches_per_epoch = tmixd_group_batches_per_epoch(g),
                            .shard_start = shard_start, .shard_len = shard_len,
                            .batch_size = p->batch_size, .dtype = p->dtype, .layout = p->layout,
-                           .ring = s->rings[gi], .dring = s->drings[gi]};
+                           .ring = s->rings[gi], .dring = s->drings[gi],
+                           .device_only = on_device};
         tmixd_producer_submit(s->producer, job);
     }
 }
 
-// Answers the waiting requests of group g's members that can be answered now.
 // Whether session i, which asked at t, comes after session j, which asked at u.
 static bool asked_later(double t, int i, double u, int j) { return t > u || (t == u && i > j); }
 
@@ -229,7 +273,7 @@ static void serve_waiting(server *s, tmixd_group *g)
 {
     for (int i = next_waiting(s, g, -1); i >= 0; i = next_waiting(s, g, i)) {
         session *ss = &s->sessions[i];
-        const tmixd_batch *b;
+        tmixd_batch *b;
         const int rc = tmixd_group_next(g, ss->id, ss->pending_seq, ss->pending_ack, &b);
         if (rc == 0)
             continue;
@@ -253,8 +297,6 @@ static void drop_session(server *s, session *ss, uint64_t ack_through)
     s->dirty = true;
     serve_waiting(s, g); // the batches it held go to the others
 }
-
-static void stop(server *s);
 
 // A CUDA or cuDNN failure while making a batch leaves the GPU's context unusable (a fault
 // in a kernel is sticky): tmixd saves the progress and exits with an error rather than fail
@@ -458,7 +500,7 @@ static void on_next(server *s, void *control, const Tmix__Next *n)
         nn_freemsg(ss->pending);
     ss->pending = NULL;
     tmixd_group_release(ss->group, ss->id, n->released, n->n_released);
-    const tmixd_batch *b;
+    tmixd_batch *b;
     const int rc = tmixd_group_next(ss->group, ss->id, n->sequence, n->ack_through, &b);
     s->dirty = true;
     if (rc > 0) {

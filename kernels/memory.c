@@ -138,6 +138,16 @@ int tmix_ipc_buffer_fill(tmix_backend *be, tmix_ipc_buffer *b, const void *src, 
     return be->ops->ipc_buffer_fill(be, b, src, bytes);
 }
 
+int tmix_ipc_buffer_read(tmix_backend *be, const tmix_ipc_buffer *b, void *dst, size_t bytes)
+{
+    static const char op[] = "ipc_buffer_read";
+    TMIX_CHECK_BACKEND(op, be, ipc_buffer_read);
+    if (!b || !b->device || !dst || bytes > b->bytes)
+        return tmix_fail(TMIX_EINVAL, "%s: %zu bytes from a buffer of %zu%s", op, bytes,
+                         b ? b->bytes : 0, !b || !b->device || !dst ? " (or a NULL pointer)" : "");
+    return be->ops->ipc_buffer_read(be, b, dst, bytes);
+}
+
 void tmix_ipc_buffer_free(tmix_backend *be, tmix_ipc_buffer *b)
 {
     if (!be || !b || !b->device || !be->ops->ipc_buffer_free)

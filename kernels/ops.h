@@ -53,6 +53,8 @@ int tmix_ipc_buffer_new(tmix_backend *be, size_t bytes, tmix_ipc_buffer *out);
 // stay as it is until the event completes. b may have been made on another backend of the
 // same device.
 int tmix_ipc_buffer_fill(tmix_backend *be, tmix_ipc_buffer *b, const void *src, size_t bytes);
+// Copies the first `bytes` of b into host memory dst once b's last copy is done, and waits.
+int tmix_ipc_buffer_read(tmix_backend *be, const tmix_ipc_buffer *b, void *dst, size_t bytes);
 // Frees what tmix_ipc_buffer_new made, once its last copy is done. Processes that opened it
 // must have closed it: their mapping is not valid after (CUDA leaves that undefined). An
 // empty buffer: no-op.

@@ -295,6 +295,18 @@ static int cuda_ipc_buffer_fill(tmix_backend *be, tmix_ipc_buffer *b, const void
     return 0;
 }
 
+// On the calling thread's legacy stream, after the event: a rare copy (tmixd's loop, for a
+// trainer that takes by shm or inline a batch made for cuda delivery only).
+static int cuda_ipc_buffer_read(tmix_backend *be, const tmix_ipc_buffer *b, void *dst,
+                                size_t bytes)
+{
+    tmix_cuda_state *st = tmix_cuda_state_of(be);
+    CUDA_CHECK(tmix_cuda_use(st));
+    CUDA_CHECK(cudaEventSynchronize((cudaEvent_t)b->event));
+    CUDA_CHECK(cudaMemcpy(dst, b->device, bytes, cudaMemcpyDeviceToHost));
+    return 0;
+}
+
 static void cuda_ipc_buffer_free(tmix_backend *be, tmix_ipc_buffer *b)
 {
     tmix_cuda_state *st = tmix_cuda_state_of(be);
@@ -364,6 +376,7 @@ static tmix_backend_ops make_ops(void)
     o.host_free = cuda_host_free;
     o.ipc_buffer_new = cuda_ipc_buffer_new;
     o.ipc_buffer_fill = cuda_ipc_buffer_fill;
+    o.ipc_buffer_read = cuda_ipc_buffer_read;
     o.ipc_buffer_free = cuda_ipc_buffer_free;
     o.memory_info = cuda_memory_info;
     o.upload_async = cuda_upload_async;

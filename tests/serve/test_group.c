@@ -33,7 +33,7 @@ static int produce(tmixd_group *g, bool may_prefetch)
 // comes; returns its position.
 static int64_t pull_acking(tmixd_group *g, uint64_t id, uint64_t seq, uint64_t ack)
 {
-    const tmixd_batch *b;
+    tmixd_batch *b;
     for (int round = 0; round < 10; round++) {
         const int rc = tmixd_group_next(g, id, seq, ack, &b);
         if (rc < 0)
@@ -97,7 +97,7 @@ static int test_shard_lease_returns(void)
     uint64_t through, done[8];
     // 1 and then 0 acknowledged (by asking for 2 and 3), 2 held.
     CHECK(tmixd_group_progress(g, &through, done, 8) == 0 && through == 2);
-    const tmixd_batch *b;
+    tmixd_batch *b;
     CHECK(tmixd_group_next(g, 2, 4, 3, &b) >= 0);
     CHECK(tmixd_group_progress(g, &through, done, 8) == 0 && through == 3);
     tmixd_group_free(g);
@@ -112,7 +112,7 @@ static int test_repeat_request(void)
     CHECK_OK(tmixd_group_join(g, 7, 0));
     CHECK_ERR(tmixd_group_join(g, 7, 0), TMIX_EINVAL);
     CHECK(pull(g, 7, 1) == 0);
-    const tmixd_batch *a, *b;
+    tmixd_batch *a, *b;
     CHECK(tmixd_group_next(g, 7, 1, 0, &a) == 1 && a->pos == 0);
     CHECK_ERR(tmixd_group_next(g, 7, 3, 0, &b), TMIX_EINVAL);
     CHECK(pull(g, 7, 2) == 1); // acknowledges 1
@@ -141,7 +141,7 @@ static int test_broadcast_identical(void)
     }
     tmixd_group_leave(g, 2, 10);
     tmixd_group_leave(g, 3, 10);
-    const tmixd_batch *b;
+    tmixd_batch *b;
     CHECK(tmixd_group_next(g, 1, 11, 10, &b) >= 0);
     CHECK(tmixd_group_bytes(g) <= (PREFETCH + 1) * 1000);
     tmixd_group_free(g);
@@ -171,7 +171,7 @@ static int test_demand_only(void)
     CHECK_OK(tmixd_group_join(g, 1, 0));
     uint64_t pos[8];
     CHECK(tmixd_group_wanted(g, false, pos, 8) == 0);
-    const tmixd_batch *b;
+    tmixd_batch *b;
     CHECK(tmixd_group_next(g, 1, 1, 0, &b) == 0); // waits
     CHECK(tmixd_group_wanted(g, false, pos, 8) == 1 && pos[0] == 0);
     CHECK(tmixd_group_wanted(g, false, pos, 8) == 0); // already in production
@@ -209,7 +209,7 @@ static int test_release_one_by_one(void)
     const size_t held = tmixd_group_bytes(g);
     tmixd_group_release(g, 1, (uint64_t[]){5, 3, 2, 4}, 4); // any order
     CHECK(tmixd_group_bytes(g) == held - 4000);
-    const tmixd_batch *b;
+    tmixd_batch *b;
     CHECK(tmixd_group_next(g, 1, 5, 0, &b) < 0); // released: not given again
     CHECK(pull_acking(g, 1, 6, 1) == 5);           // 1 acknowledged: 1..5 are
     CHECK(tmixd_group_next(g, 1, 2, 0, &b) < 0);

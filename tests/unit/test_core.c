@@ -143,6 +143,15 @@ static int test_memory_async_and_graphs(void)
     CHECK_ERR(tmix_capture_end(cpu(), NULL), TMIX_EINVAL);
     CHECK_ERR(tmix_graph_launch(cpu(), NULL), TMIX_ENOTSUP);
     tmix_graph_free(cpu(), NULL);
+
+    // CUDA IPC buffers: the CPU has none, and says so by name.
+    tmix_ipc_buffer b;
+    CHECK_ERR(tmix_ipc_buffer_new(cpu(), 64, &b), TMIX_ENOTSUP);
+    CHECK(strstr(tmix_last_error(), "ipc_buffer_new") != NULL && b.device == NULL);
+    CHECK_ERR(tmix_ipc_buffer_fill(cpu(), &b, x, sizeof x), TMIX_ENOTSUP);
+    CHECK_ERR(tmix_ipc_buffer_read(cpu(), &b, back, sizeof back), TMIX_ENOTSUP);
+    CHECK(strstr(tmix_last_error(), "ipc_buffer_read") != NULL);
+    tmix_ipc_buffer_free(cpu(), &b);
     return 0;
 }
 
