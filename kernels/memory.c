@@ -128,13 +128,20 @@ int tmix_memory_info(tmix_backend *be, size_t *used, size_t *total)
     return be->ops->memory_info(be, used, total);
 }
 
+// The arguments of a copy of `bytes` between IPC buffer b and host memory p.
+static int check_ipc_copy(const char *op, const tmix_ipc_buffer *b, const void *p, size_t bytes)
+{
+    if (!b || !b->device || !p || bytes > b->bytes)
+        return tmix_fail(TMIX_EINVAL, "%s: %zu bytes with a buffer of %zu%s", op, bytes,
+                         b ? b->bytes : 0, !b || !b->device || !p ? " (or a NULL pointer)" : "");
+    return 0;
+}
+
 int tmix_ipc_buffer_fill(tmix_backend *be, tmix_ipc_buffer *b, const void *src, size_t bytes)
 {
     static const char op[] = "ipc_buffer_fill";
     TMIX_CHECK_BACKEND(op, be, ipc_buffer_fill);
-    if (!b || !b->device || !src || bytes > b->bytes)
-        return tmix_fail(TMIX_EINVAL, "%s: %zu bytes into a buffer of %zu%s", op, bytes,
-                         b ? b->bytes : 0, !b || !b->device || !src ? " (or a NULL pointer)" : "");
+    TMIX_TRY(check_ipc_copy(op, b, src, bytes));
     return be->ops->ipc_buffer_fill(be, b, src, bytes);
 }
 
@@ -142,9 +149,7 @@ int tmix_ipc_buffer_read(tmix_backend *be, const tmix_ipc_buffer *b, void *dst, 
 {
     static const char op[] = "ipc_buffer_read";
     TMIX_CHECK_BACKEND(op, be, ipc_buffer_read);
-    if (!b || !b->device || !dst || bytes > b->bytes)
-        return tmix_fail(TMIX_EINVAL, "%s: %zu bytes from a buffer of %zu%s", op, bytes,
-                         b ? b->bytes : 0, !b || !b->device || !dst ? " (or a NULL pointer)" : "");
+    TMIX_TRY(check_ipc_copy(op, b, dst, bytes));
     return be->ops->ipc_buffer_read(be, b, dst, bytes);
 }
 
