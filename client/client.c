@@ -5,8 +5,10 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -27,6 +29,9 @@
 // (seen with 77 MB batches: tmixctl bench, 4 trainers, 224x224, 1 close in 12).
 #define AHEAD_INLINE_MAX (4.0 * (1 << 20))
 
+// A PCI bus id and its NUL ("0000:65:00.0" is 12 characters): tmix_info's field.
+#define BUS_ID_MAX ((int)sizeof(((tmix_info *)0)->cuda_pci_bus_id))
+
 // A batch the caller holds; the caller's pointer is &pub.
 typedef struct held_batch {
     tmix_batch pub;
@@ -40,6 +45,7 @@ struct tmix_client {
     char *endpoint;
     tmix_options opts;
     char group[GROUP_MAX + 1];
+    char cuda_pci_bus_id[BUS_ID_MAX]; // the options', copied
     tmix_info info;
     char *method;
     uint64_t session;  // Hellos said so far
@@ -110,6 +116,9 @@ static int check_options(const tmix_options *o, const char *endpoint, char *err)
     if (o->timeout_ms < 0)
         return tmixi_fail(err, TMIX_EINVAL, "%s: timeout_ms %d: expected 0 (forever) or more",
                           endpoint, o->timeout_ms);
+    if (o->cuda_pci_bus_id && strlen(o->cuda_pci_bus_id) >= BUS_ID_MAX)
+        return tmixi_fail(err, TMIX_EINVAL, "%s: cuda_pci_bus_id '%.40s...': expected at most "
+                          "%d characters", endpoint, o->cuda_pci_bus_id, BUS_ID_MAX - 1);
     return 0;
 }
 
@@ -141,10 +150,15 @@ static int check_welcome(const tmix_client *c, const Tmix__Welcome *w, char *err
                           "%s: the Welcome's shared-memory ring '%s' of %u slots of %" PRIu64
                           " bytes is empty or absurd",
                           e, w->shm_name, w->shm_slots, w->shm_slot_bytes);
-    if (delivery == TMIX_DELIVERY_CUDA && (w->cuda_device != o->cuda_device || !w->cuda_slots))
+    const bool by_bus = o->cuda_pci_bus_id && o->cuda_pci_bus_id[0];
+    if (delivery == TMIX_DELIVERY_CUDA &&
+        (!w->cuda_slots || (by_bus ? strcasecmp(w->cuda_pci_bus_id, o->cuda_pci_bus_id) != 0
+                                   : w->cuda_device != o->cuda_device)))
         return tmixi_fail(err, TMIX_EPROTO,
-                          "%s: asked for cuda delivery on GPU %d; the Welcome says GPU %d with "
-                          "%u slots", e, o->cuda_device, w->cuda_device, w->cuda_slots);
+                          "%s: asked for cuda delivery on GPU %d (PCI %s); the Welcome says GPU "
+                          "%d (PCI %.32s) with %u slots", e, o->cuda_device,
+                          by_bus ? o->cuda_pci_bus_id : "not given", w->cuda_device,
+                          w->cuda_pci_bus_id, w->cuda_slots);
     if (!resolved(o->mode, w->mode, TMIX_MODE_SHARD, TMIX_MODE_BROADCAST) ||
         !resolved(o->dtype, w->dtype, TMIX_DTYPE_FLOAT32, TMIX_DTYPE_UINT8) ||
         !resolved(o->layout, w->layout, TMIX_LAYOUT_NCHW, TMIX_LAYOUT_NHWC) ||
@@ -249,6 +263,7 @@ static int hello(tmix_client *c, char *err)
     h.delivery = c->opts.delivery ? (Tmix__Delivery)c->opts.delivery : TMIX__DELIVERY__INLINE;
     h.start = c->session ? c->resume : c->opts.start;
     h.cuda_device = c->opts.cuda_device;
+    h.cuda_pci_bus_id = (char *)c->cuda_pci_bus_id;
     h.node_rank = c->opts.node_rank;
     h.node_count = c->opts.node_count;
     Tmix__Envelope req = TMIX__ENVELOPE__INIT;
@@ -291,6 +306,8 @@ static int hello(tmix_client *c, char *err)
             .cuda_device = w->cuda_device,
             .cuda_slots = w->cuda_slots,
         };
+        snprintf(c->info.cuda_pci_bus_id, sizeof c->info.cuda_pci_bus_id, "%s",
+                 w->cuda_pci_bus_id);
         memcpy(c->info.mean, w->mean, w->n_mean * sizeof(float));
         memcpy(c->info.std, w->std, w->n_std * sizeof(float));
         c->lease_s = w->lease_timeout_ms / 1000.0;
@@ -326,6 +343,9 @@ int tmix_connect(tmix_client **out, const char *endpoint, const tmix_options *o)
     c->ask_ahead = true;
     strcpy(c->group, o->group ? o->group : "default");
     c->opts.group = c->group;
+    snprintf(c->cuda_pci_bus_id, sizeof c->cuda_pci_bus_id, "%s",
+             o->cuda_pci_bus_id ? o->cuda_pci_bus_id : "");
+    c->opts.cuda_pci_bus_id = c->cuda_pci_bus_id;
     rc = tmixi_socket_open(&c->sock, endpoint, o->timeout_ms, err);
     if (rc < 0) {
         free(c->endpoint);

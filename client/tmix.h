@@ -109,6 +109,10 @@ typedef struct {
     uint64_t start;      // broadcast: the stream position (epoch * batches_per_epoch + index)
                          // of the first batch; a resumed trainer passes where it stopped
     int cuda_device;     // CUDA delivery: the trainer's GPU, which must be the daemon's
+    // CUDA delivery: the same GPU by PCI bus id (cudaDeviceGetPCIBusId), or NULL. Ordinals
+    // follow each process's CUDA_VISIBLE_DEVICES; a bus id names the GPU alike in all, so
+    // when given it is what the daemon compares.
+    const char *cuda_pci_bus_id;
     // Several machines, a daemon on each: this node's rank and the node count (0: one node).
     // Every epoch is cut into node_count contiguous parts of the order the daemons share
     // (same [server] seed and data set); the daemon serves part node_rank.
@@ -148,6 +152,7 @@ typedef struct {
     size_t shm_bytes;
     int cuda_device;     // CUDA: the GPU holding the slots
     uint32_t cuda_slots; // CUDA: slots of the group's device ring
+    char cuda_pci_bus_id[32]; // CUDA: that GPU's PCI bus id
     // Float outputs are (pixel / 255 - mean[c]) / std[c] for channel c < channels (at most
     // 3): normalise the trainer's own test images the same way.
     float mean[3], std[3];

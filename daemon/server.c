@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <stdarg.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -350,6 +351,36 @@ static bool valid_group_name(const char *name)
     return true;
 }
 
+// Whether a Hello for cuda delivery must be refused (why says so): tmixd must mix on a GPU,
+// and the trainer be on that GPU, by PCI bus id when the Hello names one (ordinals follow
+// each process's CUDA_VISIBLE_DEVICES), else by ordinal. bus gets tmixd's GPU's bus id.
+static bool cuda_refused(const server *s, const Tmix__Hello *h, char *bus, size_t bus_size,
+                         char *why, size_t why_size)
+{
+    const char *backend = s->c->backend, *colon = strchr(backend, ':');
+    if (strncmp(backend, "cuda", 4) != 0) {
+        snprintf(why, why_size, "cuda delivery needs tmixd on a GPU; it mixes on %s: ask for "
+                 "shm or inline", backend);
+        return true;
+    }
+    if (tmix_pci_bus_id(s->c->producer.backend, bus, bus_size) < 0) {
+        snprintf(why, why_size, "cuda delivery: %s", tmix_last_error());
+        return true;
+    }
+    if (h->cuda_pci_bus_id && h->cuda_pci_bus_id[0]) {
+        if (strcasecmp(h->cuda_pci_bus_id, bus) == 0)
+            return false;
+        snprintf(why, why_size, "cuda delivery from %s (PCI %s) to a trainer on PCI %.32s: the "
+                 "trainer must be on tmixd's GPU", backend, bus, h->cuda_pci_bus_id);
+        return true;
+    }
+    if (h->cuda_device == (colon ? atoi(colon + 1) : 0))
+        return false;
+    snprintf(why, why_size, "cuda delivery from %s to a trainer on GPU %d: the trainer must be "
+             "on tmixd's GPU", backend, (int)h->cuda_device);
+    return true;
+}
+
 static void on_hello(server *s, void *control, const Tmix__Hello *h)
 {
     const tmixd_server_config *c = s->c;
@@ -358,17 +389,9 @@ static void on_hello(server *s, void *control, const Tmix__Hello *h)
         return server_reply_error(s, control, TMIX__ERROR__CODE__BAD_REQUEST,
                            "group name '%.80s' must be 1 to 64 of [A-Za-z0-9._-]", name);
     const int delivery = h->delivery ? (int)h->delivery : TMIX__DELIVERY__INLINE;
-    if (delivery == TMIX__DELIVERY__CUDA) {
-        const char *colon = strchr(c->backend, ':');
-        if (strncmp(c->backend, "cuda", 4) != 0)
-            return server_reply_error(s, control, TMIX__ERROR__CODE__NOT_SUPPORTED,
-                               "cuda delivery needs tmixd on a GPU; it mixes on %s: ask for "
-                               "shm or inline", c->backend);
-        if (h->cuda_device != (colon ? atoi(colon + 1) : 0))
-            return server_reply_error(s, control, TMIX__ERROR__CODE__NOT_SUPPORTED,
-                               "cuda delivery from %s to a trainer on GPU %d: the trainer must "
-                               "be on tmixd's GPU", c->backend, (int)h->cuda_device);
-    }
+    char bus[32] = "", why[256];
+    if (delivery == TMIX__DELIVERY__CUDA && cuda_refused(s, h, bus, sizeof bus, why, sizeof why))
+        return server_reply_error(s, control, TMIX__ERROR__CODE__NOT_SUPPORTED, "%s", why);
     if (delivery != TMIX__DELIVERY__INLINE && strncmp(c->endpoint, "ipc://", 6) != 0)
         return server_reply_error(s, control, TMIX__ERROR__CODE__NOT_SUPPORTED,
                            "%s delivery needs an ipc:// endpoint (the trainer on this "
@@ -477,6 +500,7 @@ static void on_hello(server *s, void *control, const Tmix__Hello *h)
     } else if (delivery == TMIX__DELIVERY__CUDA) {
         w.cuda_device = tmixd_device_ring_device(s->drings[gi]);
         w.cuda_slots = (uint32_t)tmixd_device_ring_slots(s->drings[gi]);
+        w.cuda_pci_bus_id = bus;
     }
     Tmix__Envelope env = TMIX__ENVELOPE__INIT;
     env.body_case = TMIX__ENVELOPE__BODY_WELCOME;

@@ -41,6 +41,7 @@ typedef struct tmix_backend_ops {
     int (*ipc_buffer_new)(tmix_backend *be, size_t bytes, tmix_ipc_buffer *out);
     int (*ipc_buffer_fill)(tmix_backend *be, tmix_ipc_buffer *b, const void *src, size_t bytes);
     int (*ipc_buffer_read)(tmix_backend *be, const tmix_ipc_buffer *b, void *dst, size_t bytes);
+    int (*pci_bus_id)(tmix_backend *be, char *out, size_t size);
     void (*ipc_buffer_free)(tmix_backend *be, tmix_ipc_buffer *b);
     // Optional (CUDA): the device's memory in use (by every process) and in all.
     int (*memory_info)(tmix_backend *be, size_t *used, size_t *total);

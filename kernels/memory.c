@@ -119,6 +119,15 @@ int tmix_ipc_buffer_new(tmix_backend *be, size_t bytes, tmix_ipc_buffer *out)
     return be->ops->ipc_buffer_new(be, bytes, out);
 }
 
+int tmix_pci_bus_id(tmix_backend *be, char *out, size_t size)
+{
+    static const char op[] = "pci_bus_id";
+    if (!out || size < 16)
+        return tmix_fail(TMIX_EINVAL, "%s: a buffer of %zu bytes (at least 16)", op, size);
+    TMIX_CHECK_BACKEND(op, be, pci_bus_id);
+    return be->ops->pci_bus_id(be, out, size);
+}
+
 int tmix_memory_info(tmix_backend *be, size_t *used, size_t *total)
 {
     static const char op[] = "memory_info";

@@ -59,6 +59,9 @@ int tmix_ipc_buffer_read(tmix_backend *be, const tmix_ipc_buffer *b, void *dst, 
 // must have closed it: their mapping is not valid after (CUDA leaves that undefined). An
 // empty buffer: no-op.
 void tmix_ipc_buffer_free(tmix_backend *be, tmix_ipc_buffer *b);
+// The GPU's PCI bus id ("0000:65:00.0"), which names it alike in every process (ordinals
+// follow each one's CUDA_VISIBLE_DEVICES). TMIX_ENOTSUP on the CPU.
+int tmix_pci_bus_id(tmix_backend *be, char *out, size_t size);
 // The device memory in use (by every process on the device) and in all, in bytes: the
 // metrics' GPU memory. TMIX_ENOTSUP on the CPU.
 int tmix_memory_info(tmix_backend *be, size_t *used, size_t *total);

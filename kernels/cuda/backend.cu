@@ -318,6 +318,13 @@ static void cuda_ipc_buffer_free(tmix_backend *be, tmix_ipc_buffer *b)
     (void)cudaGetLastError();
 }
 
+static int cuda_pci_bus_id(tmix_backend *be, char *out, size_t size)
+{
+    tmix_cuda_state *st = tmix_cuda_state_of(be);
+    CUDA_CHECK(cudaDeviceGetPCIBusId(out, (int)size, st->device));
+    return 0;
+}
+
 static int cuda_memory_info(tmix_backend *be, size_t *used, size_t *total)
 {
     tmix_cuda_state *st = tmix_cuda_state_of(be);
@@ -377,6 +384,7 @@ static tmix_backend_ops make_ops(void)
     o.ipc_buffer_new = cuda_ipc_buffer_new;
     o.ipc_buffer_fill = cuda_ipc_buffer_fill;
     o.ipc_buffer_read = cuda_ipc_buffer_read;
+    o.pci_bus_id = cuda_pci_bus_id;
     o.ipc_buffer_free = cuda_ipc_buffer_free;
     o.memory_info = cuda_memory_info;
     o.upload_async = cuda_upload_async;

@@ -6,6 +6,7 @@
 // Fake rules: the pointer (event) opened from a handle is fake_address(handle) (+ 1); a
 // handle whose first byte is 0xee fails to open; devices 0 and 1 exist.
 #include <stdint.h>
+#include <stdio.h>
 
 typedef struct {
     char reserved[64];
@@ -27,6 +28,7 @@ int cudaEventDestroy(void *event);
 int cudaStreamWaitEvent(void *stream, void *event, unsigned flags);
 int cudaGetDevice(int *device);
 int cudaSetDevice(int device);
+int cudaDeviceGetPCIBusId(char *bus, int len, int device);
 const char *cudaGetErrorString(int error);
 void *fake_last_closed(void);
 void *fake_last_destroyed(void);
@@ -94,6 +96,17 @@ int cudaSetDevice(int device)
     if (device < 0 || device > 1)
         return INVALID_DEVICE;
     current_device = device;
+    return SUCCESS;
+}
+
+// Devices 0 and 1, as libcudart writes their ids.
+int cudaDeviceGetPCIBusId(char *bus, int len, int device)
+{
+    if (device < 0 || device > 1)
+        return INVALID_DEVICE;
+    if (!bus || len < 13)
+        return INVALID_VALUE;
+    snprintf(bus, (size_t)len, "0000:%02X:00.0", 0x1a + device);
     return SUCCESS;
 }
 

@@ -202,7 +202,8 @@ def device_ptrs(loader):
 
 def test_cuda():
     """inline and shm are copied to the GPU; cuda delivery gives the daemon's slot itself, equal
-    to the batch a Client in the same broadcast group gets inline. A kept tensor holds only its
+    to the batch a Client in the same broadcast group gets inline; the daemon knows its
+    trainers' GPU by PCI bus id. A kept tensor holds only its
     own slot: 60 more batches all come in slots of the 10 (the ring wraps 6 times) and leave
     it alone, and after close() the session ends when it goes."""
     if not torch.cuda.is_available():
@@ -222,6 +223,10 @@ def test_cuda():
         loader = tmix.torch.Loader(d.endpoint, delivery="cuda", device="cuda", **kw)
         info = loader.info
         assert (info.delivery, info.cuda_device) == ("cuda", 0), info
+        assert info.cuda_pci_bus_id == _cuda.runtime().pci_bus_id(0), info
+        expect_error(lambda: tmix.Client(d.endpoint, group="other", delivery="cuda",
+                                         cuda_pci_bus_id="0000:FF:1F.7"), tmix.TmixError,
+                     "to a trainer on PCI 0000:FF:1F.7: the trainer must be on tmixd's GPU")
         assert info.cuda_slots == 2**20 // (50 * 28 * 28 * 4) + 3 * 2, info  # memory / batch
         ref = tmix.Client(d.endpoint, **kw)  # after the loader's Hello, which made the ring
         loops = (pair for _ in range(4) for pair in loader)  # 20 batches a loop (an epoch)
@@ -471,8 +476,8 @@ def test_cuda_ring():
 def test_cuda_runtime():
     """_cuda.Runtime over a fake libcudart (FAKE_CUDART, built as libcudart.so.99): found in
     /proc/self/maps once loaded, 64-byte handles passed whole by value with the lazy peer
-    access flag, stream waits, device switches, and failures naming the call and CUDA's
-    sentence."""
+    access flag, stream waits, device switches, PCI bus ids, and failures naming the call
+    and CUDA's sentence."""
     path = os.environ.get("FAKE_CUDART")
     assert path, "FAKE_CUDART (the fake libcudart.so.99 of tests/python) is not set"
     rt = _cuda.Runtime(path)
@@ -499,6 +504,7 @@ def test_cuda_runtime():
         assert device.value == 1
     fake.cudaGetDevice(ctypes.byref(device))
     assert device.value == 0
+    assert (rt.pci_bus_id(0), rt.pci_bus_id(1)) == ("0000:1A:00.0", "0000:1B:00.0")
 
     e = expect_error(lambda: rt.open_mem(b"\xee" + handle[1:]), _cuda.CudaError,
                      "tmix: cudaIpcOpenMemHandle failed: fake: mapping of buffer object "
@@ -508,6 +514,8 @@ def test_cuda_runtime():
                  "cudaIpcCloseMemHandle failed: invalid argument (cudaError 1)")
     expect_error(lambda: rt.device(2).__enter__(), _cuda.CudaError,
                  "cudaSetDevice failed: invalid device ordinal (cudaError 101)")
+    expect_error(lambda: rt.pci_bus_id(2), _cuda.CudaError,
+                 "cudaDeviceGetPCIBusId failed: invalid device ordinal (cudaError 101)")
     expect_error(lambda: rt.open_event(handle[:63]), ValueError, "event handle",
                  "expected 64 bytes")
     missing = os.path.join(os.path.dirname(path), "none", "libcudart.so")

@@ -152,6 +152,9 @@ static int test_memory_async_and_graphs(void)
     CHECK_ERR(tmix_ipc_buffer_read(cpu(), &b, back, sizeof back), TMIX_ENOTSUP);
     CHECK(strstr(tmix_last_error(), "ipc_buffer_read") != NULL);
     tmix_ipc_buffer_free(cpu(), &b);
+    char bus[32];
+    CHECK_ERR(tmix_pci_bus_id(cpu(), bus, sizeof bus), TMIX_ENOTSUP);
+    CHECK_ERR(tmix_pci_bus_id(cpu(), bus, 8), TMIX_EINVAL);
     return 0;
 }
 

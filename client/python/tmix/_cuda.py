@@ -42,6 +42,7 @@ _PROTOTYPES = {
     "cudaStreamWaitEvent": (_ERR, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint]),
     "cudaGetDevice": (_ERR, [ctypes.POINTER(ctypes.c_int)]),
     "cudaSetDevice": (_ERR, [ctypes.c_int]),
+    "cudaDeviceGetPCIBusId": (_ERR, [ctypes.c_char_p, ctypes.c_int, ctypes.c_int]),
     "cudaGetErrorString": (ctypes.c_char_p, [_ERR]),
 }
 
@@ -110,6 +111,12 @@ class Runtime:
         """Work queued on stream (a cudaStream_t; 0: the legacy default) after this call waits
         for the event's last record."""
         self._call("cudaStreamWaitEvent", stream, event, 0)
+
+    def pci_bus_id(self, k):
+        """Device k's PCI bus id ("0000:65:00.0"): the same GPU in every process."""
+        buf = ctypes.create_string_buffer(32)
+        self._call("cudaDeviceGetPCIBusId", buf, len(buf), k)
+        return buf.value.decode()
 
     @contextlib.contextmanager
     def device(self, k):

@@ -72,6 +72,7 @@ class Info:
     shm_bytes: int
     cuda_device: int  # delivery "cuda": the GPU holding the slots
     cuda_slots: int   # delivery "cuda": slots of the group's device ring
+    cuda_pci_bus_id: str  # delivery "cuda": that GPU's PCI bus id
     mean: tuple       # float outputs are (pixel / 255 - mean[c]) / std[c], per channel
     std: tuple
 
@@ -83,7 +84,7 @@ class Info:
                     C.enum_name(C.LAYOUTS, ci.layout), (ci.method or b"").decode(),
                     C.enum_name(C.DELIVERIES, ci.delivery), (ci.shm_name or b"").decode(),
                     ci.shm_base or 0, ci.shm_bytes, ci.cuda_device, ci.cuda_slots,
-                    tuple(ci.mean[:ci.channels]), tuple(ci.std[:ci.channels]))
+                    ci.cuda_pci_bus_id.decode(), tuple(ci.mean[:ci.channels]), tuple(ci.std[:ci.channels]))
 
 
 class _Connection:
@@ -259,6 +260,9 @@ class Client:
     layout      "nchw" | "nhwc" | None
     delivery    "inline" | "shm" | "cuda" | None (inline)
     cuda_device delivery "cuda": the trainer's GPU, which must be the daemon's
+    cuda_pci_bus_id
+                delivery "cuda": the same GPU by PCI bus id, or None; what the daemon compares
+                when given (ordinals follow each process's CUDA_VISIBLE_DEVICES)
     timeout     seconds one request waits for its reply; None: forever
     start       broadcast: the stream position (epoch * batches_per_epoch + index) to begin at
     node_rank, node_count
@@ -271,7 +275,7 @@ class Client:
 
     def __init__(self, endpoint=None, group="default", mode=None, batch_size=0, dtype=None,
                  layout=None, delivery=None, timeout=60.0, start=0, cuda_device=0,
-                 node_rank=0, node_count=0):
+                 cuda_pci_bus_id=None, node_rank=0, node_count=0):
         self._conn = None
         self.endpoint = endpoint if endpoint is not None else default_endpoint()
         self.group = group
@@ -280,6 +284,8 @@ class Client:
         lib.tmix_options_init(ctypes.byref(o))
         group_bytes = group.encode()  # kept alive until tmix_connect copied it
         o.group = group_bytes
+        bus_bytes = cuda_pci_bus_id.encode() if cuda_pci_bus_id else None  # the same
+        o.cuda_pci_bus_id = bus_bytes
         o.mode = C.enum_value("mode", C.MODES, mode)
         o.batch_size = batch_size
         o.dtype = C.enum_value("dtype", C.DTYPES, dtype)

@@ -141,11 +141,15 @@ class Loader:
             if cuda and self.device.index is None:
                 self.device = torch.device("cuda", torch.cuda.current_device())
             k = self.device.index or 0
+            bus = None
             if cuda:
                 torch.cuda.init()  # maps PyTorch's libcudart, which _cuda.runtime() looks for
+                rt = _cuda.runtime()
+                bus = rt.pci_bus_id(k)  # the daemon's GPU whatever CUDA_VISIBLE_DEVICES says
                 self._ring = _cuda.DeviceRing(
-                    _cuda.runtime(), k, lambda: torch.cuda.current_stream(k).record_event())
-            self._client = Client(**self._options, start=self._start, cuda_device=k)
+                    rt, k, lambda: torch.cuda.current_stream(k).record_event())
+            self._client = Client(**self._options, start=self._start, cuda_device=k,
+                                  cuda_pci_bus_id=bus)
         return self._client
 
     @property
