@@ -71,6 +71,22 @@ void server_reply_error(server *s, void *control, Tmix__Error__Code code, const 
 
 static void stop(server *s);
 
+// A CUDA or cuDNN failure while making a batch leaves the GPU's context unusable (a fault
+// in a kernel is sticky): tmixd saves the progress and exits with an error rather than fail
+// every batch from now on, and its supervisor starts it again on a fresh context.
+static bool device_fault(int rc) { return rc == TMIX_ECUDA || rc == TMIX_ECUDNN; }
+
+// Stops the daemon for a GPU that cannot be trusted any more (why: the failure's text).
+static void gpu_fault(server *s, const char *why)
+{
+    if (!s->producer) // stopping already
+        return;
+    tmixd_log(TMIXD_LOG_ERROR, "the GPU cannot be trusted after this: saving progress and "
+              "exiting");
+    snprintf(s->fault, sizeof s->fault, "%s", why);
+    stop(s);
+}
+
 // A batch made while all of its group's members took cuda delivery has its images only in
 // its device slot; a member that takes it by shm or inline (one that joined since, or took
 // the batch over) needs them in host memory. A copy that fails means a broken GPU context:
@@ -81,12 +97,9 @@ static int host_images(server *s, tmixd_batch *b)
         return 0;
     const int rc = tmixd_device_ring_read(b->dring, b->dslot, b->images, b->images_bytes);
     if (rc < 0) {
-        tmixd_log(TMIXD_LOG_ERROR, "batch %llu from its device slot: %s: saving progress and "
-                  "exiting", (unsigned long long)b->pos, tmix_last_error());
-        if (s->producer) { // not stopping already
-            snprintf(s->fault, sizeof s->fault, "%s", tmix_last_error());
-            stop(s);
-        }
+        tmixd_log(TMIXD_LOG_ERROR, "batch %llu from its device slot: %s",
+                  (unsigned long long)b->pos, tmix_last_error());
+        gpu_fault(s, tmix_last_error());
         return rc;
     }
     b->host_images = true;
@@ -299,17 +312,19 @@ static void drop_session(server *s, session *ss, uint64_t ack_through)
     serve_waiting(s, g); // the batches it held go to the others
 }
 
-// A CUDA or cuDNN failure while making a batch leaves the GPU's context unusable (a fault
-// in a kernel is sticky): tmixd saves the progress and exits with an error rather than fail
-// every batch from now on, and its supervisor starts it again on a fresh context.
-static bool device_fault(int rc) { return rc == TMIX_ECUDA || rc == TMIX_ECUDNN; }
-
 static void on_job_done(void *ctx, tmixd_job *job)
 {
     server *s = ctx;
     tmixd_group *g = job->owner;
-    if (job->preview)
-        return server_preview_done(s, job);
+    if (job->preview) { // a preview's fault is the GPU's as much as a batch's
+        char why[sizeof job->error];
+        const bool fault = !job->batch && device_fault(job->rc);
+        snprintf(why, sizeof why, "%s", job->error);
+        server_preview_done(s, job);
+        if (fault)
+            gpu_fault(s, why);
+        return;
+    }
     if (!s->producer) { // stopping: what was still running is dropped
         tmixd_batch_free(job->batch);
         free(job);
@@ -325,11 +340,8 @@ static void on_job_done(void *ctx, tmixd_job *job)
                   (unsigned long long)job->pos, job->error);
         tmixd_group_failed(g, job->pos);
         if (device_fault(job->rc)) {
-            tmixd_log(TMIXD_LOG_ERROR, "the GPU cannot be trusted after this: saving progress "
-                      "and exiting");
-            snprintf(s->fault, sizeof s->fault, "%s", job->error);
+            gpu_fault(s, job->error);
             free(job);
-            stop(s);
             return;
         }
     }
