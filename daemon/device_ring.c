@@ -2,6 +2,7 @@
 // also covers the fills (a slot is taken only once its copy is queued).
 #include "device_ring.h"
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,9 @@ struct tmixd_device_ring {
     tmixd_slots free;
     tmix_ipc_buffer *buffers; // [slots]; device NULL until first used
     bool warned;
+    // A new slot found no room: none is tried again until a slot comes back (each try may
+    // trim the lanes' memory pool).
+    atomic_bool no_room;
 };
 
 int tmixd_device_ring_new(tmixd_device_ring **out, tmix_backend *be, size_t slot_bytes,
@@ -67,12 +71,16 @@ int tmixd_device_ring_fill(tmixd_device_ring *r, tmix_backend *be, const void *s
     const int s = tmixd_slots_peek(&r->free);
     if (s >= 0) {
         tmix_ipc_buffer *b = &r->buffers[s];
-        if (!b->device && ((rc = tmix_ipc_buffer_new(r->be, r->slot_bytes, b)) == TMIX_ENOMEM ||
-                           rc == TMIX_ENOTSUP)) {
+        if (!b->device && atomic_load(&r->no_room)) {
+            rc = 0;
+        } else if (!b->device &&
+                   ((rc = tmix_ipc_buffer_new(r->be, r->slot_bytes, b)) == TMIX_ENOMEM ||
+                    rc == TMIX_ENOTSUP)) {
             if (!r->warned)
                 tmixd_log(TMIXD_LOG_WARN, "cuda delivery: %s: batches go inline while slots "
                           "are short", tmix_last_error());
             r->warned = true;
+            atomic_store(&r->no_room, true);
             rc = 0;
         } else if (rc == 0 && (rc = tmix_ipc_buffer_fill(be, b, src, bytes)) == 0) {
             tmixd_slots_pop(&r->free);
@@ -84,7 +92,11 @@ int tmixd_device_ring_fill(tmixd_device_ring *r, tmix_backend *be, const void *s
     return rc;
 }
 
-void tmixd_device_ring_give(tmixd_device_ring *r, int slot) { tmixd_slots_give(&r->free, slot); }
+void tmixd_device_ring_give(tmixd_device_ring *r, int slot)
+{
+    tmixd_slots_give(&r->free, slot);
+    atomic_store(&r->no_room, false);
+}
 
 int tmixd_device_ring_read(const tmixd_device_ring *r, int slot, void *dst, size_t bytes)
 {
