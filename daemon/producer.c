@@ -75,6 +75,8 @@ typedef struct lane {
     tmix_mixer *mixer;
     tmix_tensor pixels, images; // on a GPU: (B, H, W, Cs) uint8 and (B, C, H, W) float32
     tmix_tensor encoded; // on a GPU: bytes for the mixed images in a job's format, grown
+    void *download;      // on a GPU: pinned host memory they come back through, grown
+    size_t download_bytes;
     bool graph_error_logged;
     struct lane *next_free;
 } lane;
@@ -100,11 +102,11 @@ struct tmixd_producer {
 };
 
 // What a worker keeps between batches: the order of the epoch it is in, and its staging
-// buffers (pinned on a GPU, so uploads and downloads go by DMA), grown to the largest batch.
+// buffers, grown to the largest batch.
 typedef struct {
     tmixd_epoch_order order;
-    uint8_t *pixels; // (B, H, W, Cs) as augmented
-    float *images;   // (B, C, H, W) normalised, then mixed
+    uint8_t *pixels; // (B, H, W, Cs) as augmented (pinned on a GPU: uploaded by DMA)
+    float *images;   // on the CPU: (B, C, H, W) normalised, then mixed
     size_t pixels_bytes, images_bytes;
 } worker_state;
 
@@ -115,15 +117,15 @@ static void worker_state_free(tmixd_producer *p, worker_state *w)
     tmixd_epoch_order_free(&w->order);
 }
 
-// Makes w's staging buffer *buf hold at least bytes.
-static int staging(tmixd_producer *p, void **buf, size_t *have, size_t bytes)
+// Makes the staging buffer *buf (host memory of be's: pinned on a GPU) hold at least bytes.
+static int staging(tmix_backend *be, void **buf, size_t *have, size_t bytes)
 {
     if (*have >= bytes)
         return 0;
-    tmix_host_free(p->c.backend, *buf);
+    tmix_host_free(be, *buf);
     *buf = NULL;
     *have = 0;
-    TMIX_TRY(tmix_host_alloc(p->c.backend, bytes, buf));
+    TMIX_TRY(tmix_host_alloc(be, bytes, buf));
     *have = bytes;
     return 0;
 }
@@ -166,9 +168,11 @@ static int lane_open(tmixd_producer *p, lane *l, bool first)
 
 static void lane_close(lane *l)
 {
+    (void)tmix_synchronize(l->be); // a cuda-only group's last batch may still be copying
     tmix_tensor_free(l->be, &l->pixels);
     tmix_tensor_free(l->be, &l->images);
     tmix_tensor_free(l->be, &l->encoded);
+    tmix_host_free(l->be, l->download);
     tmix_mixer_free(l->mixer);
     tmix_teacher_free(l->teacher);
     if (l->owns_be)
@@ -279,13 +283,15 @@ static int mix_batch(tmixd_producer *p, worker_state *w, lane *l, const tmixd_jo
         rc = tmix_encode_images(be, &out, res.mixed, format, c->mean, c->std);
     if (rc == 0 && job->dring) // queued on this lane's stream, ahead of its next batch
         rc = fill_device_slot(be, job, out.data, bt);
-    // On a GPU they come back through the staging buffer of the inputs (pinned), unless the
-    // members all read the device slot: then the lane goes on without waiting for the GPU.
+    // On a GPU they come back through the lane's pinned buffer, unless the members all read
+    // the device slot: then the lane goes on without waiting for the GPU.
     bt->host_images = !gpu || !(bt->dring && job->device_only);
     if (rc == 0 && gpu && bt->host_images)
-        rc = tmix_tensor_download(be, w->images, &out);
+        rc = staging(be, &l->download, &l->download_bytes, bt->images_bytes);
     if (rc == 0 && gpu && bt->host_images)
-        memcpy(bt->images, w->images, bt->images_bytes);
+        rc = tmix_tensor_download(be, l->download, &out);
+    if (rc == 0 && gpu && bt->host_images)
+        memcpy(bt->images, l->download, bt->images_bytes);
     if (rc == 0) {
         for (int i = 0; i < b * n; i++) {
             bt->sources[i] = (uint64_t)read_ids[res.sources[i]];
@@ -317,9 +323,11 @@ static int produce(tmixd_producer *p, worker_state *w, lane *l, const tmixd_job 
     tmix_draws draws = {0};
     tmixd_batch *bt = batch_alloc(job, b, n, ch, h, wd);
     int rc = 0;
-    if ((rc = staging(p, (void **)&w->pixels, &w->pixels_bytes, (size_t)b * h * wd * cs)) < 0 ||
-        (rc = staging(p, (void **)&w->images, &w->images_bytes,
-                      (size_t)b * ch * h * wd * sizeof(float))) < 0)
+    const bool on_cpu = c->backend == tmix_backend_cpu();
+    if ((rc = staging(c->backend, (void **)&w->pixels, &w->pixels_bytes,
+                      (size_t)b * h * wd * cs)) < 0 ||
+        (on_cpu && (rc = staging(c->backend, (void **)&w->images, &w->images_bytes,
+                                 (size_t)b * ch * h * wd * sizeof(float))) < 0))
         goto done;
     if (!ids || !crops || !bt) {
         rc = tmix_fail(TMIX_ENOMEM, "batch %llu: %d images of %dx%dx%d", (unsigned long long)job->pos,
@@ -370,17 +378,26 @@ int tmixd_producer_warm_up(tmixd_producer *p, uint32_t batch_size, int dtype, in
                            .layout = layout};
     worker_state w = {0};
     int rc = 0;
-    // Every GPU stream chooses its convolution algorithms and fills the pool; CPU lanes
-    // differ only in their buffers.
+    // Every GPU stream chooses its convolution algorithms and fills the pool, and with graphs
+    // a second batch records its graph (a recording that fails says so in the log now, not
+    // while serving); CPU lanes differ only in their buffers.
     for (int i = 0; i < p->nlanes && rc == 0; i++) {
         if (i > 0 && !p->lanes[i].owns_be)
             break;
-        tmixd_batch *b = NULL;
-        rc = produce(p, &w, &p->lanes[i], &job, &b, NULL);
-        tmixd_batch_free(b);
+        const int batches = p->c.graphs && p->lanes[i].be != tmix_backend_cpu() ? 2 : 1;
+        for (int k = 0; k < batches && rc == 0; k++) {
+            tmixd_batch *b = NULL;
+            rc = produce(p, &w, &p->lanes[i], &job, &b, NULL);
+            tmixd_batch_free(b);
+        }
         if (rc < 0)
             rc = tmix_fail(rc, "a first batch of %u on %s: %s", batch_size, p->lanes[i].be->name,
                            tmix_last_error());
+        const tmix_mixer *mx = p->lanes[i].mixer; // (graphs off for good: mix_batch said why)
+        if (rc == 0 && batches == 2 && !tmix_mixer_graph_launches(mx) &&
+            !tmix_mixer_graph_error(mx))
+            tmixd_log(TMIXD_LOG_WARN, "%s: a first batch could not be recorded as a CUDA graph; "
+                      "tried again when serving", p->lanes[i].be->name);
     }
     worker_state_free(p, &w);
     return rc;
