@@ -1,23 +1,26 @@
 #!/usr/bin/env bash
-# On another machine (a GPU box without our Debian packages): unpack a bundle, run its
-# selftest (CPU and, where there is a GPU, cuda:0 rows); where they were brought, the CUDA
-# twins, teacher precision and mix graph tests, and bench_mix on the GPU beside its PyTorch
-# peer (tests/bench/peer_torch.py; teachers made there with PyTorch); then, where
-# Fashion-MNIST was brought, tmixctl bench for 1, 4 and 8 trainers on it and on a generated
-# 64x64 JPEG ImageFolder. Before that, the end-to-end bench (tests/bench/e2e.sh, mixup,
-# E2E_SECONDS per row, default 5: about 2 minutes), whose peer needs torchvision and PIL.
-# PART picks half of it, to fit a 10-minute call each: `tests` (selftest, the GPU tests,
-# serving scenarios and Loader tests) or `bench` (bench_mix and its peer, e2e, tmixctl
-# bench); without PART both run. Everything it needs travels in one folder:
+# On another machine (a GPU box without our Debian packages): unpack a bundle and run, in two
+# PARTs that each fit one 10-minute call:
+#   tests  the tests that never ran on a GPU first (where brought: the CUDA twins, teacher
+#          precision, mix graph; with Fashion-MNIST and rawreq the GPU serving scenarios of
+#          tests/serve/serving.sh (devices, gpu_fault, lanes, shm) and, with PyTorch, the
+#          Loader's cuda delivery tests), then the bundle's selftest (CPU and cuda:0 rows);
+#   bench  bench_mix on the GPU at fp32, tf32 and bf16 beside its PyTorch peer
+#          (tests/bench/peer_torch.py; teachers made there with PyTorch), tmixctl bench for 1,
+#          4 and 8 trainers on Fashion-MNIST and a generated 64x64 JPEG ImageFolder, and last
+#          the end-to-end bench (tests/bench/e2e.sh, mixup, E2E_SECONDS per row, default 3;
+#          its peer needs torchvision and PIL).
+# Without PART both run. Each step has a time limit, a failed step does not stop the others,
+# and every output goes to OUT_DIR as it is written. Everything it needs travels in one folder:
 #   DIR/tmix-*.tar.gz (deploy/bundle.sh), DIR/make_imagefolder (build/tests/serve/),
 #   optional: DIR/fmnist/*.gz (Debian's Fashion-MNIST files), DIR/test_twins,
 #   DIR/test_precision and DIR/test_mix_graph (build/tests/gpu/), DIR/bench_mix
 #   (build/tests/bench/), DIR/rawreq (build/tests/serve/)
-# With Fashion-MNIST and rawreq it also runs the GPU serving scenarios of
-# tests/serve/serving.sh (devices, gpu_fault, lanes, shm) and, with PyTorch, the cuda
-# delivery tests of the Python Loader (tests/python/test_loader.py cuda and cuda_kill).
+# (take them from build-bundle/, which deploy/bundle.sh builds with the bundle's plugin).
 #   tests/bench/box.sh DIR OUT_DIR [tests|bench]
 # Run from the root of a checkout (the GPU bench uses client/python to make its teachers).
+# A device call brings back at most 8 files, and the tests part writes more: run it as
+#   timeout 560 tests/bench/box.sh DIR /tmp/box tests; tar czf $OUT/tests.tgz -C /tmp box
 # cuDNN is looked for in the Python package nvidia.cudnn (as on the lent H200 boxes).
 set -uo pipefail
 repo=$PWD
@@ -33,10 +36,6 @@ CUDNN=$(python3 -c "import nvidia.cudnn as m; print(m.__path__[0])" 2>/dev/null)
 export LD_LIBRARY_PATH=$CUDNN:/usr/local/cuda/lib64:$B/lib
 { nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null; nproc
   "$B/bin/tmixd" --version; } | tee "$out/machine.txt"
-if want tests; then
-  timeout 240 "$B/bin/tmixd" selftest >"$out/selftest.txt" 2>&1
-  echo "selftest exit $?: $(tail -1 "$out/selftest.txt"); cuda:0 rows: $(grep -c 'cuda:0' "$out/selftest.txt")"
-fi
 export TMIX_CUDA_PLUGIN=$B/lib/tmix/libtmix-cuda.so
 if want tests && [ -x ./test_twins ]; then
   timeout 200 ./test_twins >"$out/twins.txt" 2>&1
@@ -47,7 +46,8 @@ for t in test_precision test_mix_graph; do
   want tests && [ -x ./$t ] || continue
   TMIX_ZOO_DIR=$repo/models/zoo timeout 120 ./$t >"$out/$t.txt" 2>&1
   echo "$t exit $?"
-  grep -i 'fail\|error' "$out/$t.txt" | head -20
+  grep -E '^FAIL|turned off|expected|the CPU says|^(fp32|tf32|bf16): |element|nothing to' \
+    "$out/$t.txt" | head -20
 done
 if want tests && [ -d fmnist ] && [ -x ./rawreq ]; then
   export TMIXD=$B/bin/tmixd TMIXCTL=$B/bin/tmixctl RAWREQ=$dir/rawreq FMNIST=$dir/fmnist \
@@ -58,15 +58,19 @@ if want tests && [ -d fmnist ] && [ -x ./rawreq ]; then
     timeout 120 bash "$repo/tests/serve/serving.sh" $scenario >"$out/serve.$scenario.txt" 2>&1
     echo "serve.$scenario exit $?"
   done
-  for name in cuda cuda_kill; do
+  for name in cuda cuda_kill held_expired; do
     TMIX_LIBRARY=$B/lib/libtmix.so.0 timeout 120 python3 "$repo/tests/python/test_loader.py" \
       $name >"$out/loader_$name.txt" 2>&1
     echo "python.loader.$name exit $?: $(tail -1 "$out/loader_$name.txt")"
   done
 fi
+if want tests; then # ran on a GPU before (2026-11-30): last
+  timeout 150 "$B/bin/tmixd" selftest >"$out/selftest.txt" 2>&1
+  echo "selftest exit $?: $(tail -1 "$out/selftest.txt"); cuda:0 rows: $(grep -c 'cuda:0' "$out/selftest.txt")"
+fi
 want bench || exit 0
 if [ -x ./bench_mix ]; then
-  PYTHONPATH=$repo/client/python python3 -c "
+  PYTHONPATH=$repo/client/python timeout 60 python3 -c "
 import torch
 from tmix import export, zoo
 torch.manual_seed(0)
@@ -76,19 +80,15 @@ for arch, k in (('cifar_resnet18', 10), ('resnet50', 1000)):
     export.export(m.state_dict(), arch, '/tmp/tmix-box-' + arch + '.safetensors')"
   {
     for precision in fp32 tf32 bf16; do
-      ./bench_mix /tmp/tmix-box-cifar_resnet18.safetensors --size 32 --repeat 5 --backend cuda \
-        --precision $precision
-      ./bench_mix /tmp/tmix-box-resnet50.safetensors --size 224 --repeat 3 --backend cuda \
-        --precision $precision
+      timeout 60 ./bench_mix /tmp/tmix-box-cifar_resnet18.safetensors --size 32 --repeat 5 \
+        --backend cuda --precision $precision
+      timeout 90 ./bench_mix /tmp/tmix-box-resnet50.safetensors --size 224 --repeat 3 \
+        --backend cuda --precision $precision
     done
-    PYTHONPATH=$repo/client/python python3 "$repo/tests/bench/peer_torch.py" --repeat 5
+    PYTHONPATH=$repo/client/python timeout 150 python3 "$repo/tests/bench/peer_torch.py" \
+      --repeat 5
   } 2>&1 | tee "$out/bench_mix.txt"
 fi
-TMIXD=$B/bin/tmixd TMIXCTL=$B/bin/tmixctl MAKE_IMAGEFOLDER=$dir/make_imagefolder \
-  TMIX_LIBRARY=$B/lib/libtmix.so.0 PYTHONPATH=$repo/client/python \
-  timeout 600 "$repo/tests/bench/e2e.sh" - "${E2E_SECONDS:-5}" 2>&1 | tee "$out/e2e.txt"
-[ -d fmnist ] || exit 0
-./make_imagefolder /tmp/tmix-box-jpeg64 10 500 64 64
 bench() { # NAME TRAINERS tmixd-options...
   local name=$1 t=$2
   shift 2
@@ -99,19 +99,26 @@ bench() { # NAME TRAINERS tmixd-options...
     "$B/bin/tmixctl" status -e ipc:///tmp/tmix-box.sock --timeout 0.2 >/dev/null 2>&1 && break
     sleep 0.1
   done
-  "$B/bin/tmixctl" bench -e ipc:///tmp/tmix-box.sock --seconds 8 --trainers "$t" --group "g$t" |
-    awk -v n="$name" 'NR == 2 { printf "%-24s %s\n", n, $0 }'
+  timeout 30 "$B/bin/tmixctl" bench -e ipc:///tmp/tmix-box.sock --seconds 8 --trainers "$t" \
+    --group "g$t" | awk -v n="$name" 'NR == 2 { printf "%-24s %s\n", n, $0 }'
   kill -TERM $pid
   wait $pid
   rm -rf /tmp/tmix-box-state
 }
-{
-  echo "mixup, batch 128, float32 NCHW, inline over ipc://, 8 s per row, $(nproc) cores"
-  printf "%-24s %8s %10s %12s %12s %9s %9s %11s\n" "data set" trainers batches images \
-    images/s "p50 ms" "p99 ms" "least share"
-  for t in 1 4 8; do bench "fashion-mnist 28x28" $t --dataset.path="$dir/fmnist"; done
-  for t in 1 4 8; do
-    bench "jpeg imagefolder 64x64" $t --dataset.format=imagefolder \
-      --dataset.path=/tmp/tmix-box-jpeg64 --augment.size=64 --augment.crop=random-resized
-  done
-} | tee "$out/bench.txt"
+if [ -d fmnist ]; then
+  ./make_imagefolder /tmp/tmix-box-jpeg64 10 500 64 64
+  {
+    echo "mixup, batch 128, float32 NCHW, inline over ipc://, 8 s per row, $(nproc) cores"
+    printf "%-24s %8s %10s %12s %12s %9s %9s %11s\n" "data set" trainers batches images \
+      images/s "p50 ms" "p99 ms" "least share"
+    for t in 1 4 8; do bench "fashion-mnist 28x28" $t --dataset.path="$dir/fmnist"; done
+    for t in 1 4 8; do
+      bench "jpeg imagefolder 64x64" $t --dataset.format=imagefolder \
+        --dataset.path=/tmp/tmix-box-jpeg64 --augment.size=64 --augment.crop=random-resized
+    done
+  } | tee "$out/bench.txt"
+fi
+# BUILD_DIR is not used: the bundle's programs are named by the variables.
+TMIXD=$B/bin/tmixd TMIXCTL=$B/bin/tmixctl MAKE_IMAGEFOLDER=$dir/make_imagefolder \
+  TMIX_LIBRARY=$B/lib/libtmix.so.0 PYTHONPATH=$repo/client/python \
+  timeout 300 "$repo/tests/bench/e2e.sh" "$B" "${E2E_SECONDS:-3}" 2>&1 | tee "$out/e2e.txt"

@@ -173,7 +173,7 @@ for size in 32 224; do
   for delivery in inline shm cuda; do
     ips=$(awk -v s="${size}x$size" -v d=$delivery '$1 == s && $2 == d && $3 == 1 { print $4 }' \
       "$table")
-    case $ips in '' | *[!0-9.]*) continue ;; esac
+    case $ips in '' | *[!0-9.]* | 0 | 0.0*) continue ;; esac # none: no step to time
     step=$(awk -v ips="$ips" 'BEGIN { printf "%.1f", 2 * 128 * 1000 / ips }')
     bench $size $delivery 1 "$step" | awk -v step="$step" '$4 ~ /^[0-9.]+$/ {
       share = $8 > 0 ? sprintf("%.1f%%", 100 * $5 / $8) : "n/a"

@@ -33,8 +33,9 @@ def main():
     ap.add_argument("--step-ms", type=float, default=0.0)
     args = ap.parse_args()
     device = torch.device(args.device)
+    # A stalled daemon ends the row within the run, not after the Loader's 60 s default.
     loader = tmix.torch.Loader(args.endpoint, group=args.group, delivery=args.delivery,
-                               device=args.device)
+                               device=args.device, timeout=max(10.0, 2 * args.seconds))
     latencies, touch_ms, busy_ms, images, checksum = [], 0.0, 0.0, 0, 0.0
     last = None
     start = time.perf_counter()

@@ -187,7 +187,7 @@ int norm_close(const char *what, const float *ref, const float *got, int64_t n, 
         return 1;
     }
     const double err = sqrt(d) / sqrt(r);
-    printf("%s norm-wise error %.2e (bound %.0e)\n", what, err, tol);
+    printf("%s%s norm-wise error %.2e (bound %.0e)\n", err <= tol ? "" : "FAIL ", what, err, tol);
     return err <= tol ? 0 : 1;
 }
 
