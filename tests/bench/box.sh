@@ -11,12 +11,12 @@
 #          the end-to-end bench (tests/bench/e2e.sh, mixup, E2E_SECONDS per row, default 3;
 #          its peer needs torchvision and PIL).
 # Without PART both run. Each step has a time limit, a failed step does not stop the others,
-# and every output goes to OUT_DIR as it is written. Everything it needs travels in one folder:
-#   DIR/tmix-*.tar.gz (deploy/bundle.sh), DIR/make_imagefolder (build/tests/serve/),
+# and every output goes to OUT_DIR as it is written. Everything it needs travels in one folder,
+# which tests/bench/box_dir.sh DIR makes (51 MiB):
+#   DIR/tmix-*.tar.gz (deploy/bundle.sh), DIR/make_imagefolder (build-bundle/tests/serve/),
 #   optional: DIR/fmnist/*.gz (Debian's Fashion-MNIST files), DIR/test_twins,
-#   DIR/test_precision and DIR/test_mix_graph (build/tests/gpu/), DIR/bench_mix
-#   (build/tests/bench/), DIR/rawreq (build/tests/serve/)
-# (take them from build-bundle/, which deploy/bundle.sh builds with the bundle's plugin).
+#   DIR/test_precision and DIR/test_mix_graph (build-bundle/tests/gpu/), DIR/bench_mix
+#   (build-bundle/tests/bench/), DIR/rawreq (build-bundle/tests/serve/).
 #   tests/bench/box.sh DIR OUT_DIR [tests|bench]
 # Run from the root of a checkout (the GPU bench uses client/python to make its teachers).
 # A device call brings back at most 8 files, and the tests part writes more: run it as
