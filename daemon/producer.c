@@ -78,6 +78,7 @@ typedef struct lane {
     void *download;      // on a GPU: pinned host memory they come back through, grown
     size_t download_bytes;
     bool graph_error_logged;
+    int batch; // the size of its last batch: its buffers' and its graph's
     struct lane *next_free;
 } lane;
 
@@ -130,13 +131,22 @@ static int staging(tmix_backend *be, void **buf, size_t *have, size_t bytes)
     return 0;
 }
 
-static lane *lane_take(tmixd_producer *p)
+// A free lane, one whose last batch had `batch` samples if there is one: another size moves
+// its buffers, and on a GPU drops its graph (an epoch's short last batch, or groups of other
+// batch sizes, would otherwise cost every lane its graph in turn).
+static lane *lane_take(tmixd_producer *p, int batch)
 {
     uv_mutex_lock(&p->lock);
     while (!p->free_lanes)
         uv_cond_wait(&p->lane_free, &p->lock);
-    lane *l = p->free_lanes;
-    p->free_lanes = l->next_free;
+    lane **at = &p->free_lanes;
+    for (lane **q = &p->free_lanes; *q; q = &(*q)->next_free)
+        if ((*q)->batch == batch) {
+            at = q;
+            break;
+        }
+    lane *l = *at;
+    *at = l->next_free;
     uv_mutex_unlock(&p->lock);
     return l;
 }
@@ -353,7 +363,8 @@ static int produce(tmixd_producer *p, worker_state *w, lane *l, const tmixd_job 
     const double read = tmixd_seconds();
     if (seconds)
         seconds[0] = read - start;
-    lane *use = l ? l : lane_take(p);
+    lane *use = l ? l : lane_take(p, b);
+    use->batch = b; // (its own until given back)
     rc = mix_batch(p, w, use, job, crops, in.labels, in.read_ids, &draws, bt);
     if (!l)
         lane_give(p, use);
