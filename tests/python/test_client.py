@@ -1,13 +1,15 @@
 """tmix.Client against a real tmixd: batches, their metadata and formats, shard coverage by two
-trainer processes, shm zero copy, inline = shm, the lifetime of batches and errors.
+trainer processes, shm zero copy, inline = shm, the lifetime of batches and errors; and that
+meson installs every module of the package.
 
     test_client.py NAME      (iterate, formats, coverage, shm, inline_vs_shm, lifetime, threads,
-                             errors)
+                             errors, packaged)
 """
 import gzip
 import json
 import os
 import queue
+import re
 import subprocess
 import sys
 import tempfile
@@ -236,10 +238,21 @@ def test_errors():
         assert p.returncode == 1 and f"Tried: {missing} ($TMIX_LIBRARY)" in p.stderr, p.stderr
 
 
+def test_packaged():
+    """client/python/meson.build installs every module of tmix/: one left out (as _cuda.py
+    was) breaks `import tmix.torch` wherever tmix is installed rather than run from the tree."""
+    package = os.path.dirname(tmix.__file__)
+    with open(os.path.join(package, "..", "meson.build")) as f:
+        listed = set(re.findall(r"'tmix/(\w+\.py)'", f.read()))
+    modules = {name for name in os.listdir(package) if name.endswith(".py")}
+    assert modules == listed, (f"not installed: {sorted(modules - listed)}; installed but "
+                               f"missing: {sorted(listed - modules)}")
+
+
 if __name__ == "__main__":
     if sys.argv[1:2] == ["_trainer"]:
         trainer(*sys.argv[2:4])
     else:
         main({"iterate": test_iterate, "formats": test_formats, "coverage": test_coverage,
               "shm": test_shm, "inline_vs_shm": test_inline_vs_shm, "lifetime": test_lifetime,
-              "threads": test_threads, "errors": test_errors})
+              "threads": test_threads, "errors": test_errors, "packaged": test_packaged})

@@ -1,10 +1,12 @@
 """tmix.torch.Loader against a real tmixd: targets against the Batch, one epoch per loop and
-len(), state_dict round trips, DDP ranks in one shard group, shm zero copy, the GPU (cuda
-delivery included), trainers killed holding ring slots, errors; and the parts of cuda delivery that run without a GPU: the device
-ring with a fake runtime and fake events, the ctypes runtime with a fake libcudart.
+len(), state_dict round trips, DDP ranks in one shard group, shm zero copy, a batch held past
+an expired session, the GPU (cuda delivery included), trainers killed holding ring slots,
+errors; and the parts of cuda delivery that run without a GPU: DLPack capsules as torch
+reads them, the device ring with a fake runtime and fake events, the ctypes runtime with a
+fake libcudart.
 
     test_loader.py NAME   (targets, epochs, state_dict, ddp, nodes, shm, held_expired, shm_kill,
-                          cuda, cuda_kill, cuda_ring, cuda_runtime, errors)
+                          cuda, cuda_kill, dlpack, cuda_ring, cuda_runtime, errors)
 """
 import contextlib
 import ctypes
@@ -29,7 +31,7 @@ import torch  # noqa: E402
 
 import tmix  # noqa: E402
 import tmix.torch  # noqa: E402
-from tmix import _cuda  # noqa: E402
+from tmix import _cuda, _dlpack  # noqa: E402
 from tmix.client import CudaSlot  # noqa: E402
 
 
@@ -408,24 +410,84 @@ def fake_batch(slot, mem, name):
                                  _lease=Lease(name))
 
 
+class Taken:
+    """What torch.utils.dlpack.from_dlpack does with DeviceImages, without torch's CUDA:
+    images.__dlpack__(stream) taken (renamed "used_dltensor"), its DLTensor readable as
+    `tensor`; when the Taken goes, the DLManagedTensor's deleter runs, as when a tensor's
+    storage goes."""
+
+    def __init__(self, images, stream):
+        assert images.__dlpack_device__() == (_dlpack.KDL_CUDA, images._ring.device)
+        capsule = images.__dlpack__(stream=stream)
+        api = ctypes.pythonapi
+        api.PyCapsule_GetPointer.restype = ctypes.c_void_p
+        api.PyCapsule_GetPointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
+        api.PyCapsule_SetName.argtypes = [ctypes.py_object, ctypes.c_char_p]
+        self.managed = ctypes.cast(api.PyCapsule_GetPointer(capsule, _dlpack.NAME),
+                                   ctypes.POINTER(_dlpack.DLManagedTensor))
+        assert api.PyCapsule_SetName(capsule, _dlpack.USED_NAME) == 0
+        self.tensor = self.managed.contents.dl_tensor
+
+    def __del__(self):
+        self.managed.contents.deleter(self.managed)
+
+
+def test_dlpack():
+    """tmix._dlpack's capsules as torch reads them (here of host memory, kDLCPU): the values,
+    dtype, shape and strides without a copy; the owner told when the tensor goes, or when the
+    capsule goes unconsumed, once."""
+    gone = []
+    a = np.arange(12, dtype=np.float32).reshape(3, 4)
+    t = torch.utils.dlpack.from_dlpack(_dlpack.capsule(
+        a.ctypes.data, _dlpack.KDL_CPU, 0, a.shape, "<f4", lambda: gone.append("a")))
+    assert t.data_ptr() == a.ctypes.data and t.stride() == (4, 1) and torch.equal(
+        t, torch.arange(12, dtype=torch.float32).reshape(3, 4))
+    assert (gone, _dlpack.exported()) == ([], 1)
+    del t
+    assert (gone, _dlpack.exported()) == (["a"], 0)
+    for typestr, dtype in (("<f2", torch.float16), ("|u1", torch.uint8)):
+        b = np.arange(6, dtype=np.dtype(typestr)).reshape(1, 2, 3)
+        t = torch.utils.dlpack.from_dlpack(_dlpack.capsule(
+            b.ctypes.data, _dlpack.KDL_CPU, 0, b.shape, typestr, lambda: gone.append(typestr)))
+        assert t.dtype == dtype and t.shape == (1, 2, 3) and t.stride() == (6, 3, 1)
+        assert np.array_equal(t.numpy(), b)
+        del t
+    capsule = _dlpack.capsule(a.ctypes.data, _dlpack.KDL_CPU, 0, (12,), "<f4",
+                              lambda: gone.append("unconsumed"))
+    del capsule
+    assert (gone, _dlpack.exported()) == (["a", "<f2", "|u1", "unconsumed"], 0), gone
+
+
+def described(t):
+    """A DLTensor as (data, device, dtype, shape, strides, byte offset)."""
+    n = t.ndim
+    return (t.data, (t.device.device_type, t.device.device_id),
+            (t.dtype.code, t.dtype.bits, t.dtype.lanes), tuple(t.shape[:n]),
+            tuple(t.strides[:n]), t.byte_offset)
+
+
 def test_cuda_ring():
-    """Each slot opened once on the ring's device and its event waited for on the given stream
-    (with the ring's device current: stream 0 is the current device's), closed there too; a
-    lease kept until the event recorded when its images went has completed; a slot with new
-    handles (the daemon restarted) opened anew, the old mapping closed with its last batch;
-    close() waits for the GPU, and the images still alive keep their mapping until they go."""
+    """Each slot opened once on the ring's device; its images exported by DLPack (device,
+    dtype, shape, C-contiguous strides) after the consumer's stream waited for the slot's event
+    (with the ring's device current: stream 0 is the current device's); a lease kept until the
+    event recorded when the consumer let go has completed; a slot with new handles (the daemon
+    restarted) opened anew, the old mapping closed, there too, with its last batch; close()
+    waits for the GPU, and the images still alive keep their mapping until they go; images
+    never exported give their lease back when they go."""
     rt, events = FakeRuntime(), []
     ring = _cuda.DeviceRing(rt, 1, lambda: events.append(FakeEvent()) or events[-1])
     a, b = bytes([1]) * 64, bytes(range(64))
-    x = ring.receive(fake_batch(0, a, "a1"), 77, "<f4")
-    assert x.__cuda_array_interface__ == {"version": 2, "shape": (2, 3), "typestr": "<f4",
-                                          "data": (0x1000, False), "strides": None,
-                                          "stream": None}
-    y = ring.receive(fake_batch(0, a, "a2"), 78, "<f4")  # the same handles: no open
-    assert y.__cuda_array_interface__["data"] == (0x1000, False)
-    assert rt.log == [("device", 1), ("open_mem", a), ("open_event", a[::-1]),
-                      ("device", 1), ("wait", 77, 0x9001), ("device", 1),
-                      ("wait", 78, 0x9001)], rt.log
+    images = ring.receive(fake_batch(0, a, "a1"), "<f4")
+    assert rt.log == [("device", 1), ("open_mem", a), ("open_event", a[::-1])], rt.log
+    x = Taken(images, 77)
+    assert described(x.tensor) == (0x1000, (2, 1), (2, 32, 1), (2, 3), (3, 1), 0)
+    expect_error(lambda: images.__dlpack__(stream=77), BufferError, "exported once")
+    del images  # the capsule holds the lease now
+    y = Taken(ring.receive(fake_batch(0, a, "a2"), "<f4"), 78)  # the same handles: no open
+    assert described(y.tensor)[0] == 0x1000
+    assert rt.log[3:] == [("device", 1), ("wait", 77, 0x9001), ("device", 1),
+                          ("wait", 78, 0x9001)], rt.log
+    assert (ring.pending, released) == (0, [])
     del x
     assert (ring.pending, len(events), released) == (1, 1, [])
     ring.poll()
@@ -435,10 +497,10 @@ def test_cuda_ring():
     assert (ring.pending, released) == (0, ["a1"])
 
     rt.log.clear()
-    z = ring.receive(fake_batch(0, b, "b1"), 77, "<f2")  # the daemon restarted; y lives
-    assert z.__cuda_array_interface__["typestr"] == "<f2"
+    z = Taken(ring.receive(fake_batch(0, b, "b1"), "<f2"), 1)  # the daemon restarted; y lives
+    assert described(z.tensor)[2] == (2, 16, 1)
     assert rt.log == [("device", 1), ("open_mem", b), ("open_event", b[::-1]),
-                      ("device", 1), ("wait", 77, 0x9002)], rt.log
+                      ("device", 1), ("wait", 1, 0x9002)], rt.log
     del y
     events[1].done = True
     ring.poll()
@@ -447,27 +509,29 @@ def test_cuda_ring():
         rt.log
 
     rt.log.clear()
-    w = ring.receive(fake_batch(1, a, "a3"), 77, "<f4")
-    v = [ring.receive(fake_batch(1, a, "a4"), 77, "<f4")]
+    w = ring.receive(fake_batch(1, a, "a3"), "<f4")  # never exported
+    v = [Taken(ring.receive(fake_batch(1, a, "a4"), "|u1"), -1)]  # -1: no wait
+    assert ("wait", -1, 0x9003) not in rt.log and described(v[0].tensor)[2] == (1, 8, 1)
     del w
     assert ring.pending == 1 and not events[2].done
-    events[2].on_wait = v.clear  # v's images go (a finalizer) while close() holds the lock
+    events[2].on_wait = v.clear  # v's images go (a deleter) while close() holds the lock
     ring.close()
     assert events[2].waited and events[3].waited and ring.pending == 0
     assert released == ["a1", "a2", "a3", "a4"], released
     assert rt.log[-3:] == [("device", 1), ("close_mem", 0x3000), ("destroy_event", 0x9003)], \
         rt.log
-    expect_error(lambda: ring.receive(fake_batch(1, a, "a5"), 77, "<f4"), ValueError,
+    expect_error(lambda: ring.receive(fake_batch(1, a, "a5"), "<f4"), ValueError,
                  "ring is closed")
     assert ("close_mem", 0x2000) not in rt.log  # z still reads slot 0
     del z  # after close: released at once, once its GPU work is done
     assert events[4].waited and released[-2:] == ["a5", "b1"] and ring.pending == 0
     assert rt.log[-3:] == [("device", 1), ("close_mem", 0x2000), ("destroy_event", 0x9002)], \
         rt.log
+    assert _dlpack.exported() == 0
 
     rt = FakeRuntime(fail_event=True)
     ring = _cuda.DeviceRing(rt, 0, FakeEvent)
-    expect_error(lambda: ring.receive(fake_batch(3, a, "c1"), 77, "<f4"), _cuda.CudaError,
+    expect_error(lambda: ring.receive(fake_batch(3, a, "c1"), "<f4"), _cuda.CudaError,
                  "cudaIpcOpenEventHandle failed: fake (cudaError 205)")
     assert rt.log == [("device", 0), ("open_mem", a), ("close_mem", 0x1000)], rt.log
     assert ring.slots == {}
@@ -547,5 +611,6 @@ if __name__ == "__main__":
         main({"targets": test_targets, "epochs": test_epochs, "state_dict": test_state_dict,
               "ddp": test_ddp, "nodes": test_nodes, "shm": test_shm,
               "held_expired": test_held_expired, "shm_kill": test_shm_kill,
+              "dlpack": test_dlpack,
               "cuda": test_cuda, "cuda_kill": test_cuda_kill, "cuda_ring": test_cuda_ring,
               "cuda_runtime": test_cuda_runtime, "errors": test_errors})

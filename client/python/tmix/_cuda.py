@@ -12,7 +12,7 @@ import os
 import sys
 import threading
 
-from . import _libtmix
+from . import _dlpack, _libtmix
 
 HANDLE_BYTES = 64  # cudaIpcMemHandle_t, cudaIpcEventHandle_t
 IPC_MEM_LAZY_ENABLE_PEER_ACCESS = 1  # cudaIpcMemLazyEnablePeerAccess
@@ -158,19 +158,34 @@ class Mapping:
 
 
 class DeviceImages:
-    """A batch's images in its device slot, for torch.as_tensor without a copy
-    (__cuda_array_interface__ version 2). torch keeps this object as long as the tensor's
-    memory; when it goes, the ring holds the batch's lease until the GPU is done with it."""
-    __slots__ = ("__cuda_array_interface__", "_ring", "_mapping", "_lease")
+    """A batch's images in its device slot, exported once by DLPack without a copy
+    (torch.utils.dlpack.from_dlpack): the consumer's stream waits for the daemon's copy, and
+    when the consumer lets the memory go (the DLPack deleter), the ring holds the batch's
+    lease until the GPU is done with it. Images never exported give it back when they go."""
+    __slots__ = ("_ring", "_mapping", "_lease", "shape", "typestr")
 
     def __init__(self, ring, mapping, lease, shape, typestr):
-        self.__cuda_array_interface__ = {"version": 2, "shape": tuple(shape),
-                                         "typestr": typestr, "data": (mapping.ptr, False),
-                                         "strides": None, "stream": None}
         self._ring, self._mapping, self._lease = ring, mapping, lease
+        self.shape, self.typestr = tuple(shape), typestr
+
+    def __dlpack_device__(self):
+        return (_dlpack.KDL_CUDA, self._ring.device)
+
+    def __dlpack__(self, stream=None):
+        """A DLPack capsule of the images, after making stream wait for the slot's event:
+        a cudaStream_t, 1 or 2 for the legacy or per-thread default stream, None for the
+        default one, -1 for none (the consumer synchronises)."""
+        ring, mapping, lease = self._ring, self._mapping, self._lease
+        if lease is None:
+            raise BufferError("tmix: a batch's images are exported once")
+        if stream != -1:
+            ring.wait(mapping, 0 if stream is None else stream)
+        self._lease = None  # the capsule's now
+        return _dlpack.capsule(mapping.ptr, _dlpack.KDL_CUDA, ring.device, self.shape,
+                               self.typestr, lambda: ring.defer(mapping, lease))
 
     def __del__(self):
-        if not sys.is_finalizing():  # at exit the process frees everything
+        if self._lease is not None and not sys.is_finalizing():  # at exit all is freed
             self._ring.defer(self._mapping, self._lease)
 
 
@@ -193,9 +208,8 @@ class DeviceRing:
         self._lock = threading.Lock()         # held by whoever releases
         self._closed = False
 
-    def receive(self, batch, stream, typestr):
-        """DeviceImages for batch (a tmix.Batch whose cuda is set; typestr its dtype's), after
-        making stream (a cudaStream_t) wait for the slot's event."""
+    def receive(self, batch, typestr):
+        """DeviceImages for batch (a tmix.Batch whose cuda is set; typestr its dtype's)."""
         if self._closed:
             raise ValueError("tmix: the device ring is closed")
         cuda = batch.cuda
@@ -206,11 +220,13 @@ class DeviceRing:
                     self._retire(m)
                 m = self.slots[cuda.slot] = self._open(cuda)
             m.users += 1
-        images = DeviceImages(self, m, batch._lease, cuda.shape, typestr)
-        # On the ring's device: stream 0 (a default stream) means the current device's.
+        return DeviceImages(self, m, batch._lease, cuda.shape, typestr)
+
+    def wait(self, mapping, stream):
+        """Makes stream (a cudaStream_t) wait for the last copy into mapping's slot."""
+        # On the ring's device: a default stream (0, 1, 2) means the current device's.
         with self._runtime.device(self.device):
-            self._runtime.stream_wait_event(stream, m.event)
-        return images
+            self._runtime.stream_wait_event(stream, mapping.event)
 
     def defer(self, mapping, lease):
         """The images of lease's batch are gone: keep it until the GPU work queued so far on

@@ -84,7 +84,8 @@ class Info:
                     C.enum_name(C.LAYOUTS, ci.layout), (ci.method or b"").decode(),
                     C.enum_name(C.DELIVERIES, ci.delivery), (ci.shm_name or b"").decode(),
                     ci.shm_base or 0, ci.shm_bytes, ci.cuda_device, ci.cuda_slots,
-                    ci.cuda_pci_bus_id.decode(), tuple(ci.mean[:ci.channels]), tuple(ci.std[:ci.channels]))
+                    ci.cuda_pci_bus_id.decode(), tuple(ci.mean[:ci.channels]),
+                    tuple(ci.std[:ci.channels]))
 
 
 class _Connection:

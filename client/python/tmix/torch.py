@@ -15,6 +15,7 @@ import warnings
 
 import numpy as np
 import torch
+import torch.utils.dlpack
 
 from . import _cuda
 from .client import _TYPESTR, Client
@@ -89,8 +90,9 @@ class Loader:
     batch goes back to the daemon when the tensor is gone.
 
     With delivery "cuda" the images tensor is the batch's slot in the daemon's GPU memory
-    (CUDA IPC, no copy; when every slot is taken the daemon sends a batch inline, and it is
-    copied). The current stream waits for the daemon's copy before reading it. When the
+    (CUDA IPC, taken by DLPack with no copy; when every slot is taken the daemon sends a batch
+    inline, and it is copied). The current stream waits for the daemon's copy before reading
+    it. When the
     tensor is gone, an event is recorded on the current stream and the slot goes back once it
     has completed (checked at each next batch and at close()): work reading the images on
     another stream must be synchronised with the current one before the tensor is dropped.
@@ -101,7 +103,8 @@ class Loader:
     holds other images, and the batch comes again to the group). len() is
     the epoch's batches for this rank: in shard mode ceil(batches_per_epoch / the ranks of
     this machine) (the node's part of the epoch; the daemon hands batches to whoever asks
-    first, so a rank may get one more or less), batches_per_epoch in broadcast. `batch` says where the last pair came from.
+    first, so a rank may get one more or less), batches_per_epoch in broadcast. `batch` says
+    where the last pair came from.
     state_dict() / load_state_dict() resume: in broadcast mode at the next stream position
     (Hello's start); in shard mode the daemon keeps the group's progress itself.
     """
@@ -210,10 +213,8 @@ class Loader:
             return torch.from_numpy(b.images)
 
     def _tensors(self, b):
-        if b.cuda is not None:
-            stream = torch.cuda.current_stream(self.device).cuda_stream
-            images = torch.as_tensor(self._ring.receive(b, stream, _TYPESTR[b.dtype]),
-                                     device=self.device)
+        if b.cuda is not None:  # the current stream waits for the daemon's copy
+            images = torch.utils.dlpack.from_dlpack(self._ring.receive(b, _TYPESTR[b.dtype]))
         else:
             images = self._host_images(b)
         labels = torch.from_numpy(b.labels.astype(np.int64))
