@@ -412,13 +412,14 @@ def fake_batch(slot, mem, name):
 
 class Taken:
     """What torch.utils.dlpack.from_dlpack does with DeviceImages, without torch's CUDA:
-    images.__dlpack__(stream) taken (renamed "used_dltensor"), its DLTensor readable as
+    images.__dlpack__(stream, max_version=(1, 0)) (a newer torch's call) taken (renamed
+    "used_dltensor"), its DLTensor readable as
     `tensor`; when the Taken goes, the DLManagedTensor's deleter runs, as when a tensor's
     storage goes."""
 
     def __init__(self, images, stream):
         assert images.__dlpack_device__() == (_dlpack.KDL_CUDA, images._ring.device)
-        capsule = images.__dlpack__(stream=stream)
+        capsule = images.__dlpack__(stream=stream, max_version=(1, 0))
         api = ctypes.pythonapi
         api.PyCapsule_GetPointer.restype = ctypes.c_void_p
         api.PyCapsule_GetPointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
@@ -479,6 +480,9 @@ def test_cuda_ring():
     a, b = bytes([1]) * 64, bytes(range(64))
     images = ring.receive(fake_batch(0, a, "a1"), "<f4")
     assert rt.log == [("device", 1), ("open_mem", a), ("open_event", a[::-1])], rt.log
+    for refused in (dict(copy=True), dict(dl_device=(_dlpack.KDL_CUDA, 0))):
+        expect_error(lambda: images.__dlpack__(stream=77, **refused), BufferError,
+                     "exported without a copy")
     x = Taken(images, 77)
     assert described(x.tensor) == (0x1000, (2, 1), (2, 32, 1), (2, 3), (3, 1), 0)
     expect_error(lambda: images.__dlpack__(stream=77), BufferError, "exported once")

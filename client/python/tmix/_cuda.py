@@ -171,13 +171,17 @@ class DeviceImages:
     def __dlpack_device__(self):
         return (_dlpack.KDL_CUDA, self._ring.device)
 
-    def __dlpack__(self, stream=None):
-        """A DLPack capsule of the images, after making stream wait for the slot's event:
-        a cudaStream_t, 1 or 2 for the legacy or per-thread default stream, None for the
-        default one, -1 for none (the consumer synchronises)."""
+    def __dlpack__(self, stream=None, max_version=None, dl_device=None, copy=None):
+        """A DLPack capsule of the images (unversioned, "dltensor", whatever max_version
+        says), after making stream wait for the slot's event: a cudaStream_t, 1 or 2 for the
+        legacy or per-thread default stream, None for the default one, -1 for none (the
+        consumer synchronises). No copy: copy=True or another dl_device is a BufferError."""
         ring, mapping, lease = self._ring, self._mapping, self._lease
         if lease is None:
             raise BufferError("tmix: a batch's images are exported once")
+        if copy or (dl_device is not None and tuple(dl_device) != self.__dlpack_device__()):
+            raise BufferError(f"tmix: the images lie on cuda:{ring.device}, exported without "
+                              "a copy")
         if stream != -1:
             ring.wait(mapping, 0 if stream is None else stream)
         self._lease = None  # the capsule's now
