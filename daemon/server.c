@@ -236,6 +236,8 @@ static bool device_only(const server *s, const tmixd_group *g)
 // Starts production of what group g wants now.
 static void pump(server *s, tmixd_group *g)
 {
+    if (!s->producer) // stopping (after a GPU fault, say): nothing more is made
+        return;
     uint64_t positions[WANTED_PER_PUMP];
     const bool room = server_memory_in_use(s) < s->c->max_memory;
     const int count = tmixd_group_wanted(g, room, positions, WANTED_PER_PUMP);
