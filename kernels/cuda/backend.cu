@@ -117,6 +117,7 @@ int tmix_cuda_scratch(tmix_cuda_state *st, size_t bytes, void **out)
         }
         CUDA_CHECK(e);
         st->scratch_bytes = want;
+        st->scratch_generation++;
     }
     *out = st->scratch;
     return 0;

@@ -25,6 +25,7 @@ struct tmix_cuda_state {
     cudnnHandle_t cudnn;
     void *scratch;
     size_t scratch_bytes;
+    uint64_t scratch_generation; // counts scratch allocations: what a CUDA graph baked in
     tmix_precision precision; // of the convolutions (tmix_backend_set_precision)
     char name[16]; // "cuda:N", what be->name points at
 };

@@ -5,11 +5,12 @@
 #include "ops.cuh"
 
 // The executable graph and what of the backend it baked in besides the caller's tensors: the
-// scratch buffer's address (cuDNN workspaces, copied op arguments), which moves when a later
-// op needs more, and the convolutions' precision. A launch after either changed is refused.
+// scratch buffer (cuDNN workspaces, copied op arguments), made anew when a later op needs
+// more (by generation: a new buffer may start where the old one did), and the convolutions'
+// precision. A launch after either changed is refused.
 struct tmix_graph {
     cudaGraphExec_t exec;
-    void *scratch;
+    uint64_t scratch_generation;
     tmix_precision precision;
 };
 
@@ -50,7 +51,7 @@ extern "C" int tmix_cuda_capture_end(tmix_backend *be, tmix_graph **out)
         return tmix_cuda_error(TMIX_ECUDA, "cudaGraphInstantiate(&g->exec, graph, 0)", __func__,
                                __FILE__, __LINE__, cudaGetErrorString(e));
     }
-    g->scratch = st->scratch;
+    g->scratch_generation = st->scratch_generation;
     g->precision = st->precision;
     *out = g;
     return 0;
@@ -59,10 +60,11 @@ extern "C" int tmix_cuda_capture_end(tmix_backend *be, tmix_graph **out)
 extern "C" int tmix_cuda_graph_launch(tmix_backend *be, tmix_graph *g)
 {
     tmix_cuda_state *st = tmix_cuda_state_of(be);
-    if (g->scratch != st->scratch || g->precision != st->precision)
+    const bool moved = g->scratch_generation != st->scratch_generation;
+    if (moved || g->precision != st->precision)
         return tmix_fail(TMIX_EINVAL, "graph_launch on %s: the graph was recorded with %s; "
-                         "record it again", st->name, g->scratch != st->scratch
-                         ? "a scratch buffer since grown" : "another precision");
+                         "record it again", st->name,
+                         moved ? "a scratch buffer since made anew" : "another precision");
     CUDA_CHECK(tmix_cuda_use(st));
     CUDA_CHECK(cudaGraphLaunch(g->exec, st->stream));
     return 0;
