@@ -150,7 +150,8 @@ static int check_welcome(const tmix_client *c, const Tmix__Welcome *w, char *err
                           "%s: the Welcome's shared-memory ring '%s' of %u slots of %" PRIu64
                           " bytes is empty or absurd",
                           e, w->shm_name, w->shm_slots, w->shm_slot_bytes);
-    const bool by_bus = o->cuda_pci_bus_id && o->cuda_pci_bus_id[0];
+    // By bus id when both say one (a daemon older than it says none: by ordinal then).
+    const bool by_bus = o->cuda_pci_bus_id && o->cuda_pci_bus_id[0] && w->cuda_pci_bus_id[0];
     if (delivery == TMIX_DELIVERY_CUDA &&
         (!w->cuda_slots || (by_bus ? strcasecmp(w->cuda_pci_bus_id, o->cuda_pci_bus_id) != 0
                                    : w->cuda_device != o->cuda_device)))

@@ -80,7 +80,7 @@ enum { TMIX_LAYOUT_DEFAULT = 0, TMIX_LAYOUT_NCHW = 1, TMIX_LAYOUT_NHWC = 2 };
 // the client maps read-only once; a batch's images are read in place, with no copy, and the
 // slot is not reused before the batch is released (or its lease expires). CUDA: in a slot
 // of device memory on the daemon's GPU, shared by CUDA IPC (see tmix_batch); the trainer
-// names that GPU (tmix_options.cuda_device).
+// names that GPU (tmix_options.cuda_pci_bus_id, else cuda_device).
 enum {
     TMIX_DELIVERY_DEFAULT = 0,
     TMIX_DELIVERY_INLINE = 1,
@@ -108,15 +108,16 @@ typedef struct {
     int delivery;        // TMIX_DELIVERY_*; DEFAULT is INLINE
     uint64_t start;      // broadcast: the stream position (epoch * batches_per_epoch + index)
                          // of the first batch; a resumed trainer passes where it stopped
-    int cuda_device;     // CUDA delivery: the trainer's GPU, which must be the daemon's
-    // CUDA delivery: the same GPU by PCI bus id (cudaDeviceGetPCIBusId), or NULL. Ordinals
-    // follow each process's CUDA_VISIBLE_DEVICES; a bus id names the GPU alike in all, so
-    // when given it is what the daemon compares.
-    const char *cuda_pci_bus_id;
+    int cuda_device;     // CUDA delivery: the trainer's GPU (its ordinal), the daemon's
     // Several machines, a daemon on each: this node's rank and the node count (0: one node).
     // Every epoch is cut into node_count contiguous parts of the order the daemons share
     // (same [server] seed and data set); the daemon serves part node_rank.
     uint32_t node_rank, node_count;
+    // CUDA delivery: the trainer's GPU by PCI bus id (cudaDeviceGetPCIBusId), or NULL.
+    // Ordinals follow each process's CUDA_VISIBLE_DEVICES; a bus id names the GPU alike in
+    // all, so when given it is what the daemon compares (a daemon too old to say its own is
+    // compared by ordinal).
+    const char *cuda_pci_bus_id;
 } tmix_options;
 
 // Group "default", every choice the daemon's, a 60 s timeout.
@@ -150,12 +151,13 @@ typedef struct {
     const char *shm_name;    // "" for INLINE
     const void *shm_base;
     size_t shm_bytes;
-    int cuda_device;     // CUDA: the GPU holding the slots
+    int cuda_device;     // CUDA: the GPU holding the slots, as the daemon numbers it
     uint32_t cuda_slots; // CUDA: slots of the group's device ring
-    char cuda_pci_bus_id[32]; // CUDA: that GPU's PCI bus id
     // Float outputs are (pixel / 255 - mean[c]) / std[c] for channel c < channels (at most
     // 3): normalise the trainer's own test images the same way.
     float mean[3], std[3];
+    char cuda_pci_bus_id[32]; // CUDA: the GPU holding the slots, by PCI bus id ("" if the
+                              // daemon did not say)
 } tmix_info;
 
 const tmix_info *tmix_get_info(const tmix_client *c);
@@ -180,12 +182,14 @@ typedef struct tmix_batch {
     const uint64_t *replaced_ids; // (replaced_count) unreadable samples replaced by others
     size_t replaced_count;
     // CUDA delivery with cuda_in_slot set (images is then NULL): the images lie at the start
-    // of device slot cuda_slot on info's cuda_device. Open cuda_mem with cudaIpcOpenMemHandle
-    // and cuda_event with cudaIpcOpenEventHandle, once per slot (the same slot always comes
-    // with the same handles within a session), and make the stream that reads the images
-    // wait for the event (cudaStreamWaitEvent): it is recorded after their copy. Release the
-    // batch only when the GPU work reading the slot is done (an event recorded after it has
-    // completed): the daemon copies the next batch into the slot as soon as it is released.
+    // of device slot cuda_slot on the daemon's GPU (info's cuda_pci_bus_id; cuda_device is the
+    // daemon's ordinal, not necessarily the trainer's). With that GPU current, open cuda_mem
+    // with cudaIpcOpenMemHandle and cuda_event with cudaIpcOpenEventHandle, once per slot
+    // (the same slot always comes with the same handles within a session), and make the
+    // stream that reads the images wait for the event (cudaStreamWaitEvent): it is recorded
+    // after their copy. Release the batch only when the GPU work reading the slot is done (an
+    // event recorded after it has completed): the daemon copies the next batch into the slot
+    // as soon as it is released.
     // When every slot was taken the daemon sends the images inline: cuda_in_slot is 0 and
     // images points to host memory as for INLINE.
     int cuda_in_slot;

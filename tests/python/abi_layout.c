@@ -21,9 +21,9 @@ int main(void)
     FIELD(tmix_options, delivery);
     FIELD(tmix_options, start);
     FIELD(tmix_options, cuda_device);
-    FIELD(tmix_options, cuda_pci_bus_id);
     FIELD(tmix_options, node_rank);
     FIELD(tmix_options, node_count);
+    FIELD(tmix_options, cuda_pci_bus_id);
 
     SIZE(tmix_info);
     FIELD(tmix_info, session_id);
@@ -45,9 +45,9 @@ int main(void)
     FIELD(tmix_info, shm_bytes);
     FIELD(tmix_info, cuda_device);
     FIELD(tmix_info, cuda_slots);
-    FIELD(tmix_info, cuda_pci_bus_id);
     FIELD(tmix_info, mean);
     FIELD(tmix_info, std);
+    FIELD(tmix_info, cuda_pci_bus_id);
 
     SIZE(tmix_batch);
     FIELD(tmix_batch, sequence);

@@ -21,8 +21,8 @@ class Options(ctypes.Structure):
                 ("batch_size", ctypes.c_uint32), ("dtype", ctypes.c_int),
                 ("layout", ctypes.c_int), ("timeout_ms", ctypes.c_int),
                 ("delivery", ctypes.c_int), ("start", ctypes.c_uint64),
-                ("cuda_device", ctypes.c_int), ("cuda_pci_bus_id", ctypes.c_char_p),
-                ("node_rank", ctypes.c_uint32), ("node_count", ctypes.c_uint32)]
+                ("cuda_device", ctypes.c_int), ("node_rank", ctypes.c_uint32),
+                ("node_count", ctypes.c_uint32), ("cuda_pci_bus_id", ctypes.c_char_p)]
 
 
 class Info(ctypes.Structure):
@@ -35,9 +35,8 @@ class Info(ctypes.Structure):
                 ("method", ctypes.c_char_p), ("delivery", ctypes.c_int),
                 ("shm_name", ctypes.c_char_p), ("shm_base", ctypes.c_void_p),
                 ("shm_bytes", ctypes.c_size_t), ("cuda_device", ctypes.c_int),
-                ("cuda_slots", ctypes.c_uint32), ("cuda_pci_bus_id", ctypes.c_char * 32),
-                ("mean", ctypes.c_float * 3),
-                ("std", ctypes.c_float * 3)]
+                ("cuda_slots", ctypes.c_uint32), ("mean", ctypes.c_float * 3),
+                ("std", ctypes.c_float * 3), ("cuda_pci_bus_id", ctypes.c_char * 32)]
 
 
 class Batch(ctypes.Structure):
