@@ -173,7 +173,7 @@ def test_held_expired():
     """A loop ends holding the first batch of the next epoch, and the next loop starts after
     the trainer's evaluation. When that took longer than the lease, the daemon dropped the
     silent session and gave its shm slot to other batches: the next loop must not yield the
-    slot's new images as the held batch's."""
+    slot's new images as the held batch's, nor lose the batch (broadcast)."""
     # 16 slots of 500 images: 16 MiB of batches (10) and 3 per trainer
     with Daemon("--server.lease_timeout_s=1", "--server.max_memory_mb=16",
                 "--server.max_trainers=2") as d:
@@ -196,6 +196,22 @@ def test_held_expired():
         got = (loader.batch.epoch, loader.batch.index)
         assert got != key or x.numpy().tobytes() == snapshot.tobytes(), \
             f"batch {got} came with another batch's images"
+
+        loader.close()
+        other.close()
+
+        # Broadcast: no one else gets the held batch, so the new session starts at it.
+        loader = tmix.torch.Loader(d.endpoint, **dict(kw, group="hb", mode="broadcast"))
+        for _ in loader:
+            pass
+        held = loader._held[0]
+        key, snapshot = (held.epoch, held.index), held.images.copy()
+        del held
+        time.sleep(2)
+        x, _ = next(iter(loader))
+        got = (loader.batch.epoch, loader.batch.index)
+        assert got == key and x.numpy().tobytes() == snapshot.tobytes(), \
+            f"broadcast: {got} after holding {key} past the lease"
 
 
 def device_ptrs(loader):

@@ -100,7 +100,8 @@ class Loader:
 
     A loop stops at the first batch of the next epoch, which starts the next loop (unless the
     session expired in between, an evaluation longer than the daemon's lease: its slot then
-    holds other images, and the batch comes again to the group). len() is
+    holds other images, and the batch comes again, from the group in shard mode, from a new
+    session that starts there in broadcast). len() is
     the epoch's batches for this rank: in shard mode ceil(batches_per_epoch / the ranks of
     this machine) (the node's part of the epoch; the daemon hands batches to whoever asks
     first, so a rank may get one more or less), batches_per_epoch in broadcast. `batch` says
@@ -166,17 +167,17 @@ class Loader:
         return info.batches_per_epoch
 
     def __iter__(self):
-        client = self.client
         epoch = None
         while True:
             if self._ring is not None:
                 self._ring.poll()
             if not self._held:
-                b = client.next()
+                b = self.client.next()
             elif epoch is None:
-                b = self._take_held(client)
+                b = self._take_held()
             else:
                 b = self._held.popleft()
+            client = self.client
             if epoch is None:
                 epoch = b.epoch
             elif b.epoch > epoch:  # an older epoch's batch (a lease given back) still counts
@@ -188,23 +189,29 @@ class Loader:
             del b  # the tensors alone keep the batch
             yield pair
 
-    def _take_held(self, client):
+    def _take_held(self):
         """The batch that ended the last loop, if its images are still its own. A loop ends and
         the next starts after the trainer's evaluation: when that took longer than the lease,
-        the daemon dropped the silent session, gave the slots it held to other batches and the
-        batch to the group again. Asking for the next batch tells: if the client had to say
-        Hello again, the held batch is of the old session and the new one's batch is taken."""
-        held = self._held[0]
+        the daemon dropped the silent session and gave the slots it held to other batches.
+        Asking for the next batch tells: if the client had to say Hello again, the held batch
+        is of the old session. A shard group gives the batch to someone again (the new
+        session's is taken); a broadcast session starts again at the held batch's position."""
+        client, held = self.client, self._held[0]
         if held.cuda is None and not held.in_shm:
             return self._held.popleft()  # its images came in the message: its own copy
         session = client.info.session_id
         after = client.next()  # on failure the held batch stays held
-        if client.info.session_id != session:
-            self._held.clear()
+        if client.info.session_id == session:
+            self._held.popleft()
+            self._held.appendleft(after)
+            return held
+        self._held.clear()
+        if client.info.mode != "broadcast":
             return after
-        self._held.popleft()
-        self._held.appendleft(after)
-        return held
+        self._start = held.epoch * client.info.batches_per_epoch + held.index
+        del held, after
+        self.close()  # the next use says Hello at the held batch's position
+        return self.client.next()
 
     def _host_images(self, b):
         with warnings.catch_warnings():
