@@ -296,12 +296,13 @@ static int mix_batch(tmixd_producer *p, worker_state *w, lane *l, const tmixd_jo
     // On a GPU they come back through the lane's pinned buffer, unless the members all read
     // the device slot: then the lane goes on without waiting for the GPU.
     bt->host_images = !gpu || !(bt->dring && job->device_only);
-    if (rc == 0 && gpu && bt->host_images)
+    if (rc == 0 && gpu && bt->host_images) {
         rc = staging(be, &l->download, &l->download_bytes, bt->images_bytes);
-    if (rc == 0 && gpu && bt->host_images)
-        rc = tmix_tensor_download(be, l->download, &out);
-    if (rc == 0 && gpu && bt->host_images)
-        memcpy(bt->images, l->download, bt->images_bytes);
+        if (rc == 0)
+            rc = tmix_tensor_download(be, l->download, &out);
+        if (rc == 0)
+            memcpy(bt->images, l->download, bt->images_bytes);
+    }
     if (rc == 0) {
         for (int i = 0; i < b * n; i++) {
             bt->sources[i] = (uint64_t)read_ids[res.sources[i]];
@@ -395,7 +396,7 @@ int tmixd_producer_warm_up(tmixd_producer *p, uint32_t batch_size, int dtype, in
     for (int i = 0; i < p->nlanes && rc == 0; i++) {
         if (i > 0 && !p->lanes[i].owns_be)
             break;
-        const int batches = p->c.graphs && p->lanes[i].be != tmix_backend_cpu() ? 2 : 1;
+        const int batches = p->c.graphs && tmix_backend_has_graphs(p->lanes[i].be) ? 2 : 1;
         for (int k = 0; k < batches && rc == 0; k++) {
             tmixd_batch *b = NULL;
             rc = produce(p, &w, &p->lanes[i], &job, &b, NULL);

@@ -540,9 +540,9 @@ static void make_key(graph_key *k, const tmix_mixer *mx, const tmix_teacher *tea
     k->mixer_generation = mx->generation;
 }
 
-// Records enqueue into a graph. A failure is tried again at the next batch of the shape, up
-// to MAX_CAPTURE_FAILURES: then graphs are off for this mixer, and the reason kept.
-static int capture(tmix_mixer *mx, tmix_teacher *teacher, const tmix_module *module,
+// Records enqueue into a graph (mx->graph). A failure is tried again at the next batch of the
+// shape, up to MAX_CAPTURE_FAILURES: then graphs are off for this mixer, and the reason kept.
+static void capture(tmix_mixer *mx, tmix_teacher *teacher, const tmix_module *module,
                    const tmix_tensor *images, const graph_key *key)
 {
     int rc = tmix_capture_begin(mx->be);
@@ -565,10 +565,9 @@ static int capture(tmix_mixer *mx, tmix_teacher *teacher, const tmix_module *mod
             snprintf(mx->graph_error, sizeof mx->graph_error, "%s", tmix_last_error());
             mx->graphs = false;
         }
-        return rc;
+        return;
     }
     mx->graph_key = *key;
-    return 0;
 }
 
 // enqueue, or with graphs its replay: the first forward of a batch shape runs op by op (and
@@ -585,7 +584,7 @@ static int run_device(tmix_mixer *mx, tmix_teacher *teacher, const tmix_module *
         tmix_graph_free(mx->be, mx->graph);
         mx->graph = NULL;
         if (memcmp(&key, &mx->last_key, sizeof key) == 0)
-            (void)capture(mx, teacher, module, images, &key); // or graphs are off, with why
+            capture(mx, teacher, module, images, &key);
     }
     // The graph may be refused (the backend moved its scratch buffer since): this batch then
     // runs op by op and the next one records it again. A fault fails the op by op run too.

@@ -65,18 +65,23 @@ static void make_key(int64_t key[KEY_LEN], const tmix_cuda_state *st, conv_direc
     memcpy(key, k, sizeof k);
 }
 
+// key's entry, or NULL; the caller holds plan_cache_lock.
+static plan_entry *cache_entry(const int64_t key[KEY_LEN])
+{
+    for (int i = 0; i < CACHE_ENTRIES; i++)
+        if (plan_cache[i].used && memcmp(plan_cache[i].key, key, KEY_LEN * sizeof *key) == 0)
+            return &plan_cache[i];
+    return nullptr;
+}
+
 static bool cache_find(const int64_t key[KEY_LEN], conv_plan *plan)
 {
-    bool found = false;
     pthread_mutex_lock(&plan_cache_lock);
-    for (int i = 0; i < CACHE_ENTRIES && !found; i++) {
-        if (plan_cache[i].used && memcmp(plan_cache[i].key, key, KEY_LEN * sizeof *key) == 0) {
-            *plan = plan_cache[i].plan;
-            found = true;
-        }
-    }
+    const plan_entry *e = cache_entry(key);
+    if (e)
+        *plan = e->plan;
     pthread_mutex_unlock(&plan_cache_lock);
-    return found;
+    return e != nullptr;
 }
 
 // Stores key's plan, replacing the one it had (two threads may choose the same plan at once;
@@ -84,10 +89,7 @@ static bool cache_find(const int64_t key[KEY_LEN], conv_plan *plan)
 static void cache_insert(const int64_t key[KEY_LEN], conv_plan plan)
 {
     pthread_mutex_lock(&plan_cache_lock);
-    plan_entry *e = nullptr;
-    for (int i = 0; i < CACHE_ENTRIES && !e; i++)
-        if (plan_cache[i].used && memcmp(plan_cache[i].key, key, KEY_LEN * sizeof *key) == 0)
-            e = &plan_cache[i];
+    plan_entry *e = cache_entry(key);
     if (!e) {
         e = &plan_cache[plan_cache_next];
         plan_cache_next = (plan_cache_next + 1) % CACHE_ENTRIES;

@@ -177,17 +177,20 @@ class Loader:
                 b = self._take_held()
             else:
                 b = self._held.popleft()
-            client = self.client
             if epoch is None:
                 epoch = b.epoch
             elif b.epoch > epoch:  # an older epoch's batch (a lease given back) still counts
                 self._held.appendleft(b)
                 return
-            self._next_position = b.epoch * client.info.batches_per_epoch + b.index + 1
+            self._next_position = self._position(b) + 1
             self.batch = LoaderBatch(b.epoch, b.index, b.sequence, b.sample_ids.copy())
             pair = self._tensors(b)
             del b  # the tensors alone keep the batch
             yield pair
+
+    def _position(self, b):
+        """Batch b's stream position: epoch * batches_per_epoch + index."""
+        return b.epoch * self.info.batches_per_epoch + b.index
 
     def _take_held(self):
         """The batch that ended the last loop, if its images are still its own. A loop ends and
@@ -208,7 +211,7 @@ class Loader:
         self._held.clear()
         if client.info.mode != "broadcast":
             return after
-        self._start = held.epoch * client.info.batches_per_epoch + held.index
+        self._start = self._position(held)
         del held, after
         self.close()  # the next use says Hello at the held batch's position
         return self.client.next()
@@ -240,7 +243,7 @@ class Loader:
     def state_dict(self):
         """Where to resume: the stream position of the next batch to train on and its epoch."""
         if self._held:
-            pos = self._held[0].epoch * self.info.batches_per_epoch + self._held[0].index
+            pos = self._position(self._held[0])
         else:
             pos = self._next_position
         bpe = self.info.batches_per_epoch
