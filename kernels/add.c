@@ -27,7 +27,7 @@ int tmix_add(tmix_backend *be,
         return tmix_fail(TMIX_EINVAL, "%s: out %s overlaps %s without being it", op,
                          tmix_shape_str(out, s, sizeof s), overlaps_partly(out, a) ? "a" : "b");
     }
-    return be->ops->add(be, out, a, b);
+    TMIX_CALL(op, be, add, out, a, b);
 }
 
 int tmix_cpu_add(tmix_backend *be, tmix_tensor *out, const tmix_tensor *a, const tmix_tensor *b)

@@ -22,7 +22,7 @@ int tmix_affine_grid_forward(tmix_backend *be,
     TMIX_TRY(tmix_check_shape(op, "theta", theta, be, TMIX_F32, 3, (int64_t[]){-1, 2, 3}));
     int64_t n = theta->shape[0];
     TMIX_TRY(tmix_check_shape(op, "grid", grid, be, TMIX_F32, 4, (int64_t[]){n, -1, -1, 2}));
-    return be->ops->affine_grid_forward(be, grid, theta);
+    TMIX_CALL(op, be, affine_grid_forward, grid, theta);
 }
 
 int tmix_cpu_affine_grid_forward(tmix_backend *be,
@@ -64,7 +64,7 @@ int tmix_affine_grid_backward(tmix_backend *be,
     TMIX_TRY(tmix_check_shape(op, "dgrid", dgrid, be, TMIX_F32, 4, (int64_t[]){-1, -1, -1, 2}));
     int64_t n = dgrid->shape[0];
     TMIX_TRY(tmix_check_shape(op, "dtheta", dtheta, be, TMIX_F32, 3, (int64_t[]){n, 2, 3}));
-    return be->ops->affine_grid_backward(be, dtheta, dgrid);
+    TMIX_CALL(op, be, affine_grid_backward, dtheta, dgrid);
 }
 
 int tmix_cpu_affine_grid_backward(tmix_backend *be,

@@ -11,7 +11,7 @@ int tmix_avgpool_forward(tmix_backend *be,
     TMIX_CHECK_BACKEND(op, be, avgpool_forward);
     TMIX_TRY(tmix_check_tensor(op, "in", in, be, TMIX_F32, 4));
     TMIX_TRY(tmix_check_shape(op, "out", out, be, TMIX_F32, 2, in->shape));
-    return be->ops->avgpool_forward(be, out, in);
+    TMIX_CALL(op, be, avgpool_forward, out, in);
 }
 
 int tmix_cpu_avgpool_forward(tmix_backend *be, tmix_tensor *out, const tmix_tensor *in)
@@ -38,7 +38,7 @@ int tmix_avgpool_backward(tmix_backend *be,
     TMIX_CHECK_BACKEND(op, be, avgpool_backward);
     TMIX_TRY(tmix_check_tensor(op, "din", din, be, TMIX_F32, 4));
     TMIX_TRY(tmix_check_shape(op, "dout", dout, be, TMIX_F32, 2, din->shape));
-    return be->ops->avgpool_backward(be, din, dout);
+    TMIX_CALL(op, be, avgpool_backward, din, dout);
 }
 
 int tmix_cpu_avgpool_backward(tmix_backend *be, tmix_tensor *din, const tmix_tensor *dout)

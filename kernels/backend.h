@@ -53,6 +53,13 @@ typedef struct tmix_backend_ops {
     int (*capture_end)(tmix_backend *be, tmix_graph **out);
     int (*graph_launch)(tmix_backend *be, tmix_graph *g);
     void (*graph_free)(tmix_backend *be, tmix_graph *g);
+    // Optional (CUDA): timing marks queued on the backend's stream, for profiles (profile.h);
+    // NULL where an op's work is done when it returns (the CPU: the host clock times it).
+    // mark_elapsed_ms reads two recorded marks after a synchronize.
+    int (*mark_new)(tmix_backend *be, void **out);
+    int (*mark_record)(tmix_backend *be, void *mark);
+    int (*mark_elapsed_ms)(tmix_backend *be, const void *from, const void *to, double *out);
+    void (*mark_free)(tmix_backend *be, void *mark);
 
     // ops (see ops.h)
     int (*conv2d_forward)(tmix_backend *, tmix_tensor *out, TMIX_CONST in, TMIX_CONST weight,

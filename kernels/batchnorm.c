@@ -17,7 +17,7 @@ int tmix_batchnorm_forward(tmix_backend *be,
     TMIX_TRY(tmix_check_shape(op, "out", out, be, TMIX_F32, 4, in->shape));
     TMIX_TRY(tmix_check_shape(op, "scale", scale, be, TMIX_F32, 1, &in->shape[1]));
     TMIX_TRY(tmix_check_shape(op, "shift", shift, be, TMIX_F32, 1, &in->shape[1]));
-    return be->ops->batchnorm_forward(be, out, in, scale, shift);
+    TMIX_CALL(op, be, batchnorm_forward, out, in, scale, shift);
 }
 
 int tmix_cpu_batchnorm_forward(tmix_backend *be, tmix_tensor *out, const tmix_tensor *in, const
@@ -49,7 +49,7 @@ int tmix_batchnorm_backward_input(tmix_backend *be,
     TMIX_TRY(tmix_check_tensor(op, "dout", dout, be, TMIX_F32, 4));
     TMIX_TRY(tmix_check_shape(op, "din", din, be, TMIX_F32, 4, dout->shape));
     TMIX_TRY(tmix_check_shape(op, "scale", scale, be, TMIX_F32, 1, &dout->shape[1]));
-    return be->ops->batchnorm_backward_input(be, din, dout, scale);
+    TMIX_CALL(op, be, batchnorm_backward_input, din, dout, scale);
 }
 
 int tmix_cpu_batchnorm_backward_input(tmix_backend *be, tmix_tensor *din, const tmix_tensor *dout,

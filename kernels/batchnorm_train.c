@@ -50,8 +50,8 @@ int tmix_batchnorm_train_forward(tmix_backend *be,
     if (!(p.momentum >= 0 && p.momentum <= 1))
         return tmix_fail(TMIX_EINVAL, "%s: momentum is %g, it must be in [0, 1]", op,
                          p.momentum);
-    return be->ops->batchnorm_train_forward(be, out, save_mean, save_invstd, running_mean,
-                                            running_var, in, gamma, beta, p);
+    TMIX_CALL(op, be, batchnorm_train_forward, out, save_mean, save_invstd, running_mean,
+              running_var, in, gamma, beta, p);
 }
 
 // One channel per iteration, its sums in a fixed order, so results do not depend on the
@@ -129,8 +129,8 @@ int tmix_batchnorm_train_backward(tmix_backend *be,
     TMIX_TRY(check_channels(op, "gamma", gamma, be, dout));
     TMIX_TRY(check_channels(op, "save_mean", save_mean, be, dout));
     TMIX_TRY(check_channels(op, "save_invstd", save_invstd, be, dout));
-    return be->ops->batchnorm_train_backward(be, din, dgamma, dbeta, dout, in, gamma, save_mean,
-                                             save_invstd);
+    TMIX_CALL(op, be, batchnorm_train_backward, din, dgamma, dbeta, dout, in, gamma,
+              save_mean, save_invstd);
 }
 
 // PyTorch's formula (batch_norm_backward_cpu): with sum_dy = sum(dout) and dot = sum(dout *

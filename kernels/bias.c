@@ -16,7 +16,7 @@ int tmix_bias_backward(tmix_backend *be,
                          tmix_shape_str(dout, s, sizeof s));
     }
     TMIX_TRY(tmix_check_shape(op, "dbias", dbias, be, TMIX_F32, 1, &dout->shape[1]));
-    return be->ops->bias_backward(be, dbias, dout);
+    TMIX_CALL(op, be, bias_backward, dbias, dout);
 }
 
 int tmix_cpu_bias_backward(tmix_backend *be, tmix_tensor *dbias, const tmix_tensor *dout)

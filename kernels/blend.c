@@ -26,7 +26,7 @@ int tmix_blend_forward(tmix_backend *be,
     const int64_t *m = masks->shape;
     TMIX_TRY(tmix_check_shape(op, "out", out, be, TMIX_F32, 4,
                               (int64_t[]){m[0], x->shape[1], m[2], m[3]}));
-    return be->ops->blend_forward(be, out, masks, x);
+    TMIX_CALL(op, be, blend_forward, out, masks, x);
 }
 
 int tmix_cpu_blend_forward(tmix_backend *be, tmix_tensor *out, const tmix_tensor *masks,
@@ -70,7 +70,7 @@ int tmix_blend_backward(tmix_backend *be,
         TMIX_TRY(tmix_check_shape(op, "dx", dx, be, TMIX_F32, 4, x->shape));
     TMIX_TRY(tmix_check_shape(op, "dout", dout, be, TMIX_F32, 4,
                               (int64_t[]){m[0], x->shape[1], m[2], m[3]}));
-    return be->ops->blend_backward(be, dmasks, dx, dout, masks, x);
+    TMIX_CALL(op, be, blend_backward, dmasks, dx, dout, masks, x);
 }
 
 int tmix_cpu_blend_backward(tmix_backend *be, tmix_tensor *dmasks, tmix_tensor *dx,

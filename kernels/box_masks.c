@@ -27,7 +27,7 @@ int tmix_box_masks(tmix_backend *be,
                              tmix_shape_str(masks, s, sizeof s), (long long)H, (long long)W);
         }
     }
-    return be->ops->box_masks(be, masks, boxes);
+    TMIX_CALL(op, be, box_masks, masks, boxes);
 }
 
 int tmix_cpu_box_masks(tmix_backend *be, tmix_tensor *masks, const tmix_box *boxes)

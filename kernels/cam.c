@@ -28,7 +28,7 @@ int tmix_cam_forward(tmix_backend *be,
                              "of weight %s", op, (long long)n, (long long)labels[n],
                              (long long)J, tmix_shape_str(weight, s, sizeof s));
         }
-    return be->ops->cam_forward(be, out, features, weight, labels);
+    TMIX_CALL(op, be, cam_forward, out, features, weight, labels);
 }
 
 int tmix_cpu_cam_forward(tmix_backend *be, tmix_tensor *out, const tmix_tensor *features,

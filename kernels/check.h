@@ -6,12 +6,25 @@
 
 #include "backend.h"
 #include "error.h"
+#include "profile.h"
 #include "tensor.h"
 
 // be is non-null and has the op (has_op is `be->ops->entry != NULL`).
 int tmix_check_backend(const char *op, const tmix_backend *be, bool has_op);
 #define TMIX_CHECK_BACKEND(op, be, entry) \
     TMIX_TRY(tmix_check_backend(op, be, (be) && (be)->ops->entry))
+
+// Hands the checked call to the backend, `return be->ops->entry(be, ...)`, timed while a
+// profile is on (profile.h).
+#define TMIX_CALL(op, be, entry, ...)                                                      \
+    do {                                                                                   \
+        if (!tmix_profile_on)                                                              \
+            return (be)->ops->entry((be), __VA_ARGS__);                                    \
+        const int call_ = tmix_profile_enter(be);                                          \
+        const int rc_ = (be)->ops->entry((be), __VA_ARGS__);                               \
+        tmix_profile_leave(op, call_, rc_);                                                \
+        return rc_;                                                                        \
+    } while (0)
 
 // t is non-null, of the dtype, on be's device, with ndim dimensions (any ndim from 1 to
 // TMIX_MAX_DIMS when ndim < 0), every dimension > 0, and data non-null.

@@ -39,7 +39,7 @@ int tmix_concat_channels_forward(tmix_backend *be,
     const int64_t *s = in->shape;
     TMIX_TRY(tmix_check_shape(op, "out", out, be, TMIX_F32, 4, (int64_t[]){s[0], -1, s[2], s[3]}));
     TMIX_TRY(check_place(op, "in", in, "out", out, c0));
-    return be->ops->concat_channels_forward(be, out, in, c0);
+    TMIX_CALL(op, be, concat_channels_forward, out, in, c0);
 }
 
 int tmix_cpu_concat_channels_forward(tmix_backend *be, tmix_tensor *out, const tmix_tensor *in,
@@ -68,7 +68,7 @@ int tmix_concat_channels_backward(tmix_backend *be,
     const int64_t *s = dout->shape;
     TMIX_TRY(tmix_check_shape(op, "din", din, be, TMIX_F32, 4, (int64_t[]){s[0], -1, s[2], s[3]}));
     TMIX_TRY(check_place(op, "din", din, "dout", dout, c0));
-    return be->ops->concat_channels_backward(be, din, dout, c0);
+    TMIX_CALL(op, be, concat_channels_backward, din, dout, c0);
 }
 
 int tmix_cpu_concat_channels_backward(tmix_backend *be, tmix_tensor *din,
@@ -100,7 +100,7 @@ int tmix_fill_channels(tmix_backend *be,
     TMIX_TRY(tmix_check_shape(op, "out", out, be, TMIX_F32, 4,
                               (int64_t[]){values->shape[0], -1, -1, -1}));
     TMIX_TRY(check_place(op, "values", values, "out", out, c0));
-    return be->ops->fill_channels(be, out, values, c0);
+    TMIX_CALL(op, be, fill_channels, out, values, c0);
 }
 
 int tmix_cpu_fill_channels(tmix_backend *be, tmix_tensor *out, const tmix_tensor *values, int c0)

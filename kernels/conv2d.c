@@ -319,7 +319,7 @@ int tmix_conv2d_forward(tmix_backend *be,
     TMIX_TRY(tmix_check_shape(op, "out", out, be, TMIX_F32, 4, shape));
     if (bias)
         TMIX_TRY(tmix_check_shape(op, "bias", bias, be, TMIX_F32, 1, &shape[1]));
-    return be->ops->conv2d_forward(be, out, in, weight, bias, p);
+    TMIX_CALL(op, be, conv2d_forward, out, in, weight, bias, p);
 }
 
 int tmix_cpu_conv2d_forward(tmix_backend *be, tmix_tensor *out, const tmix_tensor *in, const
@@ -372,7 +372,7 @@ int tmix_conv2d_backward_input(tmix_backend *be,
     int64_t shape[4];
     TMIX_TRY(check_geometry(op, be, "din", din, "weight", weight, p, shape));
     TMIX_TRY(tmix_check_shape(op, "dout", dout, be, TMIX_F32, 4, shape));
-    return be->ops->conv2d_backward_input(be, din, dout, weight, p);
+    TMIX_CALL(op, be, conv2d_backward_input, din, dout, weight, p);
 }
 
 int tmix_cpu_conv2d_backward_input(tmix_backend *be, tmix_tensor *din, const tmix_tensor *dout,
@@ -428,7 +428,7 @@ int tmix_conv2d_backward_weight(tmix_backend *be,
     int64_t shape[4];
     TMIX_TRY(check_geometry(op, be, "in", in, "dweight", dweight, p, shape));
     TMIX_TRY(tmix_check_shape(op, "dout", dout, be, TMIX_F32, 4, shape));
-    return be->ops->conv2d_backward_weight(be, dweight, dout, in, p);
+    TMIX_CALL(op, be, conv2d_backward_weight, dweight, dout, in, p);
 }
 
 // dW (OC, K) += sum over n of dout[n] (OC, P) @ col_n^T (P, K) is a sum across the batch,

@@ -29,7 +29,7 @@ int tmix_cross_entropy_forward(tmix_backend *be,
                          tmix_shape_str(loss, s, sizeof s));
     }
     TMIX_TRY(check_logits_targets(op, be, logits, targets));
-    return be->ops->cross_entropy_forward(be, loss, logits, targets);
+    TMIX_CALL(op, be, cross_entropy_forward, loss, logits, targets);
 }
 
 // log sum_j exp(z_j), shifted by the max so that large logits do not overflow.
@@ -79,7 +79,7 @@ int tmix_cross_entropy_backward(tmix_backend *be,
     TMIX_CHECK_BACKEND(op, be, cross_entropy_backward);
     TMIX_TRY(check_logits_targets(op, be, logits, targets));
     TMIX_TRY(tmix_check_shape(op, "dlogits", dlogits, be, TMIX_F32, 2, logits->shape));
-    return be->ops->cross_entropy_backward(be, dlogits, logits, targets);
+    TMIX_CALL(op, be, cross_entropy_backward, dlogits, logits, targets);
 }
 
 int tmix_cpu_cross_entropy_backward(tmix_backend *be, tmix_tensor *dlogits,

@@ -33,7 +33,7 @@ int tmix_encode_images(tmix_backend *be, tmix_tensor *out, const tmix_tensor *in
                 return tmix_fail(TMIX_EINVAL, "%s: channel %lld has mean %g and std %g (finite "
                                  "needed)", op, (long long)c, mean[c], std[c]);
     }
-    return be->ops->encode_images(be, out, in, format, mean, std);
+    TMIX_CALL(op, be, encode_images, out, in, format, mean, std);
 }
 
 int tmix_cpu_encode_images(tmix_backend *be, tmix_tensor *out, const tmix_tensor *in,

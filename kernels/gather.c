@@ -29,7 +29,7 @@ int tmix_gather(tmix_backend *be,
                              op, (long long)m, (long long)index[m], (long long)N,
                              tmix_shape_str(in, s, sizeof s));
         }
-    return be->ops->gather(be, out, in, index);
+    TMIX_CALL(op, be, gather, out, in, index);
 }
 
 int tmix_cpu_gather(tmix_backend *be, tmix_tensor *out, const tmix_tensor *in,

@@ -24,7 +24,7 @@ int tmix_grid_sample_forward(tmix_backend *be,
     TMIX_TRY(tmix_check_shape(op, "grid", grid, be, TMIX_F32, 4, (int64_t[]){N, -1, -1, 2}));
     const int64_t Ho = grid->shape[1], Wo = grid->shape[2];
     TMIX_TRY(tmix_check_shape(op, "out", out, be, TMIX_F32, 4, (int64_t[]){N, C, Ho, Wo}));
-    return be->ops->grid_sample_forward(be, out, in, grid);
+    TMIX_CALL(op, be, grid_sample_forward, out, in, grid);
 }
 
 int tmix_grid_sample_backward(tmix_backend *be,
@@ -47,7 +47,7 @@ int tmix_grid_sample_backward(tmix_backend *be,
         TMIX_TRY(tmix_check_shape(op, "din", din, be, TMIX_F32, 4, in->shape));
     if (dgrid)
         TMIX_TRY(tmix_check_shape(op, "dgrid", dgrid, be, TMIX_F32, 4, grid->shape));
-    return be->ops->grid_sample_backward(be, din, dgrid, dout, in, grid);
+    TMIX_CALL(op, be, grid_sample_backward, din, dgrid, dout, in, grid);
 }
 
 int tmix_cpu_grid_sample_forward(tmix_backend *be,

@@ -50,7 +50,7 @@ int tmix_linear_forward(tmix_backend *be,
     if (bias)
         TMIX_TRY(tmix_check_shape(op, "bias", bias, be, TMIX_F32, 1, &weight->shape[0]));
     TMIX_TRY(check_blas_sizes(op, in, weight));
-    return be->ops->linear_forward(be, out, in, weight, bias);
+    TMIX_CALL(op, be, linear_forward, out, in, weight, bias);
 }
 
 int tmix_cpu_linear_forward(tmix_backend *be, tmix_tensor *out, const tmix_tensor *in, const
@@ -90,7 +90,7 @@ int tmix_linear_backward_input(tmix_backend *be,
     TMIX_TRY(tmix_check_shape(op, "dout", dout, be, TMIX_F32, 2,
                               (int64_t[]){din->shape[0], weight->shape[0]}));
     TMIX_TRY(check_blas_sizes(op, din, weight));
-    return be->ops->linear_backward_input(be, din, dout, weight);
+    TMIX_CALL(op, be, linear_backward_input, din, dout, weight);
 }
 
 int tmix_cpu_linear_backward_input(tmix_backend *be, tmix_tensor *din, const tmix_tensor *dout,
@@ -119,7 +119,7 @@ int tmix_linear_backward_weight(tmix_backend *be,
     TMIX_TRY(tmix_check_shape(op, "dout", dout, be, TMIX_F32, 2,
                               (int64_t[]){in->shape[0], dweight->shape[0]}));
     TMIX_TRY(check_blas_sizes(op, in, dweight));
-    return be->ops->linear_backward_weight(be, dweight, dout, in);
+    TMIX_CALL(op, be, linear_backward_weight, dweight, dout, in);
 }
 
 int tmix_cpu_linear_backward_weight(tmix_backend *be, tmix_tensor *dweight, const tmix_tensor *dout,

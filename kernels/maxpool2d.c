@@ -54,7 +54,7 @@ int tmix_maxpool2d_forward(tmix_backend *be,
     int64_t shape[4];
     TMIX_TRY(out_shape(op, "in", in, p, shape));
     TMIX_TRY(tmix_check_shape(op, "out", out, be, TMIX_F32, 4, shape));
-    return be->ops->maxpool2d_forward(be, out, in, p);
+    TMIX_CALL(op, be, maxpool2d_forward, out, in, p);
 }
 
 int tmix_cpu_maxpool2d_forward(tmix_backend *be, tmix_tensor *out, const tmix_tensor *in,
@@ -88,7 +88,7 @@ int tmix_maxpool2d_backward(tmix_backend *be,
     int64_t shape[4];
     TMIX_TRY(out_shape(op, "in", in, p, shape));
     TMIX_TRY(tmix_check_shape(op, "dout", dout, be, TMIX_F32, 4, shape));
-    return be->ops->maxpool2d_backward(be, din, dout, in, p);
+    TMIX_CALL(op, be, maxpool2d_backward, din, dout, in, p);
 }
 
 int tmix_cpu_maxpool2d_backward(tmix_backend *be, tmix_tensor *din, const tmix_tensor *dout, const

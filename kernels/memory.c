@@ -42,7 +42,7 @@ int tmix_tensor_zero(tmix_backend *be, tmix_tensor *t)
     static const char op[] = "tensor_zero";
     TMIX_CHECK_BACKEND(op, be, zero);
     TMIX_TRY(tmix_check_tensor(op, "t", t, be, t ? t->dtype : TMIX_F32, -1));
-    return be->ops->zero(be, t);
+    TMIX_CALL(op, be, zero, t);
 }
 
 int tmix_tensor_upload(tmix_backend *be, tmix_tensor *dst, const void *src)
@@ -52,7 +52,7 @@ int tmix_tensor_upload(tmix_backend *be, tmix_tensor *dst, const void *src)
     TMIX_TRY(tmix_check_tensor(op, "dst", dst, be, dst ? dst->dtype : TMIX_F32, -1));
     if (!src)
         return tmix_fail(TMIX_EINVAL, "%s: src is NULL", op);
-    return be->ops->upload(be, dst, src);
+    TMIX_CALL(op, be, upload, dst, src);
 }
 
 int tmix_tensor_download(tmix_backend *be, void *dst, const tmix_tensor *src)
@@ -62,29 +62,29 @@ int tmix_tensor_download(tmix_backend *be, void *dst, const tmix_tensor *src)
     TMIX_TRY(tmix_check_tensor(op, "src", src, be, src ? src->dtype : TMIX_F32, -1));
     if (!dst)
         return tmix_fail(TMIX_EINVAL, "%s: dst is NULL", op);
-    return be->ops->download(be, dst, src);
+    TMIX_CALL(op, be, download, dst, src);
 }
 
 int tmix_tensor_upload_async(tmix_backend *be, tmix_tensor *dst, const void *src)
 {
+    static const char op[] = "tensor_upload_async";
     if (!be || !be->ops->upload_async)
         return tmix_tensor_upload(be, dst, src);
-    TMIX_TRY(tmix_check_tensor("tensor_upload_async", "dst", dst, be,
-                               dst ? dst->dtype : TMIX_F32, -1));
+    TMIX_TRY(tmix_check_tensor(op, "dst", dst, be, dst ? dst->dtype : TMIX_F32, -1));
     if (!src)
-        return tmix_fail(TMIX_EINVAL, "tensor_upload_async: src is NULL");
-    return be->ops->upload_async(be, dst, src);
+        return tmix_fail(TMIX_EINVAL, "%s: src is NULL", op);
+    TMIX_CALL(op, be, upload_async, dst, src);
 }
 
 int tmix_tensor_download_async(tmix_backend *be, void *dst, const tmix_tensor *src)
 {
+    static const char op[] = "tensor_download_async";
     if (!be || !be->ops->download_async)
         return tmix_tensor_download(be, dst, src);
-    TMIX_TRY(tmix_check_tensor("tensor_download_async", "src", src, be,
-                               src ? src->dtype : TMIX_F32, -1));
+    TMIX_TRY(tmix_check_tensor(op, "src", src, be, src ? src->dtype : TMIX_F32, -1));
     if (!dst)
-        return tmix_fail(TMIX_EINVAL, "tensor_download_async: dst is NULL");
-    return be->ops->download_async(be, dst, src);
+        return tmix_fail(TMIX_EINVAL, "%s: dst is NULL", op);
+    TMIX_CALL(op, be, download_async, dst, src);
 }
 
 int tmix_synchronize(tmix_backend *be)
@@ -190,6 +190,9 @@ int tmix_capture_begin(tmix_backend *be)
 {
     static const char op[] = "capture_begin";
     TMIX_CHECK_BACKEND(op, be, capture_begin);
+    if (tmix_profile_on) // its marks would be recorded into the graph
+        return tmix_fail(TMIX_EINVAL, "%s on %s: a profile is on; graphs are not recorded "
+                         "while ops are timed", op, be->name);
     return be->ops->capture_begin(be);
 }
 

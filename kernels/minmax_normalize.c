@@ -20,7 +20,7 @@ int tmix_minmax_normalize_forward(tmix_backend *be,
                          op, tmix_shape_str(in, s, sizeof s), TMIX_MAX_DIMS);
     }
     TMIX_TRY(tmix_check_shape(op, "out", out, be, TMIX_F32, in->ndim, in->shape));
-    return be->ops->minmax_normalize_forward(be, out, in);
+    TMIX_CALL(op, be, minmax_normalize_forward, out, in);
 }
 
 int tmix_cpu_minmax_normalize_forward(tmix_backend *be,

@@ -37,7 +37,7 @@ int tmix_preprocess(tmix_backend *be,
         if (!isfinite(mean[c]) || !isfinite(std[c]) || std[c] == 0)
             return tmix_fail(TMIX_EINVAL, "%s: channel %lld has mean %g and std %g (finite, "
                              "std != 0 needed)", op, (long long)c, mean[c], std[c]);
-    return be->ops->preprocess(be, out, src, crops, mean, std);
+    TMIX_CALL(op, be, preprocess, out, src, crops, mean, std);
 }
 
 int tmix_cpu_preprocess(tmix_backend *be, tmix_tensor *out, const tmix_tensor *src,

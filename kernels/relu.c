@@ -11,7 +11,7 @@ int tmix_relu_forward(tmix_backend *be,
     TMIX_CHECK_BACKEND(op, be, relu_forward);
     TMIX_TRY(tmix_check_tensor(op, "in", in, be, TMIX_F32, -1));
     TMIX_TRY(tmix_check_shape(op, "out", out, be, TMIX_F32, in->ndim, in->shape));
-    return be->ops->relu_forward(be, out, in);
+    TMIX_CALL(op, be, relu_forward, out, in);
 }
 
 int tmix_cpu_relu_forward(tmix_backend *be, tmix_tensor *out, const tmix_tensor *in)
@@ -38,7 +38,7 @@ int tmix_relu_backward(tmix_backend *be,
     TMIX_TRY(tmix_check_tensor(op, "out", out, be, TMIX_F32, -1));
     TMIX_TRY(tmix_check_shape(op, "dout", dout, be, TMIX_F32, out->ndim, out->shape));
     TMIX_TRY(tmix_check_shape(op, "din", din, be, TMIX_F32, out->ndim, out->shape));
-    return be->ops->relu_backward(be, din, dout, out);
+    TMIX_CALL(op, be, relu_backward, din, dout, out);
 }
 
 int tmix_cpu_relu_backward(tmix_backend *be, tmix_tensor *din, const tmix_tensor *dout, const

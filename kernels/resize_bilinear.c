@@ -17,7 +17,7 @@ int tmix_resize_bilinear_forward(tmix_backend *be,
     TMIX_TRY(tmix_check_tensor(op, "in", in, be, TMIX_F32, 4));
     const int64_t N = in->shape[0], C = in->shape[1];
     TMIX_TRY(tmix_check_shape(op, "out", out, be, TMIX_F32, 4, (int64_t[]){N, C, -1, -1}));
-    return be->ops->resize_bilinear_forward(be, out, in);
+    TMIX_CALL(op, be, resize_bilinear_forward, out, in);
 }
 
 int tmix_cpu_resize_bilinear_forward(tmix_backend *be,

@@ -46,7 +46,7 @@ int tmix_sgd_update(tmix_backend *be,
     if (step < 0)
         return tmix_fail(TMIX_EINVAL, "%s: step is %lld, it must be >= 0", op,
                          (long long)step);
-    return be->ops->sgd_update(be, param, grad, momentum_buf, p, step);
+    TMIX_CALL(op, be, sgd_update, param, grad, momentum_buf, p, step);
 }
 
 // Element-wise in double, each stored value rounded once; the order of operations is

@@ -39,7 +39,7 @@ int tmix_softmax_channel_forward(tmix_backend *be,
     TMIX_TRY(tmix_check_tensor(op, "in", in, be, TMIX_F32, 4));
     TMIX_TRY(tmix_check_shape(op, "out", out, be, TMIX_F32, 4, in->shape));
     TMIX_TRY(check_scalar(op, "tau", tau, be));
-    return be->ops->softmax_channel_forward(be, out, in, tau);
+    TMIX_CALL(op, be, softmax_channel_forward, out, in, tau);
 }
 
 // The largest of a pixel's K logits (h points at channel 0 of the pixel).
@@ -103,7 +103,7 @@ int tmix_softmax_channel_backward(tmix_backend *be,
     TMIX_TRY(tmix_check_shape(op, "dout", dout, be, TMIX_F32, 4, in->shape));
     TMIX_TRY(tmix_check_shape(op, "out", out, be, TMIX_F32, 4, in->shape));
     TMIX_TRY(check_scalar(op, "tau", tau, be));
-    return be->ops->softmax_channel_backward(be, din, dtau, dout, out, in, tau);
+    TMIX_CALL(op, be, softmax_channel_backward, din, dtau, dout, out, in, tau);
 }
 
 // With z = h / tau and s = sum_j m_j g_j: dL/dz_k = m_k (g_k - s), so din_k += that / tau,

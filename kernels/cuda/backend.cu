@@ -344,6 +344,43 @@ static int cuda_synchronize(tmix_backend *be)
     return 0;
 }
 
+// Timing marks for profiles: events on the backend's stream.
+static int cuda_mark_new(tmix_backend *be, void **out)
+{
+    tmix_cuda_state *st = tmix_cuda_state_of(be);
+    cudaEvent_t ev;
+    CUDA_CHECK(tmix_cuda_use(st));
+    CUDA_CHECK(cudaEventCreate(&ev));
+    *out = ev;
+    return 0;
+}
+
+static int cuda_mark_record(tmix_backend *be, void *mark)
+{
+    tmix_cuda_state *st = tmix_cuda_state_of(be);
+    CUDA_CHECK(tmix_cuda_use(st));
+    CUDA_CHECK(cudaEventRecord((cudaEvent_t)mark, st->stream));
+    return 0;
+}
+
+static int cuda_mark_elapsed_ms(tmix_backend *be, const void *from, const void *to,
+                                double *out)
+{
+    tmix_cuda_state *st = tmix_cuda_state_of(be);
+    float ms;
+    CUDA_CHECK(tmix_cuda_use(st));
+    CUDA_CHECK(cudaEventElapsedTime(&ms, (cudaEvent_t)from, (cudaEvent_t)to));
+    *out = ms;
+    return 0;
+}
+
+static void cuda_mark_free(tmix_backend *be, void *mark)
+{
+    tmix_cuda_state *st = tmix_cuda_state_of(be);
+    if (tmix_cuda_use(st) != cudaSuccess || cudaEventDestroy((cudaEvent_t)mark) != cudaSuccess)
+        (void)cudaGetLastError(); // not the next op's error
+}
+
 // Releases whatever part of the backend exists (open calls it on its failure paths too).
 static void destroy(cuda_backend *cb)
 {
@@ -394,6 +431,10 @@ static tmix_backend_ops make_ops(void)
     o.capture_end = tmix_cuda_capture_end;
     o.graph_launch = tmix_cuda_graph_launch;
     o.graph_free = tmix_cuda_graph_free;
+    o.mark_new = cuda_mark_new;
+    o.mark_record = cuda_mark_record;
+    o.mark_elapsed_ms = cuda_mark_elapsed_ms;
+    o.mark_free = cuda_mark_free;
     o.close = cuda_close;
     o.set_precision = cuda_set_precision;
 

@@ -2,10 +2,11 @@
 // clean batch), the whole TransformMix forward (CAMs + module + blend), and one search step
 // (forward with the teacher's loss + backward into the module); where the backend has graphs
 // (CUDA), also the whole forward replayed as one CUDA graph, as serving runs it. Prints a
-// table.
+// table. --ops adds, for one more whole mix and search step each, the time of every op
+// (profile.h): where the time goes.
 //
 //   bench_mix TEACHER [--batch 128] [--size 32] [--n 2] [--repeat 5] [--backend cpu|cuda[:N]]
-//             [--precision fp32|tf32|bf16]
+//             [--precision fp32|tf32|bf16] [--ops]
 //
 // Inputs are random; a fresh module is used (its weights do not change the cost). On the GPU
 // every timed row ends with a synchronize, so it counts the work, not the queueing.
@@ -17,6 +18,7 @@
 #include "golden.h"
 #include "mix.h"
 #include "ops.h"
+#include "profile.h"
 
 static int fail(const char *what)
 {
@@ -28,14 +30,24 @@ int main(int argc, char **argv)
 {
     if (argc < 2) {
         fprintf(stderr, "usage: bench_mix TEACHER [--batch B] [--size S] [--n N] [--repeat R] "
-                        "[--backend cpu|cuda[:N]] [--precision fp32|tf32|bf16]\n");
+                        "[--backend cpu|cuda[:N]] [--precision fp32|tf32|bf16] [--ops]\n");
         return 2;
     }
     int batch = 128, size = 32, n = 2, repeat = 5;
+    bool ops = false;
     tmix_backend *be = tmix_backend_cpu();
     static const char *const precisions[] = {"fp32", "tf32", "bf16"}; // by tmix_precision
     tmix_precision precision = TMIX_PRECISION_FP32;
-    for (int i = 2; i + 1 < argc; i += 2) {
+    for (int i = 2; i < argc; i += 2) {
+        if (strcmp(argv[i], "--ops") == 0) {
+            ops = true;
+            i--;
+            continue;
+        }
+        if (i + 1 == argc) {
+            fprintf(stderr, "bench_mix: %s needs a value\n", argv[i]);
+            return 2;
+        }
         if (strcmp(argv[i], "--precision") == 0) {
             int k = 0;
             while (k < 3 && strcmp(argv[i + 1], precisions[k]) != 0)
@@ -157,6 +169,25 @@ int main(int argc, char **argv)
     else if (graphs && tmix_mixer_graph_launches(gmx) != repeat + 2)
         printf("(only %lld of the %d graph forwards after recording were launches)\n",
                (long long)tmix_mixer_graph_launches(gmx) - 1, repeat + 1);
+    if (ops) {
+        tmix_profile whole, step;
+        tmix_mix_result res;
+        if (tmix_profile_begin(be) < 0 ||
+            tmix_mix_forward(mx, teacher, &module, &images, labels, &draws, false, &res) < 0 ||
+            tmix_profile_end(&whole) < 0)
+            return fail("profiled mix");
+        if (tmix_profile_begin(be) < 0 ||
+            tmix_mix_forward(mx, teacher, &module, &images, labels, &draws, true, &res) < 0 ||
+            tmix_mix_backward(mx, teacher, &module, grads, NULL) < 0 ||
+            tmix_profile_end(&step) < 0)
+            return fail("profiled search step");
+        printf("\n");
+        tmix_profile_print(&whole, "ops of one whole mix, op by op, each timed", stdout);
+        printf("\n");
+        tmix_profile_print(&step, "ops of one search step, op by op, each timed", stdout);
+        tmix_profile_free(&whole);
+        tmix_profile_free(&step);
+    }
     tmix_mixer_free(gmx);
     tmix_mixer_free(mx);
     tmix_draws_free(&draws);

@@ -8,8 +8,7 @@
 //   bench_train [--arch cifar_resnet20] [--batch 128] [--size 32] [--channels 1]
 //               [--steps 10]
 //
-// Inputs and labels are random. The ops are timed by a backend that forwards every call to
-// the CPU's table with a clock around the ops a classifier calls.
+// Inputs and labels are random. The ops are timed by a profile of each step (profile.h).
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +18,7 @@
 #include "error.h"
 #include "golden.h"
 #include "ops.h"
+#include "profile.h"
 
 // Milliseconds of CPU time used by all the threads of this process.
 static double cpu_ms(void)
@@ -27,89 +27,6 @@ static double cpu_ms(void)
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
     return t.tv_sec * 1e3 + t.tv_nsec * 1e-6;
 }
-
-// ---- a CPU backend that times its ops -------------------------------------------------------
-
-#define TIMED_OPS(X)                                                                           \
-    X(conv2d_forward) X(conv2d_backward_input) X(conv2d_backward_weight) X(bias_backward)      \
-    X(batchnorm_train_forward) X(batchnorm_train_backward) X(relu_forward) X(relu_backward)    \
-    X(maxpool2d_forward) X(maxpool2d_backward) X(avgpool_forward) X(avgpool_backward)          \
-    X(linear_forward) X(linear_backward_input) X(linear_backward_weight) X(add)                \
-    X(cross_entropy_forward) X(cross_entropy_backward) X(sgd_update) X(zero)
-
-enum {
-#define AS_ENUM(name) OP_##name,
-    TIMED_OPS(AS_ENUM)
-#undef AS_ENUM
-    OP_COUNT
-};
-
-static const char *const op_names[OP_COUNT] = {
-#define AS_NAME(name) #name,
-    TIMED_OPS(AS_NAME)
-#undef AS_NAME
-};
-
-static double op_ms[OP_COUNT], op_cpu[OP_COUNT]; // this step's wall and CPU ms per op
-static const tmix_backend_ops *cpu_ops; // the table every call is forwarded to
-
-// A wrapper with the slot's own signature: `params` is its parameter list, `args` the call.
-#define TIMED(name, params, args)                                                              \
-    static int timed_##name params                                                            \
-    {                                                                                          \
-        const double t0 = tmix_now_ms(), c0 = cpu_ms();                                        \
-        const int rc = cpu_ops->name args;                                                     \
-        op_ms[OP_##name] += tmix_now_ms() - t0;                                                \
-        op_cpu[OP_##name] += cpu_ms() - c0;                                                    \
-        return rc;                                                                             \
-    }
-
-#define T const tmix_tensor *
-TIMED(conv2d_forward, (tmix_backend *be, tmix_tensor *o, T i, T w, T b, tmix_conv2d_params p),
-      (be, o, i, w, b, p))
-TIMED(conv2d_backward_input, (tmix_backend *be, tmix_tensor *d, T g, T w, tmix_conv2d_params p),
-      (be, d, g, w, p))
-TIMED(conv2d_backward_weight, (tmix_backend *be, tmix_tensor *d, T g, T i, tmix_conv2d_params p),
-      (be, d, g, i, p))
-TIMED(bias_backward, (tmix_backend *be, tmix_tensor *d, T g), (be, d, g))
-TIMED(batchnorm_train_forward, (tmix_backend *be, tmix_tensor *o, tmix_tensor *sm,
-      tmix_tensor *si, tmix_tensor *rm, tmix_tensor *rv, T i, T g, T b,
-      tmix_batchnorm_train_params p), (be, o, sm, si, rm, rv, i, g, b, p))
-TIMED(batchnorm_train_backward, (tmix_backend *be, tmix_tensor *d, tmix_tensor *dg,
-      tmix_tensor *db, T g, T i, T gamma, T sm, T si), (be, d, dg, db, g, i, gamma, sm, si))
-TIMED(relu_forward, (tmix_backend *be, tmix_tensor *o, T i), (be, o, i))
-TIMED(relu_backward, (tmix_backend *be, tmix_tensor *d, T g, T o), (be, d, g, o))
-TIMED(maxpool2d_forward, (tmix_backend *be, tmix_tensor *o, T i, tmix_pool2d_params p),
-      (be, o, i, p))
-TIMED(maxpool2d_backward, (tmix_backend *be, tmix_tensor *d, T g, T i, tmix_pool2d_params p),
-      (be, d, g, i, p))
-TIMED(avgpool_forward, (tmix_backend *be, tmix_tensor *o, T i), (be, o, i))
-TIMED(avgpool_backward, (tmix_backend *be, tmix_tensor *d, T g), (be, d, g))
-TIMED(linear_forward, (tmix_backend *be, tmix_tensor *o, T i, T w, T b), (be, o, i, w, b))
-TIMED(linear_backward_input, (tmix_backend *be, tmix_tensor *d, T g, T w), (be, d, g, w))
-TIMED(linear_backward_weight, (tmix_backend *be, tmix_tensor *d, T g, T i), (be, d, g, i))
-TIMED(add, (tmix_backend *be, tmix_tensor *o, T a, T b), (be, o, a, b))
-TIMED(cross_entropy_forward, (tmix_backend *be, tmix_tensor *l, T z, T y), (be, l, z, y))
-TIMED(cross_entropy_backward, (tmix_backend *be, tmix_tensor *d, T z, T y), (be, d, z, y))
-TIMED(sgd_update, (tmix_backend *be, tmix_tensor *w, T g, tmix_tensor *m, tmix_sgd_params p,
-      int64_t step), (be, w, g, m, p, step))
-TIMED(zero, (tmix_backend *be, tmix_tensor *t), (be, t))
-#undef T
-
-static tmix_backend_ops timed_ops;
-static tmix_backend timed_backend = {.name = "cpu (timed)", .device = TMIX_CPU, .ops = &timed_ops};
-
-static tmix_backend *timed_cpu(void)
-{
-    cpu_ops = tmix_backend_cpu()->ops;
-    timed_ops = *cpu_ops;
-#define SET_SLOT(name) timed_ops.name = timed_##name;
-    TIMED_OPS(SET_SLOT)
-#undef SET_SLOT
-    return &timed_backend;
-}
-
-// ---- the bench --------------------------------------------------------------------------------
 
 static int fail(const char *what)
 {
@@ -196,7 +113,7 @@ int main(int argc, char **argv)
                         "[--steps N]\n");
         return 2;
     }
-    tmix_backend *be = timed_cpu();
+    tmix_backend *be = tmix_backend_cpu();
     const int classes = 10;
     tmix_classifier *c;
     if (tmix_classifier_new(&c, be, a.arch, a.channels, classes, 1) < 0)
@@ -222,26 +139,21 @@ int main(int argc, char **argv)
         for (int j = 0; j < classes; j++)
             y[b * classes + j] = j == b * 7 % classes ? 1.0f : 0.0f;
 
-    // Step 0 is the warm-up (activations are allocated there); steps 1..steps are timed.
+    // Step 0 is the warm-up (activations are allocated there); steps 1..steps are timed, each
+    // with a profile of its own.
     double *step_ms = malloc(sizeof *step_ms * (size_t)a.steps);
     double *step_cpu = malloc(sizeof *step_cpu * (size_t)a.steps);
-    double *per_op = malloc(sizeof *per_op * (size_t)a.steps * OP_COUNT); // [op][step]
-    double *per_op_cpu = malloc(sizeof *per_op_cpu * (size_t)a.steps * OP_COUNT);
+    tmix_profile *profiles = calloc((size_t)a.steps, sizeof *profiles);
     for (int s = 0; s <= a.steps; s++) {
-        memset(op_ms, 0, sizeof op_ms);
-        memset(op_cpu, 0, sizeof op_cpu);
         const double t0 = tmix_now_ms(), c0 = cpu_ms();
-        if (train_step(be, c, &logits, &dlogits, &loss, &x, &targets, momentum, s) < 0)
+        if ((s > 0 && tmix_profile_begin(be) < 0) ||
+            train_step(be, c, &logits, &dlogits, &loss, &x, &targets, momentum, s) < 0 ||
+            (s > 0 && tmix_profile_end(&profiles[s - 1]) < 0))
             return fail("train step");
-        const double ms = tmix_now_ms() - t0;
         if (s == 0)
             continue;
-        step_ms[s - 1] = ms;
+        step_ms[s - 1] = tmix_now_ms() - t0;
         step_cpu[s - 1] = cpu_ms() - c0;
-        for (int k = 0; k < OP_COUNT; k++) {
-            per_op[k * a.steps + s - 1] = op_ms[k];
-            per_op_cpu[k * a.steps + s - 1] = op_cpu[k];
-        }
     }
     const double step = median(step_ms, a.steps);
     printf("%s, batch %d of %dx%dx%d, median of %d steps (loss %.4f at the last)\n", a.arch,
@@ -249,14 +161,27 @@ int main(int argc, char **argv)
     printf("%-28s %10s %10s %12s\n", "", "ms/step", "images/s", "cpu ms/step");
     printf("%-28s %10.1f %10.0f %12.1f\n", "train step", step, a.batch / step * 1e3,
            median(step_cpu, a.steps));
-    for (int k = 0; k < OP_COUNT; k++) {
-        const double ms = median(per_op + k * a.steps, a.steps);
-        if (ms >= 0.05)
-            printf("  %-26s %10.1f %10s %12.1f\n", op_names[k], ms, "",
-                   median(per_op_cpu + k * a.steps, a.steps));
+    // Each op of the first timed step (largest first): its median over the steps.
+    double *ms = malloc(sizeof *ms * (size_t)a.steps), *cpu = malloc(sizeof *cpu * (size_t)a.steps);
+    for (int k = 0; k < profiles[0].count; k++) {
+        const char *op = profiles[0].rows[k].op;
+        for (int s = 0; s < a.steps; s++) {
+            ms[s] = cpu[s] = 0;
+            for (int i = 0; i < profiles[s].count; i++)
+                if (strcmp(profiles[s].rows[i].op, op) == 0) {
+                    ms[s] = profiles[s].rows[i].device_ms;
+                    cpu[s] = profiles[s].rows[i].cpu_ms;
+                }
+        }
+        const double op_ms = median(ms, a.steps);
+        if (op_ms >= 0.05)
+            printf("  %-26s %10.1f %10s %12.1f\n", op, op_ms, "", median(cpu, a.steps));
     }
-    free(per_op);
-    free(per_op_cpu);
+    free(ms);
+    free(cpu);
+    for (int s = 0; s < a.steps; s++)
+        tmix_profile_free(&profiles[s]);
+    free(profiles);
     free(step_ms);
     free(step_cpu);
     for (int i = 0; i < count; i++)

@@ -5,7 +5,8 @@
 #          precision, mix graph; with Fashion-MNIST and rawreq the GPU serving scenarios of
 #          tests/serve/serving.sh (devices, gpu_fault, lanes, shm) and, with PyTorch, the
 #          Loader's cuda delivery tests), then the bundle's selftest (CPU and cuda:0 rows);
-#   bench  bench_mix on the GPU at fp32, tf32 and bf16 beside its PyTorch peer
+#   bench  bench_mix on the GPU at fp32, tf32 and bf16, each with its ops' times (--ops),
+#          beside its PyTorch peer
 #          (tests/bench/peer_torch.py; teachers made there with PyTorch), tmixctl bench for 1,
 #          4 and 8 trainers on Fashion-MNIST and a generated 64x64 JPEG ImageFolder, and last
 #          the end-to-end bench (tests/bench/e2e.sh, mixup, E2E_SECONDS per row, default 3;
@@ -81,9 +82,9 @@ for arch, k in (('cifar_resnet18', 10), ('resnet50', 1000)):
   {
     for precision in fp32 tf32 bf16; do
       timeout 60 ./bench_mix /tmp/tmix-box-cifar_resnet18.safetensors --size 32 --repeat 5 \
-        --backend cuda --precision $precision
+        --backend cuda --precision $precision --ops
       timeout 90 ./bench_mix /tmp/tmix-box-resnet50.safetensors --size 224 --repeat 3 \
-        --backend cuda --precision $precision
+        --backend cuda --precision $precision --ops
     done
     PYTHONPATH=$repo/client/python timeout 150 python3 "$repo/tests/bench/peer_torch.py" \
       --repeat 5

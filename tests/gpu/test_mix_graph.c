@@ -7,9 +7,11 @@
 // disagrees with the CPU. The launches are counted, so a mixer that quietly fell back to
 // running op by op fails too. Between batches 2 and 3 an unrelated op on the same backend
 // grows its scratch buffer (cuDNN workspaces and op arguments that a graph bakes in): the
-// graph must not be replayed on the freed buffer. Skips (77) without a GPU. `test_mix_graph --cpu` puts a second
-// CPU mixer in the GPU's place (no graphs there, so no launches): the unit test
-// gpu.mix_graph_cpu, which keeps the test itself right anywhere. $TMIX_ZOO_DIR, when set,
+// graph must not be replayed on the freed buffer. Last, a profile (profile.h) of a few
+// forwards: the ops timed on the GPU's stream, and no graph recorded or launched while it is
+// on. Skips (77) without a GPU. `test_mix_graph --cpu` puts a second CPU mixer in the GPU's
+// place (no graphs there, so no launches): the unit test gpu.mix_graph_cpu, which keeps the
+// test itself right anywhere. $TMIX_ZOO_DIR, when set,
 // replaces the zoo directory of the source tree (on a box the tree is elsewhere).
 #include <math.h>
 #include <stdlib.h>
@@ -17,6 +19,7 @@
 #include "harness.h"
 #include "mix.h"
 #include "ops.h"
+#include "profile.h"
 
 enum { C = 1, H = 28, W = 28, N = 2, S = 32, BATCHES = 8, MAX_B = 8 };
 static const int sizes[BATCHES] = {8, 8, 8, 8, 4, 4, 4, 8};
@@ -139,6 +142,56 @@ static int compare_batch(const char *method, int batch, tmix_mixer *ref_mx, side
     return failed;
 }
 
+// Three forwards under a profile, then two without: the ops are timed (on the GPU, between
+// marks on its stream, which add up to no more than the stream's whole time), graphs wait
+// for the profile to end, and the mixer records and launches one right after.
+static int profile_forwards(side *sd, bool cpu_only)
+{
+    static float x[MAX_B * C * H * W];
+    int64_t labels[MAX_B];
+    fill_uniform(x, MAX_B * C * H * W, 5, -2, 2);
+    for (int i = 0; i < MAX_B; i++)
+        labels[i] = i % 10;
+    CHECK_OK(tmix_tensor_upload(sd->be, &sd->images[0], x));
+    tmix_draws d;
+    tmix_rng rng;
+    tmix_rng_seed(&rng, 5);
+    CHECK_OK(tmix_draws_alloc(&d, MAX_B, N, S));
+    tmix_draws_sample(&d, &rng, 1.0);
+    tmix_mixer *mx;
+    CHECK_OK(tmix_mixer_new(&mx, sd->be, TMIX_MIX_TRANSFORMMIX));
+    tmix_mixer_use_graphs(mx, true);
+    tmix_mix_result res;
+    tmix_profile p;
+    CHECK_OK(tmix_profile_begin(sd->be));
+    CHECK_ERR(tmix_capture_begin(sd->be), cpu_only ? TMIX_ENOTSUP : TMIX_EINVAL);
+    for (int r = 0; r < 3; r++)
+        CHECK_OK(tmix_mix_forward(mx, sd->teacher, &sd->module, &sd->images[0], labels, &d,
+                                  false, &res));
+    CHECK_OK(tmix_profile_end(&p));
+    CHECK(tmix_mixer_graph_launches(mx) == 0 && !tmix_mixer_graph_error(mx));
+    for (int r = 0; r < 2; r++)
+        CHECK_OK(tmix_mix_forward(mx, sd->teacher, &sd->module, &sd->images[0], labels, &d,
+                                  false, &res));
+    CHECK(tmix_mixer_graph_launches(mx) == (cpu_only ? 0 : 1));
+    tmix_profile_print(&p, "ops of 3 forwards of 8, profiled", stdout);
+    CHECK(p.device_marks == !cpu_only);
+    double sum = 0;
+    bool conv = false;
+    for (int i = 0; i < p.count; i++) {
+        CHECK(p.rows[i].device_ms >= 0 && p.rows[i].host_ms >= 0);
+        sum += p.rows[i].device_ms;
+        if (strcmp(p.rows[i].op, "conv2d_forward") == 0)
+            conv = p.rows[i].calls % 3 == 0 && p.rows[i].device_ms > 0;
+    }
+    CHECK(conv);
+    CHECK(sum <= p.device_span_ms * 1.01 + 0.01 && p.device_span_ms <= p.wall_ms + 0.01);
+    tmix_profile_free(&p);
+    tmix_mixer_free(mx);
+    tmix_draws_free(&d);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     tmix_backend *gpu;
@@ -175,6 +228,10 @@ int main(int argc, char **argv)
         failed += method_failed;
         tmix_mixer_free(mx);
         tmix_mixer_free(ref_mx);
+    }
+    if (profile_forwards(&sd, cpu_only)) {
+        fprintf(stderr, "FAIL profile\n");
+        failed++;
     }
     close_side(&sd);
     close_side(&ref);

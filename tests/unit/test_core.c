@@ -7,6 +7,7 @@
 #include "golden.h"
 #include "harness.h"
 #include "ops.h"
+#include "profile.h"
 #include "tmix.pb-c.h"
 
 // A message may wrap the last one: tmix_fail(rc, "%s: %s", path, tmix_last_error()).
@@ -202,6 +203,82 @@ static int test_cpu_precision(void)
     return 0;
 }
 
+static const tmix_profile_row *profile_row(const tmix_profile *p, const char *op)
+{
+    for (int i = 0; i < p->count; i++)
+        if (strcmp(p->rows[i].op, op) == 0)
+            return &p->rows[i];
+    return NULL;
+}
+
+// A profile counts each op's calls by name, largest time first; a failed op is not counted,
+// an op inside an op is the outer one's, and another backend's ops are not this profile's.
+static int test_profile_cpu(void)
+{
+    float x[2 * 3 * 4 * 4], y[2 * 3 * 4 * 4], w[3 * 3 * 3 * 3], bad[5];
+    fill_const(x, COUNT(x), -1.0f);
+    fill_const(w, COUNT(w), 0.5f);
+    tmix_tensor tx = V4(x, 2, 3, 4, 4), ty = V4(y, 2, 3, 4, 4), tw = V4(w, 3, 3, 3, 3);
+    tmix_tensor tbad = V1(bad, 5);
+    tmix_profile p;
+    CHECK_ERR(tmix_profile_end(&p), TMIX_EINVAL);
+    CHECK(p.rows == NULL && p.count == 0);
+    CHECK_OK(tmix_profile_begin(cpu()));
+    CHECK_ERR(tmix_profile_begin(cpu()), TMIX_EINVAL);
+    CHECK(strstr(tmix_last_error(), "already on") != NULL);
+    CHECK_OK(tmix_relu_forward(cpu(), &ty, &tx));
+    CHECK_OK(tmix_relu_forward(cpu(), &ty, &tx));
+    CHECK_OK(tmix_conv2d_forward(cpu(), &ty, &tx, &tw, NULL,
+                                 (tmix_conv2d_params){1, 1, 1, 1, 1, 1}));
+    CHECK_ERR(tmix_relu_forward(cpu(), &tbad, &tx), TMIX_ESHAPE); // refused by its checks
+    CHECK(strstr(tmix_last_error(), "relu_forward") != NULL); // the op's message is kept
+    // Each entry point's call: numbered when timed, -1 inside another or on another backend.
+    const int outer = tmix_profile_enter(cpu());
+    CHECK(outer >= 0 && tmix_profile_enter(cpu()) == -1);
+    tmix_profile_leave("inner", -1, 0);
+    tmix_profile_leave("outer", outer, 0);
+    CHECK(tmix_profile_enter(empty_backend()) == -1);
+    tmix_profile_leave("elsewhere", -1, 0);
+    const int failed = tmix_profile_enter(cpu());
+    tmix_profile_leave("failed", failed, TMIX_EINVAL);
+    CHECK(tmix_profile_on);
+    CHECK_OK(tmix_profile_end(&p));
+    CHECK(!tmix_profile_on && !p.device_marks);
+    CHECK(p.count == 3);
+    const tmix_profile_row *relu = profile_row(&p, "relu_forward");
+    const tmix_profile_row *conv = profile_row(&p, "conv2d_forward");
+    const tmix_profile_row *o = profile_row(&p, "outer");
+    CHECK(relu && relu->calls == 2 && conv && conv->calls == 1 && o && o->calls == 1);
+    CHECK(!profile_row(&p, "inner") && !profile_row(&p, "failed"));
+    double sum = 0;
+    for (int i = 0; i < p.count; i++) {
+        CHECK(p.rows[i].host_ms >= 0 && p.rows[i].device_ms == p.rows[i].host_ms);
+        CHECK(p.rows[i].cpu_ms >= 0);
+        CHECK(i == 0 || p.rows[i].device_ms <= p.rows[i - 1].device_ms);
+        sum += p.rows[i].device_ms;
+    }
+    CHECK(p.wall_ms >= sum && p.device_span_ms == p.wall_ms);
+    CHECK(all_const(y, COUNT(y), 0.0f) == false); // the convolution ran: -1 * 0.5 sums
+    char text[2048];
+    FILE *f = fmemopen(text, sizeof text, "w");
+    CHECK(f);
+    tmix_profile_print(&p, "ops of the test", f);
+    fclose(f);
+    CHECK(strstr(text, "ops of the test\n") == text);
+    CHECK(strstr(text, "relu_forward") && strstr(text, "(outside ops)") && strstr(text, "total"));
+    CHECK(strstr(text, "cpu ms") && !strstr(text, "host ms")); // no device clock on the CPU
+    tmix_profile_free(&p);
+    CHECK(p.rows == NULL);
+    // Off again: ops are not timed, and a new profile starts empty.
+    CHECK_OK(tmix_relu_forward(cpu(), &ty, &tx));
+    CHECK_OK(tmix_profile_begin(cpu()));
+    CHECK_OK(tmix_profile_end(&p));
+    CHECK(p.count == 0);
+    tmix_profile_free(&p);
+    CHECK_ERR(tmix_profile_begin(NULL), TMIX_EINVAL);
+    return 0;
+}
+
 static int test_proto_roundtrip(void)
 {
     Tmix__Hello hello = TMIX__HELLO__INIT;
@@ -241,6 +318,7 @@ static const test_case tests[] = {
     {"cuda.absent_is_enodev", test_cuda_no_device},
     {"cpu.precision", test_cpu_precision},
     {"proto.roundtrip", test_proto_roundtrip},
+    {"profile.cpu", test_profile_cpu},
     {NULL, NULL},
 };
 
