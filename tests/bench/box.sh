@@ -12,8 +12,9 @@
 #          the end-to-end bench (tests/bench/e2e.sh, mixup, E2E_SECONDS per row, default 3;
 #          its peer needs torchvision and PIL).
 # Without PART both run. Each step has a time limit, a failed step does not stop the others,
-# and every output goes to OUT_DIR as it is written. Everything it needs travels in one folder,
-# which tests/bench/box_dir.sh DIR makes (51 MiB):
+# every output goes to OUT_DIR as it is written, and each step's line says when it ended
+# (seconds since the start), for planning the next lease's calls. Everything it needs
+# travels in one folder, which tests/bench/box_dir.sh DIR makes (51 MiB):
 #   DIR/tmix-*.tar.gz (deploy/bundle.sh), DIR/make_imagefolder (build-bundle/tests/serve/),
 #   optional: DIR/fmnist/*.gz (Debian's Fashion-MNIST files), DIR/test_twins,
 #   DIR/test_precision and DIR/test_mix_graph (build-bundle/tests/gpu/), DIR/bench_mix
@@ -40,13 +41,13 @@ export LD_LIBRARY_PATH=$CUDNN:/usr/local/cuda/lib64:$B/lib
 export TMIX_CUDA_PLUGIN=$B/lib/tmix/libtmix-cuda.so
 if want tests && [ -x ./test_twins ]; then
   timeout 200 ./test_twins >"$out/twins.txt" 2>&1
-  echo "twins exit $?: $(grep -c '^PASS' "$out/twins.txt") groups passed"
+  echo "twins exit $? at ${SECONDS} s: $(grep -c '^PASS' "$out/twins.txt") groups passed"
   grep '^FAIL' "$out/twins.txt"
 fi
 for t in test_precision test_mix_graph; do
   want tests && [ -x ./$t ] || continue
   TMIX_ZOO_DIR=$repo/models/zoo timeout 120 ./$t >"$out/$t.txt" 2>&1
-  echo "$t exit $?"
+  echo "$t exit $? at ${SECONDS} s"
   grep -E '^FAIL|turned off|expected|the CPU says|^(fp32|tf32|bf16): |element|nothing to' \
     "$out/$t.txt" | head -20
 done
@@ -57,17 +58,17 @@ if want tests && [ -d fmnist ] && [ -x ./rawreq ]; then
     CHECK_FORMATS=$repo/tests/serve/check_formats.py CHECK_DEVICES=$repo/tests/serve/check_devices.py
   for scenario in devices gpu_fault lanes shm; do
     timeout 120 bash "$repo/tests/serve/serving.sh" $scenario >"$out/serve.$scenario.txt" 2>&1
-    echo "serve.$scenario exit $?"
+    echo "serve.$scenario exit $? at ${SECONDS} s"
   done
   for name in cuda cuda_kill held_expired; do
     TMIX_LIBRARY=$B/lib/libtmix.so.0 timeout 120 python3 "$repo/tests/python/test_loader.py" \
       $name >"$out/loader_$name.txt" 2>&1
-    echo "python.loader.$name exit $?: $(tail -1 "$out/loader_$name.txt")"
+    echo "python.loader.$name exit $? at ${SECONDS} s: $(tail -1 "$out/loader_$name.txt")"
   done
 fi
 if want tests; then # ran on a GPU before (2026-11-30): last
   timeout 150 "$B/bin/tmixd" selftest >"$out/selftest.txt" 2>&1
-  echo "selftest exit $?: $(tail -1 "$out/selftest.txt"); cuda:0 rows: $(grep -c 'cuda:0' "$out/selftest.txt")"
+  echo "selftest exit $? at ${SECONDS} s: $(tail -1 "$out/selftest.txt"); cuda:0 rows: $(grep -c 'cuda:0' "$out/selftest.txt")"
 fi
 want bench || exit 0
 if [ -x ./bench_mix ]; then
@@ -89,6 +90,7 @@ for arch, k in (('cifar_resnet18', 10), ('resnet50', 1000)):
     PYTHONPATH=$repo/client/python timeout 150 python3 "$repo/tests/bench/peer_torch.py" \
       --repeat 5
   } 2>&1 | tee "$out/bench_mix.txt"
+  echo "bench_mix and peer_torch.py done at ${SECONDS} s"
 fi
 bench() { # NAME TRAINERS tmixd-options...
   local name=$1 t=$2
@@ -118,6 +120,7 @@ if [ -d fmnist ]; then
         --dataset.path=/tmp/tmix-box-jpeg64 --augment.size=64 --augment.crop=random-resized
     done
   } | tee "$out/bench.txt"
+  echo "tmixctl bench done at ${SECONDS} s"
 fi
 # BUILD_DIR is not used: the bundle's programs are named by the variables.
 TMIXD=$B/bin/tmixd TMIXCTL=$B/bin/tmixctl MAKE_IMAGEFOLDER=$dir/make_imagefolder \
