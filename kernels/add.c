@@ -1,5 +1,6 @@
 // add: out = a + b element by element, for residual connections and for summing one
-// gradient into another (din += dout is tmix_add(be, din, din, dout)).
+// gradient into another (din += dout is tmix_add(be, din, din, dout)); add_relu: a residual
+// connection and the ReLU after it.
 #include "check.h"
 #include "cpu.h"
 #include "ops.h"
@@ -12,12 +13,9 @@ static bool overlaps_partly(const tmix_tensor *x, const tmix_tensor *y)
     return a != b && a < b + n && b < a + n;
 }
 
-int tmix_add(tmix_backend *be,
-             tmix_tensor *out,    // any shape
-             const tmix_tensor *a, // same shape
-             const tmix_tensor *b) // same shape
+static int check_add(const char *op, tmix_backend *be, tmix_tensor *out, const tmix_tensor *a,
+                     const tmix_tensor *b)
 {
-    static const char op[] = "add";
     TMIX_CHECK_BACKEND(op, be, add);
     TMIX_TRY(tmix_check_tensor(op, "a", a, be, TMIX_F32, -1));
     TMIX_TRY(tmix_check_shape(op, "b", b, be, TMIX_F32, a->ndim, a->shape));
@@ -27,17 +25,43 @@ int tmix_add(tmix_backend *be,
         return tmix_fail(TMIX_EINVAL, "%s: out %s overlaps %s without being it", op,
                          tmix_shape_str(out, s, sizeof s), overlaps_partly(out, a) ? "a" : "b");
     }
-    TMIX_CALL(op, be, add, out, a, b);
+    return 0;
 }
 
-int tmix_cpu_add(tmix_backend *be, tmix_tensor *out, const tmix_tensor *a, const tmix_tensor *b)
+int tmix_add(tmix_backend *be,
+             tmix_tensor *out,    // any shape
+             const tmix_tensor *a, // same shape
+             const tmix_tensor *b) // same shape
+{
+    static const char op[] = "add";
+    TMIX_TRY(check_add(op, be, out, a, b));
+    TMIX_CALL(op, be, add, out, a, b, false);
+}
+
+int tmix_add_relu(tmix_backend *be, tmix_tensor *out, const tmix_tensor *a, const tmix_tensor *b)
+{
+    static const char op[] = "add_relu";
+    TMIX_TRY(check_add(op, be, out, a, b));
+    TMIX_CALL(op, be, add, out, a, b, true);
+}
+
+int tmix_cpu_add(tmix_backend *be, tmix_tensor *out, const tmix_tensor *a, const tmix_tensor *b,
+                 bool relu)
 {
     (void)be;
     const int64_t n = tmix_tensor_numel(a);
     const float *x = tmix_f32(a), *z = tmix_f32(b);
     float *y = tmix_f32(out);
+    if (!relu) {
 #pragma omp parallel for simd schedule(static) if (n >= TMIX_CPU_PARALLEL_MIN)
-    for (int64_t i = 0; i < n; i++)
-        y[i] = x[i] + z[i];
+        for (int64_t i = 0; i < n; i++)
+            y[i] = x[i] + z[i];
+        return 0;
+    }
+#pragma omp parallel for simd schedule(static) if (n >= TMIX_CPU_PARALLEL_MIN)
+    for (int64_t i = 0; i < n; i++) {
+        const float v = x[i] + z[i];
+        y[i] = v < 0.0f ? 0.0f : v; // as tmix_cpu_relu_forward
+    }
     return 0;
 }

@@ -102,7 +102,7 @@ typedef struct tmix_backend_ops {
     int (*blend_forward)(tmix_backend *, tmix_tensor *out, TMIX_CONST masks, TMIX_CONST x);
     int (*blend_backward)(tmix_backend *, tmix_tensor *dmasks, tmix_tensor *dx, TMIX_CONST dout,
                           TMIX_CONST masks, TMIX_CONST x);
-    int (*add)(tmix_backend *, tmix_tensor *out, TMIX_CONST a, TMIX_CONST b);
+    int (*add)(tmix_backend *, tmix_tensor *out, TMIX_CONST a, TMIX_CONST b, bool relu);
     int (*concat_channels_forward)(tmix_backend *, tmix_tensor *out, TMIX_CONST in, int c0);
     int (*concat_channels_backward)(tmix_backend *, tmix_tensor *din, TMIX_CONST dout, int c0);
     int (*fill_channels)(tmix_backend *, tmix_tensor *out, TMIX_CONST values, int c0);

@@ -234,21 +234,29 @@ static void gather_group(float *mat, const float *t, int64_t n0, int64_t count,
                    (size_t)g->P * sizeof *mat);
 }
 
-// The transpose of gather_group, adding the bias (OC, or NULL) on the way. mat may be the
-// group's own place in t when count is 1.
+// The transpose of gather_group, adding the bias (OC, or NULL) and applying the ReLU on the
+// way, while the group is in cache. mat may be the group's own place in t when count is 1.
 static void scatter_group(float *t, const float *mat, int64_t n0, int64_t count,
-                          const float *bias, const conv_geom *g)
+                          const float *bias, bool relu, const conv_geom *g)
 {
     for (int64_t s = 0; s < count; s++)
         for (int64_t oc = 0; oc < g->OC; oc++) {
             float *dst = t + ((n0 + s) * g->OC + oc) * g->P;
             const float *src = mat + (oc * count + s) * g->P;
             const float b = bias ? bias[oc] : 0.0f;
-            if (!bias && dst == src)
+            if (!bias && !relu && dst == src)
                 continue;
+            if (!relu) {
 #pragma omp simd
-            for (int64_t i = 0; i < g->P; i++)
-                dst[i] = src[i] + b;
+                for (int64_t i = 0; i < g->P; i++)
+                    dst[i] = src[i] + b;
+                continue;
+            }
+#pragma omp simd
+            for (int64_t i = 0; i < g->P; i++) {
+                const float v = src[i] + b;
+                dst[i] = v < 0.0f ? 0.0f : v; // as tmix_cpu_relu_forward
+            }
         }
 }
 
@@ -350,7 +358,7 @@ int tmix_cpu_conv2d_forward(tmix_backend *be, tmix_tensor *out, const tmix_tenso
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g.OC, (int)cols,
                         (int)g.K, 1.0f, wt, (int)g.K,
                         pointwise ? x + n0 * g.C * g.P : col, (int)cols, 0.0f, dst, (int)cols);
-            scatter_group(y, dst, n0, count, b, &g);
+            scatter_group(y, dst, n0, count, b, p.relu, &g);
         }
     }
     free(w.block);

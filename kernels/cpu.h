@@ -72,7 +72,8 @@ int tmix_cpu_blend_forward(tmix_backend *be, tmix_tensor *out, const tmix_tensor
 int tmix_cpu_blend_backward(tmix_backend *be, tmix_tensor *dmasks, tmix_tensor *dx,
                             const tmix_tensor *dout, const tmix_tensor *masks,
                             const tmix_tensor *x);
-int tmix_cpu_add(tmix_backend *be, tmix_tensor *out, const tmix_tensor *a, const tmix_tensor *b);
+int tmix_cpu_add(tmix_backend *be, tmix_tensor *out, const tmix_tensor *a, const tmix_tensor *b,
+                 bool relu);
 int tmix_cpu_concat_channels_forward(tmix_backend *be, tmix_tensor *out, const tmix_tensor *in,
                                      int c0);
 int tmix_cpu_concat_channels_backward(tmix_backend *be, tmix_tensor *din,

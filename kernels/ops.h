@@ -84,6 +84,7 @@ void tmix_graph_free(tmix_backend *be, tmix_graph *g); // NULL: no-op
 
 
 // ---- convolution -----------------------------------------------------------------------
+// out = conv(in, weight) + bias, then max(0, ·) when p.relu.
 int tmix_conv2d_forward(tmix_backend *be,
                         tmix_tensor *out,          // (N, OC, OH, OW)
                         const tmix_tensor *in,     // (N, C, H, W)
@@ -257,6 +258,10 @@ int tmix_blend_backward(tmix_backend *be,
 // out = a + b (residual connections; din += dout is tmix_add(be, din, din, dout)). out may be
 // a or b.
 int tmix_add(tmix_backend *be, tmix_tensor *out, const tmix_tensor *a, const tmix_tensor *b);
+// out = max(0, a + b) (a NaN kept, as tmix_relu_forward): a residual connection and the ReLU
+// after it in one pass.
+int tmix_add_relu(tmix_backend *be, tmix_tensor *out, const tmix_tensor *a,
+                  const tmix_tensor *b);
 // out[:, c0 : c0 + C] = in: copies in as channels c0.. of out (concatenation along dim 1).
 int tmix_concat_channels_forward(tmix_backend *be,
                                  tmix_tensor *out,      // (N, Co, H, W), c0 + C <= Co

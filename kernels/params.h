@@ -2,11 +2,16 @@
 #ifndef TMIX_PARAMS_H
 #define TMIX_PARAMS_H
 
+#include <stdbool.h>
+
 // Output size per axis: (H + 2*pad - dilation*(K-1) - 1) / stride + 1, as in PyTorch.
 typedef struct {
     int stride_h, stride_w;
     int pad_h, pad_w;
     int dilation_h, dilation_w;
+    // Forward only: a ReLU after the bias, max(0, ·) with a NaN kept (tmix_relu_forward), in
+    // the same pass over out. The backward ops ignore it.
+    bool relu;
 } tmix_conv2d_params;
 
 // PyTorch MaxPool2d semantics: floor mode, padding counts as -inf, a NaN wins, ties go to

@@ -84,8 +84,9 @@ struct tmix_mixer {
 enum { MAX_CAPTURE_FAILURES = 3 };
 
 static const tmix_pool2d_params pool2 = {2, 2, 2, 2, 0, 0};
-static const tmix_conv2d_params conv_valid = {1, 1, 0, 0, 1, 1};
-static const tmix_conv2d_params conv_same3 = {1, 1, 1, 1, 1, 1};
+static const tmix_conv2d_params conv_valid = {1, 1, 0, 0, 1, 1, false};
+static const tmix_conv2d_params conv_same3 = {1, 1, 1, 1, 1, 1, false};
+static const tmix_conv2d_params conv_same3_relu = {1, 1, 1, 1, 1, 1, true};
 
 // ---- buffers --------------------------------------------------------------------------------
 
@@ -332,8 +333,7 @@ static int mpn_forward(tmix_mixer *mx, const tmix_module *mod, const tmix_tensor
     for (int l = 0; l < 3; l++) {
         TMIX_TRY(ensure(mx, &f->m[l], 4, b, 32, h, w));
         TMIX_TRY(tmix_conv2d_forward(be, &f->m[l], in, &p[TMIX_MPN_NET0_W + 2 * l],
-                                     &p[TMIX_MPN_NET0_B + 2 * l], conv_same3));
-        TMIX_TRY(tmix_relu_forward(be, &f->m[l], &f->m[l]));
+                                     &p[TMIX_MPN_NET0_B + 2 * l], conv_same3_relu));
         in = &f->m[l];
     }
     TMIX_TRY(ensure(mx, &f->h, 4, b, n, h, w));

@@ -175,6 +175,13 @@ void tmix_net_finish(tmix_net *g, int keep)
         // input nobody else reads.
         n->inplace = n->kind == TMIX_NODE_RELU && n->in[0] != TMIX_NET_INPUT && n->in[0] != keep &&
                      i != g->count - 1 && readers(g, n->in[0]) == 1;
+        // Its input node, a convolution or a residual add, may then apply it: the values
+        // are the same, one pass over the activation fewer.
+        n->relu_fused = false;
+        if (n->inplace) {
+            tmix_node *src = &g->nodes[n->in[0]];
+            src->relu_fused = src->kind == TMIX_NODE_CONV || src->kind == TMIX_NODE_ADD;
+        }
     }
 }
 

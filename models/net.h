@@ -44,6 +44,8 @@ typedef struct {
     tmix_tensor out;    // activation; for an in-place ReLU a view of its input's
     tmix_tensor dout;   // d(loss)/d(out); only where the node reaches x
     bool inplace;       // ReLU over its input's activation (the only reader of it)
+    bool relu_fused;    // conv or add whose in-place ReLU it applies itself, in the same
+                        // pass (the ReLU node's forward then has nothing left to do)
     bool reaches_input; // depends on x, so the gradient flows through it
     // Trainable nets only (classifier_build.c); empty in a frozen one. A node is trainable
     // when dweight is allocated.

@@ -115,22 +115,27 @@ int tmix_net_forward(tmix_net *g, tmix_tensor *out, const tmix_tensor *x, bool t
         const tmix_tensor *a = input_of(g, x, n->in[0]);
         tmix_tensor *y = i == g->count - 1 ? out : &n->out;
         switch (n->kind) {
-        case TMIX_NODE_CONV:
-            TMIX_TRY(
-                tmix_conv2d_forward(be, y, a, &n->weight, n->bias.data ? &n->bias : NULL, n->conv));
+        case TMIX_NODE_CONV: {
+            tmix_conv2d_params p = n->conv;
+            p.relu = n->relu_fused;
+            TMIX_TRY(tmix_conv2d_forward(be, y, a, &n->weight, n->bias.data ? &n->bias : NULL, p));
             break;
+        }
         case TMIX_NODE_BN:
             TMIX_TRY(bn_forward(g, n, y, a, train));
             break;
         case TMIX_NODE_RELU:
-            TMIX_TRY(tmix_relu_forward(be, y, a));
+            if (!n->inplace || !g->nodes[n->in[0]].relu_fused)
+                TMIX_TRY(tmix_relu_forward(be, y, a));
             break;
         case TMIX_NODE_MAXPOOL:
             TMIX_TRY(tmix_maxpool2d_forward(be, y, a, n->pool));
             break;
-        case TMIX_NODE_ADD:
-            TMIX_TRY(tmix_add(be, y, a, input_of(g, x, n->in[1])));
+        case TMIX_NODE_ADD: {
+            const tmix_tensor *b = input_of(g, x, n->in[1]);
+            TMIX_TRY(n->relu_fused ? tmix_add_relu(be, y, a, b) : tmix_add(be, y, a, b));
             break;
+        }
         case TMIX_NODE_AVGPOOL:
             TMIX_TRY(tmix_avgpool_forward(be, y, a));
             break;

@@ -16,13 +16,15 @@ static __device__ __forceinline__ void store(__nv_bfloat16 *p, float v)
     *p = __float2bfloat16_rn(v);
 }
 
-// dst[b][j][i] = src[b][i][j] (+ bias[j]) for i < dst_cols, j < cols; src rows at or past
-// `rows` read as 0 (the padding). A (TILE, TILE) block per tile; the grid strides over tiles
-// in y and over the batch in z, so no size is capped by the grid.
+// dst[b][j][i] = src[b][i][j] (+ bias[j], then max(0, ·) when relu) for i < dst_cols,
+// j < cols; src rows at or past `rows` read as 0 (the padding). A (TILE, TILE) block per
+// tile; the grid strides over tiles in y and over the batch in z, so no size is capped by the
+// grid.
 template <typename S, typename D>
 static __global__ void transpose_kernel(const S *__restrict__ src, D *__restrict__ dst,
                                         int64_t rows, int64_t cols, int64_t dst_cols,
-                                        const float *__restrict__ bias, int64_t batch)
+                                        const float *__restrict__ bias, bool relu,
+                                        int64_t batch)
 {
     __shared__ float tile[TILE][TILE + 1]; // +1: no bank conflicts on the transposed read
     const int64_t tiles_y = (dst_cols + TILE - 1) / TILE;
@@ -36,9 +38,10 @@ static __global__ void transpose_kernel(const S *__restrict__ src, D *__restrict
             tile[threadIdx.y][threadIdx.x] = i < rows && j < cols ? to_float(s[i * cols + j]) : 0.0f;
             __syncthreads();
             const int64_t dj = j0 + threadIdx.y, di = i0 + threadIdx.x;
-            if (dj < cols && di < dst_cols)
-                store(&d[dj * dst_cols + di],
-                      tile[threadIdx.x][threadIdx.y] + (bias ? bias[dj] : 0.0f));
+            if (dj < cols && di < dst_cols) {
+                const float v = tile[threadIdx.x][threadIdx.y] + (bias ? bias[dj] : 0.0f);
+                store(&d[dj * dst_cols + di], relu && v < 0.0f ? 0.0f : v);
+            }
             __syncthreads(); // the next tile overwrites this one
         }
     }
@@ -57,18 +60,18 @@ int tmix_cuda_to_nhwc_bf16(tmix_cuda_state *st, void *dst, const float *src, int
     // Per image, src is a (c, hw) matrix and dst its (hw, c_pad) transpose.
     transpose_kernel<float, __nv_bfloat16><<<transpose_grid(hw, c_pad, n), dim3(TILE, TILE), 0,
                                              st->stream>>>(src, (__nv_bfloat16 *)dst, c, hw,
-                                                           c_pad, nullptr, n);
+                                                           c_pad, nullptr, false, n);
     CUDA_CHECK(cudaGetLastError());
     return 0;
 }
 
 int tmix_cuda_from_nhwc_bf16(tmix_cuda_state *st, float *dst, const void *src, int64_t n,
-                             int64_t c, int64_t hw, const float *bias)
+                             int64_t c, int64_t hw, const float *bias, bool relu)
 {
     // Per image, src is a (hw, c) matrix and dst its (c, hw) transpose.
     transpose_kernel<__nv_bfloat16, float><<<transpose_grid(c, hw, n), dim3(TILE, TILE), 0,
                                              st->stream>>>((const __nv_bfloat16 *)src, dst, hw,
-                                                           c, hw, bias, n);
+                                                           c, hw, bias, relu, n);
     CUDA_CHECK(cudaGetLastError());
     return 0;
 }

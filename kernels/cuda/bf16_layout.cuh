@@ -10,8 +10,8 @@ int tmix_cuda_to_nhwc_bf16(tmix_cuda_state *st, void *dst, const float *src, int
                            int64_t c, int64_t hw, int64_t c_pad);
 
 // dst (n, c, hw) float32 = src (n, hw, c) bf16 transposed, plus bias[c] when bias is not
-// NULL. Queued on st's stream.
+// NULL, then max(0, ·) with a NaN kept when relu. Queued on st's stream.
 int tmix_cuda_from_nhwc_bf16(tmix_cuda_state *st, float *dst, const void *src, int64_t n,
-                             int64_t c, int64_t hw, const float *bias);
+                             int64_t c, int64_t hw, const float *bias, bool relu);
 
 #endif

@@ -5,10 +5,11 @@
 // - tf32: TF32 tensor cores where cuDNN has a deterministic algorithm, else fp32.
 // - bf16: the forward pass on bf16 tensor cores with float32 sums: input and weight are
 //   rounded to bf16 and laid out NHWC (bf16_layout.cu), the output comes back to float32 NCHW
-//   with the bias added on the way. Where cuDNN has no bf16 algorithm for a shape, and for the
-//   two gradients, tf32.
+//   with the bias and the ReLU (p.relu) on the way. Where cuDNN has no bf16 algorithm for a
+//   shape, and for the two gradients, tf32.
 // Each shape's algorithm is chosen once, by cuDNN's heuristics among its deterministic
-// algorithms, and cached.
+// algorithms, and cached. In fp32 and tf32 the bias and the ReLU take one pass over the
+// output after cuDNN's (epilogue).
 #include <limits.h>
 #include <pthread.h>
 #include <string.h>
@@ -317,25 +318,33 @@ static int prepare(tmix_cuda_state *st, conv_setup *s, conv_direction dir,
 
 // ---- the ops -----------------------------------------------------------------------------------
 
-// out[:, oc] += bias[oc], as a (1, OC, 1, 1) tensor broadcast over out.
-static int add_bias(tmix_cuda_state *st, const conv_setup *s,
-                    tmix_tensor *out,        // (N, OC, OH, OW)
-                    const tmix_tensor *bias) // (OC)
+// out[n, oc] += bias[oc] (when bias is not NULL), then max(0, ·) with a NaN kept when relu
+// (as relu.cu): x walks a plane of P pixels, y the N*OC planes.
+static __global__ void epilogue_kernel(float *out,        // (N, OC, P)
+                                       const float *bias, // (OC) or NULL
+                                       int64_t planes, int64_t oc, int64_t P, bool relu)
 {
-    struct bias_descriptor {
-        cudnnTensorDescriptor_t desc = nullptr;
-        ~bias_descriptor()
-        {
-            if (desc)
-                (void)cudnnDestroyTensorDescriptor(desc);
+    TMIX_CUDA_LOOP_Y(j, planes) {
+        const float b = bias ? bias[j % oc] : 0.0f;
+        float *plane = out + j * P;
+        TMIX_CUDA_LOOP(i, P) {
+            const float v = plane[i] + b;
+            plane[i] = relu && v < 0.0f ? 0.0f : v;
         }
-    } b;
-    CUDNN_CHECK(cudnnCreateTensorDescriptor(&b.desc));
-    CUDNN_CHECK(cudnnSetTensor4dDescriptor(b.desc, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1,
-                                           (int)bias->shape[0], 1, 1));
-    const float one = 1.0f;
-    CUDNN_CHECK(cudnnAddTensor(st->cudnn, &one, b.desc, tmix_f32(bias), &one, s->output,
-                               tmix_f32(out)));
+    }
+}
+
+static int epilogue(tmix_cuda_state *st,
+                    tmix_tensor *out,         // (N, OC, OH, OW)
+                    const tmix_tensor *bias,  // (OC) or NULL
+                    bool relu)
+{
+    const int64_t oc = out->shape[1], planes = out->shape[0] * oc;
+    const int64_t P = out->shape[2] * out->shape[3];
+    const tmix_cuda_plan2d g = tmix_cuda_plan(P, planes);
+    epilogue_kernel<<<g.grid, g.block, 0, st->stream>>>(
+        tmix_f32(out), bias ? tmix_f32(bias) : nullptr, planes, oc, P, relu);
+    CUDA_CHECK(cudaGetLastError());
     return 0;
 }
 
@@ -394,7 +403,7 @@ static int forward_bf16(tmix_cuda_state *st, tmix_tensor *out, const tmix_tensor
         return tmix_cuda_error(TMIX_ECUDNN, "cudnnConvolutionForward (bf16)", __func__, __FILE__,
                                __LINE__, cudnnGetErrorString(e));
     TMIX_TRY(tmix_cuda_from_nhwc_bf16(st, tmix_f32(out), y, n, oc, ohw,
-                                      bias ? tmix_f32(bias) : nullptr));
+                                      bias ? tmix_f32(bias) : nullptr, p.relu));
     *done = true;
     return 0;
 }
@@ -419,8 +428,8 @@ extern "C" int tmix_cuda_conv2d_forward(tmix_backend *be, tmix_tensor *out,
                                         (cudnnConvolutionFwdAlgo_t)s.plan.algo, s.workspace,
                                         s.plan.workspace_bytes, &zero, s.output,
                                         tmix_f32(out)));
-    if (bias)
-        TMIX_TRY(add_bias(st, &s, out, bias));
+    if (bias || p.relu)
+        TMIX_TRY(epilogue(st, out, bias, p.relu));
     return 0;
 }
 

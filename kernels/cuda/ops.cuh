@@ -181,7 +181,8 @@ int tmix_cuda_encode_images(tmix_backend *be,
                             const float *std);     // [C]
 
 // add.cu
-int tmix_cuda_add(tmix_backend *be, tmix_tensor *out, const tmix_tensor *a, const tmix_tensor *b);
+int tmix_cuda_add(tmix_backend *be, tmix_tensor *out, const tmix_tensor *a, const tmix_tensor *b,
+                  bool relu);
 
 // concat_channels.cu
 int tmix_cuda_concat_channels_forward(tmix_backend *be,

@@ -42,7 +42,7 @@ static int int_pair(const tmix_golden *g, int c, const char *key, int *h, int *w
 static int conv2d_case(tmix_backend *be, tmix_golden *g, int c, tmix_tensor *t,
                        tmix_golden_report report, void *ctx)
 {
-    tmix_conv2d_params p;
+    tmix_conv2d_params p = {0};
     TMIX_TRY(int_pair(g, c, "stride", &p.stride_h, &p.stride_w));
     TMIX_TRY(int_pair(g, c, "pad", &p.pad_h, &p.pad_w));
     TMIX_TRY(int_pair(g, c, "dilation", &p.dilation_h, &p.dilation_w));

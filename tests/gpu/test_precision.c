@@ -115,7 +115,9 @@ static int emulated_forward(tmix_backend *be, tmix_tensor *out, const tmix_tenso
     const bool bf16 = emulated == TMIX_PRECISION_BF16;
     float (*r)(float) = bf16 ? to_bf16 : to_tf32;
     tmix_tensor image = rounded(in, r), w = rounded(weight, r);
-    int rc = image.data && w.data ? tmix_cpu_conv2d_forward(be, out, &image, &w, NULL, p)
+    tmix_conv2d_params plain = p; // the bias and the ReLU come after the output's rounding
+    plain.relu = false;
+    int rc = image.data && w.data ? tmix_cpu_conv2d_forward(be, out, &image, &w, NULL, plain)
                                   : tmix_fail(TMIX_ENOMEM, "emulated conv2d_forward");
     free(image.data);
     free(w.data);
@@ -123,7 +125,8 @@ static int emulated_forward(tmix_backend *be, tmix_tensor *out, const tmix_tenso
     float *o = out->data;
     for (int64_t i = 0; rc == 0 && i < n * oc * hw; i++) {
         const float v = bf16 ? to_bf16(o[i]) : o[i];
-        o[i] = bias ? v + ((const float *)bias->data)[i / hw % oc] : v;
+        const float y = bias ? v + ((const float *)bias->data)[i / hw % oc] : v;
+        o[i] = p.relu && y < 0.0f ? 0.0f : y;
     }
     return rc;
 }

@@ -259,17 +259,20 @@ static int test_conv2d(tmix_backend *gpu)
     int failed = 0;
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         const int *q = cases[k];
-        const tmix_conv2d_params p = {q[6], q[6], q[7], q[7], q[8], q[8]};
+        const tmix_conv2d_params p = {q[6], q[6], q[7], q[7], q[8], q[8], false};
         const int64_t oh = conv_out(q[2], q[5], q[6], q[7], q[8]),
                       ow = conv_out(q[3], q[5], q[6], q[7], q[8]);
         char what[96];
-        for (int bias = 0; bias < 2; bias++) {
+        for (int v = 0; v < 4; v++) { // without and with bias, then with a ReLU after
+            const bool bias = v % 2, relu = v >= 2;
             call c = {.conv = p, .no_bias = !bias};
+            c.conv.relu = relu;
             OUT(&c, 4, (int64_t)q[0], (int64_t)q[4], oh, ow);
             IN(&c, -1, 1, 4, (int64_t)q[0], (int64_t)q[1], (int64_t)q[2], (int64_t)q[3]);
             IN(&c, -1, 1, 4, (int64_t)q[4], (int64_t)q[1], (int64_t)q[5], (int64_t)q[5]);
             IN(&c, -1, 1, 1, (int64_t)q[4]);
-            snprintf(what, sizeof what, "conv2d forward case %zu%s", k, bias ? " bias" : "");
+            snprintf(what, sizeof what, "conv2d forward case %zu%s%s", k, bias ? " bias" : "",
+                     relu ? " relu" : "");
             at_floor = q[1] % 8 == 0 && q[4] % 8 == 0;
             failed += twins(gpu, &c, f_conv_fwd, what);
             at_floor = false;
@@ -467,6 +470,11 @@ static int f_add(tmix_backend *be, tmix_tensor *t, const call *c)
     (void)c;
     return tmix_add(be, T(0), T(1), T(2));
 }
+static int f_add_relu(tmix_backend *be, tmix_tensor *t, const call *c)
+{
+    (void)c;
+    return tmix_add_relu(be, T(0), T(1), T(2));
+}
 static int f_concat_fwd(tmix_backend *be, tmix_tensor *t, const call *c)
 {
     return tmix_concat_channels_forward(be, T(0), T(1), c->c0);
@@ -502,6 +510,7 @@ static int test_assemble(tmix_backend *gpu)
     IN(&c, -1, 1, 4, n, (int64_t)5, h, w);
     IN(&c, -1, 1, 4, n, (int64_t)5, h, w);
     failed += twins(gpu, &c, f_add, "add");
+    failed += twins(gpu, &c, f_add_relu, "add_relu");
     free_call(&c);
     c.c0 = 2;
     GRAD(&c, 4, n, (int64_t)6, h, w);

@@ -229,7 +229,7 @@ static int test_profile_cpu(void)
     CHECK_OK(tmix_relu_forward(cpu(), &ty, &tx));
     CHECK_OK(tmix_relu_forward(cpu(), &ty, &tx));
     CHECK_OK(tmix_conv2d_forward(cpu(), &ty, &tx, &tw, NULL,
-                                 (tmix_conv2d_params){1, 1, 1, 1, 1, 1}));
+                                 (tmix_conv2d_params){1, 1, 1, 1, 1, 1, false}));
     CHECK_ERR(tmix_relu_forward(cpu(), &tbad, &tx), TMIX_ESHAPE); // refused by its checks
     CHECK(strstr(tmix_last_error(), "relu_forward") != NULL); // the op's message is kept
     // Each entry point's call: numbered when timed, -1 inside another or on another backend.

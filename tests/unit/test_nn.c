@@ -1020,6 +1020,47 @@ static int test_conv2d_matches_direct(void)
     return 0;
 }
 
+// A ReLU fused into the convolution (p.relu) or into the residual add (tmix_add_relu) gives
+// the values of the op followed by tmix_relu_forward: for every group config, with and
+// without bias, and with a NaN kept.
+static int test_fused_relu(void)
+{
+    static conv_group_case t;
+    static float want[GMAX], got[GMAX];
+    for (int k = 0; k < (int)COUNT(group_cfgs); k++) {
+        group_case_setup(&t, &group_cfgs[k]);
+        const conv_cfg *c = &t.cfg;
+        tmix_tensor in = V4(t.x, c->n, c->c, c->h, c->w), wt = V4(t.w, c->oc, c->c, c->kh, c->kw);
+        tmix_tensor bias = V1(t.b, c->oc);
+        tmix_tensor ref = V4(want, c->n, c->oc, t.oh, t.ow), out = V4(got, c->n, c->oc, t.oh, t.ow);
+        const int64_t n = tmix_tensor_numel(&out);
+        for (int with_bias = 0; with_bias < 2; with_bias++) {
+            tmix_conv2d_params p = c->p;
+            CHECK_OK(tmix_conv2d_forward(cpu(), &ref, &in, &wt, with_bias ? &bias : NULL, p));
+            CHECK_OK(tmix_relu_forward(cpu(), &ref, &ref));
+            p.relu = true;
+            fill_const(got, n, SENTINEL);
+            CHECK_OK(tmix_conv2d_forward(cpu(), &out, &in, &wt, with_bias ? &bias : NULL, p));
+            int zeros = 0;
+            for (int64_t i = 0; i < n; i++) {
+                CHECK(got[i] == want[i]);
+                zeros += got[i] == 0.0f;
+            }
+            CHECK(zeros > 0 && zeros < n); // the ReLU cut some values, not all
+        }
+    }
+    float a[6] = {1.0f, -2.0f, 0.5f, NAN, -0.25f, 3.0f};
+    float b[6] = {-3.0f, 1.0f, 0.5f, 1.0f, 0.0f, -3.5f}, y[6];
+    tmix_tensor ta = V1(a, 6), tb = V1(b, 6), ty = V1(y, 6);
+    CHECK_OK(tmix_add_relu(cpu(), &ty, &ta, &tb));
+    const float expect[6] = {0.0f, 0.0f, 1.0f, NAN, 0.0f, 0.0f};
+    for (int i = 0; i < 6; i++)
+        CHECK(i == 3 ? isnan(y[i]) : y[i] == expect[i]);
+    CHECK_OK(tmix_add_relu(cpu(), &ta, &ta, &tb)); // out may be a
+    CHECK(a[0] == 0.0f && a[2] == 1.0f && isnan(a[3]));
+    return 0;
+}
+
 // ---- threads -----------------------------------------------------------------------------
 
 // The thread counts compared: one, two, and three (which does not divide the batches or
@@ -1222,6 +1263,7 @@ static const test_case tests[] = {
     {"badinput.linear", test_badinput_linear},
     {"threads.conv2d", test_threads_conv2d},
     {"conv2d.matches_direct", test_conv2d_matches_direct},
+    {"fused_relu", test_fused_relu},
     {"threads.linear", test_threads_linear},
     {NULL, NULL},
 };
