@@ -1,10 +1,13 @@
 """tmix.Client against a real tmixd: batches, their metadata and formats, shard coverage by two
-trainer processes, shm zero copy, inline = shm, the lifetime of batches and errors; and that
-meson installs every module of the package.
+trainer processes, shm zero copy, inline = shm, the lifetime of batches and errors; CUDA
+delivery from a tmixd on the fake GPU (tests/fakecuda); and that meson installs every module
+of the package.
 
     test_client.py NAME      (iterate, formats, coverage, shm, inline_vs_shm, lifetime, threads,
-                             errors, packaged)
+                             errors, cuda_fake, cuda_fake_kill, packaged)
 """
+import contextlib
+import ctypes
 import gzip
 import json
 import os
@@ -14,10 +17,12 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 
 import numpy as np
 
 import tmix
+from tmix import _cuda
 from daemon import TRAIN, Daemon, exactly_once, expect_error, in_shm_mapping, main, need_dataset
 
 
@@ -238,6 +243,156 @@ def test_errors():
         assert p.returncode == 1 and f"Tried: {missing} ($TMIX_LIBRARY)" in p.stderr, p.stderr
 
 
+FAKE_BUS = "0000:FA:CE.0"  # the fake GPU's PCI bus id (tests/fakecuda/fake_cuda.c)
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mmap.restype = ctypes.c_void_p
+_libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                       ctypes.c_int, ctypes.c_long]
+_libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+PROT_READ, MAP_SHARED, MAP_FAILED = 1, 1, ctypes.c_void_p(-1).value
+
+
+class ShmRuntime:
+    """tmix._cuda's Runtime for the fake GPU's slots: a memory handle names a POSIX shared
+    memory object, mapped read-only here; an event handle says "fake event"; streams wait for
+    nothing (the fake's copies are done when tmixd sends the batch)."""
+
+    def __init__(self):
+        self.sizes, self.waits = {}, 0
+
+    def open_mem(self, handle):
+        fd = os.open("/dev/shm" + handle.split(b"\0", 1)[0].decode(), os.O_RDONLY)
+        try:
+            size = os.fstat(fd).st_size
+            ptr = _libc.mmap(None, size, PROT_READ, MAP_SHARED, fd, 0)
+        finally:
+            os.close(fd)
+        assert ptr not in (None, MAP_FAILED), os.strerror(ctypes.get_errno())
+        self.sizes[ptr] = size
+        return ptr
+
+    def close_mem(self, ptr):
+        assert _libc.munmap(ptr, self.sizes.pop(ptr)) == 0
+
+    def open_event(self, handle):
+        assert handle.startswith(b"fake event\0"), handle
+        return 1
+
+    def destroy_event(self, event):
+        assert event == 1
+
+    def stream_wait_event(self, stream, event):
+        self.waits += 1
+
+    def pci_bus_id(self, k):
+        return FAKE_BUS
+
+    @contextlib.contextmanager
+    def device(self, k):
+        yield
+
+
+class DoneEvent:
+    """An event whose work has completed (there is no GPU work)."""
+
+    def query(self):
+        return True
+
+    def synchronize(self):
+        pass
+
+
+def slot_images(images):
+    """A copy of the images a DeviceImages holds, read from its mapped slot."""
+    nbytes = int(np.prod(images.shape)) * 4
+    raw = (ctypes.c_char * nbytes).from_address(images._mapping.ptr)
+    return np.frombuffer(raw, np.float32).reshape(images.shape).copy()
+
+
+def test_cuda_fake():
+    """CUDA delivery from a tmixd on the fake GPU (tests/fakecuda: the GPU paths with the CPU's
+    ops, slots in shared memory), against a CPU tmixd with the same seed: every batch comes in
+    a slot of the ring, holding the images the CPU made for that batch, for 40 batches (more
+    than the ring's 16 slots: released ones come back); a kept batch's slot is not refilled; the trainer's GPU is checked by PCI bus
+    id. The group's one member reads slots, so tmixd makes no host copy; a member that joins
+    later inline gets the images read back from the slots. Once the trainers go, every slot
+    is free."""
+    need_dataset()
+    kw = dict(group="g", mode="broadcast", batch_size=500)
+    with Daemon("--server.seed=3", "--server.device=cpu") as d, tmix.Client(d.endpoint, **kw) as c:
+        ref = {}
+        for _ in range(45):
+            b = c.next()
+            ref[b.epoch, b.index] = (b.images.copy(), b.sources.copy(), b.labels.copy(),
+                                     b.weights.copy())
+    os.environ["TMIX_CUDA_PLUGIN"] = os.environ["FAKE_CUDA"]
+    with Daemon("--server.seed=3", "--server.device=cuda", "--server.max_memory_mb=16",
+                "--server.max_trainers=2") as d:
+        expect_error(lambda: tmix.Client(d.endpoint, delivery="cuda",
+                                         cuda_pci_bus_id="0000:FF:1F.7", **kw),
+                     tmix.TmixError, "the trainer must be on tmixd's GPU")
+        c = tmix.Client(d.endpoint, delivery="cuda", cuda_pci_bus_id=FAKE_BUS, **kw)
+        info = c.info
+        assert (info.delivery, info.cuda_pci_bus_id) == ("cuda", FAKE_BUS), info
+        assert info.cuda_slots == 16 * 2**20 // (500 * 28 * 28 * 4) + 3 * 2, info  # < 40
+        rt = ShmRuntime()
+        ring = _cuda.DeviceRing(rt, 0, DoneEvent)
+        for k in range(40):
+            b = c.next()
+            assert b.cuda is not None and b.images is None, f"batch {k} is not in a slot"
+            images = ring.receive(b, "<f4")
+            want = ref[b.epoch, b.index]
+            assert np.array_equal(slot_images(images), want[0]), f"batch {k}'s slot"
+            assert all(np.array_equal(x, y) for x, y in
+                       zip((b.sources, b.labels, b.weights), want[1:])), f"batch {k}"
+            if k == 0:
+                kept, kept_images = images, want[0]
+            del images, b
+            ring.poll()  # the leases of the images gone go back
+        assert np.array_equal(slot_images(kept), kept_images), "a kept batch's slot was refilled"
+        late = tmix.Client(d.endpoint, **kw)
+        for _ in range(5):
+            b = late.next()
+            assert b.images is not None and not b.in_shm
+            assert np.array_equal(b.images, ref[b.epoch, b.index][0]), (b.epoch, b.index)
+        del b, kept
+        late.close()
+        ring.close()
+        c.close()
+        assert rt.sizes == {}, "slots left mapped"
+        status = tmix.status(d.endpoint)
+        assert status.trainers == 0 and status.groups[0].cuda_slots_used == 0, status
+
+
+def cuda_holder(endpoint):
+    """A trainer on the fake GPU (a process of its own) that takes 3 batches in device slots,
+    keeps them, says so and waits to be killed."""
+    c = tmix.Client(endpoint, group="k", mode="broadcast", batch_size=50, delivery="cuda",
+                    cuda_pci_bus_id=FAKE_BUS)
+    kept = [c.next() for _ in range(3)]
+    assert all(b.cuda is not None for b in kept)
+    print("holding", flush=True)
+    time.sleep(60)
+
+
+def test_cuda_fake_kill():
+    """A trainer SIGKILLed holding device slots: once its lease ends, the slots are free."""
+    need_dataset()
+    os.environ["TMIX_CUDA_PLUGIN"] = os.environ["FAKE_CUDA"]
+    with Daemon("--server.device=cuda", "--server.lease_timeout_s=1") as d:
+        p = subprocess.Popen([sys.executable, __file__, "_cuda_holder", d.endpoint],
+                             stdout=subprocess.PIPE, text=True)
+        assert p.stdout.readline() == "holding\n", f"the holder exited {p.wait()}"
+        g = tmix.status(d.endpoint).groups[0]
+        assert g.members == 1 and g.cuda_slots_used >= 3, g
+        p.kill()
+        p.wait()
+        deadline = time.monotonic() + 10
+        while (g := tmix.status(d.endpoint).groups[0]).members or g.cuda_slots_used:
+            assert time.monotonic() < deadline, f"slots not given back: {g}"
+            time.sleep(0.1)
+
+
 def test_packaged():
     """client/python/meson.build installs every module of tmix/: one left out (as _cuda.py
     was) breaks `import tmix.torch` wherever tmix is installed rather than run from the tree."""
@@ -252,7 +407,10 @@ def test_packaged():
 if __name__ == "__main__":
     if sys.argv[1:2] == ["_trainer"]:
         trainer(*sys.argv[2:4])
+    elif sys.argv[1:2] == ["_cuda_holder"]:
+        cuda_holder(sys.argv[2])
     else:
         main({"iterate": test_iterate, "formats": test_formats, "coverage": test_coverage,
               "shm": test_shm, "inline_vs_shm": test_inline_vs_shm, "lifetime": test_lifetime,
-              "threads": test_threads, "errors": test_errors, "packaged": test_packaged})
+              "threads": test_threads, "errors": test_errors, "cuda_fake": test_cuda_fake,
+              "cuda_fake_kill": test_cuda_fake_kill, "packaged": test_packaged})

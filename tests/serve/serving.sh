@@ -73,9 +73,10 @@ formats)
   stop_daemon "$daemon"
   ;;
 devices)
-  # The same batches mixed on the CPU and on the GPU (skipped without a GPU): mixup, then
-  # TransformMix with the fixture teacher and module on the GPU's two lanes. 12 batches, so
-  # that each lane replays its CUDA graph several times with other batches' inputs.
+  # The same batches mixed on the CPU and on the GPU (skipped without a GPU; with the fake
+  # CUDA plugin of tests/fakecuda, the GPU paths on the CPU's ops): mixup, then TransformMix
+  # with the fixture teacher and module on the GPU's two lanes. 12 batches, so that each lane
+  # replays its CUDA graph several times with other batches' inputs.
   tm=(--mix.method=transformmix --teacher.path="$GOLDEN/transformmix/teacher.safetensors"
       --mix.module="$GOLDEN/transformmix/module.safetensors")
   start_daemon c --server.seed=5 --server.device=cpu
@@ -102,9 +103,9 @@ devices)
   ;;
 gpu_fault)
   # A fault in a GPU kernel mid-run (TMIX_CUDA_FAULT_AFTER makes the CUDA plugin trap after
-  # the warm-up and a few batches): the batch fails, tmixd saves its progress and exits 1
-  # within seconds, never hangs; started again on the same state, it serves on. Skipped
-  # without a GPU.
+  # the warm-up and a few batches; the fake one fails its calls from then on): the batch
+  # fails, tmixd saves its progress and exits 1 within seconds, never hangs; started again on
+  # the same state, it serves on. Skipped without a GPU.
   GPU_ENV=TMIX_CUDA_FAULT_AFTER=6 start_gpu_daemon f --server.workers=2
   set +e
   "$TMIXCTL" pull -e "ipc://$work/f.sock" --group g --batches 40 --batch-size 25 --timeout 5 \

@@ -1,0 +1,178 @@
+// A stand-in for the CUDA backend plugin (kernels/cuda_plugin.h), for tests on machines
+// without a GPU: `TMIX_CUDA_PLUGIN=.../libtmix-fakecuda.so tmixd serve --server.device=cuda`
+// takes tmixd's GPU paths (mixing lanes, device-side encoding, CUDA delivery's device ring,
+// groups whose members all read device slots) with the CPU's ops doing the work.
+//
+// Fake rules: one device, cuda:0, PCI bus id FAKE_PCI_BUS_ID; device memory is host memory;
+// fp32 only, no graphs, no timing marks. A CUDA IPC buffer is a POSIX shared memory object:
+// its memory handle holds the object's name (NUL-terminated), its event handle the bytes
+// "fake event", and a fill is done when it returns. With TMIX_CUDA_FAULT_AFTER=N in the
+// environment every preprocess after the N-th fails as a GPU fault would, and so does every
+// copy, synchronize and preprocess after it (the real plugin's fault is sticky too).
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "cpu.h"
+#include "cuda_plugin.h"
+#include "error.h"
+
+#define FAKE_PCI_BUS_ID "0000:FA:CE.0"
+#define FAKE_EVENT "fake event"
+
+#define EXPORT __attribute__((visibility("default")))
+
+static tmix_backend_ops fake_ops;
+static atomic_uint buffers_made;
+static atomic_bool faulted;
+
+static int fault(const char *op)
+{
+    return tmix_fail(TMIX_ECUDA, "cuda:0: %s: fake GPU fault (TMIX_CUDA_FAULT_AFTER)", op);
+}
+
+static int fake_preprocess(tmix_backend *be, tmix_tensor *out, const tmix_tensor *src,
+                           const tmix_crop *crops, const float *mean, const float *std)
+{
+    static atomic_long calls;
+    const char *after = getenv("TMIX_CUDA_FAULT_AFTER");
+    if (after && *after && atomic_fetch_add(&calls, 1) + 1 > atol(after))
+        atomic_store(&faulted, true);
+    if (atomic_load(&faulted))
+        return fault("preprocess");
+    return tmix_cpu_preprocess(be, out, src, crops, mean, std);
+}
+
+static int fake_upload(tmix_backend *be, tmix_tensor *dst, const void *src)
+{
+    (void)be;
+    if (atomic_load(&faulted))
+        return fault("upload");
+    memcpy(dst->data, src, tmix_tensor_bytes(dst));
+    return 0;
+}
+
+static int fake_download(tmix_backend *be, void *dst, const tmix_tensor *src)
+{
+    (void)be;
+    if (atomic_load(&faulted))
+        return fault("download");
+    memcpy(dst, src->data, tmix_tensor_bytes(src));
+    return 0;
+}
+
+static int fake_synchronize(tmix_backend *be)
+{
+    (void)be;
+    return atomic_load(&faulted) ? fault("synchronize") : 0;
+}
+
+static int fake_ipc_buffer_new(tmix_backend *be, size_t bytes, tmix_ipc_buffer *out)
+{
+    (void)be;
+    memset(out, 0, sizeof *out);
+    char name[64];
+    snprintf(name, sizeof name, "/tmix-fakecuda-%ld-%u", (long)getpid(),
+             atomic_fetch_add(&buffers_made, 1));
+    const int fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0600);
+    if (fd < 0)
+        return tmix_fail(TMIX_EIO, "fake ipc_buffer_new: shm_open %s failed", name);
+    void *p = ftruncate(fd, (off_t)bytes) == 0
+                  ? mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+                  : MAP_FAILED;
+    close(fd);
+    if (p == MAP_FAILED) {
+        shm_unlink(name);
+        return tmix_fail(TMIX_ENOMEM, "fake ipc_buffer_new: %zu bytes in %s", bytes, name);
+    }
+    out->device = p;
+    out->event = out; // any non-NULL value: fills are done when they return
+    out->bytes = bytes;
+    memcpy(out->mem_handle, name, strlen(name) + 1);
+    memcpy(out->event_handle, FAKE_EVENT, sizeof FAKE_EVENT);
+    return 0;
+}
+
+static int fake_ipc_buffer_fill(tmix_backend *be, tmix_ipc_buffer *b, const void *src,
+                                size_t bytes)
+{
+    (void)be;
+    if (atomic_load(&faulted))
+        return fault("ipc_buffer_fill");
+    memcpy(b->device, src, bytes);
+    return 0;
+}
+
+static int fake_ipc_buffer_read(tmix_backend *be, const tmix_ipc_buffer *b, void *dst,
+                                size_t bytes)
+{
+    (void)be;
+    memcpy(dst, b->device, bytes);
+    return 0;
+}
+
+static void fake_ipc_buffer_free(tmix_backend *be, tmix_ipc_buffer *b)
+{
+    (void)be;
+    munmap(b->device, b->bytes);
+    shm_unlink((const char *)b->mem_handle); // a trainer's mapping lives on until it unmaps
+    memset(b, 0, sizeof *b);
+}
+
+static int fake_pci_bus_id(tmix_backend *be, char *out, size_t size)
+{
+    (void)be;
+    snprintf(out, size, "%s", FAKE_PCI_BUS_ID);
+    return 0;
+}
+
+static void fake_close(tmix_backend *be)
+{
+    free(be);
+}
+
+EXPORT int tmix_cuda_plugin_abi(void)
+{
+    return TMIX_CUDA_PLUGIN_ABI;
+}
+
+EXPORT int tmix_cuda_plugin_device_count(void)
+{
+    return 1;
+}
+
+static void make_ops(void)
+{
+    fake_ops = *tmix_backend_cpu()->ops;
+    fake_ops.upload = fake_upload;
+    fake_ops.download = fake_download;
+    fake_ops.synchronize = fake_synchronize;
+    fake_ops.preprocess = fake_preprocess;
+    fake_ops.ipc_buffer_new = fake_ipc_buffer_new;
+    fake_ops.ipc_buffer_fill = fake_ipc_buffer_fill;
+    fake_ops.ipc_buffer_read = fake_ipc_buffer_read;
+    fake_ops.ipc_buffer_free = fake_ipc_buffer_free;
+    fake_ops.pci_bus_id = fake_pci_bus_id;
+    fake_ops.close = fake_close;
+}
+
+// A backend of its own per open, as the real plugin's (each with its stream there).
+EXPORT int tmix_cuda_plugin_open(tmix_backend **out, int device)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    *out = NULL;
+    if (device != 0)
+        return tmix_fail(TMIX_ENODEV, "cuda:%d: the fake CUDA plugin has cuda:0 only", device);
+    pthread_once(&once, make_ops);
+    tmix_backend *be = malloc(sizeof *be);
+    if (!be)
+        return tmix_fail(TMIX_ENOMEM, "cuda:0: the fake CUDA plugin is out of memory");
+    *be = (tmix_backend){.name = "cuda:0", .device = TMIX_CUDA, .ops = &fake_ops};
+    *out = be;
+    return 0;
+}
