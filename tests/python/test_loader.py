@@ -222,7 +222,7 @@ def test_cuda():
     """inline and shm are copied to the GPU; cuda delivery gives the daemon's slot itself, equal
     to the batch a Client in the same broadcast group gets inline; the daemon knows its
     trainers' GPU by PCI bus id. A kept tensor holds only its
-    own slot: 60 more batches all come in slots of the 10 (the ring wraps 6 times) and leave
+    own slot: 60 more batches all come in slots of the 16 (the ring wraps 3 times) and leave
     it alone, and after close() the session ends when it goes."""
     if not torch.cuda.is_available():
         skip("no GPU for PyTorch")
@@ -236,8 +236,8 @@ def test_cuda():
             assert x.device.type == "cuda" and t.device.type == "cuda"
             assert np.array_equal(x.cpu().numpy(), b.images)
             assert np.allclose(t.cpu().numpy(), dense(b, 10), atol=1e-6)
-    with Daemon("--server.max_memory_mb=1", "--server.max_trainers=2") as d:
-        kw = dict(group="gpu", mode="broadcast", batch_size=50)
+    with Daemon("--server.max_memory_mb=16", "--server.max_trainers=2") as d:
+        kw = dict(group="gpu", mode="broadcast", batch_size=500)
         loader = tmix.torch.Loader(d.endpoint, delivery="cuda", device="cuda", **kw)
         info = loader.info
         assert (info.delivery, info.cuda_device) == ("cuda", 0), info
@@ -245,9 +245,9 @@ def test_cuda():
         expect_error(lambda: tmix.Client(d.endpoint, group="other", delivery="cuda",
                                          cuda_pci_bus_id="0000:FF:1F.7"), tmix.TmixError,
                      "to a trainer on PCI 0000:FF:1F.7: the trainer must be on tmixd's GPU")
-        assert info.cuda_slots == 2**20 // (50 * 28 * 28 * 4) + 3 * 2, info  # memory / batch
+        assert info.cuda_slots == 16 * 2**20 // (500 * 28 * 28 * 4) + 3 * 2, info  # memory / batch
         ref = tmix.Client(d.endpoint, **kw)  # after the loader's Hello, which made the ring
-        loops = (pair for _ in range(4) for pair in loader)  # 20 batches a loop (an epoch)
+        loops = (pair for _ in range(31) for pair in loader)  # 2 batches a loop (an epoch)
         for k, (x, t) in enumerate(itertools.islice(loops, 61)):
             b = ref.next()
             assert (b.epoch, b.index) == (loader.batch.epoch, loader.batch.index)
