@@ -4,7 +4,7 @@
 // groups whose members all read device slots) with the CPU's ops doing the work.
 //
 // Fake rules: one device, cuda:0, PCI bus id FAKE_PCI_BUS_ID; device memory is host memory;
-// fp32 only, no graphs, no timing marks. A CUDA IPC buffer is a POSIX shared memory object:
+// tf32 and bf16 are accepted and computed in fp32; no graphs, no timing marks. A CUDA IPC buffer is a POSIX shared memory object:
 // its memory handle holds the object's name (NUL-terminated), its event handle the bytes
 // "fake event", and a fill is done when it returns. With TMIX_CUDA_FAULT_AFTER=N in the
 // environment every preprocess after the N-th fails as a GPU fault would, and so does every
@@ -131,6 +131,13 @@ static int fake_pci_bus_id(tmix_backend *be, char *out, size_t size)
     return 0;
 }
 
+static int fake_set_precision(tmix_backend *be, tmix_precision p)
+{
+    (void)be;
+    (void)p; // checked by the entry point; the CPU's ops compute fp32 whatever it is
+    return 0;
+}
+
 static void fake_close(tmix_backend *be)
 {
     free(be);
@@ -158,6 +165,7 @@ static void make_ops(void)
     fake_ops.ipc_buffer_read = fake_ipc_buffer_read;
     fake_ops.ipc_buffer_free = fake_ipc_buffer_free;
     fake_ops.pci_bus_id = fake_pci_bus_id;
+    fake_ops.set_precision = fake_set_precision;
     fake_ops.close = fake_close;
 }
 
