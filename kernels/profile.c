@@ -24,7 +24,8 @@ static struct {
     timed_call *calls;
     int count, cap;
     int depth;    // entry points inside an entry point are the outer one's time
-    int mark_rc;  // the first failure of a mark, reported by end
+    int failure;  // the first failure of the profile's own work (a mark), reported by end
+    char why[256]; // its message, which the ops after it would overwrite
     double t0;
 } prof;
 
@@ -45,7 +46,15 @@ static double cpu_ms(void)
     return clock_ms(CLOCK_PROCESS_CPUTIME_ID);
 }
 
-// A new mark, recorded now on the stream; NULL (and mark_rc set) if that failed.
+static void keep_failure(int rc)
+{
+    if (!prof.failure) {
+        prof.failure = rc;
+        snprintf(prof.why, sizeof prof.why, "%s", tmix_last_error());
+    }
+}
+
+// A new mark, recorded now on the stream; NULL (and the failure kept) if that failed.
 static void *mark(void)
 {
     void *m = NULL;
@@ -53,8 +62,7 @@ static void *mark(void)
     if (rc == 0 && (rc = prof.be->ops->mark_record(prof.be, m)) < 0)
         prof.be->ops->mark_free(prof.be, m);
     if (rc < 0) {
-        if (!prof.mark_rc)
-            prof.mark_rc = rc;
+        keep_failure(rc);
         return NULL;
     }
     return m;
@@ -80,7 +88,7 @@ int tmix_profile_begin(tmix_backend *be)
     if (prof.marks) {
         TMIX_TRY(tmix_synchronize(be)); // earlier work is not the profile's
         if (!(prof.first = mark()))
-            return prof.mark_rc;
+            return prof.failure;
     }
     prof.t0 = now_ms();
     tmix_profile_on = true;
@@ -95,8 +103,7 @@ int tmix_profile_enter(tmix_backend *be)
         int cap = prof.cap ? 2 * prof.cap : 256;
         timed_call *grown = realloc(prof.calls, sizeof *grown * (size_t)cap);
         if (!grown) {
-            if (!prof.mark_rc)
-                prof.mark_rc = tmix_fail(TMIX_ENOMEM, "profile: out of host memory");
+            keep_failure(tmix_fail(TMIX_ENOMEM, "profile: out of host memory"));
             return -1;
         }
         prof.calls = grown;
@@ -151,9 +158,10 @@ int tmix_profile_end(tmix_profile *out)
     if (!tmix_profile_on)
         return tmix_fail(TMIX_EINVAL, "profile_end: no profile is on");
     tmix_profile_on = false;
-    int rc = prof.mark_rc;
-    if (prof.marks && rc == 0 && !(prof.last = mark()))
-        rc = prof.mark_rc;
+    if (prof.marks && !prof.failure)
+        prof.last = mark();
+    int rc = prof.failure ? tmix_fail(prof.failure, "profile of %s: %s", prof.be->name, prof.why)
+                          : 0;
     if (rc == 0)
         rc = tmix_synchronize(prof.be);
     out->wall_ms = now_ms() - prof.t0;

@@ -6,11 +6,16 @@
 // Fake rules: one device, cuda:0, PCI bus id FAKE_PCI_BUS_ID; device memory is host memory;
 // tf32 and bf16 are accepted and computed in fp32; no graphs, no timing marks. A CUDA IPC buffer is a POSIX shared memory object:
 // its memory handle holds the object's name (NUL-terminated), its event handle the bytes
-// "fake event", and a fill is done when it returns. With TMIX_CUDA_FAULT_AFTER=N in the
-// environment every preprocess after the N-th fails as a GPU fault would, and so does every
-// copy, synchronize and preprocess after it (the real plugin's fault is sticky too).
+// "fake event", and a fill is done when it returns. Real CUDA memory goes with its process,
+// a shared memory object does not: the first open removes those of processes that are gone
+// (a tmixd killed by a test). With TMIX_CUDA_FAULT_AFTER=N in the environment every
+// preprocess after the N-th fails as a GPU fault would, and so do uploads, downloads,
+// synchronizes and slot fills from then on (the real plugin's fault is sticky too).
+#include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +28,7 @@
 #include "error.h"
 
 #define FAKE_PCI_BUS_ID "0000:FA:CE.0"
+#define SHM_PREFIX "tmix-fakecuda-"
 #define FAKE_EVENT "fake event"
 
 #define EXPORT __attribute__((visibility("default")))
@@ -77,11 +83,11 @@ static int fake_ipc_buffer_new(tmix_backend *be, size_t bytes, tmix_ipc_buffer *
     (void)be;
     memset(out, 0, sizeof *out);
     char name[64];
-    snprintf(name, sizeof name, "/tmix-fakecuda-%ld-%u", (long)getpid(),
+    snprintf(name, sizeof name, "/" SHM_PREFIX "%ld-%u", (long)getpid(),
              atomic_fetch_add(&buffers_made, 1));
     const int fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0600);
     if (fd < 0)
-        return tmix_fail(TMIX_EIO, "fake ipc_buffer_new: shm_open %s failed", name);
+        return tmix_fail(TMIX_EIO, "fake ipc_buffer_new: shm_open %s: %s", name, strerror(errno));
     void *p = ftruncate(fd, (off_t)bytes) == 0
                   ? mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
                   : MAP_FAILED;
@@ -153,8 +159,29 @@ EXPORT int tmix_cuda_plugin_device_count(void)
     return 1;
 }
 
+// Removes the slots of fake GPUs whose process is gone.
+static void remove_stale_slots(void)
+{
+    DIR *d = opendir("/dev/shm");
+    if (!d)
+        return;
+    for (struct dirent *e; (e = readdir(d));) {
+        long pid;
+        if (strncmp(e->d_name, SHM_PREFIX, strlen(SHM_PREFIX)) != 0 ||
+            sscanf(e->d_name + strlen(SHM_PREFIX), "%ld-", &pid) != 1 || pid <= 0)
+            continue;
+        if (kill((pid_t)pid, 0) < 0 && errno == ESRCH) {
+            char name[300];
+            snprintf(name, sizeof name, "/%s", e->d_name);
+            shm_unlink(name);
+        }
+    }
+    closedir(d);
+}
+
 static void make_ops(void)
 {
+    remove_stale_slots();
     fake_ops = *tmix_backend_cpu()->ops;
     fake_ops.upload = fake_upload;
     fake_ops.download = fake_download;
