@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "error.h"
+#include "golden.h"
 #include "ops.h"
 
 bool tmix_profile_on;
@@ -29,21 +30,12 @@ static struct {
     double t0;
 } prof;
 
-static double clock_ms(clockid_t clock)
-{
-    struct timespec ts;
-    clock_gettime(clock, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
-}
-
-static double now_ms(void)
-{
-    return clock_ms(CLOCK_MONOTONIC);
-}
-
+// The process's CPU time (tmix_now_ms is the wall clock's).
 static double cpu_ms(void)
 {
-    return clock_ms(CLOCK_PROCESS_CPUTIME_ID);
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
 }
 
 static void keep_failure(int rc)
@@ -90,7 +82,7 @@ int tmix_profile_begin(tmix_backend *be)
         if (!(prof.first = mark()))
             return prof.failure;
     }
-    prof.t0 = now_ms();
+    prof.t0 = tmix_now_ms();
     tmix_profile_on = true;
     return 0;
 }
@@ -114,7 +106,7 @@ int tmix_profile_enter(tmix_backend *be)
     if (prof.marks && !(c->begin = mark()))
         return -1;
     c->cpu_ms = cpu_ms();
-    c->host_ms = now_ms();
+    c->host_ms = tmix_now_ms();
     return prof.count++;
 }
 
@@ -124,7 +116,7 @@ void tmix_profile_leave(const char *op, int call, int rc)
     if (call < 0)
         return;
     timed_call *c = &prof.calls[call];
-    c->host_ms = now_ms() - c->host_ms;
+    c->host_ms = tmix_now_ms() - c->host_ms;
     c->cpu_ms = cpu_ms() - c->cpu_ms;
     // A failed op keeps its error message: no mark is made after it.
     if (rc < 0 || (prof.marks && !(c->end = mark())))
@@ -164,7 +156,7 @@ int tmix_profile_end(tmix_profile *out)
                           : 0;
     if (rc == 0)
         rc = tmix_synchronize(prof.be);
-    out->wall_ms = now_ms() - prof.t0;
+    out->wall_ms = tmix_now_ms() - prof.t0;
     out->device_marks = prof.marks;
     out->device_span_ms = out->wall_ms;
     out->rows = calloc((size_t)prof.count + 1, sizeof *out->rows);

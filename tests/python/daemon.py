@@ -128,6 +128,14 @@ def in_shm_mapping(address, nbytes, info):
     raise AssertionError(f"{address:#x} is in no mapping")
 
 
+def wait_for(what, check, seconds=10):
+    """Polls check() until it is true; fails saying `what` did not come within seconds."""
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, f"no {what} after {seconds} s"
+        time.sleep(0.05)
+
+
 def expect_error(fn, kind, *words):
     """fn() raises kind with each of words in its message; returns the exception."""
     try:

@@ -23,7 +23,8 @@ import numpy as np
 
 import tmix
 from tmix import _cuda
-from daemon import TRAIN, Daemon, exactly_once, expect_error, in_shm_mapping, main, need_dataset
+from daemon import (TRAIN, Daemon, exactly_once, expect_error, in_shm_mapping, main,
+                    need_dataset, wait_for)
 
 
 def cut_labels(fmnist):
@@ -361,10 +362,13 @@ def test_cuda_fake():
         c.close()
         assert rt.sizes == {}, "slots left mapped"
         # Batches made since for the group may still hold a slot for a moment.
-        deadline = time.monotonic() + 10
-        while (s := tmix.status(d.endpoint)).trainers or s.groups[0].cuda_slots_used:
-            assert time.monotonic() < deadline, f"slots not given back: {s}"
-            time.sleep(0.05)
+        wait_for("free slots", lambda: slots_free(d.endpoint))
+
+
+def slots_free(endpoint):
+    """No trainer left and no device slot in use, in the daemon's one group."""
+    s = tmix.status(endpoint)
+    return s.trainers == 0 and s.groups[0].members == 0 and s.groups[0].cuda_slots_used == 0
 
 
 def cuda_holder(endpoint):
@@ -390,10 +394,7 @@ def test_cuda_fake_kill():
         assert g.members == 1 and g.cuda_slots_used >= 3, g
         p.kill()
         p.wait()
-        deadline = time.monotonic() + 10
-        while (g := tmix.status(d.endpoint).groups[0]).members or g.cuda_slots_used:
-            assert time.monotonic() < deadline, f"slots not given back: {g}"
-            time.sleep(0.1)
+        wait_for("free slots", lambda: slots_free(d.endpoint))
 
 
 def test_packaged():

@@ -24,7 +24,7 @@ import warnings
 import numpy as np
 
 from daemon import (TRAIN, Daemon, exactly_once, expect_error, in_shm_mapping, main, need_torch,
-                    skip)
+                    skip, wait_for)
 
 need_torch()
 import torch  # noqa: E402
@@ -289,13 +289,6 @@ def kill_holder(endpoint, group, mode, batches, delivery):
     line = p.stdout.readline()
     assert line, f"the holder exited {p.wait()} without its batches"
     return p, json.loads(line)
-
-
-def wait_for(what, check, seconds=10):
-    deadline = time.monotonic() + seconds
-    while not check():
-        assert time.monotonic() < deadline, f"no {what} after {seconds} s"
-        time.sleep(0.1)
 
 
 def killed_holding(delivery):
