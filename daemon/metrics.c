@@ -138,6 +138,11 @@ char *tmixd_metrics_text(const tmixd_server_stats *st)
         header(&t, "tmix_gpu_memory_total_bytes", "gauge", "Memory of the daemon's GPU.");
         put(&t, "tmix_gpu_memory_total_bytes %zu\n", st->gpu_memory_total);
     }
+    if (st->has_graphs) {
+        header(&t, "tmix_graph_batches_total", "counter",
+               "Batches mixed by one CUDA graph launch ([mix] graphs); the others run op by op.");
+        put(&t, "tmix_graph_batches_total %llu\n", (unsigned long long)st->graph_batches);
+    }
     PER_GROUP(&t, st, "tmix_batches_served_total", "counter",
               "Batches delivered to the group's trainers (a batch leased again counts again).",
               "%llu", (unsigned long long)g->batches_served);

@@ -3,6 +3,7 @@
 #include "producer.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -94,6 +95,7 @@ struct tmixd_producer {
     int pending;
     bool stopping;
     uint64_t bad_samples;
+    atomic_uint_least64_t graph_batches; // mixed by one CUDA graph launch
     uint8_t *bad_seen; // a bit per sample: unreadable, already logged and counted
     uv_async_t async;
     tmixd_job_done done;
@@ -271,9 +273,12 @@ static int mix_batch(tmixd_producer *p, worker_state *w, lane *l, const tmixd_jo
     }
     if (rc == 0)
         rc = tmix_preprocess(be, gpu ? dx : &x, gpu ? dsrc : &src, crops, c->mean, c->std);
+    const int64_t launches = tmix_mixer_graph_launches(l->mixer);
     if (rc == 0)
         rc = tmix_mix_forward(l->mixer, l->teacher, c->module, gpu ? dx : &x, labels, d, false,
                               &res);
+    if (rc == 0 && tmix_mixer_graph_launches(l->mixer) > launches)
+        atomic_fetch_add(&p->graph_batches, 1);
     const char *graph_error = tmix_mixer_graph_error(l->mixer);
     if (graph_error && !l->graph_error_logged) {
         tmixd_log(TMIXD_LOG_WARN, "%s: CUDA graphs off, batches run op by op: %s", be->name,
@@ -534,6 +539,8 @@ void tmixd_producer_submit(tmixd_producer *p, tmixd_job *job)
 int tmixd_producer_pending(const tmixd_producer *p) { return p->pending; }
 
 uint64_t tmixd_producer_bad_samples(const tmixd_producer *p) { return p->bad_samples; }
+
+uint64_t tmixd_producer_graph_batches(tmixd_producer *p) { return atomic_load(&p->graph_batches); }
 
 static void free_jobs(tmixd_job *job)
 {

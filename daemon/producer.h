@@ -73,6 +73,8 @@ int tmixd_producer_warm_up(tmixd_producer *p, uint32_t batch_size, int dtype, in
 int tmixd_producer_pending(const tmixd_producer *p);
 // Distinct samples found unreadable (and replaced) so far.
 uint64_t tmixd_producer_bad_samples(const tmixd_producer *p);
+// Batches mixed by one CUDA graph launch so far ([mix] graphs), warm-up batches included.
+uint64_t tmixd_producer_graph_batches(tmixd_producer *p);
 // Stops the workers after the jobs they are running (queued ones are dropped, unreported)
 // and closes the async handle; frees p once the loop has closed it.
 void tmixd_producer_stop(tmixd_producer *p);

@@ -121,6 +121,9 @@ void server_collect_stats(void *ctx, tmixd_server_stats *st)
         .next = &s->next,
         .ngroups = s->ngroups,
     };
+    st->has_graphs = s->producer && s->c->producer.graphs &&
+                     tmix_backend_has_graphs(s->c->producer.backend);
+    st->graph_batches = st->has_graphs ? tmixd_producer_graph_batches(s->producer) : 0;
     st->has_gpu_memory =
         s->c->producer.backend != tmix_backend_cpu() &&
         tmix_memory_info(s->c->producer.backend, &st->gpu_memory_used, &st->gpu_memory_total) == 0;

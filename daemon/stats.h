@@ -32,6 +32,8 @@ typedef struct {
     int jobs;                     // with the producer: queued or running
     size_t memory_bytes, max_memory; // produced batches held, and the budget
     bool has_gpu_memory;
+    bool has_graphs;              // mixing on a GPU with [mix] graphs on
+    uint64_t graph_batches;       // mixed by one CUDA graph launch
     size_t gpu_memory_used, gpu_memory_total;
     // Seconds per batch: waiting for a worker, reading (read, decode, augment), mixing
     // (normalise, mix, encode), and from a trainer's Next to the reply with its batch.
