@@ -61,22 +61,24 @@ static void close_side(side *sd)
     tmix_teacher_free(sd->teacher);
 }
 
-// Runs an op that needs a scratch buffer far bigger than a mix of these sizes (the gradient of
-// a 4096x4096 image through grid_sample: 128 MiB of double accumulators).
-static int grow_scratch(tmix_backend *be)
+// Runs an op whose arguments need a scratch buffer far bigger than a mix of these sizes (a
+// gather of 16 Mi rows: 128 MiB of indices, staged on the device as a graph's are), and
+// bigger at each call, so that the buffer grows for every method: the scratch buffer
+// belongs to the backend, which all the methods share.
+static int grow_scratch(tmix_backend *be, int call)
 {
-    tmix_tensor in = {0}, din = {0}, grid = {0}, dout = {0};
-    CHECK_OK(tmix_tensor_alloc(be, &in, TMIX_F32, 4, (int64_t[]){1, 1, 4096, 4096}));
-    CHECK_OK(tmix_tensor_alloc(be, &din, TMIX_F32, 4, (int64_t[]){1, 1, 4096, 4096}));
-    CHECK_OK(tmix_tensor_alloc(be, &grid, TMIX_F32, 4, (int64_t[]){1, 1, 1, 2}));
-    CHECK_OK(tmix_tensor_alloc(be, &dout, TMIX_F32, 4, (int64_t[]){1, 1, 1, 1}));
-    tmix_tensor *all[] = {&in, &din, &grid, &dout};
-    for (int i = 0; i < 4; i++)
-        CHECK_OK(tmix_tensor_zero(be, all[i]));
-    CHECK_OK(tmix_grid_sample_backward(be, &din, NULL, &dout, &in, &grid));
+    const int64_t rows = (16 << 20) + (int64_t)call * 1024;
+    int64_t *index = calloc((size_t)rows, sizeof *index); // every row from row 0
+    tmix_tensor in = {0}, out = {0};
+    CHECK(index != NULL);
+    CHECK_OK(tmix_tensor_alloc(be, &in, TMIX_F32, 2, (int64_t[]){1, 1}));
+    CHECK_OK(tmix_tensor_alloc(be, &out, TMIX_F32, 2, (int64_t[]){rows, 1}));
+    CHECK_OK(tmix_tensor_zero(be, &in));
+    CHECK_OK(tmix_gather(be, &out, &in, index));
     CHECK_OK(tmix_synchronize(be));
-    for (int i = 0; i < 4; i++)
-        tmix_tensor_free(be, all[i]);
+    tmix_tensor_free(be, &in);
+    tmix_tensor_free(be, &out);
+    free(index);
     return 0;
 }
 
@@ -214,7 +216,7 @@ int main(int argc, char **argv)
         int method_failed = 0;
         for (int batch = 0; batch < BATCHES; batch++) {
             method_failed += compare_batch(name, batch, ref_mx, &ref, mx, &sd, needs_module);
-            if (batch == GROW_AFTER && grow_scratch(gpu))
+            if (batch == GROW_AFTER && grow_scratch(gpu, m))
                 return 1;
         }
         const int64_t launches = tmix_mixer_graph_launches(mx), want = cpu_only ? 0 : LAUNCHES;

@@ -93,10 +93,17 @@ devices)
   "$NUMPY_PYTHON" "$CHECK_DEVICES" "$work/cpu.safetensors" "$work/gpu.f32.safetensors" ||
     fail "the CPU and the GPU made other batches"
   stop_daemon "$daemon"
-  start_daemon gt --server.seed=5 --server.device=cuda "${tm[@]}"
+  port=$(free_port)
+  start_daemon gt --server.seed=5 --server.device=cuda --server.metrics_port="$port" "${tm[@]}"
   grep -q "2 mixing lanes" "$work/gt.log" || fail "the GPU daemon does not mix on 2 lanes"
   "$TMIXCTL" pull -e "ipc://$work/gt.sock" --group g --batches 12 --batch-size 50 \
     --out "$work/gpu_tm.safetensors" >/dev/null || fail "pull TransformMix from the GPU daemon"
+  # Each lane runs its first batch of 50 op by op and replays the rest as a graph.
+  graphs=$(python3 -c 'import sys, urllib.request
+for line in urllib.request.urlopen(sys.argv[1], timeout=10).read().decode().splitlines():
+    if line.startswith("tmix_graph_batches_total "): print(int(line.split()[1]))' \
+    "http://127.0.0.1:$port/metrics")
+  [ "${graphs:-0}" -ge 10 ] || fail "$graphs TransformMix batches by graph launch, expected >= 10"
   "$NUMPY_PYTHON" "$CHECK_DEVICES" "$work/cpu_tm.safetensors" "$work/gpu_tm.safetensors" \
     --norm 1e-4 || fail "the CPU and the GPU made other TransformMix batches"
   stop_daemon "$daemon"
