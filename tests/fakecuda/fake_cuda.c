@@ -4,9 +4,9 @@
 // groups whose members all read device slots) with the CPU's ops doing the work.
 //
 // Fake rules: one device, cuda:0, PCI bus id FAKE_PCI_BUS_ID; device memory is host memory;
-// tf32 and bf16 are accepted and computed in fp32; graphs record and replay the ops
-// (fake_graph.c); an op's work is done when it returns, so a timing mark holds the host's
-// clock when it is recorded. A CUDA IPC buffer is a POSIX shared memory object:
+// tf32 and bf16 are accepted and computed in fp32; each backend has a stream, a thread that
+// runs its ops after they return, and graphs that record and replay them (fake_stream.c).
+// A CUDA IPC buffer is a POSIX shared memory object:
 // its memory handle holds the object's name (NUL-terminated), its event handle the bytes
 // "fake event", and a fill is done when it returns. Real CUDA memory goes with its process,
 // a shared memory object does not: the first open removes those of processes that are gone
@@ -29,7 +29,6 @@
 #include "cuda_plugin.h"
 #include "error.h"
 #include "fake.h"
-#include "golden.h"
 
 #define FAKE_PCI_BUS_ID "0000:FA:CE.0"
 #define SHM_PREFIX "tmix-fakecuda-"
@@ -148,32 +147,6 @@ static int fake_set_precision(tmix_backend *be, tmix_precision p)
     return 0;
 }
 
-static int fake_mark_new(tmix_backend *be, void **out)
-{
-    *out = calloc(1, sizeof(double));
-    return *out ? 0 : tmix_fail(TMIX_ENOMEM, "%s: no memory for a timing mark", be->name);
-}
-
-static int fake_mark_record(tmix_backend *be, void *mark)
-{
-    (void)be;
-    *(double *)mark = tmix_now_ms();
-    return 0;
-}
-
-static int fake_mark_elapsed_ms(tmix_backend *be, const void *from, const void *to, double *out)
-{
-    (void)be;
-    *out = *(const double *)to - *(const double *)from;
-    return 0;
-}
-
-static void fake_mark_free(tmix_backend *be, void *mark)
-{
-    (void)be;
-    free(mark);
-}
-
 static void fake_close(tmix_backend *be)
 {
     free(be);
@@ -223,12 +196,8 @@ static void make_ops(void)
     fake_ops.ipc_buffer_free = fake_ipc_buffer_free;
     fake_ops.pci_bus_id = fake_pci_bus_id;
     fake_ops.set_precision = fake_set_precision;
-    fake_ops.mark_new = fake_mark_new;
-    fake_ops.mark_record = fake_mark_record;
-    fake_ops.mark_elapsed_ms = fake_mark_elapsed_ms;
-    fake_ops.mark_free = fake_mark_free;
     fake_ops.close = fake_close;
-    fake_graph_install(&fake_ops);
+    fake_stream_install(&fake_ops);
 }
 
 // A backend of its own per open, as the real plugin's (each with its stream there).
@@ -243,6 +212,11 @@ EXPORT int tmix_cuda_plugin_open(tmix_backend **out, int device)
     if (!f)
         return tmix_fail(TMIX_ENOMEM, "cuda:0: the fake CUDA plugin is out of memory");
     *f = (fake_backend){.be = {.name = "cuda:0", .device = TMIX_CUDA, .ops = &fake_ops}};
+    const int rc = fake_stream_open(f);
+    if (rc < 0) {
+        free(f);
+        return rc;
+    }
     *out = &f->be;
     return 0;
 }

@@ -111,6 +111,9 @@ static int compare_batch(const char *method, int batch, tmix_mixer *ref_mx, side
                               &ref->images[k], labels, &d, false, &want));
     CHECK_OK(tmix_mix_forward(mx, sd->teacher, needs_module ? &sd->module : NULL,
                               &sd->images[k], labels, &d, false, &got));
+    // Read at once, before anything else waits for the device: the forward must have.
+    float got_weights[MAX_B * N];
+    memcpy(got_weights, got.weights, (size_t)b * N * sizeof *got_weights);
     tmix_draws_free(&d);
     char what[96];
     int failed = 0;
@@ -128,10 +131,10 @@ static int compare_batch(const char *method, int batch, tmix_mixer *ref_mx, side
     }
     for (int i = 0; i < b * N; i++)
         if (want.sources[i] != got.sources[i] || want.labels[i] != got.labels[i] ||
-            fabsf(want.weights[i] - got.weights[i]) > 1e-4f) {
+            fabsf(want.weights[i] - got_weights[i]) > 1e-4f) {
             fprintf(stderr, "%s batch %d: pair %d is source %lld, label %lld, weight %g; the CPU "
                     "says %lld, %lld, %g\n", method, batch, i, (long long)got.sources[i],
-                    (long long)got.labels[i], got.weights[i], (long long)want.sources[i],
+                    (long long)got.labels[i], got_weights[i], (long long)want.sources[i],
                     (long long)want.labels[i], want.weights[i]);
             failed++;
             break;
