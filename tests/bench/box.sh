@@ -38,7 +38,9 @@ CUDNN=$(python3 -c "import nvidia.cudnn as m; print(m.__path__[0])" 2>/dev/null)
 export LD_LIBRARY_PATH=$CUDNN:/usr/local/cuda/lib64:$B/lib
 { nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null; nproc
   "$B/bin/tmixd" --version; } | tee "$out/machine.txt"
-export TMIX_CUDA_PLUGIN=$B/lib/tmix/libtmix-cuda.so
+# BOX_CUDA_PLUGIN: another plugin in its place, such as the fake GPU (tests/fakecuda), to try
+# this script on a machine without a GPU before a lease.
+export TMIX_CUDA_PLUGIN=${BOX_CUDA_PLUGIN:-$B/lib/tmix/libtmix-cuda.so}
 if want tests && [ -x ./test_twins ]; then
   timeout 200 ./test_twins >"$out/twins.txt" 2>&1
   echo "twins exit $? at ${SECONDS} s: $(grep -c '^PASS' "$out/twins.txt") groups passed"
