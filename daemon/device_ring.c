@@ -1,5 +1,5 @@
 // Device rings: slot buffers made on first use and the free list of slots.h, whose lock
-// also covers the fills (a slot is taken only once its copy is queued).
+// covers taking a slot and making its buffer; the copy into a taken slot is queued after.
 #include "device_ring.h"
 
 #include <stdatomic.h>
@@ -82,13 +82,22 @@ int tmixd_device_ring_fill(tmixd_device_ring *r, tmix_backend *be, const void *s
             r->warned = true;
             atomic_store(&r->no_room, true);
             rc = 0;
-        } else if (rc == 0 && (rc = tmix_ipc_buffer_fill(be, b, src, bytes)) == 0) {
+        } else if (rc == 0) {
             tmixd_slots_pop(&r->free);
-            *slot = s;
             rc = 1;
         }
     }
     pthread_mutex_unlock(&r->free.lock);
+    // The copy is queued outside the lock, so that the loop thread (slot counts, gives) never
+    // waits for a GPU call; the slot is this caller's until given.
+    if (rc == 1) {
+        const int copied = tmix_ipc_buffer_fill(be, &r->buffers[s], src, bytes);
+        if (copied < 0) {
+            tmixd_slots_give(&r->free, s);
+            return copied;
+        }
+        *slot = s;
+    }
     return rc;
 }
 
