@@ -45,23 +45,52 @@ static int epoch_order(const tmixd_sampler *s, tmixd_epoch_order *o, uint64_t ep
     return 0;
 }
 
-// Reads sample id, or in its place a deterministic other one when it cannot be read.
-// Returns the id read.
-static int64_t read_sample(const tmixd_sampler *s, int64_t id, tmixd_image *img)
+// The draws of one sample's augmentation, from a generator seeded by (epoch, id); the
+// window is drawn while the image is read, once its size is known, so that only the part
+// of it inside the window is decoded.
+typedef struct {
+    const tmixd_sampler *s;
+    uint64_t epoch;
+    int64_t id;
+    tmix_rng rng;
+    tmixd_crop_box window;
+} sample_draws;
+
+// Called by each read that succeeds: the generator starts anew for every image tried, so a
+// replacement is cut as the sample itself would have been.
+static int draw_window(void *ctx, int h, int w, tmixd_crop_box *window)
 {
+    sample_draws *d = ctx;
+    tmixd_sample_rng(d->s, d->epoch, d->id, &d->rng);
+    TMIX_TRY(tmixd_augment_window(&d->s->augment, h, w, &d->rng, &d->window));
+    *window = d->window;
+    return 0;
+}
+
+// Reads sample d->id, or in its place a deterministic other one when it cannot be read.
+// Returns the id read.
+static int64_t read_sample(sample_draws *d, tmixd_image *img)
+{
+    const tmixd_sampler *s = d->s;
     const int64_t n = tmixd_dataset_size(s->dataset);
-    int64_t cur = id;
+    int64_t cur = d->id;
     for (int attempt = 0; attempt <= MAX_REPLACEMENTS; attempt++) {
-        if (tmixd_dataset_read(s->dataset, cur, s->augment.out_h, s->augment.out_w, img) == 0)
+        if (tmixd_dataset_read_window(s->dataset, cur, s->augment.out_h, s->augment.out_w,
+                                      draw_window, d, img) == 0)
             return cur;
         if (s->on_bad)
             s->on_bad(s->ctx, cur);
         tmix_rng r;
-        seed_for(&r, s->seed, SEED_REPLACE, (uint64_t)id, (uint64_t)attempt);
+        seed_for(&r, s->seed, SEED_REPLACE, (uint64_t)d->id, (uint64_t)attempt);
         cur = (int64_t)tmix_rng_below(&r, (uint64_t)n);
     }
-    return tmix_fail(TMIX_EIO, "sample %lld and %d replacements could not be read", (long long)id,
-                     MAX_REPLACEMENTS);
+    return tmix_fail(TMIX_EIO, "sample %lld and %d replacements could not be read",
+                     (long long)d->id, MAX_REPLACEMENTS);
+}
+
+void tmixd_sample_rng(const tmixd_sampler *s, uint64_t epoch, int64_t id, tmix_rng *rng)
+{
+    seed_for(rng, s->seed, SEED_SAMPLE, epoch, (uint64_t)id);
 }
 
 int tmixd_sample_batch(const tmixd_sampler *s, tmixd_epoch_order *o, uint64_t epoch,
@@ -73,18 +102,17 @@ int tmixd_sample_batch(const tmixd_sampler *s, tmixd_epoch_order *o, uint64_t ep
     tmixd_image img = {0};
     int rc = 0;
     for (int i = 0; i < b && rc == 0; i++) {
-        const int64_t id = o->order[first + i];
-        const int64_t got = read_sample(s, id, &img);
+        sample_draws d = {.s = s, .epoch = epoch, .id = o->order[first + i]};
+        const int64_t got = read_sample(&d, &img);
         if (got < 0) {
             rc = (int)got;
             break;
         }
-        in->ids[i] = id;
+        in->ids[i] = d.id;
         in->read_ids[i] = got;
         in->labels[i] = tmixd_dataset_label(s->dataset, got);
-        tmix_rng r;
-        seed_for(&r, s->seed, SEED_SAMPLE, epoch, (uint64_t)id);
-        rc = tmixd_augment(&s->augment, &img, &r, in->pixels + (size_t)i * image);
+        rc = tmixd_augment_apply(&s->augment, &img, d.window, &d.rng,
+                                 in->pixels + (size_t)i * image);
     }
     tmixd_image_free(&img);
     return rc;

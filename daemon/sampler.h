@@ -46,6 +46,10 @@ typedef struct {
 int tmixd_sample_batch(const tmixd_sampler *s, tmixd_epoch_order *o, uint64_t epoch,
                        int64_t first, int b, tmixd_batch_inputs *in);
 
+// The generator of the augmentation of sample id in epoch (tmixd_augment's draws, in order);
+// a replacement read in its place is cut with the same one.
+void tmixd_sample_rng(const tmixd_sampler *s, uint64_t epoch, int64_t id, tmix_rng *rng);
+
 // The mixing draws (pairs, λ, noise, CutMix centres) of batch `index` of epoch; d allocated
 // by tmix_draws_alloc.
 void tmixd_sample_draws(const tmixd_sampler *s, uint64_t epoch, uint64_t index, tmix_draws *d);

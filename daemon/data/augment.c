@@ -148,24 +148,23 @@ tmixd_crop_box tmixd_random_resized_box(const tmixd_augment_params *p, int h, in
     return b;
 }
 
-static int check_params(const tmixd_augment_params *p, const tmixd_image *in)
+static int check_params(const tmixd_augment_params *p, int h, int w)
 {
     if (p->out_h <= 0 || p->out_w <= 0)
         return tmix_fail(TMIX_EINVAL, "augment: output size %dx%d is not positive", p->out_h,
                          p->out_w);
-    if (!in->data || in->h <= 0 || in->w <= 0 || in->c <= 0)
-        return tmix_fail(TMIX_EINVAL, "augment: input image %dx%dx%d is empty", in->h, in->w,
-                         in->c);
+    if (h <= 0 || w <= 0)
+        return tmix_fail(TMIX_EINVAL, "augment: input image %dx%d is empty", h, w);
     switch (p->crop) {
     case TMIXD_CROP_NONE:
         return 0;
     case TMIXD_CROP_PAD:
         if (p->pad < 0 || p->pad > 1 << 16)
             return tmix_fail(TMIX_EINVAL, "augment: pad %d is outside [0, 65536]", p->pad);
-        if (in->h + 2 * p->pad < p->out_h || in->w + 2 * p->pad < p->out_w)
+        if (h + 2 * p->pad < p->out_h || w + 2 * p->pad < p->out_w)
             return tmix_fail(TMIX_EINVAL,
                              "augment: a %dx%d image padded by %d is smaller than the %dx%d output",
-                             in->h, in->w, p->pad, p->out_h, p->out_w);
+                             h, w, p->pad, p->out_h, p->out_w);
         return 0;
     case TMIXD_CROP_RANDOM_RESIZED:
         if (!(p->scale_min > 0 && p->scale_min <= p->scale_max && isfinite(p->scale_max)))
@@ -179,23 +178,52 @@ static int check_params(const tmixd_augment_params *p, const tmixd_image *in)
     return tmix_fail(TMIX_EINVAL, "augment: unknown crop kind %d", (int)p->crop);
 }
 
-int tmixd_augment(const tmixd_augment_params *p, const tmixd_image *in, tmix_rng *rng,
-                  uint8_t *out) // (out_h, out_w, in->c)
+int tmixd_augment_window(const tmixd_augment_params *p, int h, int w, tmix_rng *rng,
+                         tmixd_crop_box *window)
 {
-    TMIX_TRY(check_params(p, in));
-    tmixd_crop_box b = {0, 0, in->h, in->w};
+    TMIX_TRY(check_params(p, h, w));
+    tmixd_crop_box b = {0, 0, h, w};
     if (p->crop == TMIXD_CROP_PAD) {
         b.h = p->out_h;
         b.w = p->out_w;
-        b.top = (int)tmix_rng_below(rng, (uint64_t)(in->h + 2 * p->pad - p->out_h + 1)) - p->pad;
-        b.left = (int)tmix_rng_below(rng, (uint64_t)(in->w + 2 * p->pad - p->out_w + 1)) - p->pad;
+        b.top = (int)tmix_rng_below(rng, (uint64_t)(h + 2 * p->pad - p->out_h + 1)) - p->pad;
+        b.left = (int)tmix_rng_below(rng, (uint64_t)(w + 2 * p->pad - p->out_w + 1)) - p->pad;
+    } else if (p->crop == TMIXD_CROP_RANDOM_RESIZED) {
+        b = tmixd_random_resized_box(p, h, w, rng);
+    }
+    *window = b;
+    return 0;
+}
+
+int tmixd_augment_apply(const tmixd_augment_params *p, const tmixd_image *in,
+                        tmixd_crop_box window, tmix_rng *rng, uint8_t *out) // (out_h, out_w, c)
+{
+    if (!in->data || in->h <= 0 || in->w <= 0 || in->c <= 0)
+        return tmix_fail(TMIX_EINVAL, "augment: input image %dx%dx%d is empty", in->h, in->w,
+                         in->c);
+    // In the coordinates of the part of the image that in holds. What of the window lies
+    // inside the image lies inside that part; for PAD the rest is outside both (zeros).
+    tmixd_crop_box b = window;
+    b.top -= in->top;
+    b.left -= in->left;
+    if (p->crop == TMIXD_CROP_PAD) {
         pad_window(in, b, out);
     } else {
-        if (p->crop == TMIXD_CROP_RANDOM_RESIZED)
-            b = tmixd_random_resized_box(p, in->h, in->w, rng);
+        if (b.top < 0 || b.left < 0 || b.top + b.h > in->h || b.left + b.w > in->w)
+            return tmix_fail(TMIX_EINVAL, "augment: the window (%d,%d) %dx%d is not inside the "
+                             "part (%d,%d) %dx%d of the image read", window.top, window.left,
+                             window.h, window.w, in->top, in->left, in->h, in->w);
         TMIX_TRY(resize_window(in, b, p->out_h, p->out_w, out));
     }
     if (p->flip && tmix_rng_uniform(rng) < 0.5)
         flip_rows(out, p->out_h, p->out_w, in->c);
     return 0;
+}
+
+int tmixd_augment(const tmixd_augment_params *p, const tmixd_image *in, tmix_rng *rng,
+                  uint8_t *out) // (out_h, out_w, in->c)
+{
+    tmixd_crop_box window;
+    TMIX_TRY(tmixd_augment_window(p, in->h, in->w, rng, &window));
+    return tmixd_augment_apply(p, in, window, rng, out);
 }

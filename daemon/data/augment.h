@@ -22,12 +22,6 @@ typedef struct {
     bool flip;                  // horizontal flip with probability 1/2
 } tmixd_augment_params;
 
-// A crop window of the input: rows [top, top + h), columns [left, left + w). For PAD the
-// window is in padded coordinates, so top and left may be negative.
-typedef struct {
-    int top, left, h, w;
-} tmixd_crop_box;
-
 // Augments in (uint8 HWC) into out (uint8 HWC, out_h x out_w x in->c):
 //   NONE            bilinear resize of the whole image to the output size (a copy when equal);
 //                   no draws.
@@ -41,6 +35,16 @@ typedef struct {
 // rounded to the nearest integer.
 int tmixd_augment(const tmixd_augment_params *p, const tmixd_image *in, tmix_rng *rng,
                   uint8_t *out);
+
+// tmixd_augment in two halves, for a caller that reads only the window it needs: the crop's
+// draws for an h x w image (*window, in the image's coordinates: for PAD it may leave the
+// image; TMIX_EINVAL as tmixd_augment for bad parameters); then, for in holding at least
+// the part of the image inside that window (tmixd_image's top and left place it), the
+// window resized (or copied) to the output and the flip's draw.
+int tmixd_augment_window(const tmixd_augment_params *p, int h, int w, tmix_rng *rng,
+                         tmixd_crop_box *window);
+int tmixd_augment_apply(const tmixd_augment_params *p, const tmixd_image *in,
+                        tmixd_crop_box window, tmix_rng *rng, uint8_t *out);
 
 // torchvision's RandomResizedCrop.get_params for an h x w image: up to 10 tries of
 // (area = h w U(scale_min, scale_max), ratio = exp(U(log ratio_min, log ratio_max)),

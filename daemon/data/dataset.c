@@ -30,6 +30,7 @@ int tmixd_image_reserve(tmixd_image *img, int h, int w, int c)
     img->h = h;
     img->w = w;
     img->c = c;
+    img->top = img->left = 0;
     return 0;
 }
 
@@ -136,15 +137,22 @@ const char *tmixd_dataset_describe(const tmixd_dataset *ds)
     return ds->describe;
 }
 
-int tmixd_dataset_read(const tmixd_dataset *ds, int64_t i, int min_h, int min_w, tmixd_image *img)
+int tmixd_dataset_read_window(const tmixd_dataset *ds, int64_t i, int min_h, int min_w,
+                              tmixd_window_fn window, void *ctx, tmixd_image *img)
 {
     if (i < 0 || i >= ds->n)
         return tmix_fail(TMIX_EINVAL, "%s: sample %lld out of range [0, %lld)", ds->describe,
                          (long long)i, (long long)ds->n);
     if (ds->folder)
-        return tmixd_imagefolder_read(ds->folder, i, min_h, min_w, img);
+        return tmixd_imagefolder_read(ds->folder, i, min_h, min_w, window, ctx, img);
     TMIX_TRY(tmixd_image_reserve(img, ds->h, ds->w, ds->channels));
     const size_t bytes = (size_t)ds->h * (size_t)ds->w * (size_t)ds->channels;
     memcpy(img->data, ds->pixels + (size_t)i * bytes, bytes);
-    return 0;
+    tmixd_crop_box b;
+    return window ? window(ctx, ds->h, ds->w, &b) : 0;
+}
+
+int tmixd_dataset_read(const tmixd_dataset *ds, int64_t i, int min_h, int min_w, tmixd_image *img)
+{
+    return tmixd_dataset_read_window(ds, i, min_h, min_w, NULL, NULL, img);
 }

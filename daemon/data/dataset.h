@@ -13,18 +13,31 @@
 
 typedef struct tmixd_dataset tmixd_dataset;
 
-// One decoded image: uint8, HWC, rows packed (h * w * c bytes at data). data/cap are owned
-// by the struct and grown as needed, so a worker reuses one image for every read; zero it
-// before first use and release it with tmixd_image_free.
+// One decoded image, or the part of it that a read asked for: uint8, HWC, rows packed
+// (h * w * c bytes at data), its first pixel at row top, column left of the whole image.
+// data/cap are owned by the struct and grown as needed, so a worker reuses one image for
+// every read; zero it before first use and release it with tmixd_image_free.
 typedef struct {
     uint8_t *data;
     size_t cap;
     int h, w, c;
+    int top, left; // 0, 0 for a whole image
 } tmixd_image;
+
+// A window of an image: rows [top, top + h), columns [left, left + w). It may leave the
+// image (a padded crop).
+typedef struct {
+    int top, left, h, w;
+} tmixd_crop_box;
+
+// Chooses, once a read knows the image's size (h x w, after any DCT scaling), the window of
+// it that the caller will use; the read may then decode only the part of the image inside
+// it (and a few pixels around). Returns 0, or an error that fails the read.
+typedef int (*tmixd_window_fn)(void *ctx, int h, int w, tmixd_crop_box *window);
 
 void tmixd_image_free(tmixd_image *img);
 
-// Makes img hold an h x w x c image (contents undefined), growing data when needed.
+// Makes img hold a whole h x w x c image (contents undefined), growing data when needed.
 int tmixd_image_reserve(tmixd_image *img, int h, int w, int c);
 
 // Opens a data set. format: "idx" | "cifar" | "imagefolder"; split: "train" | "test".
@@ -53,5 +66,10 @@ const char *tmixd_dataset_describe(const tmixd_dataset *ds);
 // bad file, TMIX_EIO for an unreadable one, TMIX_EINVAL for i out of range) name the file
 // path and the sample index; the caller replaces the sample.
 int tmixd_dataset_read(const tmixd_dataset *ds, int64_t i, int min_h, int min_w, tmixd_image *img);
+// The same for a caller that uses one window of the image: window(ctx, ...) is called once
+// per successful read, with the image's size, and img may then hold only the part of the
+// image that the window covers (a JPEG is decoded no further: libjpeg's crop and skip).
+int tmixd_dataset_read_window(const tmixd_dataset *ds, int64_t i, int min_h, int min_w,
+                              tmixd_window_fn window, void *ctx, tmixd_image *img);
 
 #endif

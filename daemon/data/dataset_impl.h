@@ -30,7 +30,8 @@ int tmixd_cifar_load(tmixd_dataset *ds, const char *path, bool train);
 int tmixd_imagefolder_load(tmixd_dataset *ds, const char *path, bool train);
 
 // Decodes sample i of an imagefolder set (see tmixd_dataset_read).
-int tmixd_imagefolder_read(tmixd_folder *f, int64_t i, int min_h, int min_w, tmixd_image *img);
+int tmixd_imagefolder_read(tmixd_folder *f, int64_t i, int min_h, int min_w,
+                           tmixd_window_fn window, void *ctx, tmixd_image *img);
 void tmixd_imagefolder_free(tmixd_folder *f);
 
 #endif

@@ -5,22 +5,33 @@
 #include <fcntl.h>
 #include <png.h>
 #include <setjmp.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <turbojpeg.h>
 #include <unistd.h>
+
+#include <jpeglib.h> // after stdio.h, which it needs
 
 #include "error.h"
 
+// libjpeg's error manager, with where its errors jump back to and their text.
+typedef struct {
+    struct jpeg_error_mgr mgr;
+    jmp_buf jump;
+    char message[JMSG_LENGTH_MAX];
+} jpeg_failure;
+
 struct tmixd_decoder {
-    tjhandle tj;
+    struct jpeg_decompress_struct jpeg; // reused: aborted after each file
+    jpeg_failure failure;
+    struct jpeg_progress_mgr progress;
     uint8_t *file; // the bytes of the file being decoded
     size_t file_cap;
     png_bytep *rows; // row pointers into the image libpng writes
     size_t rows_cap;
-    uint8_t *cmyk; // a CMYK JPEG's pixels before conversion to RGB
+    uint8_t *cmyk; // a CMYK JPEG's row before conversion to RGB
     size_t cmyk_cap;
     // libpng's reader state and error text live here, not in locals of the function that
     // calls setjmp, so they stay valid after its longjmp.
@@ -29,10 +40,53 @@ struct tmixd_decoder {
     char png_error[200];
 };
 
+static void jpeg_on_error(j_common_ptr c)
+{
+    jpeg_failure *f = (jpeg_failure *)c->err;
+    c->err->format_message(c, f->message);
+    longjmp(f->jump, 1);
+}
+
+// A warning (a truncated file's premature end, corrupt data) fails the decode too: libjpeg
+// would go on with made-up pixels. Levels >= 0 are traces.
+static void jpeg_on_message(j_common_ptr c, int level)
+{
+    if (level < 0)
+        jpeg_on_error(c);
+}
+
+// Progressive files with absurd scan counts take minutes to decode; TurboJPEG's limit.
+enum { MAX_SCANS = 500 };
+static void jpeg_on_progress(j_common_ptr c)
+{
+    if (c->is_decompressor && ((j_decompress_ptr)c)->input_scan_number > MAX_SCANS) {
+        jpeg_failure *f = (jpeg_failure *)c->err;
+        snprintf(f->message, sizeof f->message, "a progressive JPEG of more than %d scans",
+                 MAX_SCANS);
+        longjmp(f->jump, 1);
+    }
+}
+
+// Sets up d's decompressor: false when libjpeg ran out of memory.
+static bool jpeg_init(tmixd_decoder *d)
+{
+    d->jpeg.err = jpeg_std_error(&d->failure.mgr);
+    d->failure.mgr.error_exit = jpeg_on_error;
+    d->failure.mgr.emit_message = jpeg_on_message;
+    if (setjmp(d->failure.jump)) {
+        jpeg_destroy_decompress(&d->jpeg);
+        return false;
+    }
+    jpeg_create_decompress(&d->jpeg);
+    d->progress.progress_monitor = jpeg_on_progress;
+    d->jpeg.progress = &d->progress;
+    return true;
+}
+
 tmixd_decoder *tmixd_decoder_new(void)
 {
     tmixd_decoder *d = calloc(1, sizeof *d);
-    if (d && !(d->tj = tjInitDecompress())) {
+    if (d && !jpeg_init(d)) {
         free(d);
         return NULL;
     }
@@ -43,7 +97,7 @@ void tmixd_decoder_free(tmixd_decoder *d)
 {
     if (!d)
         return;
-    tjDestroy(d->tj);
+    jpeg_destroy_decompress(&d->jpeg);
     free(d->file);
     free(d->rows);
     free(d->cmyk);
@@ -92,76 +146,143 @@ static int read_file(tmixd_decoder *d, const char *path, int64_t sample, size_t 
     return rc;
 }
 
+// The DCT scale 1/denom a JPEG of h x w is decoded at (tmixd_jpeg_scaled_size).
+static int scale_denom(int h, int w, int min_h, int min_w)
+{
+    if (min_h <= 0 || min_w <= 0)
+        return 1;
+    for (int denom = 8; denom >= 2; denom /= 2)
+        if ((h + denom - 1) / denom >= min_h && (w + denom - 1) / denom >= min_w)
+            return denom;
+    return 1;
+}
+
 void tmixd_jpeg_scaled_size(int h, int w, int min_h, int min_w, int *out_h, int *out_w)
 {
-    *out_h = h;
-    *out_w = w;
-    if (min_h <= 0 || min_w <= 0)
-        return;
-    for (int denom = 8; denom >= 2; denom /= 2) {
-        const tjscalingfactor sf = {1, denom};
-        if (TJSCALED(h, sf) >= min_h && TJSCALED(w, sf) >= min_w) {
-            *out_h = TJSCALED(h, sf);
-            *out_w = TJSCALED(w, sf);
-            return;
+    const int denom = scale_denom(h, w, min_h, min_w);
+    *out_h = (h + denom - 1) / denom; // libjpeg rounds up
+    *out_w = (w + denom - 1) / denom;
+}
+
+// Pixels decoded around a window, so that libjpeg's smoothing of subsampled chroma at the
+// part's edges reads the same neighbours as in the whole image: the window's pixels are then
+// exactly those of a whole decode.
+enum { WINDOW_MARGIN = 2 };
+
+// The part [lo, hi) of [0, n) that covers [start, start + len) and WINDOW_MARGIN around it.
+static void window_span(int start, int len, int n, int *lo, int *hi)
+{
+    const int64_t a = (int64_t)start - WINDOW_MARGIN, b = (int64_t)start + len + WINDOW_MARGIN;
+    *lo = a < 0 ? 0 : a > n ? n : (int)a;
+    *hi = b < 0 ? 0 : b > n ? n : (int)b;
+}
+
+// Whether the file has an end-of-image marker after the first scan's data begins: a decode
+// that stops at its window's last row (and so does not read the rest) still refuses a
+// truncated file. Bytes after the marker are allowed, as libjpeg allows them.
+static bool has_end_marker(const uint8_t *file, size_t size, size_t scan_start)
+{
+    for (size_t k = size; k >= scan_start + 2; k--)
+        if (file[k - 2] == 0xff && file[k - 1] == 0xd9)
+            return true;
+    return false;
+}
+
+// A window function's failure (the image cannot be cut as asked), named like the others.
+static int window_refused(int rc, const char *path, int64_t sample)
+{
+    char why[256];
+    snprintf(why, sizeof why, "%s", tmix_last_error());
+    return tmix_fail(rc, "%s (sample %lld): %s", path, (long long)sample, why);
+}
+
+// Decodes d->file (size bytes) into img: at the DCT scale for min_h x min_w, and with a
+// window function only the rows and columns the window needs. CMYK and YCCK come out as CMYK
+// and are converted as Adobe stores them (inverted): R = C K / 255, as PIL converts them.
+// Every return after setjmp aborts the decompression, so that the reused decompressor is
+// ready for the next file; the error path reads only d and what libjpeg kept.
+static int decode_jpeg(tmixd_decoder *d, const char *path, int64_t sample, size_t size, int min_h,
+                       int min_w, tmixd_window_fn window, void *ctx, tmixd_image *img)
+{
+    struct jpeg_decompress_struct *j = &d->jpeg;
+    if (setjmp(d->failure.jump)) {
+        jpeg_abort_decompress(j);
+        return tmix_fail(TMIX_EFORMAT, "%s (sample %lld): corrupt JPEG: %s", path,
+                         (long long)sample, d->failure.message);
+    }
+    jpeg_mem_src(j, d->file, (unsigned long)size);
+    jpeg_read_header(j, TRUE);
+    const int h = (int)j->image_height, w = (int)j->image_width;
+    int rc = 0;
+    if ((int64_t)w * h > TMIXD_DECODE_MAX_PIXELS)
+        rc = tmix_fail(TMIX_EFORMAT, "%s (sample %lld): JPEG of %dx%d has more than %lld pixels",
+                       path, (long long)sample, w, h, (long long)TMIXD_DECODE_MAX_PIXELS);
+    const bool cmyk = j->jpeg_color_space == JCS_CMYK || j->jpeg_color_space == JCS_YCCK;
+    j->out_color_space = cmyk ? JCS_CMYK : JCS_RGB; // grayscale expanded by libjpeg
+    j->scale_num = 1;
+    j->scale_denom = (unsigned)scale_denom(h, w, min_h, min_w);
+    if (rc == 0)
+        jpeg_calc_output_dimensions(j);
+    const int sh = (int)j->output_height, sw = (int)j->output_width;
+    tmixd_crop_box b = {0, 0, sh, sw};
+    if (rc == 0 && window && (rc = window(ctx, sh, sw, &b)) < 0)
+        rc = window_refused(rc, path, sample);
+    int top = 0, bottom = sh, left = 0, right = sw;
+    if (window) {
+        window_span(b.top, b.h, sh, &top, &bottom);
+        window_span(b.left, b.w, sw, &left, &right);
+        if (top == bottom || left == right) { // a padded crop wholly outside: any pixel will do
+            top = left = 0;
+            bottom = right = 1;
         }
     }
-}
-
-// A truncated file decodes with only a warning ("premature end of data"); TurboJPEG fails
-// the call on warnings too, and STOPONWARNING makes it fail at once. LIMITSCANS refuses
-// progressive files with absurd scan counts, which take minutes to decode.
-enum { JPEG_FLAGS = TJFLAG_STOPONWARNING | TJFLAG_LIMITSCANS };
-
-// TurboJPEG 2.1 cannot convert CMYK to RGB, so a CMYK (or YCCK) JPEG is decoded as CMYK and
-// converted here. Such files come from Adobe software, which stores the values inverted:
-// R = C K / 255 on the stored values, as PIL converts them.
-static int decode_cmyk(tmixd_decoder *d, const char *path, int64_t sample, size_t size,
-                       tmixd_image *img)
-{
-    const size_t pixels = (size_t)img->h * img->w;
-    if (pixels * 4 > d->cmyk_cap) {
-        uint8_t *p = realloc(d->cmyk, pixels * 4);
-        if (!p)
-            return tmix_fail(TMIX_ENOMEM, "%s (sample %lld): out of memory", path,
-                             (long long)sample);
-        d->cmyk = p;
-        d->cmyk_cap = pixels * 4;
+    if (rc < 0) {
+        jpeg_abort_decompress(j);
+        return rc;
     }
-    if (tjDecompress2(d->tj, d->file, size, d->cmyk, img->w, 0, img->h, TJPF_CMYK, JPEG_FLAGS) != 0)
-        return tmix_fail(TMIX_EFORMAT, "%s (sample %lld): corrupt CMYK JPEG: %s", path,
-                         (long long)sample, tjGetErrorStr2(d->tj));
-    for (size_t k = 0; k < pixels; k++) {
-        const unsigned key = d->cmyk[4 * k + 3];
-        for (int c = 0; c < 3; c++)
-            img->data[3 * k + c] = (uint8_t)((d->cmyk[4 * k + c] * key + 127) / 255);
+    jpeg_start_decompress(j);
+    JDIMENSION x = (JDIMENSION)left, width = (JDIMENSION)(right - left);
+    if (width < (JDIMENSION)sw)
+        jpeg_crop_scanline(j, &x, &width); // x down to an iMCU's edge, width up to cover it
+    if (bottom < sh && !jpeg_input_complete(j) &&
+        !has_end_marker(d->file, size, size - j->src->bytes_in_buffer)) {
+        snprintf(d->failure.message, sizeof d->failure.message,
+                 "no end-of-image marker: the file is truncated");
+        longjmp(d->failure.jump, 1);
     }
-    return 0;
-}
-
-static int decode_jpeg(tmixd_decoder *d, const char *path, int64_t sample, size_t size, int min_h,
-                       int min_w, tmixd_image *img)
-{
-    int w, h, subsamp, colorspace;
-    if (tjDecompressHeader3(d->tj, d->file, size, &w, &h, &subsamp, &colorspace) != 0)
-        return tmix_fail(TMIX_EFORMAT, "%s (sample %lld): bad JPEG header: %s", path,
-                         (long long)sample, tjGetErrorStr2(d->tj));
-    // A header cut short reads "successfully" with no frame, hence no size.
-    if (w <= 0 || h <= 0)
-        return tmix_fail(TMIX_EFORMAT,
-                         "%s (sample %lld): JPEG header without an image size (truncated?)", path,
-                         (long long)sample);
-    if ((int64_t)w * h > TMIXD_DECODE_MAX_PIXELS)
-        return tmix_fail(TMIX_EFORMAT, "%s (sample %lld): JPEG of %dx%d has more than %lld pixels",
-                         path, (long long)sample, w, h, (long long)TMIXD_DECODE_MAX_PIXELS);
-    int sh, sw;
-    tmixd_jpeg_scaled_size(h, w, min_h, min_w, &sh, &sw);
-    TMIX_TRY(tmixd_image_reserve(img, sh, sw, 3));
-    if (colorspace == TJCS_CMYK || colorspace == TJCS_YCCK)
-        return decode_cmyk(d, path, sample, size, img);
-    if (tjDecompress2(d->tj, d->file, size, img->data, sw, 0, sh, TJPF_RGB, JPEG_FLAGS) != 0)
-        return tmix_fail(TMIX_EFORMAT, "%s (sample %lld): corrupt JPEG: %s", path,
-                         (long long)sample, tjGetErrorStr2(d->tj));
+    if ((rc = tmixd_image_reserve(img, bottom - top, (int)width, 3)) == 0 && cmyk &&
+        (size_t)width * 4 > d->cmyk_cap) {
+        uint8_t *p = realloc(d->cmyk, (size_t)width * 4);
+        if (p) {
+            d->cmyk = p;
+            d->cmyk_cap = (size_t)width * 4;
+        } else {
+            rc = tmix_fail(TMIX_ENOMEM, "%s (sample %lld): out of memory", path,
+                           (long long)sample);
+        }
+    }
+    if (rc < 0) {
+        jpeg_abort_decompress(j);
+        return rc;
+    }
+    img->top = top;
+    img->left = (int)x;
+    if (top > 0)
+        jpeg_skip_scanlines(j, (JDIMENSION)top);
+    for (int y = 0; y < bottom - top; y++) {
+        uint8_t *out = img->data + (size_t)y * width * 3;
+        JSAMPROW row = cmyk ? d->cmyk : out;
+        jpeg_read_scanlines(j, &row, 1);
+        for (JDIMENSION k = 0; cmyk && k < width; k++) {
+            const unsigned key = d->cmyk[4 * k + 3];
+            for (int c = 0; c < 3; c++)
+                out[3 * k + c] = (uint8_t)((d->cmyk[4 * k + c] * key + 127) / 255);
+        }
+    }
+    if (bottom == sh)
+        jpeg_finish_decompress(j); // reads to the end: a file cut after the pixels fails too
+    else
+        jpeg_abort_decompress(j);
     return 0;
 }
 
@@ -245,16 +366,20 @@ static int decode_png(tmixd_decoder *d, const char *path, int64_t sample, size_t
 }
 
 int tmixd_decode_file(tmixd_decoder *d, const char *path, int64_t sample, int min_h, int min_w,
-                      tmixd_image *img)
+                      tmixd_window_fn window, void *ctx, tmixd_image *img)
 {
     size_t size = 0;
     TMIX_TRY(read_file(d, path, sample, &size));
     static const uint8_t jpeg_magic[3] = {0xff, 0xd8, 0xff};
     static const uint8_t png_magic[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
     if (size >= sizeof jpeg_magic && memcmp(d->file, jpeg_magic, sizeof jpeg_magic) == 0)
-        return decode_jpeg(d, path, sample, size, min_h, min_w, img);
-    if (size >= sizeof png_magic && memcmp(d->file, png_magic, sizeof png_magic) == 0)
-        return decode_png(d, path, sample, size, img);
+        return decode_jpeg(d, path, sample, size, min_h, min_w, window, ctx, img);
+    if (size >= sizeof png_magic && memcmp(d->file, png_magic, sizeof png_magic) == 0) {
+        TMIX_TRY(decode_png(d, path, sample, size, img));
+        tmixd_crop_box b; // the whole image is decoded: the window only has to be chosen
+        const int rc = window ? window(ctx, img->h, img->w, &b) : 0;
+        return rc < 0 ? window_refused(rc, path, sample) : 0;
+    }
     return tmix_fail(TMIX_EFORMAT, "%s (sample %lld): not a JPEG or PNG file (%zu bytes)", path,
                      (long long)sample, size);
 }

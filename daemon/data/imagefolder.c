@@ -251,7 +251,8 @@ int tmixd_imagefolder_load(tmixd_dataset *ds, const char *path, bool train)
     return rc;
 }
 
-int tmixd_imagefolder_read(tmixd_folder *f, int64_t i, int min_h, int min_w, tmixd_image *img)
+int tmixd_imagefolder_read(tmixd_folder *f, int64_t i, int min_h, int min_w,
+                           tmixd_window_fn window, void *ctx, tmixd_image *img)
 {
     tmixd_decoder *d = NULL;
     pthread_mutex_lock(&f->lock);
@@ -261,7 +262,8 @@ int tmixd_imagefolder_read(tmixd_folder *f, int64_t i, int min_h, int min_w, tmi
     if (!d && !(d = tmixd_decoder_new()))
         return tmix_fail(TMIX_ENOMEM, "imagefolder: cannot create a decoder for sample %lld",
                          (long long)i);
-    const int rc = tmixd_decode_file(d, f->paths + f->offsets[i], i, min_h, min_w, img);
+    const int rc =
+        tmixd_decode_file(d, f->paths + f->offsets[i], i, min_h, min_w, window, ctx, img);
     pthread_mutex_lock(&f->lock);
     if (f->idle_count == f->idle_cap) {
         const int cap = f->idle_cap ? 2 * f->idle_cap : 8;

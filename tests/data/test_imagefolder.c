@@ -15,19 +15,37 @@
 #include "harness.h"
 
 // Writes a JPEG of h x w from packed pixels of TurboJPEG format pf (TJPF_RGB, TJPF_GRAY or
-// TJPF_CMYK, which makes a CMYK JPEG).
-static int write_jpeg(const char *rel, int h, int w, const uint8_t *pixels, int pf, int quality)
+// TJPF_CMYK, which makes a CMYK JPEG), with chroma subsampling samp (TJSAMP_*) and TurboJPEG
+// flags (TJFLAG_PROGRESSIVE).
+static int write_jpeg_as(const char *rel, int h, int w, const uint8_t *pixels, int pf, int samp,
+                         int flags, int quality)
 {
     tjhandle tj = tjInitCompress();
     unsigned char *jpeg = NULL;
     unsigned long size = 0;
-    int rc = tjCompress2(tj, pixels, w, 0, h, pf, &jpeg, &size,
-                         pf == TJPF_GRAY ? TJSAMP_GRAY : TJSAMP_444, quality, 0);
+    int rc = tjCompress2(tj, pixels, w, 0, h, pf, &jpeg, &size, samp, quality, flags);
     if (rc == 0)
         rc = fixture_write(rel, jpeg, size);
     tjFree(jpeg);
     tjDestroy(tj);
     return rc;
+}
+
+static int write_jpeg(const char *rel, int h, int w, const uint8_t *pixels, int pf, int quality)
+{
+    return write_jpeg_as(rel, h, w, pixels, pf, pf == TJPF_GRAY ? TJSAMP_GRAY : TJSAMP_444, 0,
+                         quality);
+}
+
+// n bytes of noise from seed: long entropy-coded data, and every pixel differs.
+static uint8_t *noise_bytes(size_t n, uint64_t seed)
+{
+    uint8_t *p = malloc(n);
+    for (size_t k = 0; p && k < n; k++) {
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        p[k] = (uint8_t)(seed >> 56);
+    }
+    return p;
 }
 
 static int write_solid_jpeg(const char *rel, int h, int w, const uint8_t rgb[3])
@@ -288,18 +306,145 @@ static int test_dct_scaling(void)
     return 0;
 }
 
+static uint8_t *slurp(const char *rel, size_t *n);
+
+// What a window read was asked and answered.
+typedef struct {
+    tmixd_crop_box box; // relative to the image's size: see window_case_box
+    int calls, h, w;    // the calls and the size they were given
+} window_case;
+
+// Boxes from the image's size: inside, the whole image, a pixel in each corner, partly
+// and wholly outside it (a padded crop), and wider than it.
+enum { WINDOW_BOXES = 9 };
+static tmixd_crop_box window_case_box(int k, int h, int w)
+{
+    switch (k) {
+    case 0: return (tmixd_crop_box){h / 3, w / 4, h / 3, w / 2};
+    case 1: return (tmixd_crop_box){0, 0, h, w};
+    case 2: return (tmixd_crop_box){0, 0, 1, 1};
+    case 3: return (tmixd_crop_box){h - 1, w - 1, 1, 1};
+    case 4: return (tmixd_crop_box){h / 2, 17, 1, 1};
+    case 5: return (tmixd_crop_box){-4, -4, 20, 20};
+    case 6: return (tmixd_crop_box){h - 6, w - 9, 20, 20};
+    case 7: return (tmixd_crop_box){-30, w + 5, 10, 10};
+    default: return (tmixd_crop_box){5, -3, h - 10, w + 6};
+    }
+}
+
+static int window_case_fn(void *ctx, int h, int w, tmixd_crop_box *box)
+{
+    window_case *c = ctx;
+    c->calls++;
+    c->h = h;
+    c->w = w;
+    *box = window_case_box((int)c->box.top, h, w); // box.top carries the case's number
+    return 0;
+}
+
+// Reading only a window (tmixd_dataset_read_window: libjpeg's crop and skip) gives, over
+// every pixel of the window inside the image, exactly the whole decode's value: for each
+// chroma subsampling, grayscale, progressive and CMYK files, at full size and DCT-scaled,
+// for windows inside, at the corners, partly or wholly outside and wider than the image.
+static int test_windows(void)
+{
+    enum { H = 75, W = 101 };
+    uint8_t *rgb = noise_bytes(H * W * 4, 99);
+    CHECK(rgb != NULL);
+    static const struct {
+        const char *name;
+        int pf, samp, flags;
+    } kinds[] = {
+        {"a_444", TJPF_RGB, TJSAMP_444, 0},          {"b_422", TJPF_RGB, TJSAMP_422, 0},
+        {"c_420", TJPF_RGB, TJSAMP_420, 0},          {"d_440", TJPF_RGB, TJSAMP_440, 0},
+        {"e_gray", TJPF_GRAY, TJSAMP_GRAY, 0},       {"f_cmyk", TJPF_CMYK, TJSAMP_420, 0},
+        {"g_prog", TJPF_RGB, TJSAMP_420, TJFLAG_PROGRESSIVE},
+    };
+    for (int k = 0; k < COUNT(kinds); k++) {
+        char rel[64];
+        snprintf(rel, sizeof rel, "win/train/c/%s.jpg", kinds[k].name);
+        CHECK(write_jpeg_as(rel, H, W, rgb, kinds[k].pf, kinds[k].samp, kinds[k].flags, 90) == 0);
+    }
+    free(rgb);
+    tmixd_dataset *ds;
+    tmixd_image whole = {0}, part = {0};
+    CHECK_OK(tmixd_dataset_open(&ds, "imagefolder", fixture_path("win"), "train"));
+    static const int hints[][2] = {{0, 0}, {30, 40}}; // full size; 1/2 (38 x 51)
+    for (int k = 0; k < COUNT(kinds); k++)
+        for (int s = 0; s < COUNT(hints); s++) {
+            CHECK_OK(tmixd_dataset_read(ds, k, hints[s][0], hints[s][1], &whole));
+            CHECK(whole.top == 0 && whole.left == 0);
+            for (int b = 0; b < WINDOW_BOXES; b++) {
+                window_case c = {.box = {.top = b}};
+                CHECK_OK(tmixd_dataset_read_window(ds, k, hints[s][0], hints[s][1],
+                                                   window_case_fn, &c, &part));
+                CHECK(c.calls == 1 && c.h == whole.h && c.w == whole.w);
+                const tmixd_crop_box box = window_case_box(b, whole.h, whole.w);
+                int mismatches = 0;
+                for (int y = box.top; y < box.top + box.h; y++)
+                    for (int x = box.left; x < box.left + box.w; x++) {
+                        if (y < 0 || y >= whole.h || x < 0 || x >= whole.w)
+                            continue;
+                        const int py = y - part.top, px = x - part.left;
+                        if (py < 0 || py >= part.h || px < 0 || px >= part.w ||
+                            memcmp(part.data + ((size_t)py * part.w + px) * 3,
+                                   whole.data + ((size_t)y * whole.w + x) * 3, 3) != 0)
+                            mismatches++;
+                    }
+                if (mismatches)
+                    fprintf(stderr, "%s, hint %dx%d, box %d (%d,%d %dx%d): %d pixels differ or "
+                            "are missing from the part (%d,%d %dx%d)\n", kinds[k].name,
+                            hints[s][0], hints[s][1], b, box.top, box.left, box.h, box.w,
+                            mismatches, part.top, part.left, part.h, part.w);
+                CHECK(mismatches == 0);
+            }
+        }
+    tmixd_image_free(&whole);
+    tmixd_image_free(&part);
+    tmixd_dataset_close(ds);
+    return 0;
+}
+
+// A window read that stops above a cut still refuses the truncated file (it has no end
+// marker); bytes after a whole file's end marker are accepted, as by a whole decode.
+static int test_window_truncated(void)
+{
+    enum { N = 64 };
+    uint8_t *noise = noise_bytes(N * N * 3, 7);
+    CHECK(noise && write_jpeg("cut/train/x/a_cut.jpg", N, N, noise, TJPF_RGB, 90) == 0);
+    CHECK(write_jpeg("cut/train/x/b_tail.jpg", N, N, noise, TJPF_RGB, 90) == 0);
+    free(noise);
+    size_t n;
+    uint8_t *jpeg = slurp("cut/train/x/a_cut.jpg", &n);
+    CHECK(jpeg != NULL);
+    CHECK(fixture_truncate("cut/train/x/a_cut.jpg", n * 3 / 4) == 0);
+    uint8_t *tail = realloc(jpeg, n + 100);
+    CHECK(tail != NULL);
+    memset(tail + n, 0x5a, 100);
+    CHECK(fixture_write("cut/train/x/b_tail.jpg", tail, n + 100) == 0);
+    free(tail);
+    tmixd_dataset *ds;
+    tmixd_image img = {0};
+    CHECK_OK(tmixd_dataset_open(&ds, "imagefolder", fixture_path("cut"), "train"));
+    window_case top_rows = {.box = {.top = 2}}; // one pixel in the first row
+    CHECK_ERR(tmixd_dataset_read_window(ds, 0, 0, 0, window_case_fn, &top_rows, &img),
+              TMIX_EFORMAT);
+    CHECK(error_mentions("truncated") && error_mentions("sample 0"));
+    CHECK_ERR(tmixd_dataset_read(ds, 0, 0, 0, &img), TMIX_EFORMAT);
+    CHECK_OK(tmixd_dataset_read_window(ds, 1, 0, 0, window_case_fn, &top_rows, &img));
+    CHECK_OK(tmixd_dataset_read(ds, 1, 0, 0, &img));
+    tmixd_image_free(&img);
+    tmixd_dataset_close(ds);
+    return 0;
+}
+
 // Broken files are refused, naming the file and the sample, and the reader goes on.
 static int test_corrupt_files(void)
 {
     // Noise makes the entropy-coded data long, so half the file ends mid-scan.
     enum { N = 64 };
-    uint8_t *noise = malloc(N * N * 3);
-    uint64_t s = 12345;
-    for (int k = 0; k < N * N * 3; k++) {
-        s = s * 6364136223846793005ull + 1442695040888963407ull;
-        noise[k] = (uint8_t)(s >> 56);
-    }
-    CHECK(write_jpeg("bad/train/x/a_half.jpg", N, N, noise, TJPF_RGB, 90) == 0);
+    uint8_t *noise = noise_bytes(N * N * 3, 12345);
+    CHECK(noise && write_jpeg("bad/train/x/a_half.jpg", N, N, noise, TJPF_RGB, 90) == 0);
     free(noise);
     FILE *f = fopen(fixture_path("bad/train/x/a_half.jpg"), "rb");
     CHECK(f && fseek(f, 0, SEEK_END) == 0);
@@ -519,6 +664,8 @@ static const test_case tests[] = {
     {"imagefolder.png_kinds", test_png_kinds},
     {"imagefolder.jpeg", test_jpeg},
     {"imagefolder.dct_scaling", test_dct_scaling},
+    {"imagefolder.windows", test_windows},
+    {"imagefolder.window_truncated", test_window_truncated},
     {"imagefolder.corrupt_files", test_corrupt_files},
     {"imagefolder.mutants", test_mutants},
     {"imagefolder.splits", test_splits},

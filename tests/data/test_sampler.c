@@ -1,0 +1,110 @@
+// The sampler (daemon/sampler.c) reads only the window of each image that its crop uses;
+// its batches must be exactly those of the plain pipeline: the whole image read, then
+// tmixd_augment with the sample's generator. Checked over noise JPEGs of several sizes
+// (DCT-scaled for the small output, whole for the large) and a broken file that is
+// replaced, for each crop kind, over two epochs.
+#include <stdlib.h>
+#include <string.h>
+#include <turbojpeg.h>
+
+#include "fixtures.h"
+#include "sampler.h"
+
+enum { FILES = 10, BROKEN = 4 }; // file BROKEN is not an image
+
+// Noise JPEGs (4:2:0, the common kind) of several sizes, and the broken file.
+static int write_files(void)
+{
+    tjhandle tj = tjInitCompress();
+    uint64_t seed = 3;
+    for (int k = 0; k < FILES; k++) {
+        char rel[64];
+        snprintf(rel, sizeof rel, "s/train/c/img%02d.jpg", k); // sample k
+        if (k == BROKEN) {
+            CHECK(fixture_write(rel, "not an image", 12) == 0);
+            continue;
+        }
+        const int h = 40 + 23 * k, w = 150 - 9 * k;
+        uint8_t *rgb = malloc((size_t)h * w * 3);
+        CHECK(rgb != NULL);
+        for (size_t i = 0; i < (size_t)h * w * 3; i++) {
+            seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+            rgb[i] = (uint8_t)(seed >> 56);
+        }
+        unsigned char *jpeg = NULL;
+        unsigned long size = 0;
+        CHECK(tjCompress2(tj, rgb, w, 0, h, TJPF_RGB, &jpeg, &size, TJSAMP_420, 90, 0) == 0);
+        free(rgb);
+        CHECK(fixture_write(rel, jpeg, size) == 0);
+        tjFree(jpeg);
+    }
+    tjDestroy(tj);
+    return 0;
+}
+
+// Every sample of two epochs through the sampler, against the plain pipeline.
+static int check_crop(const tmixd_dataset *ds, tmixd_augment_params a)
+{
+    const tmixd_sampler s = {.dataset = ds, .augment = a, .seed = 11, .alpha = 1.0};
+    const size_t image = (size_t)a.out_h * a.out_w * 3;
+    uint8_t *pixels = malloc(FILES * image), *want = malloc(image);
+    int64_t ids[FILES], read_ids[FILES], labels[FILES];
+    tmixd_batch_inputs in = {pixels, ids, read_ids, labels};
+    tmixd_epoch_order order = {0};
+    tmixd_image img = {0};
+    CHECK(pixels && want);
+    for (uint64_t epoch = 0; epoch < 2; epoch++) {
+        CHECK_OK(tmixd_sample_batch(&s, &order, epoch, 0, FILES, &in));
+        for (int i = 0; i < FILES; i++) {
+            CHECK(ids[i] == BROKEN ? read_ids[i] != BROKEN : read_ids[i] == ids[i]);
+            CHECK_OK(tmixd_dataset_read(ds, read_ids[i], a.out_h, a.out_w, &img));
+            tmix_rng rng;
+            tmixd_sample_rng(&s, epoch, ids[i], &rng);
+            CHECK_OK(tmixd_augment(&a, &img, &rng, want));
+            if (memcmp(pixels + (size_t)i * image, want, image) != 0) {
+                fprintf(stderr, "crop %d, %dx%d, epoch %llu: sample %lld (read %lld) differs\n",
+                        (int)a.crop, a.out_h, a.out_w, (unsigned long long)epoch,
+                        (long long)ids[i], (long long)read_ids[i]);
+                return 1;
+            }
+        }
+    }
+    tmixd_image_free(&img);
+    tmixd_epoch_order_free(&order);
+    free(pixels);
+    free(want);
+    return 0;
+}
+
+static int test_windows(void)
+{
+    CHECK(write_files() == 0);
+    tmixd_dataset *ds;
+    CHECK_OK(tmixd_dataset_open(&ds, "imagefolder", fixture_path("s"), "train"));
+    CHECK(tmixd_dataset_size(ds) == FILES);
+    const tmixd_augment_params rrc = {.crop = TMIXD_CROP_RANDOM_RESIZED, .scale_min = 0.08f,
+                                      .scale_max = 1.0f, .ratio_min = 0.75f,
+                                      .ratio_max = 4.0f / 3.0f, .flip = true};
+    tmixd_augment_params a = rrc;
+    a.out_h = a.out_w = 16; // DCT-scaled reads
+    CHECK(check_crop(ds, a) == 0);
+    a.out_h = 96, a.out_w = 112; // whole-size reads, the windows enlarged
+    CHECK(check_crop(ds, a) == 0);
+    const tmixd_augment_params pad = {.out_h = 40, .out_w = 60, .crop = TMIXD_CROP_PAD,
+                                      .pad = 8, .flip = true};
+    CHECK(check_crop(ds, pad) == 0);
+    const tmixd_augment_params none = {.out_h = 24, .out_w = 24, .crop = TMIXD_CROP_NONE};
+    CHECK(check_crop(ds, none) == 0);
+    tmixd_dataset_close(ds);
+    return 0;
+}
+
+static const test_case tests[] = {
+    {"sampler.windows", test_windows},
+    {NULL, NULL},
+};
+
+int main(int argc, char **argv)
+{
+    return fixture_test_main(argc, argv, tests);
+}
