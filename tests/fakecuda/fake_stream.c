@@ -12,7 +12,8 @@
 // (or, under ASan, a use after free).
 //
 // A call that fails leaves its error sticky, as a CUDA fault does: the calls queued after it
-// do not run, and every later call and synchronize on that backend fails with it.
+// do not run, and every later call and synchronize on that backend fails with it. Frees
+// still run: a real context's memory goes back when the process tears it down.
 //
 // What a real capture cannot record fails here too and spoils the capture (capture_end then
 // fails with the first reason): allocating or freeing device memory, synchronous copies,
@@ -253,7 +254,7 @@ static void drop_staged(fake_call *c)
         free(c->staged[i]);
 }
 
-// The stream's thread: takes what is queued, runs it in order (nothing after a failure).
+// The stream's thread: takes what is queued, runs it in order (after a failure, only frees).
 static void *stream_main(void *arg)
 {
     tmix_backend *be = arg;
@@ -272,7 +273,9 @@ static void *stream_main(void *arg)
         pthread_mutex_unlock(&s->lock);
         char message[sizeof s->message] = "";
         for (size_t i = 0; i < take.n; i++) {
-            if (!error && (error = run(be, &take.calls[i])) < 0)
+            if (error && take.calls[i].op == OP_FREE)
+                run(be, &take.calls[i]);
+            else if (!error && (error = run(be, &take.calls[i])) < 0)
                 snprintf(message, sizeof message, "%s", tmix_last_error());
             drop_staged(&take.calls[i]);
         }
