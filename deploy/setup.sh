@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 
 packages=(
   meson ninja-build pkg-config gcc
-  libuv1-dev libnanomsg-dev libprotobuf-c-dev protobuf-c-compiler libturbojpeg0-dev libjpeg62-turbo-dev
+  libuv1-dev libnanomsg-dev libprotobuf-c-dev protobuf-c-compiler libjpeg62-turbo-dev
   libopenblas-dev libcjson-dev libinih-dev zlib1g-dev libpng-dev libsystemd-dev
   libmicrohttpd-dev
   scdoc patchelf dataset-fashion-mnist clang libclang-rt-14-dev valgrind

@@ -1,4 +1,4 @@
-// The imagefolder reader on folders of JPEG and PNG files written here (TurboJPEG, libpng):
+// The imagefolder reader on folders of JPEG and PNG files written here (libjpeg, libpng):
 // torchvision's class and file order, every PNG colour type decoded to 8-bit RGB, JPEG
 // colours and the DCT-scaled decode, the split rules, and broken files refused by name.
 #include <png.h>
@@ -6,35 +6,35 @@
 #include <setjmp.h>
 #include <stdlib.h>
 #include <string.h>
-#include <turbojpeg.h>
 #include <unistd.h>
 
 #include "dataset.h"
 #include "decode.h"
 #include "fixtures.h"
 #include "harness.h"
+#include "jpeg_write.h"
 
-// Writes a JPEG of h x w from packed pixels of TurboJPEG format pf (TJPF_RGB, TJPF_GRAY or
-// TJPF_CMYK, which makes a CMYK JPEG), with chroma subsampling samp (TJSAMP_*) and TurboJPEG
-// flags (TJFLAG_PROGRESSIVE).
-static int write_jpeg_as(const char *rel, int h, int w, const uint8_t *pixels, int pf, int samp,
-                         int flags, int quality)
+// Writes a JPEG of h x w from packed pixels of the given kind with options o.
+static int write_jpeg_as(const char *rel, int h, int w, const uint8_t *pixels, jpeg_pixels kind,
+                         jpeg_options o)
 {
-    tjhandle tj = tjInitCompress();
-    unsigned char *jpeg = NULL;
-    unsigned long size = 0;
-    int rc = tjCompress2(tj, pixels, w, 0, h, pf, &jpeg, &size, samp, quality, flags);
+    unsigned char *jpeg;
+    unsigned long size;
+    char err[200];
+    int rc = jpeg_write(pixels, h, w, kind, &o, &jpeg, &size, err, sizeof err);
     if (rc == 0)
         rc = fixture_write(rel, jpeg, size);
-    tjFree(jpeg);
-    tjDestroy(tj);
+    else
+        fprintf(stderr, "%s: %s\n", rel, err);
+    free(jpeg);
     return rc;
 }
 
-static int write_jpeg(const char *rel, int h, int w, const uint8_t *pixels, int pf, int quality)
+// Unsubsampled (4:4:4), baseline.
+static int write_jpeg(const char *rel, int h, int w, const uint8_t *pixels, jpeg_pixels kind,
+                      int quality)
 {
-    return write_jpeg_as(rel, h, w, pixels, pf, pf == TJPF_GRAY ? TJSAMP_GRAY : TJSAMP_444, 0,
-                         quality);
+    return write_jpeg_as(rel, h, w, pixels, kind, (jpeg_options){.quality = quality});
 }
 
 // n bytes of noise from seed: long entropy-coded data, and every pixel differs.
@@ -53,7 +53,7 @@ static int write_solid_jpeg(const char *rel, int h, int w, const uint8_t rgb[3])
     uint8_t *p = malloc((size_t)h * w * 3);
     for (int k = 0; k < h * w; k++)
         memcpy(p + 3 * k, rgb, 3);
-    const int rc = write_jpeg(rel, h, w, p, TJPF_RGB, 95);
+    const int rc = write_jpeg(rel, h, w, p, JPEG_RGB, 95);
     free(p);
     return rc;
 }
@@ -247,13 +247,13 @@ static int test_jpeg(void)
     CHECK(write_solid_jpeg("jpeg/train/c/a_colour.jpg", 30, 40, colour) == 0);
     uint8_t plane[16 * 24];
     memset(plane, 123, sizeof plane);
-    CHECK(write_jpeg("jpeg/train/c/b_gray.jpeg", 16, 24, plane, TJPF_GRAY, 95) == 0);
+    CHECK(write_jpeg("jpeg/train/c/b_gray.jpeg", 16, 24, plane, JPEG_GRAY, 95) == 0);
     // CMYK as Adobe stores it (inverted): R = C K / 255 = 10 * 200 / 255 -> 8, and so on.
     static const uint8_t cmyk_rgb[3] = {8, 157, 78};
     uint8_t cmyk[8 * 8 * 4];
     for (int k = 0; k < 64; k++)
         memcpy(cmyk + 4 * k, (const uint8_t[]){10, 200, 100, 200}, 4);
-    CHECK(write_jpeg("jpeg/train/c/c_cmyk.jpg", 8, 8, cmyk, TJPF_CMYK, 95) == 0);
+    CHECK(write_jpeg("jpeg/train/c/c_cmyk.jpg", 8, 8, cmyk, JPEG_CMYK, 95) == 0);
     tmixd_dataset *ds;
     tmixd_image img = {0};
     CHECK_OK(tmixd_dataset_open(&ds, "imagefolder", fixture_path("jpeg"), "train"));
@@ -297,7 +297,7 @@ static int test_dct_scaling(void)
     }
     tmixd_image_free(&img);
     tmixd_dataset_close(ds);
-    // Sides round up, as TurboJPEG's TJSCALED: 33 / 8 -> 5.
+    // Sides round up, as libjpeg's scaled sizes: 33 / 8 -> 5.
     int h, w;
     tmixd_jpeg_scaled_size(33, 70, 4, 4, &h, &w);
     CHECK(h == 5 && w == 9);
@@ -353,17 +353,21 @@ static int test_windows(void)
     CHECK(rgb != NULL);
     static const struct {
         const char *name;
-        int pf, samp, flags;
+        jpeg_pixels kind;
+        jpeg_subsampling subsampling;
+        bool progressive;
     } kinds[] = {
-        {"a_444", TJPF_RGB, TJSAMP_444, 0},          {"b_422", TJPF_RGB, TJSAMP_422, 0},
-        {"c_420", TJPF_RGB, TJSAMP_420, 0},          {"d_440", TJPF_RGB, TJSAMP_440, 0},
-        {"e_gray", TJPF_GRAY, TJSAMP_GRAY, 0},       {"f_cmyk", TJPF_CMYK, TJSAMP_420, 0},
-        {"g_prog", TJPF_RGB, TJSAMP_420, TJFLAG_PROGRESSIVE},
+        {"a_444", JPEG_RGB, JPEG_444, false},  {"b_422", JPEG_RGB, JPEG_422, false},
+        {"c_420", JPEG_RGB, JPEG_420, false},  {"d_440", JPEG_RGB, JPEG_440, false},
+        {"e_gray", JPEG_GRAY, JPEG_444, false}, {"f_cmyk", JPEG_CMYK, JPEG_420, false},
+        {"g_prog", JPEG_RGB, JPEG_420, true},
     };
     for (int k = 0; k < COUNT(kinds); k++) {
         char rel[64];
         snprintf(rel, sizeof rel, "win/train/c/%s.jpg", kinds[k].name);
-        CHECK(write_jpeg_as(rel, H, W, rgb, kinds[k].pf, kinds[k].samp, kinds[k].flags, 90) == 0);
+        CHECK(write_jpeg_as(rel, H, W, rgb, kinds[k].kind,
+                            (jpeg_options){.quality = 90, .subsampling = kinds[k].subsampling,
+                                           .progressive = kinds[k].progressive}) == 0);
     }
     free(rgb);
     tmixd_dataset *ds;
@@ -411,8 +415,8 @@ static int test_window_truncated(void)
 {
     enum { N = 64 };
     uint8_t *noise = noise_bytes(N * N * 3, 7);
-    CHECK(noise && write_jpeg("cut/train/x/a_cut.jpg", N, N, noise, TJPF_RGB, 90) == 0);
-    CHECK(write_jpeg("cut/train/x/b_tail.jpg", N, N, noise, TJPF_RGB, 90) == 0);
+    CHECK(noise && write_jpeg("cut/train/x/a_cut.jpg", N, N, noise, JPEG_RGB, 90) == 0);
+    CHECK(write_jpeg("cut/train/x/b_tail.jpg", N, N, noise, JPEG_RGB, 90) == 0);
     free(noise);
     size_t n;
     uint8_t *jpeg = slurp("cut/train/x/a_cut.jpg", &n);
@@ -444,7 +448,7 @@ static int test_corrupt_files(void)
     // Noise makes the entropy-coded data long, so half the file ends mid-scan.
     enum { N = 64 };
     uint8_t *noise = noise_bytes(N * N * 3, 12345);
-    CHECK(noise && write_jpeg("bad/train/x/a_half.jpg", N, N, noise, TJPF_RGB, 90) == 0);
+    CHECK(noise && write_jpeg("bad/train/x/a_half.jpg", N, N, noise, JPEG_RGB, 90) == 0);
     free(noise);
     FILE *f = fopen(fixture_path("bad/train/x/a_half.jpg"), "rb");
     CHECK(f && fseek(f, 0, SEEK_END) == 0);
@@ -508,7 +512,7 @@ static int test_mutants(void)
     uint8_t pixels[N * N * 3];
     for (int k = 0; k < N * N * 3; k++)
         pixels[k] = (uint8_t)(k * 7 + (k / 97) * 13);
-    CHECK(write_jpeg("mutant_src/a.jpg", N, N, pixels, TJPF_RGB, 90) == 0);
+    CHECK(write_jpeg("mutant_src/a.jpg", N, N, pixels, JPEG_RGB, 90) == 0);
     CHECK(write_png("mutant_src/b.png",
                     &(png_spec){N, N, PNG_COLOR_TYPE_RGB, 8, true, pixels, NULL, 0, NULL}) == 0);
     static const char *const sources[] = {"a.jpg", "b.png"};

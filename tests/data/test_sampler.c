@@ -5,9 +5,9 @@
 // replaced, for each crop kind, over two epochs.
 #include <stdlib.h>
 #include <string.h>
-#include <turbojpeg.h>
 
 #include "fixtures.h"
+#include "jpeg_write.h"
 #include "sampler.h"
 
 enum { FILES = 10, BROKEN = 4 }; // file BROKEN is not an image
@@ -15,7 +15,6 @@ enum { FILES = 10, BROKEN = 4 }; // file BROKEN is not an image
 // Noise JPEGs (4:2:0, the common kind) of several sizes, and the broken file.
 static int write_files(void)
 {
-    tjhandle tj = tjInitCompress();
     uint64_t seed = 3;
     for (int k = 0; k < FILES; k++) {
         char rel[64];
@@ -31,14 +30,15 @@ static int write_files(void)
             seed = seed * 6364136223846793005ull + 1442695040888963407ull;
             rgb[i] = (uint8_t)(seed >> 56);
         }
-        unsigned char *jpeg = NULL;
-        unsigned long size = 0;
-        CHECK(tjCompress2(tj, rgb, w, 0, h, TJPF_RGB, &jpeg, &size, TJSAMP_420, 90, 0) == 0);
+        unsigned char *jpeg;
+        unsigned long size;
+        char err[200];
+        const jpeg_options o = {.quality = 90, .subsampling = JPEG_420};
+        CHECK(jpeg_write(rgb, h, w, JPEG_RGB, &o, &jpeg, &size, err, sizeof err) == 0);
         free(rgb);
         CHECK(fixture_write(rel, jpeg, size) == 0);
-        tjFree(jpeg);
+        free(jpeg);
     }
-    tjDestroy(tj);
     return 0;
 }
 

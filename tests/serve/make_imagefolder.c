@@ -9,7 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <turbojpeg.h>
+
+#include "jpeg_write.h"
 
 // Noise in [-TEXTURE, TEXTURE] for a pixel channel: a hash of its position and image, so
 // that every run writes the same files.
@@ -62,7 +63,6 @@ int main(int argc, char **argv)
         }
     }
     unsigned char *rgb = malloc((size_t)w * h * 3);
-    tjhandle tj = tjInitCompress();
     char path[4096];
     snprintf(path, sizeof path, "%s/train", dir);
     mkdir(dir, 0755);
@@ -82,10 +82,12 @@ int main(int argc, char **argv)
                     for (int k = 0; texture && k < 3; k++)
                         p[k] = clamp_byte(p[k] + texture_at((unsigned)(c * per + i), at + k));
                 }
-            unsigned char *jpeg = NULL;
-            unsigned long size = 0;
-            if (tjCompress2(tj, rgb, w, 0, h, TJPF_RGB, &jpeg, &size, TJSAMP_420, 90, 0) < 0) {
-                fprintf(stderr, "make_imagefolder: %s\n", tjGetErrorStr2(tj));
+            unsigned char *jpeg;
+            unsigned long size;
+            char err[200];
+            const jpeg_options o = {.quality = 90, .subsampling = JPEG_420};
+            if (jpeg_write(rgb, h, w, JPEG_RGB, &o, &jpeg, &size, err, sizeof err) < 0) {
+                fprintf(stderr, "make_imagefolder: %s\n", err);
                 return 1;
             }
             snprintf(path, sizeof path, "%s/train/class%02d/img%04d.jpg", dir, c, i);
@@ -96,7 +98,7 @@ int main(int argc, char **argv)
                 if (write_file(path, jpeg, size / 3) < 0)
                     return 1;
             }
-            tjFree(jpeg);
+            free(jpeg);
         }
     }
     if (corrupt) {
@@ -105,7 +107,6 @@ int main(int argc, char **argv)
         if (write_file(path, text, sizeof text - 1) < 0)
             return 1;
     }
-    tjDestroy(tj);
     free(rgb);
     return 0;
 }
