@@ -47,13 +47,12 @@ static int epoch_order(const tmixd_sampler *s, tmixd_epoch_order *o, uint64_t ep
 
 // The draws of one sample's augmentation, from a generator seeded by (epoch, id); the
 // window is drawn while the image is read, once its size is known, so that only the part
-// of it inside the window is decoded.
+// of it inside the window is decoded (and a JPEG at the scale the window allows).
 typedef struct {
     const tmixd_sampler *s;
     uint64_t epoch;
     int64_t id;
     tmix_rng rng;
-    tmixd_crop_box window;
 } sample_draws;
 
 // Called by each read that succeeds: the generator starts anew for every image tried, so a
@@ -62,9 +61,7 @@ static int draw_window(void *ctx, int h, int w, tmixd_crop_box *window)
 {
     sample_draws *d = ctx;
     tmixd_sample_rng(d->s, d->epoch, d->id, &d->rng);
-    TMIX_TRY(tmixd_augment_window(&d->s->augment, h, w, &d->rng, &d->window));
-    *window = d->window;
-    return 0;
+    return tmixd_augment_window(&d->s->augment, h, w, &d->rng, window);
 }
 
 // Reads sample d->id, or in its place a deterministic other one when it cannot be read.
@@ -111,7 +108,7 @@ int tmixd_sample_batch(const tmixd_sampler *s, tmixd_epoch_order *o, uint64_t ep
         in->ids[i] = d.id;
         in->read_ids[i] = got;
         in->labels[i] = tmixd_dataset_label(s->dataset, got);
-        rc = tmixd_augment_apply(&s->augment, &img, d.window, &d.rng,
+        rc = tmixd_augment_apply(&s->augment, &img, img.window, &d.rng,
                                  in->pixels + (size_t)i * image);
     }
     tmixd_image_free(&img);

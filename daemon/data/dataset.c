@@ -31,6 +31,7 @@ int tmixd_image_reserve(tmixd_image *img, int h, int w, int c)
     img->w = w;
     img->c = c;
     img->top = img->left = 0;
+    img->window = (tmixd_crop_box){0, 0, h, w};
     return 0;
 }
 
@@ -148,8 +149,7 @@ int tmixd_dataset_read_window(const tmixd_dataset *ds, int64_t i, int min_h, int
     TMIX_TRY(tmixd_image_reserve(img, ds->h, ds->w, ds->channels));
     const size_t bytes = (size_t)ds->h * (size_t)ds->w * (size_t)ds->channels;
     memcpy(img->data, ds->pixels + (size_t)i * bytes, bytes);
-    tmixd_crop_box b;
-    return window ? window(ctx, ds->h, ds->w, &b) : 0;
+    return window ? window(ctx, ds->h, ds->w, &img->window) : 0;
 }
 
 int tmixd_dataset_read(const tmixd_dataset *ds, int64_t i, int min_h, int min_w, tmixd_image *img)

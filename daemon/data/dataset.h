@@ -13,31 +13,36 @@
 
 typedef struct tmixd_dataset tmixd_dataset;
 
-// One decoded image, or the part of it that a read asked for: uint8, HWC, rows packed
-// (h * w * c bytes at data), its first pixel at row top, column left of the whole image.
-// data/cap are owned by the struct and grown as needed, so a worker reuses one image for
-// every read; zero it before first use and release it with tmixd_image_free.
-typedef struct {
-    uint8_t *data;
-    size_t cap;
-    int h, w, c;
-    int top, left; // 0, 0 for a whole image
-} tmixd_image;
-
 // A window of an image: rows [top, top + h), columns [left, left + w). It may leave the
 // image (a padded crop).
 typedef struct {
     int top, left, h, w;
 } tmixd_crop_box;
 
-// Chooses, once a read knows the image's size (h x w, after any DCT scaling), the window of
-// it that the caller will use; the read may then decode only the part of the image inside
-// it (and a few pixels around). Returns 0, or an error that fails the read.
+// One decoded image, or the part of it that a read asked for: uint8, HWC, rows packed
+// (h * w * c bytes at data), its first pixel at row top, column left of the whole image,
+// and `window`, the window the read was asked for, in this image's coordinates (a JPEG
+// may be DCT-scaled; the whole image when no window was asked for). data/cap are owned by
+// the struct and grown as needed, so a worker reuses one image for every read; zero it
+// before first use and release it with tmixd_image_free.
+typedef struct {
+    uint8_t *data;
+    size_t cap;
+    int h, w, c;
+    int top, left; // 0, 0 for a whole image
+    tmixd_crop_box window;
+} tmixd_image;
+
+// Chooses, once a read knows the image's full size (h x w, before any DCT scaling), the
+// window of it that the caller will use; the read may then decode only the part of the
+// image inside it (and a few pixels around), and at a DCT scale that keeps the window at
+// least as large as the caller's hint. Returns 0, or an error that fails the read.
 typedef int (*tmixd_window_fn)(void *ctx, int h, int w, tmixd_crop_box *window);
 
 void tmixd_image_free(tmixd_image *img);
 
-// Makes img hold a whole h x w x c image (contents undefined), growing data when needed.
+// Makes img hold a whole h x w x c image (contents undefined; its window the whole image),
+// growing data when needed.
 int tmixd_image_reserve(tmixd_image *img, int h, int w, int c);
 
 // Opens a data set. format: "idx" | "cifar" | "imagefolder"; split: "train" | "test".
@@ -60,15 +65,17 @@ int tmixd_dataset_label(const tmixd_dataset *ds, int64_t i);
 // "format:path (split)", e.g. "idx:/usr/share/datasets/fashion-mnist (train)".
 const char *tmixd_dataset_describe(const tmixd_dataset *ds);
 
-// Reads and decodes sample i into img. min_h, min_w: the size the caller will crop to (0 for
-// no hint); a JPEG at least twice that size on both sides is decoded at the smallest DCT
-// scale of 1/2, 1/4, 1/8 whose result stays >= min_h x min_w. Failures (TMIX_EFORMAT for a
-// bad file, TMIX_EIO for an unreadable one, TMIX_EINVAL for i out of range) name the file
-// path and the sample index; the caller replaces the sample.
+// Reads and decodes sample i into img. min_h, min_w: the size the caller will resize the
+// image to (0 for no hint); a JPEG at least twice that size on both sides is decoded at the
+// smallest DCT scale of 1/2, 1/4, 1/8 whose result stays >= min_h x min_w. Failures
+// (TMIX_EFORMAT for a bad file, TMIX_EIO for an unreadable one, TMIX_EINVAL for i out of
+// range) name the file path and the sample index; the caller replaces the sample.
 int tmixd_dataset_read(const tmixd_dataset *ds, int64_t i, int min_h, int min_w, tmixd_image *img);
-// The same for a caller that uses one window of the image: window(ctx, ...) is called once
-// per successful read, with the image's size, and img may then hold only the part of the
-// image that the window covers (a JPEG is decoded no further: libjpeg's crop and skip).
+// The same for a caller that uses one window of the image and resizes it to min_h x min_w:
+// window(ctx, ...) is called once per successful read, with the image's full size; img may
+// then hold only the part of the image that the window covers (a JPEG is decoded no
+// further: libjpeg's crop and skip), at the smallest DCT scale that keeps the window >= min_h
+// x min_w (tmixd_jpeg_scale), and img->window is the window in img's coordinates.
 int tmixd_dataset_read_window(const tmixd_dataset *ds, int64_t i, int min_h, int min_w,
                               tmixd_window_fn window, void *ctx, tmixd_image *img);
 

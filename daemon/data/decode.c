@@ -146,22 +146,29 @@ static int read_file(tmixd_decoder *d, const char *path, int64_t sample, size_t 
     return rc;
 }
 
-// The DCT scale 1/denom a JPEG of h x w is decoded at (tmixd_jpeg_scaled_size).
-static int scale_denom(int h, int w, int min_h, int min_w)
+// Edge x of [0, n] at scale 1/s: n to the scaled image's edge, others to the nearest pixel.
+static int scale_edge(int x, int n, int s)
 {
-    if (min_h <= 0 || min_w <= 0)
-        return 1;
-    for (int denom = 8; denom >= 2; denom /= 2)
-        if ((h + denom - 1) / denom >= min_h && (w + denom - 1) / denom >= min_w)
-            return denom;
-    return 1;
+    return x == n ? (n + s - 1) / s : (x + s / 2) / s;
 }
 
-void tmixd_jpeg_scaled_size(int h, int w, int min_h, int min_w, int *out_h, int *out_w)
+int tmixd_jpeg_scale(int h, int w, tmixd_crop_box window, int min_h, int min_w,
+                     tmixd_crop_box *scaled)
 {
-    const int denom = scale_denom(h, w, min_h, min_w);
-    *out_h = (h + denom - 1) / denom; // libjpeg rounds up
-    *out_w = (w + denom - 1) / denom;
+    const tmixd_crop_box b = window;
+    *scaled = b;
+    if (min_h <= 0 || min_w <= 0 || b.top < 0 || b.left < 0 || b.h > h - b.top ||
+        b.w > w - b.left)
+        return 1;
+    for (int s = 8; s >= 2; s /= 2) {
+        const int top = scale_edge(b.top, h, s), left = scale_edge(b.left, w, s);
+        const int bottom = scale_edge(b.top + b.h, h, s), right = scale_edge(b.left + b.w, w, s);
+        if (bottom - top >= min_h && right - left >= min_w) {
+            *scaled = (tmixd_crop_box){top, left, bottom - top, right - left};
+            return s;
+        }
+    }
+    return 1;
 }
 
 // Pixels decoded around a window, so that libjpeg's smoothing of subsampled chroma at the
@@ -219,18 +226,18 @@ static int decode_jpeg(tmixd_decoder *d, const char *path, int64_t sample, size_
                        path, (long long)sample, w, h, (long long)TMIXD_DECODE_MAX_PIXELS);
     const bool cmyk = j->jpeg_color_space == JCS_CMYK || j->jpeg_color_space == JCS_YCCK;
     j->out_color_space = cmyk ? JCS_CMYK : JCS_RGB; // grayscale expanded by libjpeg
+    tmixd_crop_box b = {0, 0, h, w}, sb = b; // the window, at full size and scaled
+    if (rc == 0 && window && (rc = window(ctx, h, w, &b)) < 0)
+        rc = window_refused(rc, path, sample);
     j->scale_num = 1;
-    j->scale_denom = (unsigned)scale_denom(h, w, min_h, min_w);
+    j->scale_denom = rc == 0 ? (unsigned)tmixd_jpeg_scale(h, w, b, min_h, min_w, &sb) : 1;
     if (rc == 0)
         jpeg_calc_output_dimensions(j);
     const int sh = (int)j->output_height, sw = (int)j->output_width;
-    tmixd_crop_box b = {0, 0, sh, sw};
-    if (rc == 0 && window && (rc = window(ctx, sh, sw, &b)) < 0)
-        rc = window_refused(rc, path, sample);
     int top = 0, bottom = sh, left = 0, right = sw;
     if (window) {
-        window_span(b.top, b.h, sh, &top, &bottom);
-        window_span(b.left, b.w, sw, &left, &right);
+        window_span(sb.top, sb.h, sh, &top, &bottom);
+        window_span(sb.left, sb.w, sw, &left, &right);
         if (top == bottom || left == right) { // a padded crop wholly outside: any pixel will do
             top = left = 0;
             bottom = right = 1;
@@ -267,6 +274,7 @@ static int decode_jpeg(tmixd_decoder *d, const char *path, int64_t sample, size_
     }
     img->top = top;
     img->left = (int)x;
+    img->window = sb;
     if (top > 0)
         jpeg_skip_scanlines(j, (JDIMENSION)top);
     for (int y = 0; y < bottom - top; y++) {
@@ -376,8 +384,8 @@ int tmixd_decode_file(tmixd_decoder *d, const char *path, int64_t sample, int mi
         return decode_jpeg(d, path, sample, size, min_h, min_w, window, ctx, img);
     if (size >= sizeof png_magic && memcmp(d->file, png_magic, sizeof png_magic) == 0) {
         TMIX_TRY(decode_png(d, path, sample, size, img));
-        tmixd_crop_box b; // the whole image is decoded: the window only has to be chosen
-        const int rc = window ? window(ctx, img->h, img->w, &b) : 0;
+        // The whole image is decoded: the window only has to be chosen.
+        const int rc = window ? window(ctx, img->h, img->w, &img->window) : 0;
         return rc < 0 ? window_refused(rc, path, sample) : 0;
     }
     return tmix_fail(TMIX_EFORMAT, "%s (sample %lld): not a JPEG or PNG file (%zu bytes)", path,

@@ -271,6 +271,11 @@ static int test_jpeg(void)
     return 0;
 }
 
+static bool same_box(tmixd_crop_box a, tmixd_crop_box b)
+{
+    return a.top == b.top && a.left == b.left && a.h == b.h && a.w == b.w;
+}
+
 // A 512 x 384 (w x h) JPEG decodes at the smallest of 1/2, 1/4, 1/8 still >= the hint.
 static int test_dct_scaling(void)
 {
@@ -297,12 +302,47 @@ static int test_dct_scaling(void)
     }
     tmixd_image_free(&img);
     tmixd_dataset_close(ds);
-    // Sides round up, as libjpeg's scaled sizes: 33 / 8 -> 5.
-    int h, w;
-    tmixd_jpeg_scaled_size(33, 70, 4, 4, &h, &w);
-    CHECK(h == 5 && w == 9);
-    tmixd_jpeg_scaled_size(33, 70, 5, 10, &h, &w);
-    CHECK(h == 9 && w == 18);
+    return 0;
+}
+
+// The scale for a window: the largest that keeps the window >= the hint, never one that
+// enlarges a crop the full-size image would shrink.
+static int test_window_scale(void)
+{
+    static const struct {
+        int h, w;
+        tmixd_crop_box window;
+        int min_h, min_w, scale;
+        tmixd_crop_box scaled;
+    } cases[] = {
+        // The whole image: its sides round up, as libjpeg's scaled sizes (33 / 8 -> 5).
+        {33, 70, {0, 0, 33, 70}, 4, 4, 8, {0, 0, 5, 9}},
+        {33, 70, {0, 0, 33, 70}, 5, 10, 4, {0, 0, 9, 18}},
+        {384, 512, {0, 0, 384, 512}, 200, 200, 1, {0, 0, 384, 512}},
+        // An 8% crop of a 512 x 384 image to 32 x 32: 1/2 (53 x 71), where the whole
+        // image's scale (1/8) would leave 13 x 18 pixels to enlarge. Inner edges round to
+        // the nearest pixel: (100 + 1) / 2 = 50, (206 + 1) / 2 = 103.
+        {384, 512, {100, 150, 106, 141}, 32, 32, 2, {50, 75, 53, 71}},
+        // A crop reaching the far corner keeps the scaled image's edge: ceil(375 / 8) = 47.
+        {375, 500, {100, 200, 275, 300}, 32, 32, 8, {13, 25, 34, 38}},
+        // Just too narrow for 1/8: 255 rows round to 32 there, but 247 columns to 31.
+        {384, 512, {0, 0, 255, 247}, 32, 32, 4, {0, 0, 64, 62}},
+        // No hint, a window that leaves the image (a padded crop), an empty window.
+        {384, 512, {10, 10, 100, 100}, 0, 32, 1, {10, 10, 100, 100}},
+        {384, 512, {-4, 0, 300, 300}, 32, 32, 1, {-4, 0, 300, 300}},
+        {384, 512, {300, 400, 100, 100}, 32, 32, 1, {300, 400, 100, 100}},
+        {384, 512, {3, 3, 0, 0}, 1, 1, 1, {3, 3, 0, 0}},
+    };
+    for (int k = 0; k < COUNT(cases); k++) {
+        tmixd_crop_box scaled;
+        const int s = tmixd_jpeg_scale(cases[k].h, cases[k].w, cases[k].window, cases[k].min_h,
+                                       cases[k].min_w, &scaled);
+        if (s != cases[k].scale || !same_box(scaled, cases[k].scaled)) {
+            fprintf(stderr, "case %d: scale %d, window %d,%d %dx%d\n", k, s, scaled.top,
+                    scaled.left, scaled.h, scaled.w);
+            return 1;
+        }
+    }
     return 0;
 }
 
@@ -343,9 +383,10 @@ static int window_case_fn(void *ctx, int h, int w, tmixd_crop_box *box)
 }
 
 // Reading only a window (tmixd_dataset_read_window: libjpeg's crop and skip) gives, over
-// every pixel of the window inside the image, exactly the whole decode's value: for each
-// chroma subsampling, grayscale, progressive and CMYK files, at full size and DCT-scaled,
-// for windows inside, at the corners, partly or wholly outside and wider than the image.
+// every pixel of the window inside the image, exactly the value of a whole decode at the
+// scale the window allows (tmixd_jpeg_scale), and places the window in it: for each chroma
+// subsampling, grayscale, progressive and CMYK files, at full size and DCT-scaled, for
+// windows inside, at the corners, partly or wholly outside and wider than the image.
 static int test_windows(void)
 {
     enum { H = 75, W = 101 };
@@ -373,17 +414,25 @@ static int test_windows(void)
     tmixd_dataset *ds;
     tmixd_image whole = {0}, part = {0};
     CHECK_OK(tmixd_dataset_open(&ds, "imagefolder", fixture_path("win"), "train"));
-    static const int hints[][2] = {{0, 0}, {30, 40}}; // full size; 1/2 (38 x 51)
+    // Full size; 1/2 for the whole image only; 1/2 for box 0 (12 x 25 of 75 x 101), 1/8
+    // for the whole image (10 x 13).
+    static const int hints[][2] = {{0, 0}, {30, 40}, {10, 12}};
     for (int k = 0; k < COUNT(kinds); k++)
-        for (int s = 0; s < COUNT(hints); s++) {
-            CHECK_OK(tmixd_dataset_read(ds, k, hints[s][0], hints[s][1], &whole));
-            CHECK(whole.top == 0 && whole.left == 0);
+        for (int s = 0; s < COUNT(hints); s++)
             for (int b = 0; b < WINDOW_BOXES; b++) {
                 window_case c = {.box = {.top = b}};
                 CHECK_OK(tmixd_dataset_read_window(ds, k, hints[s][0], hints[s][1],
                                                    window_case_fn, &c, &part));
-                CHECK(c.calls == 1 && c.h == whole.h && c.w == whole.w);
-                const tmixd_crop_box box = window_case_box(b, whole.h, whole.w);
+                CHECK(c.calls == 1 && c.h == H && c.w == W);
+                tmixd_crop_box box;
+                const int scale = tmixd_jpeg_scale(H, W, window_case_box(b, H, W), hints[s][0],
+                                                   hints[s][1], &box);
+                CHECK(same_box(part.window, box));
+                // The whole image at that scale: hints that only it meets.
+                const int sh = (H + scale - 1) / scale, sw = (W + scale - 1) / scale;
+                CHECK_OK(tmixd_dataset_read(ds, k, scale > 1 ? sh : 0, scale > 1 ? sw : 0,
+                                            &whole));
+                CHECK(whole.h == sh && whole.w == sw && whole.top == 0 && whole.left == 0);
                 int mismatches = 0;
                 for (int y = box.top; y < box.top + box.h; y++)
                     for (int x = box.left; x < box.left + box.w; x++) {
@@ -396,13 +445,13 @@ static int test_windows(void)
                             mismatches++;
                     }
                 if (mismatches)
-                    fprintf(stderr, "%s, hint %dx%d, box %d (%d,%d %dx%d): %d pixels differ or "
-                            "are missing from the part (%d,%d %dx%d)\n", kinds[k].name,
-                            hints[s][0], hints[s][1], b, box.top, box.left, box.h, box.w,
-                            mismatches, part.top, part.left, part.h, part.w);
+                    fprintf(stderr, "%s, hint %dx%d, box %d (%d,%d %dx%d at 1/%d): %d pixels "
+                            "differ or are missing from the part (%d,%d %dx%d)\n",
+                            kinds[k].name, hints[s][0], hints[s][1], b, box.top, box.left,
+                            box.h, box.w, scale, mismatches, part.top, part.left, part.h,
+                            part.w);
                 CHECK(mismatches == 0);
             }
-        }
     tmixd_image_free(&whole);
     tmixd_image_free(&part);
     tmixd_dataset_close(ds);
@@ -668,6 +717,7 @@ static const test_case tests[] = {
     {"imagefolder.png_kinds", test_png_kinds},
     {"imagefolder.jpeg", test_jpeg},
     {"imagefolder.dct_scaling", test_dct_scaling},
+    {"imagefolder.window_scale", test_window_scale},
     {"imagefolder.windows", test_windows},
     {"imagefolder.window_truncated", test_window_truncated},
     {"imagefolder.corrupt_files", test_corrupt_files},

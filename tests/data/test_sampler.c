@@ -1,11 +1,12 @@
-// The sampler (daemon/sampler.c) reads only the window of each image that its crop uses;
-// its batches must be exactly those of the plain pipeline: the whole image read, then
-// tmixd_augment with the sample's generator. Checked over noise JPEGs of several sizes
-// (DCT-scaled for the small output, whole for the large) and a broken file that is
-// replaced, for each crop kind, over two epochs.
+// The sampler (daemon/sampler.c) reads only the window of each image that its crop uses,
+// at the DCT scale that crop allows; its batches must be exactly those of the plain
+// pipeline (check_crop). Checked over noise JPEGs of several sizes (read at every scale for
+// the small output, whole for the large) and a broken file that is replaced, for each crop
+// kind, over two epochs.
 #include <stdlib.h>
 #include <string.h>
 
+#include "decode.h"
 #include "fixtures.h"
 #include "jpeg_write.h"
 #include "sampler.h"
@@ -42,8 +43,10 @@ static int write_files(void)
     return 0;
 }
 
-// Every sample of two epochs through the sampler, against the plain pipeline.
-static int check_crop(const tmixd_dataset *ds, tmixd_augment_params a)
+// Every sample of two epochs through the sampler, against the plain pipeline: the crop
+// drawn on the whole image at full size, the image read whole at the DCT scale that the
+// crop allows (tmixd_jpeg_scale), the crop resized from it. *scales gets each scale used.
+static int check_crop(const tmixd_dataset *ds, tmixd_augment_params a, unsigned *scales)
 {
     const tmixd_sampler s = {.dataset = ds, .augment = a, .seed = 11, .alpha = 1.0};
     const size_t image = (size_t)a.out_h * a.out_w * 3;
@@ -53,14 +56,25 @@ static int check_crop(const tmixd_dataset *ds, tmixd_augment_params a)
     tmixd_epoch_order order = {0};
     tmixd_image img = {0};
     CHECK(pixels && want);
+    *scales = 0;
     for (uint64_t epoch = 0; epoch < 2; epoch++) {
         CHECK_OK(tmixd_sample_batch(&s, &order, epoch, 0, FILES, &in));
         for (int i = 0; i < FILES; i++) {
             CHECK(ids[i] == BROKEN ? read_ids[i] != BROKEN : read_ids[i] == ids[i]);
-            CHECK_OK(tmixd_dataset_read(ds, read_ids[i], a.out_h, a.out_w, &img));
+            CHECK_OK(tmixd_dataset_read(ds, read_ids[i], 0, 0, &img));
+            const int h = img.h, w = img.w;
             tmix_rng rng;
             tmixd_sample_rng(&s, epoch, ids[i], &rng);
-            CHECK_OK(tmixd_augment(&a, &img, &rng, want));
+            tmixd_crop_box box, scaled;
+            CHECK_OK(tmixd_augment_window(&a, h, w, &rng, &box));
+            const int scale = tmixd_jpeg_scale(h, w, box, a.out_h, a.out_w, &scaled);
+            *scales |= (unsigned)scale;
+            if (scale > 1) { // hints that only this scale meets (the files are >= 40 px)
+                CHECK_OK(tmixd_dataset_read(ds, read_ids[i], (h + scale - 1) / scale,
+                                            (w + scale - 1) / scale, &img));
+                CHECK(img.h == (h + scale - 1) / scale && img.w == (w + scale - 1) / scale);
+            }
+            CHECK_OK(tmixd_augment_apply(&a, &img, scaled, &rng, want));
             if (memcmp(pixels + (size_t)i * image, want, image) != 0) {
                 fprintf(stderr, "crop %d, %dx%d, epoch %llu: sample %lld (read %lld) differs\n",
                         (int)a.crop, a.out_h, a.out_w, (unsigned long long)epoch,
@@ -86,15 +100,22 @@ static int test_windows(void)
                                       .scale_max = 1.0f, .ratio_min = 0.75f,
                                       .ratio_max = 4.0f / 3.0f, .flip = true};
     tmixd_augment_params a = rrc;
-    a.out_h = a.out_w = 16; // DCT-scaled reads
-    CHECK(check_crop(ds, a) == 0);
-    a.out_h = 96, a.out_w = 112; // whole-size reads, the windows enlarged
-    CHECK(check_crop(ds, a) == 0);
+    unsigned scales;
+    // Small crops read at full size or 1/2, large ones at 1/4 (1/8 would need 128 pixels
+    // both ways, more than any file has).
+    a.out_h = a.out_w = 16;
+    CHECK(check_crop(ds, a, &scales) == 0);
+    CHECK(scales == (1 | 2 | 4));
+    a.out_h = 96, a.out_w = 112; // full-size reads, the windows enlarged
+    CHECK(check_crop(ds, a, &scales) == 0);
+    CHECK(scales == 1);
     const tmixd_augment_params pad = {.out_h = 40, .out_w = 60, .crop = TMIXD_CROP_PAD,
                                       .pad = 8, .flip = true};
-    CHECK(check_crop(ds, pad) == 0);
+    CHECK(check_crop(ds, pad, &scales) == 0);
+    CHECK(scales == 1);
     const tmixd_augment_params none = {.out_h = 24, .out_w = 24, .crop = TMIXD_CROP_NONE};
-    CHECK(check_crop(ds, none) == 0);
+    CHECK(check_crop(ds, none, &scales) == 0);
+    CHECK(scales & (2 | 4 | 8));
     tmixd_dataset_close(ds);
     return 0;
 }

@@ -21,7 +21,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     tmixd_image img = {0};
     if (tmixd_decode_file(d, path, 0, 0, 0, NULL, NULL, &img) == 0)
         (void)tmixd_decode_file(d, path, 0, 8, 8, NULL, NULL, &img);
-    (void)tmixd_decode_file(d, path, 0, 8, 8, middle, NULL, &img);
+    (void)tmixd_decode_file(d, path, 0, 4, 4, middle, NULL, &img);
     tmixd_image_free(&img);
     return 0;
 }
