@@ -180,7 +180,7 @@ static int lane_open(tmixd_producer *p, lane *l, bool first)
 
 static void lane_close(lane *l)
 {
-    (void)tmix_synchronize(l->be); // a cuda-only group's last batch may still be copying
+    (void)tmix_synchronize(l->be); // a batch that failed may have left work queued
     tmix_tensor_free(l->be, &l->pixels);
     tmix_tensor_free(l->be, &l->images);
     tmix_tensor_free(l->be, &l->encoded);
@@ -296,10 +296,13 @@ static int mix_batch(tmixd_producer *p, worker_state *w, lane *l, const tmixd_jo
                           : tmix_tensor_view(bt->images, TMIX_U8, TMIX_CPU, 2, rows);
     if (rc == 0)
         rc = tmix_encode_images(be, &out, res.mixed, format, c->mean, c->std);
-    if (rc == 0 && job->dring) // queued on this lane's stream, ahead of its next batch
+    if (rc == 0 && job->dring) // queued on this lane's stream
         rc = fill_device_slot(be, job, out.data, bt);
     // On a GPU they come back through the lane's pinned buffer, unless the members all read
-    // the device slot: then the lane goes on without waiting for the GPU.
+    // the device slot. Either way the batch goes out only once the GPU has made it: a fault
+    // fails this batch, not the next one, and no trainer's stream waits on the event of a
+    // copy that a faulted (or exiting) daemon never finishes. The other lanes keep the GPU
+    // busy meanwhile.
     bt->host_images = !gpu || !(bt->dring && job->device_only);
     if (rc == 0 && gpu && bt->host_images) {
         rc = staging(be, &l->download, &l->download_bytes, bt->images_bytes);
@@ -307,6 +310,8 @@ static int mix_batch(tmixd_producer *p, worker_state *w, lane *l, const tmixd_jo
             rc = tmix_tensor_download(be, l->download, &out);
         if (rc == 0)
             memcpy(bt->images, l->download, bt->images_bytes);
+    } else if (rc == 0 && gpu) {
+        rc = tmix_synchronize(be);
     }
     if (rc == 0) {
         for (int i = 0; i < b * n; i++) {
