@@ -6,10 +6,11 @@
 // Fake rules: one device, cuda:0, PCI bus id FAKE_PCI_BUS_ID; device memory is host memory;
 // tf32 and bf16 are accepted and computed in fp32; each backend has a stream, a thread that
 // runs its ops after they return, and graphs that record and replay them (fake_stream.c).
-// A CUDA IPC buffer is a POSIX shared memory object:
-// its memory handle holds the object's name (NUL-terminated), its event handle the bytes
-// "fake event", and a fill is done when it returns. Real CUDA memory goes with its process,
-// a shared memory object does not: the first open removes those of processes that are gone
+// A CUDA IPC buffer is a POSIX shared memory object: its memory handle holds the object's
+// name (NUL-terminated), its event handle the bytes "fake event" (the event in this process
+// counts the queued fills: fake_stream.c), and a trainer never waits for it, so a batch must
+// be sent once its slot is filled (as tmixd does). Real CUDA memory goes with its process, a
+// shared memory object does not: the first open removes those of processes that are gone
 // (a tmixd killed by a test). With TMIX_CUDA_FAULT_AFTER=N in the environment every
 // preprocess after the N-th fails as a GPU fault would, and so do uploads, downloads,
 // synchronizes and slot fills from then on (the real plugin's fault is sticky too).
@@ -100,7 +101,7 @@ static int fake_ipc_buffer_new(tmix_backend *be, size_t bytes, tmix_ipc_buffer *
         return tmix_fail(TMIX_ENOMEM, "fake ipc_buffer_new: %zu bytes in %s", bytes, name);
     }
     out->device = p;
-    out->event = out; // any non-NULL value: fills are done when they return
+    out->event = out; // fake_stream.c puts its event here
     out->bytes = bytes;
     memcpy(out->mem_handle, name, strlen(name) + 1);
     memcpy(out->event_handle, FAKE_EVENT, sizeof FAKE_EVENT);

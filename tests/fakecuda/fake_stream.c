@@ -15,6 +15,10 @@
 // do not run, and every later call and synchronize on that backend fails with it. Frees
 // still run: a real context's memory goes back when the process tears it down.
 //
+// A CUDA IPC buffer's fill is queued too, and takes a while when it runs (SLOW_FILL_US), so
+// that a batch sent before its slot is filled reads stale bytes in the tests; reads and
+// frees of the buffer, from any stream, wait for its fills (its event, which counts them).
+//
 // What a real capture cannot record fails here too and spoils the capture (capture_end then
 // fails with the first reason): allocating or freeing device memory, synchronous copies,
 // waiting for the device, IPC buffer work, host arrays not from tmix_host_alloc, and growing
@@ -26,15 +30,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "error.h"
 #include "fake.h"
 #include "golden.h"
 
-enum { MAX_TENSORS = 9, MAX_HOST = 3 };
+enum { MAX_TENSORS = 9, MAX_HOST = 3, SLOW_FILL_US = 3000 };
 
 typedef enum {
-    OP_UPLOAD, OP_DOWNLOAD, OP_ZERO, OP_FREE, OP_MARK, OP_GRAPH,
+    OP_UPLOAD, OP_DOWNLOAD, OP_ZERO, OP_FREE, OP_MARK, OP_GRAPH, OP_IPC_FILL,
     OP_CONV2D_FORWARD, OP_CONV2D_BACKWARD_INPUT, OP_CONV2D_BACKWARD_WEIGHT, OP_BIAS_BACKWARD,
     OP_BATCHNORM_FORWARD, OP_BATCHNORM_BACKWARD_INPUT, OP_RELU_FORWARD, OP_RELU_BACKWARD,
     OP_MAXPOOL2D_FORWARD, OP_MAXPOOL2D_BACKWARD, OP_AVGPOOL_FORWARD, OP_AVGPOOL_BACKWARD,
@@ -68,6 +73,11 @@ typedef struct {
         bool relu;
         double *mark;
         tmix_graph *graph;
+        struct {
+            tmix_ipc_buffer to; // its event counts the fill
+            const void *src;    // device (or pinned) memory, read when the fill runs
+            size_t bytes;
+        } fill;
     } p;
     int64_t step;
 } fake_call;
@@ -176,6 +186,33 @@ static void host_free(tmix_backend *be, void *p)
     free(p);
 }
 
+// ---- IPC buffers' events --------------------------------------------------------------------
+
+// A buffer's event: its fills queued and not yet run, on whichever stream.
+typedef struct {
+    int pending;
+} ipc_event;
+
+static pthread_mutex_t ipc_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t ipc_done = PTHREAD_COND_INITIALIZER;
+
+static void ipc_count(const tmix_ipc_buffer *b, int delta)
+{
+    pthread_mutex_lock(&ipc_lock);
+    ((ipc_event *)b->event)->pending += delta;
+    pthread_cond_broadcast(&ipc_done);
+    pthread_mutex_unlock(&ipc_lock);
+}
+
+// Waits until b's fills have run (or been dropped after a failure).
+static void ipc_wait(const tmix_ipc_buffer *b)
+{
+    pthread_mutex_lock(&ipc_lock);
+    while (((ipc_event *)b->event)->pending)
+        pthread_cond_wait(&ipc_done, &ipc_lock);
+    pthread_mutex_unlock(&ipc_lock);
+}
+
 // ---- running calls ----------------------------------------------------------------------
 
 #define T(i) (c->null[i] ? NULL : &c->t[i])
@@ -188,6 +225,10 @@ static int run(tmix_backend *be, const fake_call *c)
     case OP_ZERO: return inner.zero(be, (tmix_tensor *)T(0));
     case OP_FREE: inner.free(be, (tmix_tensor *)T(0)); return 0;
     case OP_MARK: *c->p.mark = tmix_now_ms(); return 0;
+    case OP_IPC_FILL:
+        nanosleep(&(struct timespec){0, SLOW_FILL_US * 1000}, NULL);
+        return inner.ipc_buffer_fill(be, (tmix_ipc_buffer *)&c->p.fill.to, c->p.fill.src,
+                                     c->p.fill.bytes);
     case OP_GRAPH:
         for (size_t i = 0; i < c->p.graph->list.n; i++)
             TMIX_TRY(run(be, &c->p.graph->list.calls[i]));
@@ -254,6 +295,14 @@ static void drop_staged(fake_call *c)
         free(c->staged[i]);
 }
 
+// After c ran, or was dropped: its staged copies go, and a fill is counted done.
+static void finish(fake_call *c)
+{
+    drop_staged(c);
+    if (c->op == OP_IPC_FILL)
+        ipc_count(&c->p.fill.to, -1);
+}
+
 // The stream's thread: takes what is queued, runs it in order (after a failure, only frees).
 static void *stream_main(void *arg)
 {
@@ -277,7 +326,7 @@ static void *stream_main(void *arg)
                 run(be, &take.calls[i]);
             else if (!error && (error = run(be, &take.calls[i])) < 0)
                 snprintf(message, sizeof message, "%s", tmix_last_error());
-            drop_staged(&take.calls[i]);
+            finish(&take.calls[i]);
         }
         pthread_mutex_lock(&s->lock);
         if (error && !s->error) {
@@ -496,31 +545,48 @@ static int download_async(tmix_backend *be, void *dst, const tmix_tensor *src)
     return submit(be, &c);
 }
 
-// IPC buffers: their fills and reads wait for the stream, so that a slot is complete when
-// its batch is sent (the fake's event is always complete).
+// IPC buffers. A fill reads src when it runs: tmixd passes device memory, which queued work
+// may still be writing (pageable host memory, which the real plugin reads at once, is not
+// told apart).
 static int ipc_buffer_fill(tmix_backend *be, tmix_ipc_buffer *b, const void *src, size_t bytes)
 {
     TMIX_TRY(refused(be, "ipc_buffer_fill"));
-    TMIX_TRY(wait_idle(be));
-    return inner.ipc_buffer_fill(be, b, src, bytes);
+    fake_call c = {.op = OP_IPC_FILL, .p.fill = {*b, src, bytes}};
+    ipc_count(b, 1);
+    const int rc = submit(be, &c);
+    if (rc < 0)
+        ipc_count(b, -1);
+    return rc;
 }
 
 static int ipc_buffer_read(tmix_backend *be, const tmix_ipc_buffer *b, void *dst, size_t bytes)
 {
     TMIX_TRY(refused(be, "ipc_buffer_read"));
-    TMIX_TRY(wait_idle(be));
+    ipc_wait(b);
     return inner.ipc_buffer_read(be, b, dst, bytes);
 }
 
 static int ipc_buffer_new(tmix_backend *be, size_t bytes, tmix_ipc_buffer *out)
 {
-    const int rc = refused(be, "ipc_buffer_new");
-    return rc ? rc : inner.ipc_buffer_new(be, bytes, out);
+    TMIX_TRY(refused(be, "ipc_buffer_new"));
+    ipc_event *e = calloc(1, sizeof *e);
+    if (!e)
+        return tmix_fail(TMIX_ENOMEM, "%s: no memory for an IPC event", be->name);
+    const int rc = inner.ipc_buffer_new(be, bytes, out);
+    if (rc < 0) {
+        free(e);
+        return rc;
+    }
+    out->event = e;
+    return 0;
 }
 
 static void ipc_buffer_free(tmix_backend *be, tmix_ipc_buffer *b)
 {
-    (void)wait_idle(be);
+    if (!b->event)
+        return;
+    ipc_wait(b);
+    free(b->event);
     inner.ipc_buffer_free(be, b);
 }
 

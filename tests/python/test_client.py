@@ -256,7 +256,8 @@ PROT_READ, MAP_SHARED, MAP_FAILED = 1, 1, ctypes.c_void_p(-1).value
 class ShmRuntime:
     """tmix._cuda's Runtime for the fake GPU's slots: a memory handle names a POSIX shared
     memory object, mapped read-only here; an event handle says "fake event"; streams wait for
-    nothing (the fake's copies are done when tmixd sends the batch)."""
+    nothing: tmixd sends a batch once its slot is filled (the fake's fills are slow, so a
+    batch sent earlier holds stale bytes)."""
 
     def __init__(self):
         self.sizes, self.waits = {}, 0
