@@ -34,8 +34,9 @@ want() { [ "$part" = all ] || [ "$part" = "$1" ]; }
 cd "$dir"
 tar xzf tmix-*.tar.gz
 B=$(ls -d "$dir"/tmix-*/ | head -1)
+ln -sfn "$B/lib" lib # the test programs' rpath (box_dir.sh); the bundle's have their own
 CUDNN=$(python3 -c "import nvidia.cudnn as m; print(m.__path__[0])" 2>/dev/null)/lib
-export LD_LIBRARY_PATH=$CUDNN:/usr/local/cuda/lib64:$B/lib
+export LD_LIBRARY_PATH=$CUDNN:/usr/local/cuda/lib64
 { nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null; nproc
   "$B/bin/tmixd" --version; } | tee "$out/machine.txt"
 # BOX_CUDA_PLUGIN: another plugin in its place, such as the fake GPU (tests/fakecuda), to try
