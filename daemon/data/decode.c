@@ -152,10 +152,9 @@ static int scale_edge(int x, int n, int s)
     return x == n ? (n + s - 1) / s : (x + s / 2) / s;
 }
 
-int tmixd_jpeg_scale(int h, int w, tmixd_crop_box window, int min_h, int min_w,
+int tmixd_jpeg_scale(int h, int w, tmixd_crop_box b, int min_h, int min_w,
                      tmixd_crop_box *scaled)
 {
-    const tmixd_crop_box b = window;
     *scaled = b;
     if (min_h <= 0 || min_w <= 0 || b.top < 0 || b.left < 0 || b.h > h - b.top ||
         b.w > w - b.left)

@@ -141,3 +141,12 @@ bool error_mentions(const char *text)
     fprintf(stderr, "error message \"%s\" does not mention \"%s\"\n", tmix_last_error(), text);
     return false;
 }
+
+int fixture_read_scaled(const tmixd_dataset *ds, int64_t i, int h, int w, int scale,
+                        tmixd_image *img)
+{
+    const int sh = (h + scale - 1) / scale, sw = (w + scale - 1) / scale; // libjpeg's sizes
+    CHECK_OK(tmixd_dataset_read(ds, i, scale > 1 ? sh : 0, scale > 1 ? sw : 0, img));
+    CHECK(img->h == sh && img->w == sw && img->top == 0 && img->left == 0);
+    return 0;
+}

@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "dataset.h"
 #include "harness.h"
 
 // The process's temporary folder, made on first use (NULL when it cannot be made).
@@ -24,6 +25,11 @@ int fixture_write_gz(const char *rel, const void *data, size_t n);
 
 // Cuts fixture_dir()/rel to n bytes. 0 on success.
 int fixture_truncate(const char *rel, size_t n);
+
+// Reads sample i of ds, an h x w image, whole at DCT scale 1/scale (1, 2, 4 or 8): with
+// hints that only that scale meets (sides above 4 pixels), checking the size it got.
+int fixture_read_scaled(const tmixd_dataset *ds, int64_t i, int h, int w, int scale,
+                        tmixd_image *img);
 
 // Removes the fixture folder and everything in it.
 void fixture_cleanup(void);

@@ -428,11 +428,7 @@ static int test_windows(void)
                 const int scale = tmixd_jpeg_scale(H, W, window_case_box(b, H, W), hints[s][0],
                                                    hints[s][1], &box);
                 CHECK(same_box(part.window, box));
-                // The whole image at that scale: hints that only it meets.
-                const int sh = (H + scale - 1) / scale, sw = (W + scale - 1) / scale;
-                CHECK_OK(tmixd_dataset_read(ds, k, scale > 1 ? sh : 0, scale > 1 ? sw : 0,
-                                            &whole));
-                CHECK(whole.h == sh && whole.w == sw && whole.top == 0 && whole.left == 0);
+                CHECK(fixture_read_scaled(ds, k, H, W, scale, &whole) == 0);
                 int mismatches = 0;
                 for (int y = box.top; y < box.top + box.h; y++)
                     for (int x = box.left; x < box.left + box.w; x++) {

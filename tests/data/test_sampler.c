@@ -69,11 +69,7 @@ static int check_crop(const tmixd_dataset *ds, tmixd_augment_params a, unsigned 
             CHECK_OK(tmixd_augment_window(&a, h, w, &rng, &box));
             const int scale = tmixd_jpeg_scale(h, w, box, a.out_h, a.out_w, &scaled);
             *scales |= (unsigned)scale;
-            if (scale > 1) { // hints that only this scale meets (the files are >= 40 px)
-                CHECK_OK(tmixd_dataset_read(ds, read_ids[i], (h + scale - 1) / scale,
-                                            (w + scale - 1) / scale, &img));
-                CHECK(img.h == (h + scale - 1) / scale && img.w == (w + scale - 1) / scale);
-            }
+            CHECK(fixture_read_scaled(ds, read_ids[i], h, w, scale, &img) == 0);
             CHECK_OK(tmixd_augment_apply(&a, &img, scaled, &rng, want));
             if (memcmp(pixels + (size_t)i * image, want, image) != 0) {
                 fprintf(stderr, "crop %d, %dx%d, epoch %llu: sample %lld (read %lld) differs\n",
