@@ -24,6 +24,9 @@ typedef struct {
     void *images;            // size x C x H x W elements of dtype
     size_t images_bytes;
     bool host_images;        // images holds them (else they are only in the device slot)
+    bool reading;            // they are being read from the device slot (server.c)
+    bool read_failed;        // that read failed
+    bool free_after_read;    // freed while reading: the read's end frees it
     uint64_t *sample_ids;    // [N]
     uint64_t *sources;       // [N * n]
     uint32_t *labels;        // [N * n]
@@ -37,7 +40,8 @@ typedef struct {
     int dslot;
 } tmixd_batch;
 
-// Gives the slots back to the rings, if any, and frees. NULL: no-op.
+// Gives the slots back to the rings, if any, and frees; while the images are being read
+// from the device slot, only once that read ends. NULL: no-op.
 void tmixd_batch_free(tmixd_batch *b);
 
 // The kernels' name for a proto DType and Layout (FLOAT16 2, UINT8 3; NHWC 2).

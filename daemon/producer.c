@@ -55,6 +55,10 @@ static tmixd_batch *batch_alloc(const tmixd_job *job, int b, int n, int ch, int 
 
 void tmixd_batch_free(tmixd_batch *b)
 {
+    if (b && b->reading) {
+        b->free_after_read = true;
+        return;
+    }
     if (b && b->ring)
         tmixd_ring_give(b->ring, b->slot);
     if (b && b->dring)

@@ -1,5 +1,6 @@
-// The serving loop. Everything here runs on the libuv loop thread; only the producer's
-// workers run elsewhere, and they hand results back through their async handle.
+// The serving loop. Everything here runs on the libuv loop thread, except the producer's
+// workers, which hand results back through their async handle, and the reads of images from
+// device slots (libuv's thread pool; see images_ready).
 #include "server_impl.h"
 
 #include <errno.h>
@@ -87,33 +88,86 @@ static void gpu_fault(server *s, const char *why)
     stop(s);
 }
 
+static void serve_waiting(server *s, tmixd_group *g);
+
+// ---- images read back from a device slot ---------------------------------------------------
 // A batch made while all of its group's members took cuda delivery has its images only in
 // its device slot; a member that takes it by shm or inline (one that joined since, or took
-// the batch over) needs them in host memory. A copy that fails means a broken GPU context:
-// the daemon stops, as for a batch that failed on the GPU.
-static int host_images(server *s, tmixd_batch *b)
+// the batch over) needs them in host memory. The copy runs on libuv's thread pool, not on
+// the loop that every trainer waits on: the requests for the batch wait meanwhile and are
+// answered when it ends. A copy that fails means a broken GPU context: the daemon stops, as
+// for a batch that failed on the GPU. The batch stays while its copy runs (b->reading: its
+// free waits for the copy's end), and the loop runs until every copy has ended.
+typedef struct {
+    uv_work_t work;
+    server *s;
+    tmixd_group *g;
+    tmixd_batch *b;
+    int rc;
+    char error[256];
+} slot_read;
+
+static void read_slot(uv_work_t *work) // on a thread of the pool
 {
-    if (b->host_images)
-        return 0;
-    const int rc = tmixd_device_ring_read(b->dring, b->dslot, b->images, b->images_bytes);
-    if (rc < 0) {
+    slot_read *r = work->data;
+    const tmixd_batch *b = r->b;
+    r->rc = tmixd_device_ring_read(b->dring, b->dslot, b->images, b->images_bytes);
+    if (r->rc < 0)
+        snprintf(r->error, sizeof r->error, "%s", tmix_last_error());
+}
+
+static void slot_read_done(uv_work_t *work, int status)
+{
+    slot_read *r = work->data;
+    tmixd_batch *b = r->b;
+    b->reading = false;
+    if (r->rc == 0 && status < 0) // never cancelled, so not expected
+        snprintf(r->error, sizeof r->error, "uv_queue_work: %s", uv_strerror(status));
+    if (r->rc == 0 && status == 0) {
+        b->host_images = true;
+    } else {
+        b->read_failed = true;
         tmixd_log(TMIXD_LOG_ERROR, "batch %llu from its device slot: %s",
-                  (unsigned long long)b->pos, tmix_last_error());
-        gpu_fault(s, tmix_last_error());
-        return rc;
+                  (unsigned long long)b->pos, r->error);
+        gpu_fault(r->s, r->error);
     }
-    b->host_images = true;
+    if (b->free_after_read)
+        tmixd_batch_free(b);
+    serve_waiting(r->s, r->g);
+    free(r);
+}
+
+// Whether batch b can go to session ss now: 1 yes; 0 when its images are on their way from
+// the device slot (the request waits); a negative code when they cannot be had.
+static int images_ready(server *s, const session *ss, tmixd_batch *b)
+{
+    if (b->host_images || (ss->delivery == TMIX__DELIVERY__CUDA && b->dring))
+        return 1;
+    if (b->read_failed)
+        return tmix_fail(TMIX_ECUDA, "batch %llu: its images could not be read from the GPU",
+                         (unsigned long long)b->pos);
+    if (b->reading)
+        return 0;
+    slot_read *r = calloc(1, sizeof *r);
+    if (!r)
+        return tmix_fail(TMIX_ENOMEM, "batch %llu: no memory to read its images from the GPU",
+                         (unsigned long long)b->pos);
+    *r = (slot_read){.work.data = r, .s = s, .g = ss->group, .b = b};
+    const int rc = uv_queue_work(&s->loop, &r->work, read_slot, slot_read_done);
+    if (rc < 0) {
+        free(r);
+        return tmix_fail(TMIX_EIO, "batch %llu: uv_queue_work: %s", (unsigned long long)b->pos,
+                         uv_strerror(rc));
+    }
+    b->reading = true;
     return 0;
 }
 
+// Sends b as session ss's batch seq, its images where ss reads them (images_ready).
 static void reply_batch(server *s, void *control, const session *ss, uint64_t seq,
                         tmixd_batch *b)
 {
     const bool slot = ss->delivery == TMIX__DELIVERY__CUDA && b->dring;
-    if (!slot && host_images(s, b) < 0)
-        return server_reply_error(s, control, TMIX__ERROR__CODE__INTERNAL,
-                                  "batch %llu: its images could not be read from the GPU",
-                                  (unsigned long long)b->pos);
     Tmix__Batch m = TMIX__BATCH__INIT;
     const size_t pairs = (size_t)b->size * b->mix_n;
     m.sequence = seq;
@@ -281,25 +335,35 @@ static int next_waiting(const server *s, const tmixd_group *g, int after)
     return next;
 }
 
+// Answers session ss's waiting request (ss->pending) if it can be answered now: with its
+// batch, or with the error that stops it; else it goes on waiting.
+static void answer(server *s, session *ss)
+{
+    tmixd_batch *b;
+    int rc = tmixd_group_next(ss->group, ss->id, ss->pending_seq, ss->pending_ack, &b);
+    Tmix__Error__Code code = TMIX__ERROR__CODE__BAD_REQUEST;
+    if (rc > 0) {
+        rc = images_ready(s, ss, b);
+        code = TMIX__ERROR__CODE__INTERNAL;
+    }
+    if (rc == 0)
+        return;
+    void *control = ss->pending;
+    ss->pending = NULL;
+    if (rc > 0)
+        reply_batch(s, control, ss, ss->pending_seq, b);
+    else
+        server_reply_error(s, control, code, "%s", tmix_last_error());
+}
+
 // Answers the waiting requests of group g's members that can be answered now, the oldest
 // request first: a trainer asks again as soon as it has a batch (libtmix asks ahead), so
 // answering in session order gave each new batch to the first sessions while the last
 // waited (Next's p99 at 4 trainers on 2 cores: 350 ms).
 static void serve_waiting(server *s, tmixd_group *g)
 {
-    for (int i = next_waiting(s, g, -1); i >= 0; i = next_waiting(s, g, i)) {
-        session *ss = &s->sessions[i];
-        tmixd_batch *b;
-        const int rc = tmixd_group_next(g, ss->id, ss->pending_seq, ss->pending_ack, &b);
-        if (rc == 0)
-            continue;
-        void *control = ss->pending;
-        ss->pending = NULL;
-        if (rc > 0)
-            reply_batch(s, control, ss, ss->pending_seq, b);
-        else
-            server_reply_error(s, control, TMIX__ERROR__CODE__BAD_REQUEST, "%s", tmix_last_error());
-    }
+    for (int i = next_waiting(s, g, -1); i >= 0; i = next_waiting(s, g, i))
+        answer(s, &s->sessions[i]);
     pump(s, g);
 }
 
@@ -536,20 +600,12 @@ static void on_next(server *s, void *control, const Tmix__Next *n)
     ss->asked = tmixd_seconds();
     if (ss->pending) // a resent request: the new routing header replaces the old one
         nn_freemsg(ss->pending);
-    ss->pending = NULL;
+    ss->pending = control;
+    ss->pending_seq = n->sequence;
+    ss->pending_ack = n->ack_through;
     tmixd_group_release(ss->group, ss->id, n->released, n->n_released);
-    tmixd_batch *b;
-    const int rc = tmixd_group_next(ss->group, ss->id, n->sequence, n->ack_through, &b);
+    answer(s, ss);
     s->dirty = true;
-    if (rc > 0) {
-        reply_batch(s, control, ss, n->sequence, b);
-    } else if (rc == 0) {
-        ss->pending = control;
-        ss->pending_seq = n->sequence;
-        ss->pending_ack = n->ack_through;
-    } else {
-        server_reply_error(s, control, TMIX__ERROR__CODE__BAD_REQUEST, "%s", tmix_last_error());
-    }
     pump(s, ss->group);
 }
 
@@ -699,7 +755,8 @@ static void close_handle(uv_handle_t *h, void *arg)
         uv_close(h, NULL);
 }
 
-// Lets the running batches finish, saves the progress and closes every handle: the loop ends.
+// Lets the running batches finish, saves the progress and closes every handle: the loop ends
+// once any read of a device slot has ended.
 static void stop(server *s)
 {
     tmixd_notify_stopping();

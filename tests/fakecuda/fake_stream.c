@@ -18,6 +18,8 @@
 // A CUDA IPC buffer's fill is queued too, and takes a while when it runs (SLOW_FILL_US), so
 // that a batch sent before its slot is filled reads stale bytes in the tests; reads and
 // frees of the buffer, from any stream, wait for its fills (its event, which counts them).
+// With TMIX_FAKE_SLOW_READ_MS set, each read back from a buffer takes that much longer, as
+// a copy from a busy GPU can, so that a test sees which thread waits for it.
 //
 // What a real capture cannot record fails here too and spoils the capture (capture_end then
 // fails with the first reason): allocating or freeing device memory, synchronous copies,
@@ -563,6 +565,10 @@ static int ipc_buffer_read(tmix_backend *be, const tmix_ipc_buffer *b, void *dst
 {
     TMIX_TRY(refused(be, "ipc_buffer_read"));
     ipc_wait(b);
+    const char *slow = getenv("TMIX_FAKE_SLOW_READ_MS");
+    const long ms = slow ? atol(slow) : 0;
+    if (ms > 0)
+        nanosleep(&(struct timespec){ms / 1000, ms % 1000 * 1000000}, NULL);
     return inner.ipc_buffer_read(be, b, dst, bytes);
 }
 

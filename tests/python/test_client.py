@@ -4,7 +4,7 @@ delivery from a tmixd on the fake GPU (tests/fakecuda); and that meson installs 
 of the package.
 
     test_client.py NAME      (iterate, formats, coverage, shm, inline_vs_shm, lifetime, threads,
-                             errors, cuda_fake, cuda_fake_kill, packaged)
+                             errors, cuda_fake, cuda_fake_kill, cuda_fake_slow_read, packaged)
 """
 import contextlib
 import ctypes
@@ -311,6 +311,14 @@ def slot_images(images):
     return np.frombuffer(raw, np.float32).reshape(images.shape).copy()
 
 
+def cpu_batches(kw, n):
+    """The first n batches a CPU tmixd with seed 3 makes for a Client of options kw:
+    {(epoch, index): (images, sources, labels, weights)}, the fake GPU's reference."""
+    with Daemon("--server.seed=3", "--server.device=cpu") as d, tmix.Client(d.endpoint, **kw) as c:
+        return {(b.epoch, b.index): (b.images.copy(), b.sources.copy(), b.labels.copy(),
+                                     b.weights.copy()) for b in (c.next() for _ in range(n))}
+
+
 def test_cuda_fake():
     """CUDA delivery from a tmixd on the fake GPU (tests/fakecuda: the GPU paths with the CPU's
     ops, slots in shared memory), against a CPU tmixd with the same seed: every batch comes in
@@ -321,12 +329,7 @@ def test_cuda_fake():
     is free."""
     need_dataset()
     kw = dict(group="g", mode="broadcast", batch_size=500)
-    with Daemon("--server.seed=3", "--server.device=cpu") as d, tmix.Client(d.endpoint, **kw) as c:
-        ref = {}
-        for _ in range(45):
-            b = c.next()
-            ref[b.epoch, b.index] = (b.images.copy(), b.sources.copy(), b.labels.copy(),
-                                     b.weights.copy())
+    ref = cpu_batches(kw, 45)
     os.environ["TMIX_CUDA_PLUGIN"] = os.environ["FAKE_CUDA"]
     with Daemon("--server.seed=3", "--server.device=cuda", "--server.max_memory_mb=16",
                 "--server.max_trainers=2") as d:
@@ -398,6 +401,46 @@ def test_cuda_fake_kill():
         wait_for("free slots", lambda: slots_free(d.endpoint))
 
 
+def test_cuda_fake_slow_read():
+    """A member that joins a group whose batches were made for cuda delivery alone gets their
+    images read back from the device slots, off the event loop: with each read taking 1.5 s
+    on the fake GPU, the daemon answers a Status at once while the joiner's first batch is
+    being read, and that batch comes once read, holding the images the CPU made for it."""
+    need_dataset()
+    kw = dict(group="g", mode="shard", batch_size=500)
+    ref = cpu_batches(kw, 12)
+    os.environ["TMIX_CUDA_PLUGIN"] = os.environ["FAKE_CUDA"]
+    os.environ["TMIX_FAKE_SLOW_READ_MS"] = "1500"
+    try:
+        with Daemon("--server.seed=3", "--server.device=cuda") as d:
+            c = tmix.Client(d.endpoint, delivery="cuda", cuda_pci_bus_id=FAKE_BUS, **kw)
+            c.next()  # the batches made from now on are for cuda delivery alone
+            wait_for("batches made ahead", lambda: tmix.status(d.endpoint).groups[0].batches_ready)
+            got = queue.Queue()
+
+            def late_trainer():
+                with tmix.Client(d.endpoint, **kw) as late:
+                    t = time.monotonic()
+                    b = late.next()
+                    got.put((time.monotonic() - t, b.epoch, b.index, b.images.copy()))
+
+            t = threading.Thread(target=late_trainer)
+            t.start()
+            time.sleep(0.3)  # its Next is with the daemon, its batch being read back
+            start = time.monotonic()
+            tmix.status(d.endpoint)
+            status_s = time.monotonic() - start
+            assert got.empty(), "the first batch came before the Status: no slow read to wait on"
+            t.join()
+            late_s, epoch, index, images = got.get()
+            c.close()
+    finally:
+        del os.environ["TMIX_FAKE_SLOW_READ_MS"]
+    assert status_s < 0.75, f"Status took {status_s:.2f} s: the loop waited for the read"
+    assert late_s >= 1.5, f"the joiner's batch came in {late_s:.2f} s, without the slow read"
+    assert np.array_equal(images, ref[epoch, index][0]), (epoch, index)
+
+
 def test_packaged():
     """client/python/meson.build installs every module of tmix/: one left out (as _cuda.py
     was) breaks `import tmix.torch` wherever tmix is installed rather than run from the tree."""
@@ -418,4 +461,5 @@ if __name__ == "__main__":
         main({"iterate": test_iterate, "formats": test_formats, "coverage": test_coverage,
               "shm": test_shm, "inline_vs_shm": test_inline_vs_shm, "lifetime": test_lifetime,
               "threads": test_threads, "errors": test_errors, "cuda_fake": test_cuda_fake,
-              "cuda_fake_kill": test_cuda_fake_kill, "packaged": test_packaged})
+              "cuda_fake_kill": test_cuda_fake_kill, "cuda_fake_slow_read": test_cuda_fake_slow_read,
+              "packaged": test_packaged})
