@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "error.h"
@@ -34,7 +35,7 @@ static int write_all(int fd, const char *text, size_t n)
     return 0;
 }
 
-static int save_text(const char *path, const char *text)
+int tmixd_progress_write(const char *path, const char *text)
 {
     char tmp[4096], dir[4096];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
@@ -49,8 +50,13 @@ static int save_text(const char *path, const char *text)
         return tmix_fail(TMIX_EIO, "%s: %s", tmp, strerror(e));
     }
     close(fd);
-    // Fault injection for tests (serve.kill_in_save): die between writing the new file and
-    // renaming it over the old one, the moment a crash must not lose the old progress.
+    // Fault injection for tests: a slow disk (serve.slow_save: TMIXD_FAULT_SLOW_SAVE_MS, a
+    // write that takes that long), and a death between writing the new file and renaming it
+    // over the old one (serve.kill_in_save), the moment a crash must not lose the old progress.
+    const char *slow = getenv("TMIXD_FAULT_SLOW_SAVE_MS");
+    const long slow_ms = slow ? atol(slow) : 0;
+    if (slow_ms > 0)
+        nanosleep(&(struct timespec){slow_ms / 1000, slow_ms % 1000 * 1000000}, NULL);
     if (getenv("TMIXD_FAULT_KILL_IN_SAVE"))
         raise(SIGKILL);
     if (rename(tmp, path) < 0) {
@@ -66,14 +72,15 @@ static int save_text(const char *path, const char *text)
     return 0;
 }
 
-int tmixd_progress_save(const char *path, tmixd_group *const *groups, int ngroups)
+char *tmixd_progress_text(tmixd_group *const *groups, int ngroups)
 {
     cJSON *root = cJSON_CreateObject(), *list = cJSON_AddArrayToObject(root, "groups");
     uint64_t *done = malloc(MAX_DONE * sizeof *done);
     if (!root || !list || !done) {
         cJSON_Delete(root);
         free(done);
-        return tmix_fail(TMIX_ENOMEM, "%s: progress", path);
+        tmix_fail(TMIX_ENOMEM, "progress: out of memory");
+        return NULL;
     }
     cJSON_AddNumberToObject(root, "version", PROGRESS_VERSION);
     for (int i = 0; i < ngroups; i++) {
@@ -101,10 +108,8 @@ int tmixd_progress_save(const char *path, tmixd_group *const *groups, int ngroup
     char *text = cJSON_Print(root);
     cJSON_Delete(root);
     if (!text)
-        return tmix_fail(TMIX_ENOMEM, "%s: progress", path);
-    const int rc = save_text(path, text);
-    free(text);
-    return rc;
+        tmix_fail(TMIX_ENOMEM, "progress: out of memory");
+    return text;
 }
 
 static char *read_text(const char *path)

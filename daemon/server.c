@@ -1,6 +1,7 @@
 // The serving loop. Everything here runs on the libuv loop thread, except the producer's
-// workers, which hand results back through their async handle, and the reads of images from
-// device slots (libuv's thread pool; see images_ready).
+// workers, which hand results back through their async handle, and on libuv's thread pool
+// the progress saves (save_progress) and the reads of images from device slots
+// (images_ready), which can take long.
 #include "server_impl.h"
 
 #include <errno.h>
@@ -692,24 +693,72 @@ static void on_readable(uv_poll_t *handle, int status, int events)
 
 // ---- housekeeping -------------------------------------------------------------------------
 
-// A failing save (a full disk) keeps the previous file, is said once, and is retried every
-// SAVE_EVERY_MS until it succeeds, which is said too; serving goes on meanwhile.
-static void save_progress(server *s)
+// The progress is saved on libuv's thread pool: the write and its two fsyncs can take long on
+// a busy disk (a trainer writing a checkpoint beside it), and every trainer waits on the
+// loop. One save at a time, of the groups as they are when it starts. A failing save (a full
+// disk) keeps the previous file, is said once, and is retried every SAVE_EVERY_MS until it
+// succeeds, which is said too; serving goes on meanwhile.
+static void save_progress(server *s);
+
+static void save_ended(server *s, int rc, const char *why)
 {
-    if (!s->c->state_file[0])
-        return;
-    s->last_save_ms = server_now_ms();
-    if (tmixd_progress_save(s->c->state_file, s->groups, s->ngroups) < 0) {
+    if (rc < 0) {
         if (!s->save_failing)
             tmixd_log(TMIXD_LOG_ERROR, "progress not saved (the last saved file stays; "
-                      "retrying every %d ms): %s", SAVE_EVERY_MS, tmix_last_error());
+                      "retrying every %d ms): %s", SAVE_EVERY_MS, why);
         s->save_failing = true;
+        s->dirty = true;
         return;
     }
     if (s->save_failing)
         tmixd_log(TMIXD_LOG_INFO, "progress saved again");
     s->save_failing = false;
+}
+
+static void write_progress(uv_work_t *work) // on a thread of the pool
+{
+    server *s = work->data;
+    s->save_rc = tmixd_progress_write(s->c->state_file, s->save_text);
+    if (s->save_rc < 0)
+        snprintf(s->save_error, sizeof s->save_error, "%s", tmix_last_error());
+}
+
+static void progress_written(uv_work_t *work, int status)
+{
+    server *s = work->data;
+    free(s->save_text);
+    s->save_text = NULL;
+    s->saving = false;
+    if (status < 0) // never cancelled, so not expected
+        save_ended(s, TMIX_EIO, uv_strerror(status));
+    else
+        save_ended(s, s->save_rc, s->save_error);
+    if (s->save_at_end) {
+        s->save_at_end = false;
+        save_progress(s);
+    }
+}
+
+// Starts a save, unless one is running (stop() then asks for one more after it).
+static void save_progress(server *s)
+{
+    if (!s->c->state_file[0] || s->saving)
+        return;
+    s->last_save_ms = server_now_ms();
     s->dirty = false;
+    s->save.data = s;
+    s->save_text = tmixd_progress_text(s->groups, s->ngroups);
+    const int rc = s->save_text ? uv_queue_work(&s->loop, &s->save, write_progress,
+                                                progress_written)
+                                : TMIX_ENOMEM;
+    if (rc < 0 && s->save_text) {
+        tmix_fail(TMIX_EIO, "uv_queue_work: %s", uv_strerror(rc));
+        free(s->save_text);
+        s->save_text = NULL;
+    }
+    if (rc < 0)
+        return save_ended(s, rc, tmix_last_error());
+    s->saving = true;
 }
 
 static void on_tick(uv_timer_t *t)
@@ -727,7 +776,7 @@ static void on_tick(uv_timer_t *t)
                   (unsigned long long)ss->id, tmixd_group_name(ss->group), lease_s);
         drop_session(s, ss, 0);
     }
-    if (s->dirty && now - s->last_save_ms >= SAVE_EVERY_MS)
+    if (s->dirty && !s->saving && now - s->last_save_ms >= SAVE_EVERY_MS)
         save_progress(s);
     if (now - s->status_ms >= STATUS_EVERY_MS) {
         const double rate = (double)(s->images_served - s->status_images) * 1000.0 /
@@ -756,13 +805,14 @@ static void close_handle(uv_handle_t *h, void *arg)
 }
 
 // Lets the running batches finish, saves the progress and closes every handle: the loop ends
-// once any read of a device slot has ended.
+// once the last save (and any read of a device slot) has ended.
 static void stop(server *s)
 {
     tmixd_notify_stopping();
     tmixd_metrics_stop(s->metrics); // before its async handle closes with the others
     tmixd_producer_stop(s->producer); // running batches finish; the async handle closes
     s->producer = NULL;
+    s->save_at_end = s->saving; // the save running took the groups as they were before
     save_progress(s);
     uv_walk(&s->loop, close_handle, NULL);
 }

@@ -56,6 +56,11 @@ typedef struct {
     uint64_t status_ms, status_images;        // the last STATUS to systemd, and the count then
     uint64_t previews;                        // asked for so far
     bool save_failing;                        // the last progress save failed
+    bool saving, save_at_end;                 // a save runs; stop() wants one after it
+    uv_work_t save;                           // the save running (server.c save_progress)
+    char *save_text;                          // what it writes
+    int save_rc;                              // how it ended, and why
+    char save_error[256];
     tmixd_histogram queued, read, mix, next;  // seconds per batch (stats.h)
     tmixd_metrics *metrics;                   // NULL without [server] metrics_port
     tmixd_server_stats *stats;                // gathered for a Status reply

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Faults: trainers that stall or are killed, a daemon killed (mid-save too), bad and
-# vanished files, churn, a full disk, memcheck.
-#   faults.sh SCENARIO    (stalled, kill_trainer, kill_daemon, kill_in_save, corrupt_jpeg, churn, files_removed, disk_full, valgrind)
+# Faults: trainers that stall or are killed, a daemon killed (mid-save too), a slow disk,
+# bad and vanished files, churn, a full disk, memcheck.
+#   faults.sh SCENARIO    (stalled, kill_trainer, kill_daemon, kill_in_save, slow_save,
+#                         corrupt_jpeg, churn, files_removed, disk_full, valgrind)
 # Real tmixd daemons and tmixctl trainers (daemons.sh says what the environment needs).
 set -euo pipefail
 . "$(dirname "$0")/daemons.sh"
@@ -76,6 +77,38 @@ assert g["done_through"] == 4, g' "$work/a.state/progress.json" || fail "the old
   pull a "$work/t3" --group g --batches 16 --batch-size 50
   covers 0 "$work/t1" "$work/t2" "$work/t3"
   stop_daemon "$daemon"
+  ;;
+slow_save)
+  # Progress saves of 2 s each (TMIXD_FAULT_SLOW_SAVE_MS: a busy disk) run beside the loop:
+  # while a trainer pulls, every Status is answered at once. A stop during a save saves once
+  # more after it, with every batch acknowledged since that save began.
+  TMIXD_FAULT_SLOW_SAVE_MS=2000 start_daemon a
+  "$TMIXCTL" pull -e "ipc://$work/a.sock" --print-ids --group g --batches 20 --batch-size 50 \
+    --hold-ms 150 >"$work/t1" &
+  pids+=($!)
+  worst=$(python3 - "$TMIXCTL" "ipc://$work/a.sock" <<'PY'
+import subprocess, sys, time
+worst = 0
+for _ in range(15):  # 3 s and more: a save starts within 1 s of the first batch
+    t = time.monotonic()
+    subprocess.run([sys.argv[1], "status", "-e", sys.argv[2]], check=True,
+                   stdout=subprocess.DEVNULL)
+    worst = max(worst, time.monotonic() - t)
+    time.sleep(0.2)
+print(f"{worst:.3f}")
+PY
+)
+  echo "slowest Status while saving: $worst s"
+  awk -v w="$worst" 'BEGIN { exit !(w < 1.0) }' || fail "a Status took $worst s: the loop waited for a save"
+  wait "${pids[-1]}" || fail "the trainer exited $?"
+  for _ in $(seq 100); do [ -f "$work/a.state/progress.json.tmp" ] && break; sleep 0.05; done
+  [ -f "$work/a.state/progress.json.tmp" ] || fail "no save began after the trainer's 20 batches"
+  pull a "$work/t2" --group g --batches 5 --batch-size 50 # during that save
+  [ -f "$work/a.state/progress.json.tmp" ] || echo "note: the save ended before the 5 batches did"
+  stop_daemon "$daemon"
+  [ ! -e "$work/a.state/progress.json.tmp" ] || fail "a save was left half done"
+  "$NUMPY_PYTHON" -c 'import json, sys; g = json.load(open(sys.argv[1]))["groups"][0]
+assert g["done_through"] == 25, g' "$work/a.state/progress.json" || fail "the last save missed batches"
   ;;
 corrupt_jpeg)
   "$MAKE_IMAGEFOLDER" "$work/jpegs" 3 10 48 40 --corrupt
