@@ -105,7 +105,9 @@ struct tmixd_producer {
     tmixd_job_done done;
     void *ctx;
     uv_thread_t *threads;
+    double *busy_since; // [nthreads] under lock: when each worker took its job, or 0
     int nthreads;
+    atomic_int started; // workers started: each one's index into busy_since
 };
 
 // What a worker keeps between batches: the order of the epoch it is in, and its staging
@@ -432,6 +434,7 @@ int tmixd_producer_warm_up(tmixd_producer *p, uint32_t batch_size, int dtype, in
 static void worker(void *arg)
 {
     tmixd_producer *p = arg;
+    const int me = atomic_fetch_add(&p->started, 1);
     worker_state w = {0};
     for (;;) {
         uv_mutex_lock(&p->lock);
@@ -445,6 +448,7 @@ static void worker(void *arg)
         p->queue = job->next;
         if (!p->queue)
             p->queue_tail = NULL;
+        p->busy_since[me] = tmixd_seconds();
         uv_mutex_unlock(&p->lock);
 
         job->queued_s = tmixd_seconds() - job->submitted;
@@ -455,6 +459,7 @@ static void worker(void *arg)
         job->mix_s = seconds[1];
 
         uv_mutex_lock(&p->lock);
+        p->busy_since[me] = 0;
         job->next = p->results;
         p->results = job;
         uv_mutex_unlock(&p->lock);
@@ -494,12 +499,14 @@ int tmixd_producer_new(tmixd_producer **out, const tmixd_producer_config *c, uv_
     p->nthreads = c->workers > 0 ? c->workers : 1;
     p->nlanes = c->lanes > 0 ? c->lanes : 1;
     p->threads = calloc((size_t)p->nthreads, sizeof *p->threads);
+    p->busy_since = calloc((size_t)p->nthreads, sizeof *p->busy_since);
     p->lanes = calloc((size_t)p->nlanes, sizeof *p->lanes);
     p->bad_seen = calloc((size_t)tmixd_dataset_size(c->dataset) / 8 + 1, 1);
-    if (!p->threads || !p->lanes || !p->bad_seen || uv_mutex_init(&p->lock) ||
+    if (!p->threads || !p->busy_since || !p->lanes || !p->bad_seen || uv_mutex_init(&p->lock) ||
         uv_cond_init(&p->wake) || uv_cond_init(&p->lane_free) ||
         uv_async_init(loop, &p->async, on_results)) {
         free(p->threads);
+        free(p->busy_since);
         free(p->lanes);
         free(p->bad_seen);
         free(p);
@@ -547,6 +554,18 @@ void tmixd_producer_submit(tmixd_producer *p, tmixd_job *job)
 
 int tmixd_producer_pending(const tmixd_producer *p) { return p->pending; }
 
+double tmixd_producer_longest_s(tmixd_producer *p)
+{
+    const double now = tmixd_seconds();
+    double longest = 0;
+    uv_mutex_lock(&p->lock);
+    for (int i = 0; i < p->nthreads; i++)
+        if (p->busy_since[i] > 0 && now - p->busy_since[i] > longest)
+            longest = now - p->busy_since[i];
+    uv_mutex_unlock(&p->lock);
+    return longest;
+}
+
 uint64_t tmixd_producer_bad_samples(const tmixd_producer *p) { return p->bad_samples; }
 
 uint64_t tmixd_producer_graph_batches(tmixd_producer *p) { return atomic_load(&p->graph_batches); }
@@ -574,6 +593,7 @@ static void on_closed(uv_handle_t *handle)
     uv_cond_destroy(&p->wake);
     uv_cond_destroy(&p->lane_free);
     free(p->threads);
+    free(p->busy_since);
     free(p->bad_seen);
     free(p);
 }

@@ -71,6 +71,9 @@ void tmixd_producer_submit(tmixd_producer *p, tmixd_job *job);
 int tmixd_producer_warm_up(tmixd_producer *p, uint32_t batch_size, int dtype, int layout);
 // Jobs queued or running.
 int tmixd_producer_pending(const tmixd_producer *p);
+// How long the batch that has been running longest has run so far, in seconds; 0 when
+// none runs. A batch that never ends (a GPU or a data read that hangs) shows here.
+double tmixd_producer_longest_s(tmixd_producer *p);
 // Distinct samples found unreadable (and replaced) so far.
 uint64_t tmixd_producer_bad_samples(const tmixd_producer *p);
 // Batches mixed by one CUDA graph launch so far ([mix] graphs), warm-up batches included.

@@ -761,9 +761,32 @@ static void save_progress(server *s)
     s->saving = true;
 }
 
+// A batch that never ends (a GPU that never finishes a kernel, a read from a network file
+// system that died): its thread cannot be stopped, so a drain would hang as well. tmixd
+// saves the progress (unless a save is running: that one stays, a second behind at most)
+// and exits 1 at once, for its supervisor to start it again.
+_Noreturn static void stalled(server *s, double running_s, double limit_s)
+{
+    tmixd_log(TMIXD_LOG_ERROR, "a batch has been in production for %.0f s, more than [server] "
+              "stall_timeout_s = %g: a GPU or a data read hangs; saving progress and exiting",
+              running_s, limit_s);
+    tmixd_notify_stopping();
+    if (s->c->state_file[0] && !s->saving) {
+        char *text = tmixd_progress_text(s->groups, s->ngroups);
+        if (!text || tmixd_progress_write(s->c->state_file, text) < 0)
+            tmixd_log(TMIXD_LOG_ERROR, "progress not saved: %s", tmix_last_error());
+        free(text);
+    }
+    _exit(EXIT_FAILURE);
+}
+
 static void on_tick(uv_timer_t *t)
 {
     server *s = t->data;
+    const double stall_s = s->c->config->server_stall_timeout_s; // reloadable
+    const double running_s = s->producer ? tmixd_producer_longest_s(s->producer) : 0;
+    if (stall_s > 0 && running_s > stall_s)
+        stalled(s, running_s, stall_s);
     const double lease_s = s->c->config->server_lease_timeout_s; // reloadable
     const uint64_t now = server_now_ms(), lease_ms = (uint64_t)(lease_s * 1000);
     for (int i = 0; i < s->nsessions;) {

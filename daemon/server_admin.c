@@ -164,8 +164,8 @@ void server_collect_stats(void *ctx, tmixd_server_stats *st)
 
 // ---- settings (tmixctl config) ------------------------------------------------------------
 
-// What changes while tmixd runs, made to follow the config. The lease timeout is read from
-// it at each tick; the log level is a global of its own.
+// What changes while tmixd runs, made to follow the config. The lease and stall timeouts are
+// read from it at each tick; the log level is a global of its own.
 static void apply_reloadable(const tmixd_config *cfg)
 {
     tmixd_log_set_level(cfg->server_log_level);

@@ -50,6 +50,10 @@
         "enough to keep every worker busy for one group.")                                         \
     DBL(server, lease_timeout_s, 60, GE, 0.1, 86400, RELOAD,                                       \
         "Seconds a trainer may hold a batch before it goes to another member of its group.")      \
+    DBL(server, stall_timeout_s, 120, GE, 0, 86400, RELOAD,                                       \
+        "Seconds batch production may go without finishing a batch while it has work (a GPU or "  \
+        "a data read that hangs) before tmixd saves its progress and exits 1, for its "            \
+        "supervisor to start it again; 0 = never.")                                                \
     INT(server, max_trainers, 64, 1, 4096, FIXED, "Most trainers connected at once.")              \
     INT(server, max_batch_size, 65536, 1, 65536, FIXED,                                            \
         "Largest batch a trainer may ask for in its Hello; a larger one is refused.")              \

@@ -34,16 +34,23 @@ static __global__ void preprocess_kernel(float *out,             // (B, C, OH, O
     }
 }
 
-// For the GPU fault test (tests/serve/serving.sh gpu_fault): with TMIX_CUDA_FAULT_AFTER=N
-// in the environment, every preprocess after the N-th also launches a kernel that traps,
-// which breaks the context as a real fault in a kernel would.
+// For the GPU fault tests (tests/serve/serving.sh gpu_fault, gpu_hang): with
+// TMIX_CUDA_FAULT_AFTER=N in the environment, every preprocess after the N-th also launches
+// a kernel that traps, which breaks the context as a real fault in a kernel would; with
+// TMIX_CUDA_HANG_AFTER=N, one that never ends, as a kernel stuck in a loop.
 static __global__ void fault_kernel(void) { __trap(); }
-
-static bool inject_fault(void)
+static __global__ void hang_kernel(void)
 {
-    static long calls;
-    const char *after = getenv("TMIX_CUDA_FAULT_AFTER");
-    return after && *after && __atomic_add_fetch(&calls, 1, __ATOMIC_RELAXED) > atol(after);
+    for (;;)
+        __nanosleep(1000000);
+}
+
+// Whether this is a call after the N-th of those counted by calls, where the environment
+// variable var says N.
+static bool after_nth(long *calls, const char *var)
+{
+    const char *n = getenv(var);
+    return n && *n && __atomic_add_fetch(calls, 1, __ATOMIC_RELAXED) > atol(n);
 }
 
 extern "C" int tmix_cuda_preprocess(tmix_backend *be, tmix_tensor *out, const tmix_tensor *src,
@@ -69,7 +76,10 @@ extern "C" int tmix_cuda_preprocess(tmix_backend *be, tmix_tensor *out, const tm
                                                           dcrops, dmean, dstd, B, H, W, Cs, C,
                                                           OH, OW);
     CUDA_CHECK(cudaGetLastError());
-    if (inject_fault())
+    static long fault_calls, hang_calls;
+    if (after_nth(&fault_calls, "TMIX_CUDA_FAULT_AFTER"))
         fault_kernel<<<1, 1, 0, st->stream>>>();
+    if (after_nth(&hang_calls, "TMIX_CUDA_HANG_AFTER"))
+        hang_kernel<<<1, 1, 0, st->stream>>>();
     return 0;
 }

@@ -3,7 +3,7 @@
 # PARTs that each fit one 10-minute call:
 #   tests  the tests that never ran on a GPU first (where brought: the CUDA twins, teacher
 #          precision, mix graph; with Fashion-MNIST and rawreq the GPU serving scenarios of
-#          tests/serve/serving.sh (devices, gpu_fault, lanes, shm) and, with PyTorch, the
+#          tests/serve/serving.sh (devices, gpu_fault, gpu_hang, lanes, shm) and, with PyTorch, the
 #          Loader's cuda delivery tests), then the bundle's selftest (CPU and cuda:0 rows);
 #   bench  bench_mix on the GPU at fp32, tf32 and bf16, each with its ops' times (--ops),
 #          beside its PyTorch peer
@@ -59,7 +59,7 @@ if want tests && [ -d fmnist ] && [ -x ./rawreq ]; then
     MAKE_IMAGEFOLDER=$dir/make_imagefolder MAKE_IDX=$repo/tests/serve/make_idx.py \
     GOLDEN=$repo/tests/golden NUMPY_PYTHON=python3 PYTHONPATH=$repo/client/python \
     CHECK_FORMATS=$repo/tests/serve/check_formats.py CHECK_DEVICES=$repo/tests/serve/check_devices.py
-  for scenario in devices gpu_fault lanes shm; do
+  for scenario in devices gpu_fault gpu_hang lanes shm; do
     timeout 120 bash "$repo/tests/serve/serving.sh" $scenario >"$out/serve.$scenario.txt" 2>&1
     echo "serve.$scenario exit $? at ${SECONDS} s"
   done

@@ -521,6 +521,7 @@ static int test_reloadable(void)
 {
     CHECK(tmixd_config_reloadable("server.log_level"));
     CHECK(tmixd_config_reloadable("server.lease_timeout_s"));
+    CHECK(tmixd_config_reloadable("server.stall_timeout_s"));
     CHECK(!tmixd_config_reloadable("server.endpoint"));
     CHECK(!tmixd_config_reloadable("mix.alpha"));
     CHECK(!tmixd_config_reloadable("mix.nope"));
@@ -528,7 +529,7 @@ static int test_reloadable(void)
     int reloadable = 0;
     for (int i = 0; i < tmixd_setting_count; i++)
         reloadable += tmixd_settings[i].reloadable;
-    CHECK(reloadable == 2);
+    CHECK(reloadable == 3);
     return 0;
 }
 

@@ -13,7 +13,8 @@
 // shared memory object does not: the first open removes those of processes that are gone
 // (a tmixd killed by a test). With TMIX_CUDA_FAULT_AFTER=N in the environment every
 // preprocess after the N-th fails as a GPU fault would, and so do uploads, downloads,
-// synchronizes and slot fills from then on (the real plugin's fault is sticky too).
+// synchronizes and slot fills from then on (the real plugin's fault is sticky too). With
+// TMIX_CUDA_HANG_AFTER=N every preprocess after the N-th never ends, as a stuck kernel.
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -24,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cpu.h"
@@ -46,13 +48,23 @@ static int fault(const char *op)
     return tmix_fail(TMIX_ECUDA, "cuda:0: %s: fake GPU fault (TMIX_CUDA_FAULT_AFTER)", op);
 }
 
+// Whether this is a call after the N-th of those counted by calls, where the environment
+// variable var says N.
+static bool after_nth(atomic_long *calls, const char *var)
+{
+    const char *n = getenv(var);
+    return n && *n && atomic_fetch_add(calls, 1) + 1 > atol(n);
+}
+
 static int fake_preprocess(tmix_backend *be, tmix_tensor *out, const tmix_tensor *src,
                            const tmix_crop *crops, const float *mean, const float *std)
 {
-    static atomic_long calls;
-    const char *after = getenv("TMIX_CUDA_FAULT_AFTER");
-    if (after && *after && atomic_fetch_add(&calls, 1) + 1 > atol(after))
+    static atomic_long calls, hang_calls;
+    if (after_nth(&calls, "TMIX_CUDA_FAULT_AFTER"))
         atomic_store(&faulted, true);
+    if (after_nth(&hang_calls, "TMIX_CUDA_HANG_AFTER"))
+        for (;;)
+            nanosleep(&(struct timespec){1, 0}, NULL);
     if (atomic_load(&faulted))
         return fault("preprocess");
     return tmix_cpu_preprocess(be, out, src, crops, mean, std);

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Serving: shard and broadcast groups, fairness, output formats, the CPU and the GPU, mixing
 # lanes, shm delivery, nodes, preview.
-#   serving.sh SCENARIO    (shard, broadcast, fair, formats, devices, gpu_fault, lanes, shm,
-#                           nodes, preview)
+#   serving.sh SCENARIO    (shard, broadcast, fair, formats, devices, gpu_fault, gpu_hang,
+#                           lanes, shm, nodes, preview)
 # Real tmixd daemons and tmixctl trainers (daemons.sh says what the environment needs).
 set -euo pipefail
 . "$(dirname "$0")/daemons.sh"
@@ -19,6 +19,15 @@ pull_formats() {
   done
   "$NUMPY_PYTHON" "$CHECK_FORMATS" "$out".{f32,f16,u8}.safetensors ||
     fail "$name: the formats hold other batches"
+}
+
+# exits_1_within SECONDS WHAT: the daemon $daemon exits 1 within SECONDS, after WHAT.
+exits_1_within() {
+  local rc=0
+  for _ in $(seq $(($1 * 10))); do kill -0 "$daemon" 2>/dev/null || break; sleep 0.1; done
+  kill -0 "$daemon" 2>/dev/null && fail "tmixd still runs $1 s after $2"
+  wait "$daemon" || rc=$?
+  [ "$rc" -eq 1 ] || fail "tmixd exited $rc after $2 (1 expected)"
 }
 
 case $scenario in
@@ -114,20 +123,34 @@ gpu_fault)
   # fails, tmixd saves its progress and exits 1 within seconds, never hangs; started again on
   # the same state, it serves on. Skipped without a GPU.
   GPU_ENV=TMIX_CUDA_FAULT_AFTER=6 start_gpu_daemon f --server.workers=2
-  set +e
   "$TMIXCTL" pull -e "ipc://$work/f.sock" --group g --batches 40 --batch-size 25 --timeout 5 \
-    >"$work/f.pull" 2>&1
-  for _ in $(seq 100); do kill -0 "$daemon" 2>/dev/null || break; sleep 0.1; done
-  kill -0 "$daemon" 2>/dev/null && fail "tmixd still runs 10 s after a GPU fault"
-  wait "$daemon"
-  rc=$?
-  set -e
-  [ "$rc" -eq 1 ] || fail "tmixd exited $rc after a GPU fault (1 expected)"
+    >"$work/f.pull" 2>&1 || true
+  exits_1_within 10 "a GPU fault"
   grep -q "the GPU cannot be trusted after this" "$work/f.log" || fail "no line about the fault"
   grep -q "stopped after a GPU fault" "$work/f.log" || fail "no last line naming the fault"
   [ -f "$work/f.state/progress.json" ] || fail "no progress saved"
   start_daemon f --server.device=cuda
   pull f "$work/after" --group g --batches 2 --batch-size 25
+  stop_daemon "$daemon"
+  ;;
+gpu_hang)
+  # A GPU kernel that never ends mid-run (TMIX_CUDA_HANG_AFTER: the CUDA plugin's preprocess
+  # then launches one that loops forever; the fake one blocks): with [server]
+  # stall_timeout_s = 3, tmixd says so, saves its progress and exits 1 within seconds, never
+  # hangs; started again on the same state, it resumes the epoch and loses no sample.
+  GPU_ENV=TMIX_CUDA_HANG_AFTER=6 start_gpu_daemon h --server.workers=2 \
+    --server.stall_timeout_s=3
+  "$TMIXCTL" pull -e "ipc://$work/h.sock" --print-ids --group g --batches 40 --batch-size 25 \
+    --timeout 6 >"$work/before" 2>"$work/h.pull" || true
+  exits_1_within 10 "a GPU hang"
+  grep "more than \[server\] stall_timeout_s = 3: a GPU or a data read hangs" "$work/h.log" ||
+    fail "no line about the hang: $(tail -3 "$work/h.log")"
+  [ -s "$work/before" ] || fail "no batch before the hang"
+  [ -f "$work/h.state/progress.json" ] || fail "no progress saved"
+  start_daemon h --server.device=cuda
+  pull h "$work/after" --group g --batches 40 --batch-size 25
+  covers 0 "$work/before" "$work/after"
+  [ "$(awk '$2 == 0' "$work/after" | wc -l)" -lt 40 ] || fail "the whole epoch was served again"
   stop_daemon "$daemon"
   ;;
 lanes)
