@@ -108,6 +108,8 @@ struct tmixd_producer {
     double *busy_since; // [nthreads] under lock: when each worker took its job, or 0
     int nthreads;
     atomic_int started; // workers started: each one's index into busy_since
+    int ended;          // workers that left their loop (under lock)
+    uv_cond_t worker_ended;
 };
 
 // What a worker keeps between batches: the order of the epoch it is in, and its staging
@@ -466,6 +468,10 @@ static void worker(void *arg)
         uv_async_send(&p->async);
     }
     worker_state_free(p, &w);
+    uv_mutex_lock(&p->lock);
+    p->ended++;
+    uv_cond_signal(&p->worker_ended);
+    uv_mutex_unlock(&p->lock);
 }
 
 static void on_results(uv_async_t *handle)
@@ -503,7 +509,7 @@ int tmixd_producer_new(tmixd_producer **out, const tmixd_producer_config *c, uv_
     p->lanes = calloc((size_t)p->nlanes, sizeof *p->lanes);
     p->bad_seen = calloc((size_t)tmixd_dataset_size(c->dataset) / 8 + 1, 1);
     if (!p->threads || !p->busy_since || !p->lanes || !p->bad_seen || uv_mutex_init(&p->lock) ||
-        uv_cond_init(&p->wake) || uv_cond_init(&p->lane_free) ||
+        uv_cond_init(&p->wake) || uv_cond_init(&p->lane_free) || uv_cond_init(&p->worker_ended) ||
         uv_async_init(loop, &p->async, on_results)) {
         free(p->threads);
         free(p->busy_since);
@@ -519,7 +525,7 @@ int tmixd_producer_new(tmixd_producer **out, const tmixd_producer_config *c, uv_
             const int r = tmix_fail(rc, "mixing lane %d of %d on %s: %s", i + 1, p->nlanes,
                                     c->backend->name, tmix_last_error());
             p->nthreads = 0;
-            tmixd_producer_stop(p);
+            tmixd_producer_stop(p, 0);
             return r;
         }
         lane_give(p, &p->lanes[i]);
@@ -527,7 +533,7 @@ int tmixd_producer_new(tmixd_producer **out, const tmixd_producer_config *c, uv_
     for (int i = 0; i < p->nthreads; i++)
         if (uv_thread_create(&p->threads[i], worker, p)) {
             p->nthreads = i;
-            tmixd_producer_stop(p);
+            tmixd_producer_stop(p, 0);
             return tmix_fail(TMIX_ENOMEM, "producer: cannot start worker thread %d", i);
         }
     *out = p;
@@ -592,19 +598,33 @@ static void on_closed(uv_handle_t *handle)
     uv_mutex_destroy(&p->lock);
     uv_cond_destroy(&p->wake);
     uv_cond_destroy(&p->lane_free);
+    uv_cond_destroy(&p->worker_ended);
     free(p->threads);
     free(p->busy_since);
     free(p->bad_seen);
     free(p);
 }
 
-void tmixd_producer_stop(tmixd_producer *p)
+bool tmixd_producer_stop(tmixd_producer *p, double limit_s)
 {
+    const uint64_t deadline = uv_hrtime() + (uint64_t)(limit_s * 1e9);
+    bool ended = true;
     uv_mutex_lock(&p->lock);
     p->stopping = true;
     uv_cond_broadcast(&p->wake);
+    while (ended && p->ended < p->nthreads) {
+        const uint64_t now = uv_hrtime();
+        if (limit_s <= 0)
+            uv_cond_wait(&p->worker_ended, &p->lock);
+        else
+            ended = now < deadline && uv_cond_timedwait(&p->worker_ended, &p->lock,
+                                                        deadline - now) != UV_ETIMEDOUT;
+    }
     uv_mutex_unlock(&p->lock);
+    if (!ended) // a worker that never ends cannot be joined, nor what it holds freed
+        return false;
     for (int i = 0; i < p->nthreads; i++)
         uv_thread_join(&p->threads[i]);
     uv_close((uv_handle_t *)&p->async, on_closed);
+    return true;
 }

@@ -7,6 +7,7 @@
 #ifndef TMIXD_PRODUCER_H
 #define TMIXD_PRODUCER_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <uv.h>
 
@@ -79,7 +80,9 @@ uint64_t tmixd_producer_bad_samples(const tmixd_producer *p);
 // Batches mixed by one CUDA graph launch so far ([mix] graphs), warm-up batches included.
 uint64_t tmixd_producer_graph_batches(tmixd_producer *p);
 // Stops the workers after the jobs they are running (queued ones are dropped, unreported)
-// and closes the async handle; frees p once the loop has closed it.
-void tmixd_producer_stop(tmixd_producer *p);
+// and closes the async handle; frees p once the loop has closed it. false, with p left as it
+// is for the process to exit, when a job still runs after limit_s seconds (> 0; else no
+// limit): it never ends.
+bool tmixd_producer_stop(tmixd_producer *p, double limit_s);
 
 #endif

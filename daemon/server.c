@@ -762,14 +762,13 @@ static void save_progress(server *s)
 }
 
 // A batch that never ends (a GPU that never finishes a kernel, a read from a network file
-// system that died): its thread cannot be stopped, so a drain would hang as well. tmixd
-// saves the progress (unless a save is running: that one stays, a second behind at most)
-// and exits 1 at once, for its supervisor to start it again.
-_Noreturn static void stalled(server *s, double running_s, double limit_s)
+// system that died): its thread cannot be stopped, so a drain would hang as well. tmixd says
+// why, saves the progress (unless a save is running: that one stays, a second behind at
+// most) and exits 1 at once, for its supervisor to start it again.
+_Noreturn static void stalled(server *s, const char *why)
 {
-    tmixd_log(TMIXD_LOG_ERROR, "a batch has been in production for %.0f s, more than [server] "
-              "stall_timeout_s = %g: a GPU or a data read hangs; saving progress and exiting",
-              running_s, limit_s);
+    tmixd_log(TMIXD_LOG_ERROR, "%s: a GPU or a data read hangs; saving progress and exiting",
+              why);
     tmixd_notify_stopping();
     if (s->c->state_file[0] && !s->saving) {
         char *text = tmixd_progress_text(s->groups, s->ngroups);
@@ -785,8 +784,12 @@ static void on_tick(uv_timer_t *t)
     server *s = t->data;
     const double stall_s = s->c->config->server_stall_timeout_s; // reloadable
     const double running_s = s->producer ? tmixd_producer_longest_s(s->producer) : 0;
-    if (stall_s > 0 && running_s > stall_s)
-        stalled(s, running_s, stall_s);
+    if (stall_s > 0 && running_s > stall_s) {
+        char why[128];
+        snprintf(why, sizeof why, "a batch has run %.1f s, more than [server] stall_timeout_s "
+                 "= %g", running_s, stall_s);
+        stalled(s, why);
+    }
     const double lease_s = s->c->config->server_lease_timeout_s; // reloadable
     const uint64_t now = server_now_ms(), lease_ms = (uint64_t)(lease_s * 1000);
     for (int i = 0; i < s->nsessions;) {
@@ -833,7 +836,14 @@ static void stop(server *s)
 {
     tmixd_notify_stopping();
     tmixd_metrics_stop(s->metrics); // before its async handle closes with the others
-    tmixd_producer_stop(s->producer); // running batches finish; the async handle closes
+    // Running batches finish (the async handle closes), unless one never does.
+    const double stall_s = s->c->config->server_stall_timeout_s;
+    if (!tmixd_producer_stop(s->producer, stall_s)) {
+        char why[128];
+        snprintf(why, sizeof why, "draining: a batch still runs after [server] stall_timeout_s "
+                 "= %g", stall_s);
+        stalled(s, why);
+    }
     s->producer = NULL;
     s->save_at_end = s->saving; // the save running took the groups as they were before
     save_progress(s);
@@ -955,7 +965,7 @@ int tmixd_server_run(const tmixd_server_config *c)
     return 0;
 fail:
     if (s.producer) { // its workers end and its async handle closes
-        tmixd_producer_stop(s.producer);
+        tmixd_producer_stop(s.producer, 0);
         uv_run(&s.loop, UV_RUN_DEFAULT);
     }
     free_server(&s);

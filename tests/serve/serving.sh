@@ -138,6 +138,7 @@ gpu_hang)
   # then launches one that loops forever; the fake one blocks): with [server]
   # stall_timeout_s = 3, tmixd says so, saves its progress and exits 1 within seconds, never
   # hangs; started again on the same state, it resumes the epoch and loses no sample.
+  # Then a drain (SIGTERM) during such a hang.
   GPU_ENV=TMIX_CUDA_HANG_AFTER=6 start_gpu_daemon h --server.workers=2 \
     --server.stall_timeout_s=3
   "$TMIXCTL" pull -e "ipc://$work/h.sock" --print-ids --group g --batches 40 --batch-size 25 \
@@ -152,6 +153,17 @@ gpu_hang)
   covers 0 "$work/before" "$work/after"
   [ "$(awk '$2 == 0' "$work/after" | wc -l)" -lt 40 ] || fail "the whole epoch was served again"
   stop_daemon "$daemon"
+  # SIGTERM while a batch hangs: the drain waits stall_timeout_s for it, says so, exits 1.
+  GPU_ENV=TMIX_CUDA_HANG_AFTER=6 start_gpu_daemon d --server.workers=2 \
+    --server.stall_timeout_s=5
+  "$TMIXCTL" pull -e "ipc://$work/d.sock" --group g --batches 40 --batch-size 25 \
+    --timeout 20 >/dev/null 2>&1 &
+  served() { "$TMIXCTL" status -e "ipc://$work/d.sock" | awk '$1 == "batches" { print $3 }'; }
+  for _ in $(seq 30); do [ "$(served)" -ge 3 ] && break; sleep 0.1; done
+  kill -TERM "$daemon" # the batch that hangs is being made
+  exits_1_within 10 "SIGTERM during a GPU hang"
+  grep "draining: a batch still runs after \[server\] stall_timeout_s = 5" "$work/d.log" ||
+    fail "no line about the drain: $(tail -3 "$work/d.log")"
   ;;
 lanes)
   # TransformMix on the CPU with one mixing lane, and with three fed by three workers at
