@@ -58,7 +58,7 @@ python=${PYTHON:-python3}
 work=$(mktemp -d "${TMPDIR:-/tmp}/tmix-e2e.XXXXXX")
 sock=ipc://$work/e2e.sock
 pid=
-trap '[ -n "$pid" ] && kill -9 $pid 2>/dev/null; rm -rf "$work"' EXIT
+trap '[ -z "$pid" ] || kill -9 $pid 2>/dev/null || true; rm -rf "$work"' EXIT
 
 classes=10
 "$make_imagefolder" "$work/jpeg" $classes $per_class 500 375 --texture

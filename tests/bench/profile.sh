@@ -13,7 +13,7 @@ delivery=${3:-shm}
 shift $(($# < 3 ? $# : 3))
 work=$(mktemp -d "${TMPDIR:-/tmp}/tmix-profile.XXXXXX")
 pid=
-trap '[ -n "$pid" ] && kill -9 $pid 2>/dev/null; rm -rf "$work"' EXIT
+trap '[ -z "$pid" ] || kill -9 $pid 2>/dev/null || true; rm -rf "$work"' EXIT
 "$build/tests/serve/make_imagefolder" "$work/jpeg" 10 128 500 375 --texture >/dev/null
 "$build/daemon/tmixd" serve --server.endpoint="ipc://$work/s.sock" \
   --server.state_dir="$work/state" --server.log_level=warn --dataset.format=imagefolder \

@@ -12,7 +12,7 @@ tmixd=$build/daemon/tmixd
 tmixctl=$build/client/tmixctl
 work=$(mktemp -d "${TMPDIR:-/tmp}/tmix-bench.XXXXXX")
 pid=
-trap '[ -n "$pid" ] && kill -9 $pid 2>/dev/null; rm -rf "$work"' EXIT
+trap '[ -z "$pid" ] || kill -9 $pid 2>/dev/null || true; rm -rf "$work"' EXIT
 
 "$build/tests/serve/make_imagefolder" "$work/jpeg64" 10 500 64 64
 

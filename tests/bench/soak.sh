@@ -15,7 +15,7 @@ tmixd=$build/daemon/tmixd
 tmixctl=$build/client/tmixctl
 work=$(mktemp -d "${TMPDIR:-/tmp}/tmix-soak.XXXXXX")
 pids=()
-trap 'for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done; rm -rf "$work"' EXIT
+trap 'kill -9 "${pids[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT
 e=ipc://$work/d.sock
 "$tmixd" serve --server.endpoint="$e" --server.state_dir="$work/state" \
   --dataset.path=/usr/share/datasets/fashion-mnist --server.log_level=warn 2>"$work/tmixd.log" &
