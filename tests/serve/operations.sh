@@ -26,7 +26,7 @@ config)
   [ "$(wc -l <"$work/all.txt")" -eq "$("$TMIXD" serve --print-config | grep -c '^[a-z_]* =')" ] ||
     fail "config get lists $(wc -l <"$work/all.txt") settings"
   grep -qx "server.workers = 2" "$work/all.txt" || fail "server.workers is not 2"
-  [ "$(grep -c '# reloadable$' "$work/all.txt")" -eq 2 ] || fail "not 2 reloadable settings"
+  [ "$(grep -c '# reloadable$' "$work/all.txt")" -eq 3 ] || fail "not 3 reloadable settings"
   [ "$(cfg get server.lease_timeout_s)" = 30 ] || fail "lease_timeout_s is not 30"
   # A shorter lease takes a held batch back at once: the log says after how long.
   cfg set server.lease_timeout_s 0.5 >/dev/null || fail "config set lease_timeout_s"
