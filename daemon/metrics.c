@@ -127,6 +127,12 @@ char *tmixd_metrics_text(const tmixd_server_stats *st)
     put(&t, "tmix_decode_errors_total %llu\n", (unsigned long long)st->bad_samples);
     header(&t, "tmix_producer_jobs", "gauge", "Batches queued for or being made by the workers.");
     put(&t, "tmix_producer_jobs %d\n", st->jobs);
+    header(&t, "tmix_batch_longest_running_seconds", "gauge",
+           "How long the batch running longest has run; tmixd exits past [server] "
+           "stall_timeout_s (tmix_stall_timeout_seconds).");
+    put(&t, "tmix_batch_longest_running_seconds %.3f\n", st->longest_running_s);
+    header(&t, "tmix_stall_timeout_seconds", "gauge", "[server] stall_timeout_s (0: never).");
+    put(&t, "tmix_stall_timeout_seconds %g\n", st->stall_timeout_s);
     header(&t, "tmix_batch_memory_bytes", "gauge", "Memory of the produced batches held.");
     put(&t, "tmix_batch_memory_bytes %zu\n", st->memory_bytes);
     header(&t, "tmix_batch_memory_limit_bytes", "gauge", "[server] max_memory_mb, in bytes.");

@@ -113,6 +113,8 @@ void server_collect_stats(void *ctx, tmixd_server_stats *st)
         .images_served = s->images_served,
         .bad_samples = s->producer ? tmixd_producer_bad_samples(s->producer) : 0,
         .jobs = s->producer ? tmixd_producer_pending(s->producer) : 0,
+        .longest_running_s = s->producer ? tmixd_producer_longest_s(s->producer) : 0,
+        .stall_timeout_s = s->c->config->server_stall_timeout_s,
         .memory_bytes = server_memory_in_use(s),
         .max_memory = s->c->max_memory,
         .queued = &s->queued,

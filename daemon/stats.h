@@ -30,6 +30,8 @@ typedef struct {
     uint64_t batches_served, images_served;
     uint64_t bad_samples;         // distinct unreadable samples, each replaced
     int jobs;                     // with the producer: queued or running
+    double longest_running_s;     // how long the batch running longest has run (0: none)
+    double stall_timeout_s;       // [server] stall_timeout_s: tmixd exits past it
     size_t memory_bytes, max_memory; // produced batches held, and the budget
     bool has_gpu_memory;
     bool has_graphs;              // mixing on a GPU with [mix] graphs on

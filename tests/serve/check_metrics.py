@@ -17,7 +17,8 @@ url = f"http://127.0.0.1:{port}/metrics"
 FAMILIES = {
     "tmix_info": "gauge", "tmix_uptime_seconds": "gauge", "tmix_dataset_samples": "gauge",
     "tmix_trainers": "gauge", "tmix_decode_errors_total": "counter",
-    "tmix_producer_jobs": "gauge", "tmix_batch_memory_bytes": "gauge",
+    "tmix_producer_jobs": "gauge", "tmix_batch_longest_running_seconds": "gauge",
+    "tmix_stall_timeout_seconds": "gauge", "tmix_batch_memory_bytes": "gauge",
     "tmix_batch_memory_limit_bytes": "gauge", "tmix_batches_served_total": "counter",
     "tmix_images_served_total": "counter", "tmix_group_members": "gauge",
     "tmix_group_epoch": "gauge", "tmix_group_epoch_progress": "gauge",
