@@ -804,6 +804,13 @@ static void on_tick(uv_timer_t *t)
     }
     if (s->dirty && !s->saving && now - s->last_save_ms >= SAVE_EVERY_MS)
         save_progress(s);
+    // A save that does not end (a state directory on a disk that hangs) leaves serving as it
+    // is, but nothing is saved any more: said once, as a failing save is.
+    if (s->saving && !s->save_failing && stall_s > 0 && now - s->last_save_ms > stall_s * 1000) {
+        tmixd_log(TMIXD_LOG_ERROR, "a progress save has run more than [server] stall_timeout_s "
+                  "= %g: the state directory's disk hangs; serving goes on unsaved", stall_s);
+        s->save_failing = true;
+    }
     if (now - s->status_ms >= STATUS_EVERY_MS) {
         const double rate = (double)(s->images_served - s->status_images) * 1000.0 /
                             (double)(now - s->status_ms);

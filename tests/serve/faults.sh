@@ -80,9 +80,10 @@ assert g["done_through"] == 4, g' "$work/a.state/progress.json" || fail "the old
   ;;
 slow_save)
   # Progress saves of 2 s each (TMIXD_FAULT_SLOW_SAVE_MS: a busy disk) run beside the loop:
-  # while a trainer pulls, every Status is answered at once. A stop during a save saves once
-  # more after it, with every batch acknowledged since that save began.
-  TMIXD_FAULT_SLOW_SAVE_MS=2000 start_daemon a
+  # while a trainer pulls, every Status is answered at once; a save longer than
+  # stall_timeout_s is said (once) and its end too. A stop during a save saves once more
+  # after it, with every batch acknowledged since that save began.
+  TMIXD_FAULT_SLOW_SAVE_MS=2000 start_daemon a --server.stall_timeout_s=1
   "$TMIXCTL" pull -e "ipc://$work/a.sock" --print-ids --group g --batches 20 --batch-size 50 \
     --hold-ms 150 >"$work/t1" &
   pids+=($!)
@@ -106,6 +107,9 @@ PY
   pull a "$work/t2" --group g --batches 5 --batch-size 50 # during that save
   [ -f "$work/a.state/progress.json.tmp" ] || echo "note: the save ended before the 5 batches did"
   stop_daemon "$daemon"
+  grep -q "a progress save has run more than \[server\] stall_timeout_s = 1" "$work/a.log" ||
+    fail "no line about a save that takes long"
+  grep -q "progress saved again" "$work/a.log" || fail "no line about the save that ended"
   [ ! -e "$work/a.state/progress.json.tmp" ] || fail "a save was left half done"
   "$NUMPY_PYTHON" -c 'import json, sys; g = json.load(open(sys.argv[1]))["groups"][0]
 assert g["done_through"] == 25, g' "$work/a.state/progress.json" || fail "the last save missed batches"
