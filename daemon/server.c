@@ -728,7 +728,6 @@ static void progress_written(uv_work_t *work, int status)
     server *s = work->data;
     free(s->save_text);
     s->save_text = NULL;
-    s->saving = false;
     if (status < 0) // never cancelled, so not expected
         save_ended(s, TMIX_EIO, uv_strerror(status));
     else
@@ -739,10 +738,13 @@ static void progress_written(uv_work_t *work, int status)
     }
 }
 
+// Whether a save runs: its text is set from its start to its end.
+static bool saving(const server *s) { return s->save_text != NULL; }
+
 // Starts a save, unless one is running (stop() then asks for one more after it).
 static void save_progress(server *s)
 {
-    if (!s->c->state_file[0] || s->saving)
+    if (!s->c->state_file[0] || saving(s))
         return;
     s->last_save_ms = server_now_ms();
     s->dirty = false;
@@ -757,8 +759,7 @@ static void save_progress(server *s)
         s->save_text = NULL;
     }
     if (rc < 0)
-        return save_ended(s, rc, tmix_last_error());
-    s->saving = true;
+        save_ended(s, rc, tmix_last_error());
 }
 
 // A batch that never ends (a GPU that never finishes a kernel, a read from a network file
@@ -770,7 +771,7 @@ _Noreturn static void stalled(server *s, const char *why)
     tmixd_log(TMIXD_LOG_ERROR, "%s: a GPU or a data read hangs; saving progress and exiting",
               why);
     tmixd_notify_stopping();
-    if (s->c->state_file[0] && !s->saving) {
+    if (s->c->state_file[0] && !saving(s)) {
         char *text = tmixd_progress_text(s->groups, s->ngroups);
         if (!text || tmixd_progress_write(s->c->state_file, text) < 0)
             tmixd_log(TMIXD_LOG_ERROR, "progress not saved: %s", tmix_last_error());
@@ -802,11 +803,11 @@ static void on_tick(uv_timer_t *t)
                   (unsigned long long)ss->id, tmixd_group_name(ss->group), lease_s);
         drop_session(s, ss, 0);
     }
-    if (s->dirty && !s->saving && now - s->last_save_ms >= SAVE_EVERY_MS)
+    if (s->dirty && !saving(s) && now - s->last_save_ms >= SAVE_EVERY_MS)
         save_progress(s);
     // A save that does not end (a state directory on a disk that hangs) leaves serving as it
     // is, but nothing is saved any more: said once, as a failing save is.
-    if (s->saving && !s->save_failing && stall_s > 0 && now - s->last_save_ms > stall_s * 1000) {
+    if (saving(s) && !s->save_failing && stall_s > 0 && now - s->last_save_ms > stall_s * 1000) {
         tmixd_log(TMIXD_LOG_ERROR, "a progress save has run more than [server] stall_timeout_s "
                   "= %g: the state directory's disk hangs; serving goes on unsaved", stall_s);
         s->save_failing = true;
@@ -852,7 +853,7 @@ static void stop(server *s)
         stalled(s, why);
     }
     s->producer = NULL;
-    s->save_at_end = s->saving; // the save running took the groups as they were before
+    s->save_at_end = saving(s); // the save running took the groups as they were before
     save_progress(s);
     uv_walk(&s->loop, close_handle, NULL);
 }

@@ -56,9 +56,9 @@ typedef struct {
     uint64_t status_ms, status_images;        // the last STATUS to systemd, and the count then
     uint64_t previews;                        // asked for so far
     bool save_failing;                        // the last progress save failed
-    bool saving, save_at_end;                 // a save runs; stop() wants one after it
+    bool save_at_end;                         // stop() wants a save after the running one
     uv_work_t save;                           // the save running (server.c save_progress)
-    char *save_text;                          // what it writes
+    char *save_text;                          // what it writes; NULL: no save runs
     int save_rc;                              // how it ended, and why
     char save_error[256];
     tmixd_histogram queued, read, mix, next;  // seconds per batch (stats.h)
