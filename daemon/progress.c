@@ -13,10 +13,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "error.h"
+#include "fault.h"
 #include "log.h"
 
 enum { PROGRESS_VERSION = 1, MAX_DONE = 4096 };
@@ -53,10 +53,7 @@ int tmixd_progress_write(const char *path, const char *text)
     // Fault injection for tests: a slow disk (serve.slow_save: TMIXD_FAULT_SLOW_SAVE_MS, a
     // write that takes that long), and a death between writing the new file and renaming it
     // over the old one (serve.kill_in_save), the moment a crash must not lose the old progress.
-    const char *slow = getenv("TMIXD_FAULT_SLOW_SAVE_MS");
-    const long slow_ms = slow ? atol(slow) : 0;
-    if (slow_ms > 0)
-        nanosleep(&(struct timespec){slow_ms / 1000, slow_ms % 1000 * 1000000}, NULL);
+    tmixd_fault_delay("TMIXD_FAULT_SLOW_SAVE_MS");
     if (getenv("TMIXD_FAULT_KILL_IN_SAVE"))
         raise(SIGKILL);
     if (rename(tmp, path) < 0) {
