@@ -26,7 +26,9 @@ typedef struct {
     bool host_images;        // images holds them (else they are only in the device slot)
     bool reading;            // they are being read from the device slot (server.c)
     bool read_failed;        // that read failed
-    bool free_after_read;    // freed while reading: the read's end frees it
+    int pool_jobs;           // jobs on libuv's thread pool using it: that read, packings of
+                             // it into replies (server.c)
+    bool free_after_jobs;    // freed while pool_jobs > 0: the last job's end frees it
     uint64_t *sample_ids;    // [N]
     uint64_t *sources;       // [N * n]
     uint32_t *labels;        // [N * n]
@@ -40,9 +42,12 @@ typedef struct {
     int dslot;
 } tmixd_batch;
 
-// Gives the slots back to the rings, if any, and frees; while the images are being read
-// from the device slot, only once that read ends. NULL: no-op.
+// Gives the slots back to the rings, if any, and frees; while jobs on the thread pool use
+// it, only once the last of them ends (tmixd_batch_job_ended). NULL: no-op.
 void tmixd_batch_free(tmixd_batch *b);
+
+// One job of b->pool_jobs has ended: frees b if it was freed meanwhile and none is left.
+void tmixd_batch_job_ended(tmixd_batch *b);
 
 // The kernels' name for a proto DType and Layout (FLOAT16 2, UINT8 3; NHWC 2).
 static inline tmix_image_format tmixd_image_format(int dtype, int layout)

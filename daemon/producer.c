@@ -55,8 +55,8 @@ static tmixd_batch *batch_alloc(const tmixd_job *job, int b, int n, int ch, int 
 
 void tmixd_batch_free(tmixd_batch *b)
 {
-    if (b && b->reading) {
-        b->free_after_read = true;
+    if (b && b->pool_jobs > 0) {
+        b->free_after_jobs = true;
         return;
     }
     if (b && b->ring)
@@ -64,6 +64,12 @@ void tmixd_batch_free(tmixd_batch *b)
     if (b && b->dring)
         tmixd_device_ring_give(b->dring, b->dslot);
     free(b);
+}
+
+void tmixd_batch_job_ended(tmixd_batch *b)
+{
+    if (--b->pool_jobs == 0 && b->free_after_jobs)
+        tmixd_batch_free(b);
 }
 
 // ---- the worker pool ----------------------------------------------------------------------

@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# How long tmixd's event loop takes to answer while it serves, quiet and with a disk writer
-# beside its state directory (a trainer saving a checkpoint there: `dd ... conv=fsync` of
-# 1 GB, again and again), which slows the progress file's fsyncs. A Status request, answered
+# How long tmixd's event loop takes to answer while it serves. A Status request, answered
 # on the loop, every 10 ms for SECONDS, while one `tmixctl pull` trainer takes mixup batches
-# of Fashion-MNIST (so the progress changes, and is saved, every second).
+# of Fashion-MNIST (so the progress changes, and is saved, every second):
+# - quiet: 28x28 batches by shared memory;
+# - disk writer beside: the same, with a trainer saving a checkpoint beside the state
+#   directory (`dd ... conv=fsync` of 1 GB, again and again), which slows the progress
+#   file's fsyncs;
+# - inline 224x224: batches of 128 float32 224x224 images (25.7 MB) inside their messages,
+#   as a trainer over tcp:// takes them.
 #   tests/bench/loop_latency.sh [BUILD_DIR] [SECONDS]     (default: build, 20)
 # The state directory is made under STATE_PARENT (default: the current directory, which
 # should be on the disk to measure: /tmp may be a tmpfs). Prints a row per case.
@@ -18,25 +22,27 @@ export TMIX_LIBRARY=$build/client/libtmix.so.0 PYTHONPATH=$root/client/python
 python=${PYTHON:-python3}
 sock=ipc://$work/l.sock
 
-case_row() { # NAME [dd]
+case_row() { # NAME dd|- DAEMON_ARGS TRAINER_ARGS
+  # shellcheck disable=SC2086 # the arguments are word lists
   "$build/daemon/tmixd" serve --server.endpoint="$sock" --server.state_dir="$work/state" \
     --server.log_level=warn --dataset.path=/usr/share/datasets/fashion-mnist \
-    --mix.method=mixup 2>"$work/tmixd.log" &
-  local daemon=$! writer= trainer
-  pids=($daemon)
+    --mix.method=mixup $3 2>"$work/tmixd.log" &
+  local daemon=$! writer='' trainer
+  pids=("$daemon")
   for _ in $(seq 100); do
     "$build/client/tmixctl" status -e "$sock" --timeout 0.2 >/dev/null 2>&1 && break
     sleep 0.1
   done
-  if [ "${2:-}" = dd ]; then
+  if [ "$2" = dd ]; then
     (while :; do dd if=/dev/zero of="$work/dd" bs=1M count=1000 conv=fsync 2>/dev/null
        rm -f "$work/dd"; done) &
     writer=$!
-    pids+=($writer)
+    pids+=("$writer")
   fi
-  "$build/client/tmixctl" pull -e "$sock" --batches 1000000 --hold-ms 5 >/dev/null 2>&1 &
+  # shellcheck disable=SC2086
+  "$build/client/tmixctl" pull -e "$sock" --batches 1000000 --hold-ms 5 $4 >/dev/null 2>&1 &
   trainer=$!
-  pids+=($trainer)
+  pids+=("$trainer")
   sleep 1
   "$python" - "$sock" "$seconds" "$1" <<'PY'
 import sys, time
@@ -63,5 +69,6 @@ PY
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs);" \
   "state on $(df --output=source "$work" | tail -1); $seconds s per row"
 printf "%-22s %8s %9s %9s %10s %9s\n" case requests "p50 ms" "p99 ms" "p99.9 ms" "max ms"
-case_row quiet
-case_row "disk writer beside" dd
+case_row quiet - "" "--delivery shm"
+case_row "disk writer beside" dd "" "--delivery shm"
+case_row "inline 224x224" - "--augment.size=224" "--delivery inline --dtype float32"

@@ -1,11 +1,27 @@
 #!/usr/bin/env bash
-# Faults: trainers that stall or are killed, a daemon killed (mid-save too), a slow disk,
-# bad and vanished files, churn, a full disk, memcheck.
+# Faults: trainers that stall or are killed, a daemon killed (mid-save too), a slow disk, a
+# slow copy of a batch into its reply, bad and vanished files, churn, a full disk, memcheck.
 #   faults.sh SCENARIO    (stalled, kill_trainer, kill_daemon, kill_in_save, slow_save,
-#                         corrupt_jpeg, churn, files_removed, disk_full, valgrind)
+#                         slow_pack, corrupt_jpeg, churn, files_removed, disk_full, valgrind)
 # Real tmixd daemons and tmixctl trainers (daemons.sh says what the environment needs).
 set -euo pipefail
 . "$(dirname "$0")/daemons.sh"
+
+# slowest_status NAME COUNT: the seconds the slowest of COUNT Status requests to daemon NAME
+# took, one every 0.2 s.
+slowest_status() {
+  python3 - "$TMIXCTL" "ipc://$work/$1.sock" "$2" <<'PY'
+import subprocess, sys, time
+worst = 0
+for _ in range(int(sys.argv[3])):
+    t = time.monotonic()
+    subprocess.run([sys.argv[1], "status", "-e", sys.argv[2]], check=True,
+                   stdout=subprocess.DEVNULL)
+    worst = max(worst, time.monotonic() - t)
+    time.sleep(0.2)
+print(f"{worst:.3f}")
+PY
+}
 
 case $scenario in
 stalled)
@@ -87,18 +103,7 @@ slow_save)
   "$TMIXCTL" pull -e "ipc://$work/a.sock" --print-ids --group g --batches 20 --batch-size 50 \
     --hold-ms 150 >"$work/t1" &
   pids+=($!)
-  worst=$(python3 - "$TMIXCTL" "ipc://$work/a.sock" <<'PY'
-import subprocess, sys, time
-worst = 0
-for _ in range(15):  # 3 s and more: a save starts within 1 s of the first batch
-    t = time.monotonic()
-    subprocess.run([sys.argv[1], "status", "-e", sys.argv[2]], check=True,
-                   stdout=subprocess.DEVNULL)
-    worst = max(worst, time.monotonic() - t)
-    time.sleep(0.2)
-print(f"{worst:.3f}")
-PY
-)
+  worst=$(slowest_status a 15) # 3 s and more: a save starts within 1 s of the first batch
   echo "slowest Status while saving: $worst s"
   awk -v w="$worst" 'BEGIN { exit !(w < 1.0) }' || fail "a Status took $worst s: the loop waited for a save"
   wait "${pids[-1]}" || fail "the trainer exited $?"
@@ -113,6 +118,44 @@ PY
   [ ! -e "$work/a.state/progress.json.tmp" ] || fail "a save was left half done"
   "$NUMPY_PYTHON" -c 'import json, sys; g = json.load(open(sys.argv[1]))["groups"][0]
 assert g["done_through"] == 25, g' "$work/a.state/progress.json" || fail "the last save missed batches"
+  ;;
+slow_pack)
+  # Inline batches of 128 float32 images of 224x224 (25.7 MB), each copied into its reply in
+  # 1.5 s (TMIXD_FAULT_SLOW_PACK_MS): the copy runs beside the loop, so every Status is
+  # answered at once meanwhile, and the batches arrive whole: the bytes a daemon without the
+  # delay gives by shm. A stop during a copy sends the batch when the copy ends, and ends
+  # cleanly.
+  big=(--augment.size=224 --mix.method=mixup)
+  take=(--group g --batches 3 --batch-size 128 --dtype float32)
+  start_daemon ref "${big[@]}"
+  "$TMIXCTL" pull -e "ipc://$work/ref.sock" "${take[@]}" --delivery shm --out "$work/shm.st" ||
+    fail "the shm pull exited $?"
+  stop_daemon "$daemon"
+  TMIXD_FAULT_SLOW_PACK_MS=1500 start_daemon a "${big[@]}"
+  "$TMIXCTL" pull -e "ipc://$work/a.sock" "${take[@]}" --delivery inline --out "$work/inline.st" &
+  pids+=($!)
+  worst=$(slowest_status a 15)
+  echo "slowest Status while packing: $worst s"
+  awk -v w="$worst" 'BEGIN { exit !(w < 1.0) }' ||
+    fail "a Status took $worst s: the loop waited for a batch's copy"
+  wait "${pids[-1]}" || fail "the inline pull exited $?"
+  "$NUMPY_PYTHON" - "$work/shm.st" "$work/inline.st" <<'PY' || fail "inline and shm batches differ"
+import sys
+import numpy as np
+from tmix.safetensors import load
+(shm, _), (inline, _) = load(sys.argv[1]), load(sys.argv[2])
+assert shm["images"].shape == (384, 1, 224, 224), shm["images"].shape
+for name in shm:
+    assert np.array_equal(shm[name], inline[name]), name
+PY
+  "$TMIXCTL" pull -e "ipc://$work/a.sock" --print-ids --group h --batches 1 --delivery inline \
+    --timeout 10 >"$work/last" &
+  pids+=($!)
+  sleep 0.7 # the copy of its batch runs
+  stop_daemon "$daemon"
+  wait "${pids[-1]}" || fail "the trainer whose batch was being copied at the stop exited $?"
+  [ "$(wc -l <"$work/last")" -eq 1 ] || fail "the batch being copied at the stop did not come"
+  grep -q "SIGTERM: draining" "$work/a.log" || fail "no drain logged"
   ;;
 corrupt_jpeg)
   "$MAKE_IMAGEFOLDER" "$work/jpegs" 3 10 48 40 --corrupt

@@ -255,6 +255,26 @@ static int test_node_shards(void)
     return 0;
 }
 
+// A batch the group lets go while a job on the thread pool still packs or reads it (server.c)
+// stays until that job ends, and is freed then (AddressSanitizer sees a use after free or a
+// leak otherwise).
+static int test_batch_outlives_free(void)
+{
+    tmixd_group *g = new_group(TMIXD_SHARD);
+    CHECK_OK(tmixd_group_join(g, 1, 0));
+    tmixd_batch *b;
+    CHECK(pull(g, 1, 1) == 0);
+    CHECK(tmixd_group_next(g, 1, 1, 0, &b) > 0); // asked again: the same batch
+    b->pool_jobs += 2;                           // two trainers' replies being packed
+    CHECK(pull(g, 1, 2) == 1);                   // acknowledges the first: the group frees it
+    CHECK(b->free_after_jobs && b->pos == 0);
+    tmixd_batch_job_ended(b);
+    CHECK(b->pool_jobs == 1 && b->pos == 0);
+    tmixd_batch_job_ended(b); // freed here
+    tmixd_group_free(g);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     static const test_case tests[] = {
@@ -266,6 +286,7 @@ int main(int argc, char **argv)
         {"group.demand_only", test_demand_only},
         {"group.release_one_by_one", test_release_one_by_one},
         {"group.node_shards", test_node_shards},
+        {"group.batch_outlives_free", test_batch_outlives_free},
         {NULL, NULL},
     };
     return test_main(argc, argv, tests);
