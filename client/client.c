@@ -24,10 +24,6 @@
 // Bounds that keep a Welcome's products (batch bytes, N x n) far from overflow.
 #define MIX_N_MAX       64
 #define BATCH_BYTES_MAX ((double)(1ull << 48))
-// Inline batches up to this size are asked for ahead. Not larger ones: nanomsg 1.1.5's REQ
-// socket can crash in nn_req_term when closed while such a reply is still streaming in
-// (seen with 77 MB batches: tmixctl bench, 4 trainers, 224x224, 1 close in 12).
-#define AHEAD_INLINE_MAX (4.0 * (1 << 20))
 
 // A PCI bus id and its NUL ("0000:65:00.0" is 12 characters): tmix_info's field.
 #define BUS_ID_MAX ((int)sizeof(((tmix_info *)0)->cuda_pci_bus_id))
@@ -41,7 +37,7 @@ typedef struct held_batch {
 } held_batch;
 
 struct tmix_client {
-    int sock;
+    tmixi_conn conn;
     char *endpoint;
     tmix_options opts;
     char group[GROUP_MAX + 1];
@@ -59,10 +55,9 @@ struct tmix_client {
     uint64_t *released;
     size_t nreleased, cap_released;
     // tmix_next asks for the batch after the one it returns before returning it (when
-    // ask_ahead, the caller's choice, and ahead_safe, the Welcome's: see AHEAD_INLINE_MAX),
-    // so that the answer waits here while the trainer trains: a Next for next_seq is then in
-    // flight (ahead).
-    bool ask_ahead, ahead_safe, ahead;
+    // ask_ahead, the caller's choice), so that the answer waits here while the trainer
+    // trains: a Next for next_seq is then in flight (ahead).
+    bool ask_ahead, ahead;
     double ahead_sent;     // when it was sent (CLOCK_MONOTONIC seconds)
     size_t ahead_released; // how many of released it carried
     double lease_s;        // the Welcome's: a session silent this long is dropped
@@ -271,7 +266,7 @@ static int hello(tmix_client *c, char *err)
     req.body_case = TMIX__ENVELOPE__BODY_HELLO;
     req.hello = &h;
     Tmix__Envelope *rep;
-    int rc = tmixi_exchange(c->sock, c->endpoint, c->opts.timeout_ms, &req,
+    int rc = tmixi_exchange(&c->conn, c->endpoint, c->opts.timeout_ms, &req,
                             TMIX__ENVELOPE__BODY_WELCOME, &rep, err);
     if (rc < 0)
         return rc;
@@ -312,8 +307,6 @@ static int hello(tmix_client *c, char *err)
         memcpy(c->info.mean, w->mean, w->n_mean * sizeof(float));
         memcpy(c->info.std, w->std, w->n_std * sizeof(float));
         c->lease_s = w->lease_timeout_ms / 1000.0;
-        c->ahead_safe = w->delivery != TMIX__DELIVERY__INLINE ||
-                        welcome_batch_bytes(w) <= AHEAD_INLINE_MAX;
         c->session++;
         c->next_seq = 1;
         c->nreleased = 0; // the old session's are of no use to the new one
@@ -347,7 +340,7 @@ int tmix_connect(tmix_client **out, const char *endpoint, const tmix_options *o)
     snprintf(c->cuda_pci_bus_id, sizeof c->cuda_pci_bus_id, "%s",
              o->cuda_pci_bus_id ? o->cuda_pci_bus_id : "");
     c->opts.cuda_pci_bus_id = c->cuda_pci_bus_id;
-    rc = tmixi_socket_open(&c->sock, endpoint, o->timeout_ms, err);
+    rc = tmixi_conn_open(&c->conn, endpoint, o->timeout_ms, err);
     if (rc < 0) {
         free(c->endpoint);
         free(c);
@@ -420,13 +413,13 @@ static int send_next(tmix_client *c, bool ahead)
     req.body_case = TMIX__ENVELOPE__BODY_NEXT;
     req.next = &next;
     c->ahead_released = next.n_released;
-    return tmixi_send(c->sock, c->endpoint, c->opts.timeout_ms, ahead, &req,
+    return tmixi_send(&c->conn, c->endpoint, c->opts.timeout_ms, ahead, &req,
                       ahead ? scratch : c->err);
 }
 
 static int receive_batch(tmix_client *c, Tmix__Envelope **rep)
 {
-    const int rc = tmixi_receive(c->sock, c->endpoint, c->opts.timeout_ms,
+    const int rc = tmixi_receive(&c->conn, c->endpoint, c->opts.timeout_ms,
                                  TMIX__ENVELOPE__BODY_NEXT, TMIX__ENVELOPE__BODY_BATCH, rep, c->err);
     if (answered(rc))
         released_sent(c, c->ahead_released);
@@ -447,7 +440,7 @@ static int ask_next(tmix_client *c, Tmix__Envelope **rep)
 static int take_ahead(tmix_client *c, Tmix__Envelope **rep)
 {
     c->ahead = false;
-    const bool waited = tmixi_reply_waiting(c->sock);
+    const bool waited = tmixi_reply_waiting(&c->conn);
     const double silent = now_s() - c->ahead_sent;
     int rc = receive_batch(c, rep);
     if (rc == 0 && waited && silent > c->lease_s / 2) {
@@ -496,7 +489,7 @@ int tmix_next(tmix_client *c, tmix_batch **out)
     *out = &h->pub;
     // The next batch, asked for now; if the request cannot go at once, the next call asks.
     c->ahead_sent = now_s();
-    c->ahead = c->ask_ahead && c->ahead_safe && send_next(c, true) == 0;
+    c->ahead = c->ask_ahead && send_next(c, true) == 0;
     return 0;
 }
 
@@ -558,15 +551,16 @@ static void bye(tmix_client *c)
     Tmix__Envelope *rep = NULL;
     const int timeout = c->opts.timeout_ms > 0 && c->opts.timeout_ms < BYE_TIMEOUT_MS
                             ? c->opts.timeout_ms : BYE_TIMEOUT_MS;
-    nn_setsockopt(c->sock, NN_SOL_SOCKET, NN_SNDTIMEO, &timeout, sizeof timeout);
-    nn_setsockopt(c->sock, NN_SOL_SOCKET, NN_RCVTIMEO, &timeout, sizeof timeout);
+    nn_setsockopt(c->conn.sock, NN_SOL_SOCKET, NN_SNDTIMEO, &timeout, sizeof timeout);
+    nn_setsockopt(c->conn.sock, NN_SOL_SOCKET, NN_RCVTIMEO, &timeout, sizeof timeout);
     // The batch asked for ahead is not acknowledged: the Bye gives it back with the rest.
-    // Its answer is taken first, rather than cancelled by the Bye while it arrives.
-    if (c->ahead && tmixi_receive(c->sock, c->endpoint, timeout, TMIX__ENVELOPE__BODY_NEXT,
+    // Its answer is taken first if it comes soon; if not, the Bye goes over a new socket
+    // (tmixi_send), never cancelling the Next (tmixi_conn says why).
+    if (c->ahead && tmixi_receive(&c->conn, c->endpoint, timeout, TMIX__ENVELOPE__BODY_NEXT,
                                   TMIX__ENVELOPE__BODY_BATCH, &rep, c->err) == 0)
         tmix__envelope__free_unpacked(rep, NULL);
     c->ahead = false;
-    if (tmixi_exchange(c->sock, c->endpoint, timeout, &req, TMIX__ENVELOPE__BODY_BYE, &rep,
+    if (tmixi_exchange(&c->conn, c->endpoint, timeout, &req, TMIX__ENVELOPE__BODY_BYE, &rep,
                        c->err) == 0)
         tmix__envelope__free_unpacked(rep, NULL);
 }
@@ -587,7 +581,7 @@ void tmix_close(tmix_client *c)
         c->ring = r->next;
         ring_free(r);
     }
-    nn_close(c->sock);
+    tmixi_conn_close(&c->conn);
     free(c->released);
     free(c->method);
     free(c->endpoint);

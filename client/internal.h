@@ -19,32 +19,48 @@ int tmixi_fail(char *err, int code, const char *fmt, ...) __attribute__((format(
 // The calling thread's error buffer (what tmix_client_error(NULL) returns).
 char *tmixi_thread_error(void);
 
-// A REQ socket connected to endpoint, as libtmix uses it: replies of any size, requests
-// resent every second until answered, sends and receives that give up after timeout_ms
+// libtmix's connection: a nanomsg REQ socket, and whether a request sent over it still
+// waits for its reply. nanomsg 1.1.5's REQ socket frees a reply it drops (one to a request
+// that a newer request cancelled) but keeps pointing at it, and frees it again when it is
+// closed: trainers crashed in nn_req_term when a batch asked for ahead came after their Bye.
+// So a request never cancels another: while a reply is owed, the next request goes over a
+// new socket (tmixi_send), and the old one is closed with that reply still its own.
+typedef struct {
+    int sock;     // -1: none
+    bool waiting; // a request was sent over sock and its reply not taken
+} tmixi_conn;
+
+// A connection to endpoint, as libtmix uses it: replies of any size, requests resent
+// every RESEND_IVL_MS until answered, sends and receives that give up after timeout_ms
 // (0: never). TMIX_EINVAL for an endpoint nanomsg cannot connect to.
-int tmixi_socket_open(int *sock, const char *endpoint, int timeout_ms, char *err);
+int tmixi_conn_open(tmixi_conn *conn, const char *endpoint, int timeout_ms, char *err);
+
+// Closes conn's socket, if any.
+void tmixi_conn_close(tmixi_conn *conn);
 
 // Sends req (its version set here); now: only if it can go at once (else TMIX_ETIMEDOUT),
-// without waiting for the daemon to be reachable.
-int tmixi_send(int sock, const char *endpoint, int timeout_ms, bool now, Tmix__Envelope *req,
-               char *err);
+// without waiting for the daemon to be reachable. Over a new socket when conn still waits
+// for a reply.
+int tmixi_send(tmixi_conn *conn, const char *endpoint, int timeout_ms, bool now,
+               Tmix__Envelope *req, char *err);
 
 // Whether the reply to the request sent last is already here (tmixi_receive will not wait).
-bool tmixi_reply_waiting(int sock);
+bool tmixi_reply_waiting(const tmixi_conn *conn);
 
 // Waits for the reply to the request of body `asked` sent last, checked as tmixi_exchange's.
-int tmixi_receive(int sock, const char *endpoint, int timeout_ms, Tmix__Envelope__BodyCase asked,
-                  Tmix__Envelope__BodyCase want, Tmix__Envelope **reply, char *err);
+int tmixi_receive(tmixi_conn *conn, const char *endpoint, int timeout_ms,
+                  Tmix__Envelope__BodyCase asked, Tmix__Envelope__BodyCase want,
+                  Tmix__Envelope **reply, char *err);
 
 // Sends req (its version set here) and waits for the reply. The reply must be an Envelope of
 // this protocol version whose body is `want`, stored in *reply (freed with
 // tmix__envelope__free_unpacked); an Error body returns its code mapped to a TMIX_E* code
 // (UNKNOWN_SESSION: TMIX_ESESSION) with the daemon's message in err.
-int tmixi_exchange(int sock, const char *endpoint, int timeout_ms, Tmix__Envelope *req,
+int tmixi_exchange(tmixi_conn *conn, const char *endpoint, int timeout_ms, Tmix__Envelope *req,
                    Tmix__Envelope__BodyCase want, Tmix__Envelope **reply, char *err);
 
-// One request on a socket of its own, for the calls without a session (tmix_status,
-// tmix_config_get/set): tmixi_socket_open, tmixi_exchange, close.
+// One request on a connection of its own, for the calls without a session (tmix_status,
+// tmix_config_get/set): tmixi_conn_open, tmixi_exchange, close.
 int tmixi_request(const char *endpoint, int timeout_ms, Tmix__Envelope *req,
                   Tmix__Envelope__BodyCase want, Tmix__Envelope **reply, char *err);
 

@@ -198,13 +198,13 @@ typedef struct tmix_batch {
 } tmix_batch;
 
 // Returns the next batch, waiting up to the timeout for it; on success *out holds it. Before
-// returning it asks for the batch after it (when the request can go at once, and batches
-// come by shm or cuda, or inline at most 4 MiB: see client/README.md), so that the
-// daemon's answer is waiting at the next call instead of a round trip; an answer that waited
-// more than half the daemon's lease is asked for again (the session may have expired). The
-// request acknowledges every batch released before it went (through the highest sequence
-// below which all are released). When the daemon no longer knows the session (it restarted, or
-// the session expired) the client says Hello again with the same options and asks once more.
+// returning it asks for the batch after it (when the request can go at once: see
+// client/README.md), so that the daemon's answer is waiting at the next call instead of a
+// round trip; an answer that waited more than half the daemon's lease is asked for again
+// (the session may have expired). The request acknowledges every batch released before it
+// went (through the highest sequence below which all are released). When the daemon no
+// longer knows the session (it restarted, or the session expired) the client says Hello
+// again with the same options and asks once more.
 // Batches held from the old session are still readable, but a slot's contents (shm, cuda) are
 // the old session's batch only if the daemon restarted (shm) or did not reuse the slot: a
 // session silent for longer than the lease (Welcome) loses its slots to other batches, and

@@ -12,8 +12,8 @@
 // A reply that never came is resent after this long; Next and StatusRequest are idempotent
 // and Hello costs an unused session at worst, so a resend is harmless. Not sooner: a Next
 // resent while its reply is still on its way (a 77 MB inline batch behind others) makes the
-// daemon send the batch again, and nanomsg's REQ socket has crashed when closed while
-// such a second reply was arriving. A trainer waiting across a daemon restart asks the new
+// daemon send the batch again, and the REQ socket drops that second reply (tmixi_conn says
+// what a dropped reply does to it). A trainer waiting across a daemon restart asks the new
 // daemon within this long.
 #define RESEND_IVL_MS 10000
 
@@ -22,8 +22,9 @@ static int set_int(int sock, int level, int option, int value)
     return nn_setsockopt(sock, level, option, &value, sizeof(value));
 }
 
-int tmixi_socket_open(int *sock, const char *endpoint, int timeout_ms, char *err)
+int tmixi_conn_open(tmixi_conn *conn, const char *endpoint, int timeout_ms, char *err)
 {
+    *conn = (tmixi_conn){.sock = -1};
     int s = nn_socket(AF_SP, NN_REQ);
     if (s < 0)
         return tmixi_fail(err, TMIX_EIO, "%s: cannot create a nanomsg REQ socket: %s", endpoint,
@@ -45,8 +46,15 @@ int tmixi_socket_open(int *sock, const char *endpoint, int timeout_ms, char *err
                           "%s: not an endpoint to connect to (ipc://PATH or tcp://HOST:PORT): %s",
                           endpoint, nn_strerror(e));
     }
-    *sock = s;
+    conn->sock = s;
     return 0;
+}
+
+void tmixi_conn_close(tmixi_conn *conn)
+{
+    if (conn->sock >= 0)
+        nn_close(conn->sock);
+    *conn = (tmixi_conn){.sock = -1};
 }
 
 static const char *body_name(Tmix__Envelope__BodyCase body)
@@ -110,10 +118,18 @@ static const char *error_code_name(Tmix__Error__Code code)
     return v ? v->name : "an unknown error code";
 }
 
-int tmixi_send(int sock, const char *endpoint, int timeout_ms, bool now, Tmix__Envelope *req,
-               char *err)
+int tmixi_send(tmixi_conn *conn, const char *endpoint, int timeout_ms, bool now,
+               Tmix__Envelope *req, char *err)
 {
     const char *what = body_name(req->body_case);
+    if (conn->waiting) { // sent over this socket, the request would cancel the one owed
+        tmixi_conn fresh;
+        const int rc = tmixi_conn_open(&fresh, endpoint, timeout_ms, err);
+        if (rc < 0)
+            return rc;
+        tmixi_conn_close(conn);
+        *conn = fresh;
+    }
     req->version = TMIX__PROTOCOL_VERSION__PROTOCOL_VERSION;
     size_t len = tmix__envelope__get_packed_size(req);
     uint8_t *buf = malloc(len ? len : 1);
@@ -122,33 +138,37 @@ int tmixi_send(int sock, const char *endpoint, int timeout_ms, bool now, Tmix__E
     tmix__envelope__pack(req, buf);
     int rc;
     do
-        rc = nn_send(sock, buf, len, now ? NN_DONTWAIT : 0);
+        rc = nn_send(conn->sock, buf, len, now ? NN_DONTWAIT : 0);
     while (rc < 0 && nn_errno() == EINTR);
     int e = nn_errno();
     free(buf);
-    if (rc >= 0)
+    if (rc >= 0) {
+        conn->waiting = true;
         return 0;
+    }
     if (e == ETIMEDOUT || (now && e == EAGAIN))
         return tmixi_fail(err, TMIX_ETIMEDOUT, "%s: could not send %s within %d ms", endpoint, what,
                           now ? 0 : timeout_ms);
     return tmixi_fail(err, TMIX_EIO, "%s: sending %s: %s", endpoint, what, nn_strerror(e));
 }
 
-bool tmixi_reply_waiting(int sock)
+bool tmixi_reply_waiting(const tmixi_conn *conn)
 {
-    struct nn_pollfd p = {.fd = sock, .events = NN_POLLIN};
+    struct nn_pollfd p = {.fd = conn->sock, .events = NN_POLLIN};
     return nn_poll(&p, 1, 0) == 1 && (p.revents & NN_POLLIN);
 }
 
 // The reply, unpacked, or NULL with the code in *rc.
-static Tmix__Envelope *receive_reply(int sock, const char *endpoint, int timeout_ms,
+static Tmix__Envelope *receive_reply(tmixi_conn *conn, const char *endpoint, int timeout_ms,
                                      const char *what, int *rc, char *err)
 {
     void *msg = NULL;
     int len;
     do
-        len = nn_recv(sock, &msg, NN_MSG, 0);
+        len = nn_recv(conn->sock, &msg, NN_MSG, 0);
     while (len < 0 && nn_errno() == EINTR);
+    if (len >= 0)
+        conn->waiting = false;
     if (len < 0) {
         int e = nn_errno();
         *rc = e == ETIMEDOUT
@@ -167,13 +187,14 @@ static Tmix__Envelope *receive_reply(int sock, const char *endpoint, int timeout
     return env;
 }
 
-int tmixi_receive(int sock, const char *endpoint, int timeout_ms, Tmix__Envelope__BodyCase asked,
-                  Tmix__Envelope__BodyCase want, Tmix__Envelope **reply, char *err)
+int tmixi_receive(tmixi_conn *conn, const char *endpoint, int timeout_ms,
+                  Tmix__Envelope__BodyCase asked, Tmix__Envelope__BodyCase want,
+                  Tmix__Envelope **reply, char *err)
 {
     const char *what = body_name(asked);
     *reply = NULL;
     int rc = 0;
-    Tmix__Envelope *env = receive_reply(sock, endpoint, timeout_ms, what, &rc, err);
+    Tmix__Envelope *env = receive_reply(conn, endpoint, timeout_ms, what, &rc, err);
     if (!env)
         return rc;
     const bool is_error = env->body_case == TMIX__ENVELOPE__BODY_ERROR && env->error;
@@ -196,12 +217,12 @@ int tmixi_receive(int sock, const char *endpoint, int timeout_ms, Tmix__Envelope
     return 0;
 }
 
-int tmixi_exchange(int sock, const char *endpoint, int timeout_ms, Tmix__Envelope *req,
+int tmixi_exchange(tmixi_conn *conn, const char *endpoint, int timeout_ms, Tmix__Envelope *req,
                    Tmix__Envelope__BodyCase want, Tmix__Envelope **reply, char *err)
 {
     *reply = NULL;
-    const int rc = tmixi_send(sock, endpoint, timeout_ms, false, req, err);
-    return rc < 0 ? rc : tmixi_receive(sock, endpoint, timeout_ms, req->body_case, want, reply, err);
+    const int rc = tmixi_send(conn, endpoint, timeout_ms, false, req, err);
+    return rc < 0 ? rc : tmixi_receive(conn, endpoint, timeout_ms, req->body_case, want, reply, err);
 }
 
 int tmixi_request(const char *endpoint, int timeout_ms, Tmix__Envelope *req,
@@ -210,11 +231,11 @@ int tmixi_request(const char *endpoint, int timeout_ms, Tmix__Envelope *req,
     if (timeout_ms < 0)
         return tmixi_fail(err, TMIX_EINVAL, "%s: timeout_ms %d: expected 0 (forever) or more",
                           endpoint, timeout_ms);
-    int sock;
-    const int rc = tmixi_socket_open(&sock, endpoint, timeout_ms, err);
+    tmixi_conn conn;
+    const int rc = tmixi_conn_open(&conn, endpoint, timeout_ms, err);
     if (rc < 0)
         return rc;
-    const int got = tmixi_exchange(sock, endpoint, timeout_ms, req, want, reply, err);
-    nn_close(sock);
+    const int got = tmixi_exchange(&conn, endpoint, timeout_ms, req, want, reply, err);
+    tmixi_conn_close(&conn);
     return got;
 }

@@ -152,6 +152,14 @@ void reply_status(fake_reply *r)
     r->env.status = s;
 }
 
+void reply_bye(fake_reply *r, uint64_t session)
+{
+    tmix__bye__init(&r->bye);
+    r->bye.session_id = session;
+    r->env.body_case = TMIX__ENVELOPE__BODY_BYE;
+    r->env.bye = &r->bye;
+}
+
 static void answer(fake_daemon *f, void *control, const fake_reply *r)
 {
     if (r->silent) {
@@ -175,6 +183,8 @@ static void answer(fake_daemon *f, void *control, const fake_reply *r)
 static void *serve(void *arg)
 {
     fake_daemon *f = arg;
+    fake_reply *late = NULL; // a late answer, and where it goes
+    void *late_control = NULL;
     while ((f->quiet_ms || f->count < f->expect) && !f->failure[0]) {
         void *body = NULL, *control = NULL;
         struct nn_iovec iov = {.iov_base = &body, .iov_len = NN_MSG};
@@ -205,8 +215,22 @@ static void *serve(void *arg)
         else
             tmix__envelope__free_unpacked(req, NULL);
         f->count++;
+        if (r->late && !late) {
+            late = r;
+            late_control = control;
+            continue;
+        }
         answer(f, control, r);
         free(r);
+        if (late) {
+            answer(f, late_control, late);
+            free(late);
+            late = NULL;
+        }
+    }
+    if (late) {
+        nn_freemsg(late_control);
+        free(late);
     }
     return NULL;
 }

@@ -21,6 +21,7 @@ enum { FAKE_EPOCH_SIZE = 10, FAKE_BATCHES = 3, FAKE_PARTNER = 53, FAKE_MAX_REQUE
 // storage below), or sets silent or raw.
 typedef struct {
     bool silent;     // answer nothing: the client times out
+    bool late;       // answer only after the next request's answer: the client has moved on
     const void *raw; // answer these raw_len bytes instead of an Envelope
     size_t raw_len;
     Tmix__Envelope env; // version PROTOCOL_VERSION unless the script changes it
@@ -33,6 +34,7 @@ typedef struct {
     uint32_t labels[FAKE_BATCH * FAKE_N];
     float weights[FAKE_BATCH * FAKE_N];
     Tmix__Error error;
+    Tmix__Bye bye;
     Tmix__Status status;
     Tmix__GroupStatus groups[2], *group_list[2];
 } fake_reply;
@@ -70,11 +72,13 @@ int fake_stop(fake_daemon *f);
 void fake_free(fake_daemon *f);
 
 // Answers: a Welcome of f's world; batch `sequence` = batch `index` of `epoch` with
-// `samples` samples (see fake_sample_id, fake_image_byte); an Error; a Status of two groups.
+// `samples` samples (see fake_sample_id, fake_image_byte); an Error; a Bye; a Status of two
+// groups.
 void reply_welcome(const fake_daemon *f, fake_reply *r, uint64_t session);
 void reply_batch(const fake_daemon *f, fake_reply *r, uint64_t sequence, uint64_t epoch,
                  uint64_t index, uint32_t samples);
 void reply_error(fake_reply *r, Tmix__Error__Code code, const char *message);
+void reply_bye(fake_reply *r, uint64_t session);
 void reply_status(fake_reply *r);
 
 // Sample i of batch `index` of `epoch` is 100 * epoch + FAKE_BATCH * index + i; its partner
