@@ -222,7 +222,8 @@ int tmixi_exchange(tmixi_conn *conn, const char *endpoint, int timeout_ms, Tmix_
 {
     *reply = NULL;
     const int rc = tmixi_send(conn, endpoint, timeout_ms, false, req, err);
-    return rc < 0 ? rc : tmixi_receive(conn, endpoint, timeout_ms, req->body_case, want, reply, err);
+    return rc < 0 ? rc
+                  : tmixi_receive(conn, endpoint, timeout_ms, req->body_case, want, reply, err);
 }
 
 int tmixi_request(const char *endpoint, int timeout_ms, Tmix__Envelope *req,

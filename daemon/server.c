@@ -33,14 +33,14 @@ uint64_t server_now_ms(void)
 
 // ---- replies ------------------------------------------------------------------------------
 
-// env packed into a nanomsg message, its size in *n, or NULL (logged). Any thread.
-static void *pack_reply(Tmix__Envelope *env, size_t *n)
+// env packed into a nanomsg message, or NULL (logged). Any thread.
+static void *pack_reply(Tmix__Envelope *env)
 {
     env->version = TMIX__PROTOCOL_VERSION__PROTOCOL_VERSION;
-    *n = tmix__envelope__get_packed_size(env);
-    void *msg = nn_allocmsg(*n ? *n : 1, 0);
+    const size_t n = tmix__envelope__get_packed_size(env);
+    void *msg = nn_allocmsg(n ? n : 1, 0);
     if (!msg) {
-        tmixd_log(TMIXD_LOG_ERROR, "reply of %zu bytes: %s", *n, nn_strerror(nn_errno()));
+        tmixd_log(TMIXD_LOG_ERROR, "reply of %zu bytes: %s", n, nn_strerror(nn_errno()));
         return NULL;
     }
     tmix__envelope__pack(env, msg);
@@ -69,8 +69,7 @@ static void send_reply(server *s, void *control, void *msg)
 // Sends env as the reply to the request whose routing header is control (consumed).
 void server_reply(server *s, void *control, Tmix__Envelope *env)
 {
-    size_t n;
-    send_reply(s, control, pack_reply(env, &n));
+    send_reply(s, control, pack_reply(env));
 }
 
 void server_reply_error(server *s, void *control, Tmix__Error__Code code, const char *fmt, ...)
@@ -246,8 +245,7 @@ static void pack_batch(uv_work_t *work) // on a thread of the pool, or on the lo
     batch_reply *r = work->data;
     if (r->m.images.len > 0)
         tmixd_fault_delay("TMIXD_FAULT_SLOW_PACK_MS");
-    size_t n;
-    r->msg = pack_reply(&r->env, &n);
+    r->msg = pack_reply(&r->env);
 }
 
 static void send_batch(uv_work_t *work, int status) // status: 0, as packings are never cancelled
@@ -278,8 +276,9 @@ static void reply_batch(server *s, void *control, const session *ss, uint64_t se
     batch_message(&r->m, ss, seq, b);
     r->env.body_case = TMIX__ENVELOPE__BODY_BATCH;
     r->env.batch = &r->m;
-    b->pool_jobs++;
-    if (r->m.images.len < PACK_ON_LOOP_MAX || uv_queue_work(&s->loop, &r->work, pack_batch, send_batch) < 0) {
+    b->pool_jobs++; // until send_batch, wherever the packing runs
+    const bool big = r->m.images.len >= PACK_ON_LOOP_MAX;
+    if (!big || uv_queue_work(&s->loop, &r->work, pack_batch, send_batch) < 0) {
         pack_batch(&r->work);
         send_batch(&r->work, 0);
     }
