@@ -311,7 +311,7 @@ static int hello(tmix_client *c, char *err)
         c->next_seq = 1;
         c->nreleased = 0; // the old session's are of no use to the new one
     }
-    tmix__envelope__free_unpacked(rep, NULL);
+    tmixi_envelope_free(rep);
     return rc;
 }
 
@@ -444,7 +444,7 @@ static int take_ahead(tmix_client *c, Tmix__Envelope **rep)
     const double silent = now_s() - c->ahead_sent;
     int rc = receive_batch(c, rep);
     if (rc == 0 && waited && silent > c->lease_s / 2) {
-        tmix__envelope__free_unpacked(*rep, NULL);
+        tmixi_envelope_free(*rep);
         rc = ask_next(c, rep);
     }
     return rc;
@@ -477,7 +477,7 @@ int tmix_next(tmix_client *c, tmix_batch **out)
                               c->err);
     if (rc < 0) {
         free(h);
-        tmix__envelope__free_unpacked(rep, NULL);
+        tmixi_envelope_free(rep);
         return rc;
     }
     h->env = rep;
@@ -503,7 +503,7 @@ int tmix_set_ahead(tmix_client *c, int ahead)
 
 static void held_free(held_batch *h)
 {
-    tmix__envelope__free_unpacked(h->env, NULL);
+    tmixi_envelope_free(h->env);
     free(h);
 }
 
@@ -558,11 +558,11 @@ static void bye(tmix_client *c)
     // (tmixi_send), never cancelling the Next (tmixi_conn says why).
     if (c->ahead && tmixi_receive(&c->conn, c->endpoint, timeout, TMIX__ENVELOPE__BODY_NEXT,
                                   TMIX__ENVELOPE__BODY_BATCH, &rep, c->err) == 0)
-        tmix__envelope__free_unpacked(rep, NULL);
+        tmixi_envelope_free(rep);
     c->ahead = false;
     if (tmixi_exchange(&c->conn, c->endpoint, timeout, &req, TMIX__ENVELOPE__BODY_BYE, &rep,
                        c->err) == 0)
-        tmix__envelope__free_unpacked(rep, NULL);
+        tmixi_envelope_free(rep);
 }
 
 void tmix_close(tmix_client *c)

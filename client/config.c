@@ -41,7 +41,7 @@ int tmix_config_get(const char *endpoint, const char *key, int timeout_ms, tmix_
     if (!r || !settings) {
         free(r);
         free(settings);
-        tmix__envelope__free_unpacked(rep, NULL);
+        tmixi_envelope_free(rep);
         return tmixi_fail(err, TMIX_ENOMEM, "%s: no memory for the settings", endpoint);
     }
     for (size_t i = 0; i < c->n_settings; i++)
@@ -57,7 +57,7 @@ void tmix_config_free(tmix_config *c)
     if (!c)
         return;
     config_reply *r = (config_reply *)c;
-    tmix__envelope__free_unpacked(r->env, NULL);
+    tmixi_envelope_free(r->env);
     free(r->settings);
     free(r);
 }
@@ -73,6 +73,6 @@ int tmix_config_set(const char *endpoint, const char *key, const char *value, in
     Tmix__Envelope *rep;
     const int rc = ask(endpoint, key, value, 1, timeout_ms, &rep, err);
     if (rc == 0)
-        tmix__envelope__free_unpacked(rep, NULL);
+        tmixi_envelope_free(rep);
     return rc;
 }

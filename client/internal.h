@@ -19,6 +19,14 @@ int tmixi_fail(char *err, int code, const char *fmt, ...) __attribute__((format(
 // The calling thread's error buffer (what tmix_client_error(NULL) returns).
 char *tmixi_thread_error(void);
 
+// The allocator every reply is unpacked with (blocks.c: large blocks, the images of inline
+// batches, are kept for reuse when freed); tmixi_envelope_free frees a reply with it.
+extern ProtobufCAllocator tmixi_allocator;
+void tmixi_envelope_free(Tmix__Envelope *env);
+// For tests: how many large blocks are kept now; give them all back.
+int tmixi_blocks_kept(void);
+void tmixi_blocks_drop(void);
+
 // libtmix's connection: a nanomsg REQ socket, and whether a request sent over it still
 // waits for its reply. nanomsg 1.1.5's REQ socket frees a reply it drops (one to a request
 // that a newer request cancelled) but keeps pointing at it, and frees it again when it is
@@ -54,7 +62,7 @@ int tmixi_receive(tmixi_conn *conn, const char *endpoint, int timeout_ms,
 
 // Sends req (its version set here) and waits for the reply. The reply must be an Envelope of
 // this protocol version whose body is `want`, stored in *reply (freed with
-// tmix__envelope__free_unpacked); an Error body returns its code mapped to a TMIX_E* code
+// tmixi_envelope_free); an Error body returns its code mapped to a TMIX_E* code
 // (UNKNOWN_SESSION: TMIX_ESESSION) with the daemon's message in err.
 int tmixi_exchange(tmixi_conn *conn, const char *endpoint, int timeout_ms, Tmix__Envelope *req,
                    Tmix__Envelope__BodyCase want, Tmix__Envelope **reply, char *err);

@@ -52,7 +52,7 @@ int tmix_preview_get(const char *endpoint, uint32_t samples, int timeout_ms, tmi
     preview_reply *r = calloc(1, sizeof *r);
     if ((rc = check(endpoint, p, err)) < 0 || !r) {
         free(r);
-        tmix__envelope__free_unpacked(rep, NULL);
+        tmixi_envelope_free(rep);
         return rc < 0 ? rc
                       : tmixi_fail(err, TMIX_ENOMEM, "%s: no memory for the preview", endpoint);
     }
@@ -86,6 +86,6 @@ void tmix_preview_free(tmix_preview *p)
     if (!p)
         return;
     preview_reply *r = (preview_reply *)p;
-    tmix__envelope__free_unpacked(r->env, NULL);
+    tmixi_envelope_free(r->env);
     free(r);
 }

@@ -86,7 +86,7 @@ int tmix_status(const char *endpoint, int timeout_ms, tmix_server_status **out)
     if (rc == 0) {
         rc = status_from(endpoint, rep, out, err);
         if (rc < 0)
-            tmix__envelope__free_unpacked(rep, NULL);
+            tmixi_envelope_free(rep);
     }
     return rc;
 }
@@ -96,7 +96,7 @@ void tmix_status_free(tmix_server_status *s)
     if (!s)
         return;
     status_reply *r = (status_reply *)s;
-    tmix__envelope__free_unpacked(r->env, NULL);
+    tmixi_envelope_free(r->env);
     free(r->groups);
     free(r);
 }

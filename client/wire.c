@@ -179,7 +179,7 @@ static Tmix__Envelope *receive_reply(tmixi_conn *conn, const char *endpoint, int
                                nn_strerror(e));
         return NULL;
     }
-    Tmix__Envelope *env = tmix__envelope__unpack(NULL, (size_t)len, msg);
+    Tmix__Envelope *env = tmix__envelope__unpack(&tmixi_allocator, (size_t)len, msg);
     nn_freemsg(msg);
     if (!env)
         *rc = tmixi_fail(err, TMIX_EPROTO, "%s: the reply to %s (%d bytes) is not a tmix Envelope",
@@ -210,7 +210,7 @@ int tmixi_receive(tmixi_conn *conn, const char *endpoint, int timeout_ms,
         rc = tmixi_fail(err, TMIX_EPROTO, "%s: the reply to %s is a %s, expected a %s", endpoint,
                         what, body_name(env->body_case), body_name(want));
     if (rc < 0) {
-        tmix__envelope__free_unpacked(env, NULL);
+        tmixi_envelope_free(env);
         return rc;
     }
     *reply = env;
