@@ -14,8 +14,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <nanomsg/nn.h>
-
 #include "internal.h"
 
 #define GROUP_MAX 64
@@ -551,8 +549,6 @@ static void bye(tmix_client *c)
     Tmix__Envelope *rep = NULL;
     const int timeout = c->opts.timeout_ms > 0 && c->opts.timeout_ms < BYE_TIMEOUT_MS
                             ? c->opts.timeout_ms : BYE_TIMEOUT_MS;
-    nn_setsockopt(c->conn.sock, NN_SOL_SOCKET, NN_SNDTIMEO, &timeout, sizeof timeout);
-    nn_setsockopt(c->conn.sock, NN_SOL_SOCKET, NN_RCVTIMEO, &timeout, sizeof timeout);
     // The batch asked for ahead is not acknowledged: the Bye gives it back with the rest.
     // Its answer is taken first if it comes soon; if not, the Bye goes over a new socket
     // (tmixi_send), never cancelling the Next (tmixi_conn says why).

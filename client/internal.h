@@ -27,35 +27,38 @@ void tmixi_envelope_free(Tmix__Envelope *env);
 int tmixi_blocks_kept(void);
 void tmixi_blocks_drop(void);
 
-// libtmix's connection: a nanomsg REQ socket, and whether a request sent over it still
-// waits for its reply. nanomsg 1.1.5's REQ socket frees a reply it drops (one to a request
-// that a newer request cancelled) but keeps pointing at it, and frees it again when it is
-// closed: trainers crashed in nn_req_term when a batch asked for ahead came after their Bye.
-// So a request never cancels another: while a reply is owed, the next request goes over a
-// new socket (tmixi_send), and the old one is closed with that reply still its own.
+// libtmix's connection: a nanomsg REQ socket, and the request sent over it that still waits
+// for its reply. nanomsg 1.1.5's REQ socket frees a reply it drops (one to a request that a
+// newer request cancelled, or a second reply to a request it resent) but keeps pointing at
+// it, and frees it again when it is closed: trainers crashed in nn_req_term when a batch
+// asked for ahead came after their Bye. So a request never cancels another, and nanomsg
+// never resends: while a reply is owed, the next request, or the same one again after
+// RESEND_IVL_MS (wire.c), goes over a new socket, and the old one is closed with that reply
+// still its own.
 typedef struct {
-    int sock;     // -1: none
-    bool waiting; // a request was sent over sock and its reply not taken
+    int sock;           // -1: none
+    void *request;      // packed, owed a reply; NULL: none
+    size_t request_len;
 } tmixi_conn;
 
-// A connection to endpoint, as libtmix uses it: replies of any size, requests resent
-// every RESEND_IVL_MS until answered, sends and receives that give up after timeout_ms
-// (0: never). TMIX_EINVAL for an endpoint nanomsg cannot connect to.
+// A connection to endpoint, as libtmix uses it: replies of any size, sends that give up
+// after timeout_ms (0: never). TMIX_EINVAL for an endpoint nanomsg cannot connect to.
 int tmixi_conn_open(tmixi_conn *conn, const char *endpoint, int timeout_ms, char *err);
 
-// Closes conn's socket, if any.
+// Closes conn's socket, if any, and forgets the request it owes.
 void tmixi_conn_close(tmixi_conn *conn);
 
 // Sends req (its version set here); now: only if it can go at once (else TMIX_ETIMEDOUT),
-// without waiting for the daemon to be reachable. Over a new socket when conn still waits
-// for a reply.
+// without waiting for the daemon to be reachable. Over a new socket when conn still owes a
+// reply.
 int tmixi_send(tmixi_conn *conn, const char *endpoint, int timeout_ms, bool now,
                Tmix__Envelope *req, char *err);
 
 // Whether the reply to the request sent last is already here (tmixi_receive will not wait).
 bool tmixi_reply_waiting(const tmixi_conn *conn);
 
-// Waits for the reply to the request of body `asked` sent last, checked as tmixi_exchange's.
+// Waits up to timeout_ms (0: forever) for the reply to the request of body `asked` sent
+// last, sending it again every RESEND_IVL_MS without one; checked as tmixi_exchange's.
 int tmixi_receive(tmixi_conn *conn, const char *endpoint, int timeout_ms,
                   Tmix__Envelope__BodyCase asked, Tmix__Envelope__BodyCase want,
                   Tmix__Envelope **reply, char *err);

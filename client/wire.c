@@ -1,21 +1,29 @@
 // One request and its reply over libtmix's nanomsg REQ socket: pack, send, wait, unpack,
 // and turn whatever is not the expected answer into a TMIX_E* code and a sentence.
 #include <errno.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include <nanomsg/nn.h>
 #include <nanomsg/reqrep.h>
 
 #include "internal.h"
 
-// A reply that never came is resent after this long; Next and StatusRequest are idempotent
-// and Hello costs an unused session at worst, so a resend is harmless. Not sooner: a Next
-// resent while its reply is still on its way (a 77 MB inline batch behind others) makes the
-// daemon send the batch again, and the REQ socket drops that second reply (tmixi_conn says
-// what a dropped reply does to it). A trainer waiting across a daemon restart asks the new
-// daemon within this long.
+// A request whose reply has not come within this long goes again, over a new socket
+// (tmixi_conn says why not over the same one, as nanomsg's own resends do: a reply to the
+// first would be dropped). Next and StatusRequest are idempotent and Hello costs an unused
+// session at worst, so a resend is harmless. A trainer waiting across a daemon restart asks
+// the new daemon within this long.
 #define RESEND_IVL_MS 10000
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
 
 static int set_int(int sock, int level, int option, int value)
 {
@@ -31,8 +39,7 @@ int tmixi_conn_open(tmixi_conn *conn, const char *endpoint, int timeout_ms, char
                           nn_strerror(nn_errno()));
     const int wait = timeout_ms > 0 ? timeout_ms : -1;
     if (set_int(s, NN_SOL_SOCKET, NN_RCVMAXSIZE, -1) < 0 ||
-        set_int(s, NN_REQ, NN_REQ_RESEND_IVL, RESEND_IVL_MS) < 0 ||
-        set_int(s, NN_SOL_SOCKET, NN_RCVTIMEO, wait) < 0 ||
+        set_int(s, NN_REQ, NN_REQ_RESEND_IVL, INT_MAX) < 0 || // receive_reply resends
         set_int(s, NN_SOL_SOCKET, NN_SNDTIMEO, wait) < 0) {
         int e = nn_errno();
         nn_close(s);
@@ -54,7 +61,40 @@ void tmixi_conn_close(tmixi_conn *conn)
 {
     if (conn->sock >= 0)
         nn_close(conn->sock);
+    free(conn->request);
     *conn = (tmixi_conn){.sock = -1};
+}
+
+// conn over a new socket, with the request it owes a reply, if any; the old socket is
+// closed with that reply its own.
+static int reopen(tmixi_conn *conn, const char *endpoint, int timeout_ms, char *err)
+{
+    tmixi_conn fresh;
+    const int rc = tmixi_conn_open(&fresh, endpoint, timeout_ms, err);
+    if (rc < 0)
+        return rc;
+    nn_close(conn->sock);
+    conn->sock = fresh.sock;
+    return 0;
+}
+
+// Sends conn->request; a failure is an error of `what` (and the request is not owed).
+static int send_request(tmixi_conn *conn, const char *endpoint, int timeout_ms, bool now,
+                        const char *what, char *err)
+{
+    int rc;
+    do
+        rc = nn_send(conn->sock, conn->request, conn->request_len, now ? NN_DONTWAIT : 0);
+    while (rc < 0 && nn_errno() == EINTR);
+    if (rc >= 0)
+        return 0;
+    const int e = nn_errno();
+    free(conn->request);
+    conn->request = NULL;
+    if (e == ETIMEDOUT || (now && e == EAGAIN))
+        return tmixi_fail(err, TMIX_ETIMEDOUT, "%s: could not send %s within %d ms", endpoint, what,
+                          now ? 0 : timeout_ms);
+    return tmixi_fail(err, TMIX_EIO, "%s: sending %s: %s", endpoint, what, nn_strerror(e));
 }
 
 static const char *body_name(Tmix__Envelope__BodyCase body)
@@ -122,34 +162,20 @@ int tmixi_send(tmixi_conn *conn, const char *endpoint, int timeout_ms, bool now,
                Tmix__Envelope *req, char *err)
 {
     const char *what = body_name(req->body_case);
-    if (conn->waiting) { // sent over this socket, the request would cancel the one owed
-        tmixi_conn fresh;
-        const int rc = tmixi_conn_open(&fresh, endpoint, timeout_ms, err);
+    if (conn->request) { // sent over this socket, the request would cancel the one owed
+        const int rc = reopen(conn, endpoint, timeout_ms, err);
         if (rc < 0)
             return rc;
-        tmixi_conn_close(conn);
-        *conn = fresh;
+        free(conn->request);
+        conn->request = NULL;
     }
     req->version = TMIX__PROTOCOL_VERSION__PROTOCOL_VERSION;
-    size_t len = tmix__envelope__get_packed_size(req);
-    uint8_t *buf = malloc(len ? len : 1);
-    if (!buf)
+    const size_t len = tmix__envelope__get_packed_size(req);
+    if (!(conn->request = malloc(len ? len : 1)))
         return tmixi_fail(err, TMIX_ENOMEM, "%s: no memory for a %zu-byte %s", endpoint, len, what);
-    tmix__envelope__pack(req, buf);
-    int rc;
-    do
-        rc = nn_send(conn->sock, buf, len, now ? NN_DONTWAIT : 0);
-    while (rc < 0 && nn_errno() == EINTR);
-    int e = nn_errno();
-    free(buf);
-    if (rc >= 0) {
-        conn->waiting = true;
-        return 0;
-    }
-    if (e == ETIMEDOUT || (now && e == EAGAIN))
-        return tmixi_fail(err, TMIX_ETIMEDOUT, "%s: could not send %s within %d ms", endpoint, what,
-                          now ? 0 : timeout_ms);
-    return tmixi_fail(err, TMIX_EIO, "%s: sending %s: %s", endpoint, what, nn_strerror(e));
+    conn->request_len = len;
+    tmix__envelope__pack(req, conn->request);
+    return send_request(conn, endpoint, timeout_ms, now, what, err);
 }
 
 bool tmixi_reply_waiting(const tmixi_conn *conn)
@@ -158,19 +184,32 @@ bool tmixi_reply_waiting(const tmixi_conn *conn)
     return nn_poll(&p, 1, 0) == 1 && (p.revents & NN_POLLIN);
 }
 
-// The reply, unpacked, or NULL with the code in *rc.
+// The reply, unpacked, or NULL with the code in *rc. Every RESEND_IVL_MS without it, the
+// request goes again over a new socket.
 static Tmix__Envelope *receive_reply(tmixi_conn *conn, const char *endpoint, int timeout_ms,
                                      const char *what, int *rc, char *err)
 {
+    const double deadline = now_s() + timeout_ms / 1e3; // timeout_ms 0: none
     void *msg = NULL;
-    int len;
-    do
-        len = nn_recv(conn->sock, &msg, NN_MSG, 0);
-    while (len < 0 && nn_errno() == EINTR);
-    if (len >= 0)
-        conn->waiting = false;
+    int len, e;
+    for (;;) {
+        const double left_ms = (deadline - now_s()) * 1e3;
+        const bool last = timeout_ms > 0 && left_ms <= RESEND_IVL_MS; // the timeout comes first
+        set_int(conn->sock, NN_SOL_SOCKET, NN_RCVTIMEO,
+                !last ? RESEND_IVL_MS : left_ms > 1 ? (int)left_ms : 1);
+        do
+            len = nn_recv(conn->sock, &msg, NN_MSG, 0);
+        while (len < 0 && nn_errno() == EINTR);
+        e = nn_errno();
+        if (len >= 0 || e != ETIMEDOUT || last || !conn->request)
+            break;
+        *rc = reopen(conn, endpoint, timeout_ms, err);
+        if (*rc == 0)
+            *rc = send_request(conn, endpoint, timeout_ms, false, what, err);
+        if (*rc < 0)
+            return NULL;
+    }
     if (len < 0) {
-        int e = nn_errno();
         *rc = e == ETIMEDOUT
                   ? tmixi_fail(err, TMIX_ETIMEDOUT,
                                "%s: no reply to %s within %d ms (is tmixd serving there?)",
@@ -179,6 +218,8 @@ static Tmix__Envelope *receive_reply(tmixi_conn *conn, const char *endpoint, int
                                nn_strerror(e));
         return NULL;
     }
+    free(conn->request); // answered
+    conn->request = NULL;
     Tmix__Envelope *env = tmix__envelope__unpack(&tmixi_allocator, (size_t)len, msg);
     nn_freemsg(msg);
     if (!env)

@@ -220,9 +220,10 @@ static void *serve(void *arg)
             late_control = control;
             continue;
         }
+        const bool bye = r->env.body_case == TMIX__ENVELOPE__BODY_BYE;
         answer(f, control, r);
         free(r);
-        if (late) {
+        if (late && bye) {
             answer(f, late_control, late);
             free(late);
             late = NULL;
@@ -244,6 +245,7 @@ int fake_start(fake_daemon *f, fake_script script, int expect)
                        .dtype = dtype,
                        .layout = layout,
                        .quiet_ms = f->quiet_ms,
+                       .wait_ms = f->wait_ms,
                        .script = script,
                        .sock = -1,
                        .expect = expect};
@@ -253,7 +255,7 @@ int fake_start(fake_daemon *f, fake_script script, int expect)
         return -1;
     }
     snprintf(f->url, sizeof(f->url), "ipc://%s/tmixd.sock", f->dir);
-    int wait = f->quiet_ms ? f->quiet_ms : WAIT_MS;
+    int wait = f->quiet_ms ? f->quiet_ms : f->wait_ms ? f->wait_ms : WAIT_MS;
     f->sock = nn_socket(AF_SP_RAW, NN_REP);
     if (f->sock < 0 ||
         nn_setsockopt(f->sock, NN_SOL_SOCKET, NN_RCVTIMEO, &wait, sizeof(wait)) < 0 ||

@@ -21,7 +21,7 @@ enum { FAKE_EPOCH_SIZE = 10, FAKE_BATCHES = 3, FAKE_PARTNER = 53, FAKE_MAX_REQUE
 // storage below), or sets silent or raw.
 typedef struct {
     bool silent;     // answer nothing: the client times out
-    bool late;       // answer only after the next request's answer: the client has moved on
+    bool late;       // answer only after the answer to the Bye: the client has moved on
     const void *raw; // answer these raw_len bytes instead of an Envelope
     size_t raw_len;
     Tmix__Envelope env; // version PROTOCOL_VERSION unless the script changes it
@@ -49,6 +49,7 @@ struct fake_daemon {
     char url[128];           // ipc://<dir>/tmixd.sock
     int mode, dtype, layout; // of its Welcome and batches: set before fake_start
     int quiet_ms;            // if set (before fake_start): serve until this long quiet
+    int wait_ms;             // if set (before fake_start): wait this long for each request
     int count;               // requests received (the first FAKE_MAX_REQUESTS kept)
     Tmix__Envelope *requests[FAKE_MAX_REQUESTS];
     char failure[256]; // what went wrong in the thread, "" if nothing
@@ -59,7 +60,7 @@ struct fake_daemon {
 };
 
 // Binds f's socket in a new temp dir and starts the thread, which serves `expect` requests
-// (waiting up to 5 s for each) and ends, or with quiet_ms set serves any number until none
+// (waiting up to wait_ms, default 5 s, for each) and ends, or with quiet_ms set serves any number until none
 // comes for quiet_ms. mode, dtype and layout default to SHARD, FLOAT32, NCHW. 0 or -1 (with a
 // message on stderr).
 int fake_start(fake_daemon *f, fake_script script, int expect);

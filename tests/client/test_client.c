@@ -227,6 +227,39 @@ static int close_before_ahead_answer(void)
     return 0;
 }
 
+// The first Next is answered late, only after the Bye: after RESEND_IVL_MS (10 s) the client
+// asks again, over a new socket, and gets that answer; the late one finds its socket
+// closed. Resent over the same socket (nanomsg's resends, as before), the late answer was a
+// second reply to the same request, which the REQ socket drops and frees twice on closing.
+static void late_first_next(fake_daemon *f, int i, const Tmix__Envelope *req, fake_reply *r)
+{
+    if (req->body_case == TMIX__ENVELOPE__BODY_BYE) {
+        reply_bye(r, req->bye->session_id);
+        return;
+    }
+    welcome_then_batches(f, i, req, r);
+    r->late = i == 1;
+}
+
+static int resent_over_new_socket(void)
+{
+    fake_daemon f = {.wait_ms = 15000};
+    CHECK(fake_start(&f, late_first_next, 5) == 0); // Hello, Next 1 twice, Next 2 (ahead), Bye
+    tmix_options o = options(15000);
+    tmix_client *c;
+    CHECK_RC(tmix_connect(&c, f.url, &o), 0, NULL);
+    tmix_batch *b;
+    CHECK_RC(tmix_next(c, &b), 0, c);
+    CHECK(b->sequence == 1 && b->index == 0);
+    tmix_close(c);
+    CHECK(fake_stop(&f) == 0);
+    CHECK(check_next(&f, 1, 7, 1, 0) == 0 && check_next(&f, 2, 7, 1, 0) == 0);
+    CHECK(check_next(&f, 3, 7, 2, 0) == 0);
+    CHECK(f.requests[4]->body_case == TMIX__ENVELOPE__BODY_BYE);
+    fake_free(&f);
+    return 0;
+}
+
 // Inline batches above 4 MiB (the Welcome's batch size; the batches served are a smaller
 // last one) are asked for ahead as any other: Hello, Next 1, Next 2 and, ahead, Next 3.
 static void big_inline(fake_daemon *f, int i, const Tmix__Envelope *req, fake_reply *r)
@@ -790,6 +823,7 @@ int main(int argc, char **argv)
         {"client.stale_answer_asked_again", stale_answer_asked_again},
         {"client.big_inline_ahead", big_inline_ahead},
         {"client.close_before_ahead_answer", close_before_ahead_answer},
+        {"client.resent_over_new_socket", resent_over_new_socket},
         {"client.batch_view", batch_view},
         {"client.unknown_session_rehello", unknown_session_rehello},
         {"client.unknown_session_twice", unknown_session_twice},
