@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Faults: trainers that stall or are killed, a daemon killed (mid-save too), a slow disk, a
 # slow copy of a batch into its reply, bad and vanished files, churn, a full disk, memcheck.
-#   faults.sh SCENARIO    (stalled, kill_trainer, kill_daemon, kill_in_save, slow_save,
-#                         slow_pack, corrupt_jpeg, churn, files_removed, disk_full, valgrind)
+#   faults.sh SCENARIO    (stalled, kill_trainer, kill_daemon, trainer_through_restart,
+#                         kill_in_save, slow_save, slow_pack, corrupt_jpeg, churn,
+#                         files_removed, disk_full, valgrind)
 # Real tmixd daemons and tmixctl trainers (daemons.sh says what the environment needs).
 set -euo pipefail
 . "$(dirname "$0")/daemons.sh"
@@ -67,6 +68,29 @@ kill_daemon)
   pull a "$work/after" --group g --batches 16 --batch-size 50
   covers 0 "$work/before" "$work/after"
   [ "$(awk '$2 == 0' "$work/after" | wc -l)" -lt 20 ] || fail "the whole epoch was served again"
+  stop_daemon "$daemon"
+  ;;
+trainer_through_restart)
+  # A trainer pulling when the daemon is SIGKILLed and started again on the same socket and
+  # state: its request goes to the new daemon, which knows no such session; the trainer
+  # says Hello again and takes the rest, and the epoch is covered.
+  start_daemon a
+  "$TMIXCTL" pull -e "ipc://$work/a.sock" --print-ids --group g --batches 16 --batch-size 50 \
+    --hold-ms 150 --timeout 30 >"$work/through" &
+  trainer=$!
+  pids+=("$trainer")
+  for _ in $(seq 100); do [ -f "$work/a.state/progress.json" ] && break; sleep 0.05; done
+  [ -f "$work/a.state/progress.json" ] || fail "no progress saved while the trainer pulled"
+  kill -9 "$daemon" # some batches taken, and saved
+  wait "$daemon" 2>/dev/null || true
+  sleep 0.5 # the trainer is left asking
+  start_daemon a
+  wait "$trainer" || fail "the trainer exited $? across the restart"
+  [ "$(wc -l <"$work/through")" -eq 16 ] || fail "the trainer got $(wc -l <"$work/through") of 16 batches"
+  grep -q "group g resumes at epoch 0" "$work/a.log" || fail "no resume logged"
+  grep -c "joined group g" "$work/a.log" | grep -qx 2 || fail "the trainer did not join the new daemon"
+  pull a "$work/rest" --group g --batches 20 --batch-size 50
+  covers 0 "$work/through" "$work/rest"
   stop_daemon "$daemon"
   ;;
 kill_in_save)
