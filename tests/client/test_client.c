@@ -197,13 +197,18 @@ static int stale_answer_asked_again(void)
 // free it twice on closing (SIGSEGV in nn_req_term, 7 closes in 15 with 77 MB batches).
 // The Bye goes over a new socket, answered; the late answer finds its socket closed. Five
 // rounds, as the crash needed the late answer in before the close.
+// welcome_then_batches, and the Bye answered.
+static void batches_and_bye(fake_daemon *f, int i, const Tmix__Envelope *req, fake_reply *r)
+{
+    if (req->body_case == TMIX__ENVELOPE__BODY_BYE)
+        reply_bye(r, req->bye->session_id);
+    else
+        welcome_then_batches(f, i, req, r);
+}
+
 static void late_ahead(fake_daemon *f, int i, const Tmix__Envelope *req, fake_reply *r)
 {
-    if (req->body_case == TMIX__ENVELOPE__BODY_BYE) {
-        reply_bye(r, req->bye->session_id);
-        return;
-    }
-    welcome_then_batches(f, i, req, r);
+    batches_and_bye(f, i, req, r);
     r->late = i == 2; // Next 2, asked ahead as batch 1 is handed out
 }
 
@@ -233,11 +238,7 @@ static int close_before_ahead_answer(void)
 // second reply to the same request, which the REQ socket drops and frees twice on closing.
 static void late_first_next(fake_daemon *f, int i, const Tmix__Envelope *req, fake_reply *r)
 {
-    if (req->body_case == TMIX__ENVELOPE__BODY_BYE) {
-        reply_bye(r, req->bye->session_id);
-        return;
-    }
-    welcome_then_batches(f, i, req, r);
+    batches_and_bye(f, i, req, r);
     r->late = i == 1;
 }
 
