@@ -26,8 +26,8 @@ typedef struct {
     bool host_images;        // images holds them (else they are only in the device slot)
     bool reading;            // they are being read from the device slot (server.c)
     bool read_failed;        // that read failed
-    int pool_jobs;           // jobs on libuv's thread pool using it: that read, packings of
-                             // it into replies (server.c)
+    int pool_jobs;           // jobs using it, on libuv's thread pool or about to run on
+                             // the loop: that read, packings of it into replies (server.c)
     bool free_after_jobs;    // freed while pool_jobs > 0: the last job's end frees it
     uint64_t *sample_ids;    // [N]
     uint64_t *sources;       // [N * n]
