@@ -77,12 +77,12 @@ int tmix_profile_begin(tmix_backend *be)
     memset(&prof, 0, sizeof prof);
     prof.be = be;
     prof.marks = o->mark_new && o->mark_record && o->mark_elapsed_ms && o->mark_free;
-    if (prof.marks) {
+    if (prof.marks)
         TMIX_TRY(tmix_synchronize(be)); // earlier work is not the profile's
-        if (!(prof.first = mark()))
-            return prof.failure;
-    }
+    // The wall clock starts first, so that it spans the marks' time wherever they run.
     prof.t0 = tmix_now_ms();
+    if (prof.marks && !(prof.first = mark()))
+        return prof.failure;
     tmix_profile_on = true;
     return 0;
 }
