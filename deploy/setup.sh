@@ -4,9 +4,10 @@
 #   deploy/setup.sh         run the main job: tmixd serving Fashion-MNIST, a trainer pulling
 #                           batches with tmixctl, then a clean stop
 #   deploy/setup.sh selftest  `tmixd selftest`: every op and model against PyTorch cases
-#   deploy/setup.sh test    run the whole test suite: unit, integration and gpu (gpu tests skip
-#                           without a GPU; the PyTorch parity tests wait for the next pass),
-#                           then the unit and integration suites again under ASan + UBSan,
+#   deploy/setup.sh test    run the whole test suite: unit, integration, gpu (gpu tests skip
+#                           without a GPU; the PyTorch parity tests wait for the next pass)
+#                           and emu (the CUDA backend's sources on the CPU emulator), then the
+#                           unit, integration and emu op suites again under ASan + UBSan,
 #                           then 30 s per fuzz target
 #   deploy/setup.sh build   install and build only
 # Build directories: build/ (the normal build) and build-asan/ (sanitizers, CPU only).
@@ -14,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(
-  meson ninja-build pkg-config gcc
+  meson ninja-build pkg-config gcc g++
   libuv1-dev libnanomsg-dev libprotobuf-c-dev protobuf-c-compiler libjpeg62-turbo-dev
   libopenblas-dev libcjson-dev libinih-dev zlib1g-dev libpng-dev libsystemd-dev
   libmicrohttpd-dev
@@ -89,9 +90,10 @@ case "${1:-run}" in
     # The PyTorch parity tests (suite parity) run once, in the sanitizer pass below: their
     # time is PyTorch's, the same in both builds.
     meson test -C build --no-rebuild --print-errorlogs --suite unit --suite integration --suite gpu \
-      --no-suite parity
+      --suite emu --no-suite parity
     # The sanitizer build is CPU-only: the CUDA runtime and ASan do not share an address space
-    # layout, and there is no GPU to test here anyway.
+    # layout, and there is no GPU to test here anyway. The CUDA emulator runs the CUDA
+    # backend's ops there instead, so ASan checks every kernel's reads and writes.
     # Optimised (-O2): the integration suite under ASan took 7.6 min here, 10.3 at -O0.
     configure build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dcuda=disabled \
       -Dbuildtype=debugoptimized
@@ -101,7 +103,8 @@ case "${1:-run}" in
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:allocator_may_return_null=1 \
       LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp:print_suppressions=0 \
       UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-      meson test -C build-asan --no-rebuild --print-errorlogs --suite unit --suite integration
+      meson test -C build-asan --no-rebuild --print-errorlogs --suite unit --suite integration \
+      --suite emu --no-suite emu-models
     # Each fuzz target for 30 s from its seed corpus (tests/fuzz/run.sh; longer runs by hand).
     CC=clang configure build-fuzz -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false \
       -Dcuda=disabled
