@@ -1,8 +1,8 @@
 // The CUDA emulator's cuDNN (include/cudnn.h): a CPU stand-in, so that the CUDA plugin's
 // sources run in CI without a GPU. Device memory is host memory; a convolution is queued on
 // the handle's stream (tmix_emu::enqueue), so a CUDA graph captures it. The convolutions
-// are naive direct loops with double sums, only as fast as the tests need. What they do not
-// support (other data types or formats, true convolution, mixed types) fails with
+// are im2col and OpenBLAS's sgemm, with float sums as cuDNN's. What they do not support
+// (other data types or formats, true convolution, mixed types) fails with
 // CUDNN_STATUS_NOT_SUPPORTED rather than being computed wrong; descriptors whose shapes
 // disagree fail with CUDNN_STATUS_BAD_PARAM, as in cuDNN.
 //
@@ -11,6 +11,8 @@
 // with live data shows). The workspace one comes first for filters larger than 1x1, as
 // im2col-like algorithms would, so that a caller that takes the first choice meets both.
 #include <cudnn.h>
+
+#include <cblas.h>
 
 #include <limits.h>
 #include <math.h>
@@ -202,7 +204,7 @@ cudnnSetConvolution2dDescriptor(cudnnConvolutionDescriptor_t desc, int pad_h, in
         return CUDNN_STATUS_BAD_PARAM;
     if (mode != CUDNN_CROSS_CORRELATION && mode != CUDNN_CONVOLUTION)
         return CUDNN_STATUS_BAD_PARAM;
-    // True convolution (a flipped filter) is not emulated; sums are in double whatever the
+    // True convolution (a flipped filter) is not emulated; sums are in float whatever the
     // compute type, so only float (what bf16 data needs too) is taken.
     if (mode != CUDNN_CROSS_CORRELATION || compute_type != CUDNN_DATA_FLOAT)
         return CUDNN_STATUS_NOT_SUPPORTED;
@@ -480,24 +482,6 @@ static uint16_t float_to_bf16(float f)
     return (uint16_t)(bits >> 16);
 }
 
-// v rounded once to bf16: to float rounding to odd (a float has enough bits more than a bf16
-// that this loses nothing), then to bf16 rounding to nearest, ties to even. Rounding to
-// nearest twice could land on a tie that v was not on.
-static uint16_t double_to_bf16(double v)
-{
-    float f = (float)v;
-    uint32_t bits;
-    memcpy(&bits, &f, sizeof bits);
-    if ((double)f != v && !isnan(v) && !isinf(f) && (bits & 1) == 0) {
-        if (fabs((double)f) < fabs(v)) // one step toward v; the sign is apart
-            bits++;
-        else
-            bits--;
-        memcpy(&f, &bits, sizeof f);
-    }
-    return float_to_bf16(f);
-}
-
 static float read_element(const void *mem, cudnnDataType_t type, int64_t i)
 {
     if (type == CUDNN_DATA_BFLOAT16)
@@ -508,7 +492,7 @@ static float read_element(const void *mem, cudnnDataType_t type, int64_t i)
 static void write_element(void *mem, cudnnDataType_t type, int64_t i, double v)
 {
     if (type == CUDNN_DATA_BFLOAT16)
-        ((uint16_t *)mem)[i] = double_to_bf16(v);
+        ((uint16_t *)mem)[i] = float_to_bf16((float)v); // as cuDNN: from a float
     else
         ((float *)mem)[i] = (float)v;
 }
@@ -549,124 +533,100 @@ static void store(const layout4 *l, const double *sums, double alpha, double bet
             }
 }
 
-// ---- the loops --------------------------------------------------------------------------------
-// On logical NCHW / KCRS copies; products of two floats are exact in double, and the sums are
-// double. Each filter tap (r, s) visits the output positions whose input position
-// o * stride + tap * dilation - pad is inside the image: [*lo, *hi).
+// ---- the arithmetic --------------------------------------------------------------------------
+// On logical NCHW / KCRS float copies, through im2col and OpenBLAS's sgemm, with float sums
+// as cuDNN's. An image's columns hold its input patches: C*R*S rows of P*Q output positions.
 
-static void valid_outputs(int64_t tap, int64_t dil, int64_t pad, int64_t stride, int64_t in,
-                          int64_t out, int64_t *lo, int64_t *hi)
+[[noreturn]] static void out_of_memory(void)
 {
-    const int64_t offset = tap * dil - pad;
-    const int64_t first = offset >= 0 ? 0 : (-offset + stride - 1) / stride;
-    const int64_t last_in = in - 1 - offset; // o * stride <= last_in
-    int64_t end = last_in < 0 ? 0 : last_in / stride + 1;
-    if (end > out)
-        end = out;
-    *lo = first;
-    *hi = end > first ? end : first;
+    fprintf(stderr, "cuda emulator: cudnn: no host memory for a convolution's copies\n");
+    abort();
 }
 
-// y[n, k] += w[k, c, r, s] * x[n, c, shifted], plane by plane.
-static void forward_loops(const conv_problem *pr, const float *x, const float *w, double *y)
+static float *floats(int64_t count)
 {
-    const int64_t hw = pr->h * pr->w, pq = pr->p * pr->q, rs = pr->r * pr->s;
-    for (int64_t n = 0; n < pr->n; n++)
-        for (int64_t k = 0; k < pr->k; k++) {
-            double *y_plane = y + (n * pr->k + k) * pq;
-            for (int64_t c = 0; c < pr->c; c++) {
-                const float *x_plane = x + (n * pr->c + c) * hw;
-                const float *w_taps = w + (k * pr->c + c) * rs;
-                for (int64_t r = 0; r < pr->r; r++) {
-                    int64_t p_lo, p_hi;
-                    valid_outputs(r, pr->dil_h, pr->pad_h, pr->stride_h, pr->h, pr->p, &p_lo,
-                                  &p_hi);
-                    for (int64_t s = 0; s < pr->s; s++) {
-                        int64_t q_lo, q_hi;
-                        valid_outputs(s, pr->dil_w, pr->pad_w, pr->stride_w, pr->w, pr->q, &q_lo,
-                                      &q_hi);
-                        const double tap = w_taps[r * pr->s + s];
-                        const int64_t col = s * pr->dil_w - pr->pad_w;
-                        for (int64_t p = p_lo; p < p_hi; p++) {
-                            const int64_t row = p * pr->stride_h + r * pr->dil_h - pr->pad_h;
-                            const float *x_row = x_plane + row * pr->w;
-                            double *y_row = y_plane + p * pr->q;
-                            for (int64_t q = q_lo; q < q_hi; q++)
-                                y_row[q] += tap * x_row[q * pr->stride_w + col];
-                        }
+    float *p = (float *)calloc((size_t)count, sizeof *p);
+    if (!p)
+        out_of_memory();
+    return p;
+}
+
+// The input position of output position o under filter tap t, or -1 when it is padding.
+static int64_t source(int64_t o, int64_t t, int64_t stride, int64_t dil, int64_t pad, int64_t in)
+{
+    const int64_t i = o * stride + t * dil - pad;
+    return i >= 0 && i < in ? i : -1;
+}
+
+// Between one image (C, H, W) and its columns (C*R*S, P*Q): gathered from it, or added back
+// to it (the gradient of the gather).
+template <bool Gather>
+static void columns(const conv_problem *pr, const float *image, float *col, double *dimage)
+{
+    const int64_t hw = pr->h * pr->w, pq = pr->p * pr->q;
+    for (int64_t c = 0; c < pr->c; c++)
+        for (int64_t r = 0; r < pr->r; r++)
+            for (int64_t s = 0; s < pr->s; s++) {
+                float *row = col + ((c * pr->r + r) * pr->s + s) * pq;
+                for (int64_t p = 0; p < pr->p; p++) {
+                    const int64_t ih = source(p, r, pr->stride_h, pr->dil_h, pr->pad_h, pr->h);
+                    for (int64_t q = 0; q < pr->q; q++) {
+                        const int64_t iw = source(q, s, pr->stride_w, pr->dil_w, pr->pad_w, pr->w);
+                        const bool inside = ih >= 0 && iw >= 0;
+                        const int64_t at = c * hw + ih * pr->w + iw;
+                        if (Gather)
+                            row[p * pr->q + q] = inside ? image[at] : 0.0f;
+                        else if (inside)
+                            dimage[at] += row[p * pr->q + q];
                     }
                 }
             }
-        }
 }
 
-// dx[n, c, shifted] += w[k, c, r, s] * dy[n, k]: each output gradient goes back to the
-// inputs it was computed from.
-static void backward_data_loops(const conv_problem *pr, const float *w, const float *dy, double *dx)
+// y[n] (K, P*Q) = w (K, C*R*S) x columns of x[n]
+static void forward_gemm(const conv_problem *pr, const float *x, const float *w, double *y)
 {
-    const int64_t hw = pr->h * pr->w, pq = pr->p * pr->q, rs = pr->r * pr->s;
-    for (int64_t n = 0; n < pr->n; n++)
-        for (int64_t c = 0; c < pr->c; c++) {
-            double *dx_plane = dx + (n * pr->c + c) * hw;
-            for (int64_t k = 0; k < pr->k; k++) {
-                const float *dy_plane = dy + (n * pr->k + k) * pq;
-                const float *w_taps = w + (k * pr->c + c) * rs;
-                for (int64_t r = 0; r < pr->r; r++) {
-                    int64_t p_lo, p_hi;
-                    valid_outputs(r, pr->dil_h, pr->pad_h, pr->stride_h, pr->h, pr->p, &p_lo,
-                                  &p_hi);
-                    for (int64_t s = 0; s < pr->s; s++) {
-                        int64_t q_lo, q_hi;
-                        valid_outputs(s, pr->dil_w, pr->pad_w, pr->stride_w, pr->w, pr->q, &q_lo,
-                                      &q_hi);
-                        const double tap = w_taps[r * pr->s + s];
-                        const int64_t col = s * pr->dil_w - pr->pad_w;
-                        for (int64_t p = p_lo; p < p_hi; p++) {
-                            const int64_t row = p * pr->stride_h + r * pr->dil_h - pr->pad_h;
-                            double *dx_row = dx_plane + row * pr->w;
-                            const float *dy_row = dy_plane + p * pr->q;
-                            for (int64_t q = q_lo; q < q_hi; q++)
-                                dx_row[q * pr->stride_w + col] += tap * dy_row[q];
-                        }
-                    }
-                }
-            }
-        }
+    const int64_t crs = pr->c * pr->r * pr->s, pq = pr->p * pr->q;
+    float *col = floats(crs * pq), *out = floats(pr->k * pq);
+    for (int64_t n = 0; n < pr->n; n++) {
+        columns<true>(pr, x + n * pr->c * pr->h * pr->w, col, nullptr);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)pr->k, (int)pq, (int)crs, 1.0f,
+                    w, (int)crs, col, (int)pq, 0.0f, out, (int)pq);
+        for (int64_t i = 0; i < pr->k * pq; i++)
+            y[n * pr->k * pq + i] = out[i];
+    }
+    free(out);
+    free(col);
 }
 
-// dw[k, c, r, s] += sum over n and the output positions of dy[n, k] * x[n, c, shifted].
-static void backward_filter_loops(const conv_problem *pr, const float *x, const float *dy,
-                                  double *dw)
+// columns of dx[n] = w^T (C*R*S, K) x dy[n] (K, P*Q), added back into dx[n]
+static void backward_data_gemm(const conv_problem *pr, const float *w, const float *dy, double *dx)
 {
-    const int64_t hw = pr->h * pr->w, pq = pr->p * pr->q, rs = pr->r * pr->s;
-    for (int64_t n = 0; n < pr->n; n++)
-        for (int64_t k = 0; k < pr->k; k++) {
-            const float *dy_plane = dy + (n * pr->k + k) * pq;
-            for (int64_t c = 0; c < pr->c; c++) {
-                const float *x_plane = x + (n * pr->c + c) * hw;
-                double *dw_taps = dw + (k * pr->c + c) * rs;
-                for (int64_t r = 0; r < pr->r; r++) {
-                    int64_t p_lo, p_hi;
-                    valid_outputs(r, pr->dil_h, pr->pad_h, pr->stride_h, pr->h, pr->p, &p_lo,
-                                  &p_hi);
-                    for (int64_t s = 0; s < pr->s; s++) {
-                        int64_t q_lo, q_hi;
-                        valid_outputs(s, pr->dil_w, pr->pad_w, pr->stride_w, pr->w, pr->q, &q_lo,
-                                      &q_hi);
-                        const int64_t col = s * pr->dil_w - pr->pad_w;
-                        double sum = 0.0;
-                        for (int64_t p = p_lo; p < p_hi; p++) {
-                            const int64_t row = p * pr->stride_h + r * pr->dil_h - pr->pad_h;
-                            const float *x_row = x_plane + row * pr->w;
-                            const float *dy_row = dy_plane + p * pr->q;
-                            for (int64_t q = q_lo; q < q_hi; q++)
-                                sum += (double)dy_row[q] * x_row[q * pr->stride_w + col];
-                        }
-                        dw_taps[r * pr->s + s] += sum;
-                    }
-                }
-            }
-        }
+    const int64_t crs = pr->c * pr->r * pr->s, pq = pr->p * pr->q, chw = pr->c * pr->h * pr->w;
+    float *col = floats(crs * pq);
+    for (int64_t n = 0; n < pr->n; n++) {
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)crs, (int)pq, (int)pr->k, 1.0f, w,
+                    (int)crs, dy + n * pr->k * pq, (int)pq, 0.0f, col, (int)pq);
+        columns<false>(pr, nullptr, col, dx + n * chw);
+    }
+    free(col);
+}
+
+// dw (K, C*R*S) = sum over n of dy[n] (K, P*Q) x (columns of x[n])^T
+static void backward_filter_gemm(const conv_problem *pr, const float *x, const float *dy,
+                                 double *dw)
+{
+    const int64_t crs = pr->c * pr->r * pr->s, pq = pr->p * pr->q;
+    float *col = floats(crs * pq), *sum = floats(pr->k * crs);
+    for (int64_t n = 0; n < pr->n; n++) {
+        columns<true>(pr, x + n * pr->c * pr->h * pr->w, col, nullptr);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)pr->k, (int)crs, (int)pq, 1.0f,
+                    dy + n * pr->k * pq, (int)pq, col, (int)pq, 1.0f, sum, (int)crs);
+    }
+    for (int64_t i = 0; i < pr->k * crs; i++)
+        dw[i] = sum[i];
+    free(sum);
+    free(col);
 }
 
 // ---- the convolutions -------------------------------------------------------------------------
@@ -718,13 +678,7 @@ struct conv_call {
     size_t workspace_used; // scribbled over, as an algorithm using it would
 };
 
-[[noreturn]] static void out_of_memory(void)
-{
-    fprintf(stderr, "cuda emulator: cudnn: no host memory for a convolution's copies\n");
-    abort();
-}
-
-// The operands go to logical copies, the loops sum into a zeroed double array of the
+// The operands go to logical copies, the arithmetic sums into a zeroed double array of the
 // result's logical shape, and that is scaled into the result.
 static void compute(const conv_call *c)
 {
@@ -741,13 +695,13 @@ static void compute(const conv_call *c)
     }
     switch (c->dir) {
     case FORWARD:
-        forward_loops(&c->pr, a_copy, b_copy, sums);
+        forward_gemm(&c->pr, a_copy, b_copy, sums);
         break;
     case BACKWARD_DATA:
-        backward_data_loops(&c->pr, a_copy, b_copy, sums);
+        backward_data_gemm(&c->pr, a_copy, b_copy, sums);
         break;
     case BACKWARD_FILTER:
-        backward_filter_loops(&c->pr, a_copy, b_copy, sums);
+        backward_filter_gemm(&c->pr, a_copy, b_copy, sums);
         break;
     }
     store(&c->result_layout, sums, c->alpha, c->beta, c->result);

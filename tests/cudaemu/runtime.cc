@@ -23,8 +23,8 @@
 #define EMU_ASAN 1
 #endif
 
-thread_local uint3 tmix_emu_thread_idx, tmix_emu_block_idx;
-thread_local dim3 tmix_emu_block_dim, tmix_emu_grid_dim;
+uint3 tmix_emu_thread_idx, tmix_emu_block_idx;
+dim3 tmix_emu_block_dim, tmix_emu_grid_dim;
 
 [[noreturn]] static void fatal(const char *fmt, ...)
 {
@@ -426,7 +426,10 @@ cudaError_t cudaIpcGetEventHandle(cudaIpcEventHandle_t *h, cudaEvent_t e)
 // ---- memory --------------------------------------------------------------------------------
 
 static std::mutex memory_lock;
-static std::unordered_map<void *, size_t> device_blocks; // what cudaFree may be given
+// What cudaFree may be given. Never destroyed: device memory a process leaves behind (as
+// tmixd does after a GPU fault) goes with the process, as a GPU's does, and stays reachable
+// for LeakSanitizer through this map.
+static auto &device_blocks = *new std::unordered_map<void *, size_t>;
 static size_t device_bytes;
 
 static cudaError_t device_alloc(void **p, size_t bytes)
@@ -588,10 +591,25 @@ cudaError_t cudaMemsetAsync(void *p, int value, size_t bytes, cudaStream_t s)
 struct trapped {
 }; // thrown by __trap out of a kernel run without fibers
 
+static std::mutex kernel_lock;    // held by the thread that runs a kernel
+static struct block_run *running; // the block whose fibers run, if any
+
+// A sleeping kernel lets others run meanwhile, as a GPU's other streams go on beside a
+// kernel that waits (or hangs); its indices are put back when it wakes.
 void tmix_emu_nanosleep(unsigned ns)
 {
+    const uint3 thread = tmix_emu_thread_idx, block = tmix_emu_block_idx;
+    const dim3 block_dim = tmix_emu_block_dim, grid_dim = tmix_emu_grid_dim;
+    struct block_run *fibers = running;
+    kernel_lock.unlock();
     struct timespec t = {0, (long)ns};
     nanosleep(&t, NULL);
+    kernel_lock.lock();
+    tmix_emu_thread_idx = thread;
+    tmix_emu_block_idx = block;
+    tmix_emu_block_dim = block_dim;
+    tmix_emu_grid_dim = grid_dim;
+    running = fibers;
 }
 
 // One block's threads as fibers, and its barriers. A barrier counts the threads still
@@ -631,11 +649,9 @@ struct block_run {
 #endif
 };
 
-static thread_local block_run *running; // the block whose fibers this thread runs
-
 enum { FIBER_STACK = 128 * 1024 };
-static thread_local char *stacks;
-static thread_local size_t stacks_count;
+static char *stacks;
+static size_t stacks_count;
 
 static char *fiber_stack(unsigned i)
 {
@@ -788,7 +804,7 @@ static void resume(block_run *b, fiber *f, unsigned i)
 
 static void run_block_fibers(const tmix_emu::kernel_run &run, unsigned count)
 {
-    static thread_local fiber fibers[1024];
+    static fiber fibers[1024];
     block_run b;
     memset((void *)&b, 0, sizeof b);
     b.run = &run;
@@ -865,6 +881,7 @@ void tmix_emu::submit(kernel_run run, size_t shmem, cudaStream_t s)
         return;
     }
     tmix_emu::enqueue(s, [run]() {
+        std::lock_guard<std::mutex> hold(kernel_lock);
         if (!run_kernel(run))
             sticky_error.store(cudaErrorLaunchFailure);
     });

@@ -2,7 +2,8 @@
 // of the kernel language, implemented on the CPU (runtime.cc), so that the CUDA plugin's own
 // sources run in CI without a GPU. Device memory is host memory; a stream runs its work at
 // once, in call order; a kernel runs its blocks one after another, its threads as plain
-// calls, or as fibers when the kernel waits at barriers or shuffles (cu2cc.py decides).
+// calls, or as fibers when the kernel waits at barriers or shuffles (cu2cc.py decides), and
+// one kernel runs at a time in the process.
 // The build force-includes this header, so __CUDACC__ and __CUDA_ARCH__ code paths are the
 // ones compiled, as under nvcc.
 #ifndef TMIX_EMU_CUDA_RUNTIME_H
@@ -27,8 +28,7 @@
 #define __forceinline__ inline
 #define __restrict__ __restrict
 #define __launch_bounds__(...)
-// One block runs at a time on a host thread, so its shared memory is a static of that thread.
-#define __shared__ static thread_local
+#define __shared__ static // one block runs at a time
 
 struct uint3 {
     unsigned x, y, z;
@@ -40,8 +40,11 @@ struct dim3 {
     }
 };
 
-extern thread_local uint3 tmix_emu_thread_idx, tmix_emu_block_idx;
-extern thread_local dim3 tmix_emu_block_dim, tmix_emu_grid_dim;
+// One kernel runs at a time in the process (runtime.cc), so a thread's indices and a block's
+// shared memory are plain globals: thread-local ones would cost every read a call to
+// __tls_get_addr in a dlopened library, most of the emulator's time.
+extern uint3 tmix_emu_thread_idx, tmix_emu_block_idx;
+extern dim3 tmix_emu_block_dim, tmix_emu_grid_dim;
 #define threadIdx tmix_emu_thread_idx
 #define blockIdx  tmix_emu_block_idx
 #define blockDim  tmix_emu_block_dim
