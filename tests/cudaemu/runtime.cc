@@ -642,6 +642,7 @@ struct block_run {
     barrier warps[32];
     unsigned warp_size[32];
     uint64_t exchange[1024]; // shuffled values, by linear thread index
+    bool trapped;            // a thread called __trap: the block (and kernel) ends there
 #ifdef EMU_ASAN
     void *scheduler_fake_stack;
     const void *scheduler_stack;
@@ -731,9 +732,11 @@ uint64_t tmix_emu_shfl_down(uint64_t bits, unsigned delta)
 
 void tmix_emu_trap(void)
 {
-    if (running)
-        fatal("__trap in a kernel run with fibers is not emulated");
-    throw trapped{};
+    if (!running)
+        throw trapped{};
+    running->trapped = true; // the fiber is never resumed
+    switch_to_scheduler(running->current, true);
+    fatal("a trapped fiber was resumed");
 }
 
 static void fiber_main(void)
@@ -802,7 +805,8 @@ static void resume(block_run *b, fiber *f, unsigned i)
 #endif
 }
 
-static void run_block_fibers(const tmix_emu::kernel_run &run, unsigned count)
+// Runs one block's threads as fibers; false when one trapped.
+static bool run_block_fibers(const tmix_emu::kernel_run &run, unsigned count)
 {
     static fiber fibers[1024];
     block_run b;
@@ -825,6 +829,10 @@ static void run_block_fibers(const tmix_emu::kernel_run &run, unsigned count)
                 continue;
             progress = true;
             resume(&b, f, i);
+            if (b.trapped) {
+                running = NULL;
+                return false;
+            }
             exited += f->state == EXITED;
         }
         if (!progress)
@@ -833,6 +841,7 @@ static void run_block_fibers(const tmix_emu::kernel_run &run, unsigned count)
                   run.name, tmix_emu_block_idx.x, tmix_emu_block_idx.y, tmix_emu_block_idx.z);
     }
     running = NULL;
+    return true;
 }
 
 // Runs every block of the kernel, one after another; false when it trapped.
@@ -848,7 +857,8 @@ static bool run_kernel(const tmix_emu::kernel_run &run)
                 for (unsigned x = 0; x < g.x; x++) {
                     tmix_emu_block_idx = {x, y, z};
                     if (run.fibers) {
-                        run_block_fibers(run, count);
+                        if (!run_block_fibers(run, count))
+                            return false;
                         continue;
                     }
                     for (unsigned i = 0; i < count; i++) {
