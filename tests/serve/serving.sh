@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Serving: shard and broadcast groups, fairness, output formats, the CPU and the GPU, mixing
 # lanes, shm delivery, nodes, preview.
-#   serving.sh SCENARIO    (shard, broadcast, fair, formats, devices, gpu_fault, gpu_hang,
+#   serving.sh SCENARIO    (shard, broadcast, fair, formats, devices, gpu_fault, gpu_oom, gpu_hang,
 #                           lanes, shm, nodes, preview)
 # Real tmixd daemons and tmixctl trainers (daemons.sh says what the environment needs).
 set -euo pipefail
@@ -132,6 +132,22 @@ gpu_fault)
   start_daemon f --server.device=cuda
   pull f "$work/after" --group g --batches 2 --batch-size 25
   stop_daemon "$daemon"
+  ;;
+gpu_oom)
+  # Too little device memory for the first batch: tmixd names what it was allocating, how
+  # much and on which GPU, and exits 1 at start. A real GPU cannot be shrunk: this runs on
+  # the CUDA emulator (TMIX_EMU_MEMORY_BYTES) only.
+  case ${TMIX_CUDA_PLUGIN:-} in
+  *cudaemu*) ;;
+  *) echo "SKIP: needs the CUDA emulator's memory limit"; exit 77 ;;
+  esac
+  rc=0
+  TMIX_EMU_MEMORY_BYTES=1000000 timeout 60 "$TMIXD" serve --server.endpoint="ipc://$work/m.sock" \
+    --server.state_dir="$work/m.state" --dataset.path="$work/idx" --server.device=cuda \
+    >"$work/m.log" 2>&1 || rc=$?
+  [ "$rc" -eq 1 ] || fail "tmixd exited $rc with 1 MB of device memory (1 expected)"
+  grep -Eq "tensor_alloc: [0-9]+ bytes for \([0-9,]+\) on cuda:0: out of memory" "$work/m.log" ||
+    fail "no line naming the allocation: $(cat "$work/m.log")"
   ;;
 gpu_hang)
   # A GPU kernel that never ends mid-run (TMIX_CUDA_HANG_AFTER: the CUDA plugin's preprocess
