@@ -204,7 +204,7 @@ typedef std::function<void()> work;
 
 struct CUgraph_st {
     std::vector<work> nodes;
-    std::vector<void *> owned; // allocated and freed while captured: freed with the graph
+    std::vector<void *> owned; // allocated while captured: freed with the graph
 };
 struct CUgraphExec_st {
     std::vector<work> nodes;
@@ -236,6 +236,8 @@ static bool forbidden_while_capturing(void)
     fail(cudaErrorStreamCaptureUnsupported);
     return true;
 }
+
+static void free_owned(std::vector<void *> &owned); // (memory, below)
 
 void tmix_emu::enqueue(cudaStream_t s, std::function<void()> w)
 {
@@ -297,8 +299,7 @@ cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t *graph)
     s->capture = NULL;
     capturing = NULL;
     if (s->invalidated) {
-        for (void *p : g->owned)
-            free(p);
+        free_owned(g->owned);
         delete g;
         return fail(cudaErrorStreamCaptureInvalidated);
     }
@@ -328,8 +329,6 @@ cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t s)
     });
     return cudaSuccess;
 }
-
-static void free_owned(std::vector<void *> &owned);
 
 cudaError_t cudaGraphDestroy(cudaGraph_t graph)
 {
