@@ -13,6 +13,7 @@
 #include <cudnn.h>
 
 #include <cblas.h>
+#include <cuda_bf16.h>
 
 #include <limits.h>
 #include <math.h>
@@ -462,37 +463,17 @@ static int64_t count_of(const layout4 *l)
     return l->dim[0] * l->dim[1] * l->dim[2] * l->dim[3];
 }
 
-// bf16 is the top half of a float: widening is exact.
-static float bf16_to_float(uint16_t h)
-{
-    const uint32_t bits = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &bits, sizeof f);
-    return f;
-}
-
-// Rounds to nearest, ties to even; overflow becomes infinity and a NaN stays a (quiet) NaN.
-static uint16_t float_to_bf16(float f)
-{
-    uint32_t bits;
-    memcpy(&bits, &f, sizeof bits);
-    if (isnan(f))
-        return (uint16_t)((bits >> 16) | 0x0040);
-    bits += 0x7fff + ((bits >> 16) & 1);
-    return (uint16_t)(bits >> 16);
-}
-
 static float read_element(const void *mem, cudnnDataType_t type, int64_t i)
 {
     if (type == CUDNN_DATA_BFLOAT16)
-        return bf16_to_float(((const uint16_t *)mem)[i]);
+        return __bfloat162float(((const __nv_bfloat16 *)mem)[i]);
     return ((const float *)mem)[i];
 }
 
 static void write_element(void *mem, cudnnDataType_t type, int64_t i, double v)
 {
     if (type == CUDNN_DATA_BFLOAT16)
-        ((uint16_t *)mem)[i] = float_to_bf16((float)v); // as cuDNN: from a float
+        ((__nv_bfloat16 *)mem)[i] = __float2bfloat16_rn((float)v); // as cuDNN: from a float
     else
         ((float *)mem)[i] = (float)v;
 }
