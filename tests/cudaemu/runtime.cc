@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <setjmp.h>
 #include <time.h>
 #include <ucontext.h>
 
@@ -620,8 +621,14 @@ struct barrier {
     uint64_t generation;
 };
 
+// A fiber runs one thread after another: made once (its context starts fiber_main on its own
+// stack), it then loops, and every switch after the first is a sigsetjmp/siglongjmp that
+// keeps the signal mask, which makes no system call (swapcontext saves and restores the signal mask at each switch: most
+// of a block's time when it waits at barriers).
 struct fiber {
-    ucontext_t context;
+    ucontext_t start; // fiber_main at the top of its stack; only read (setcontext) once made
+    sigjmp_buf waits; // where it stopped, while started
+    bool made, started;
     uint3 idx;
     unsigned linear;
     int state;
@@ -633,7 +640,7 @@ struct fiber {
 
 struct block_run {
     const tmix_emu::kernel_run *run;
-    ucontext_t scheduler;
+    sigjmp_buf scheduler;
     fiber *fibers;
     unsigned count;
     fiber *current;
@@ -649,7 +656,13 @@ struct block_run {
 #endif
 };
 
+// A kernel thread's frames are small; the stacks lie side by side, and the smaller, the fewer
+// pages and cache lines a block's thousand switches touch. ASan's redzones need more.
+#ifdef EMU_ASAN
 enum { FIBER_STACK = 128 * 1024 };
+#else
+enum { FIBER_STACK = 16 * 1024 };
+#endif
 static char *stacks;
 static size_t stacks_count;
 
@@ -666,18 +679,22 @@ static char *fiber_stack(unsigned i)
     return stacks + (size_t)i * FIBER_STACK;
 }
 
+// From fiber f back to the block's scheduler; returns when the scheduler resumes f. exiting:
+// f never is (a trap), so ASan may drop its fake stack.
 static void switch_to_scheduler(fiber *f, bool exiting)
 {
-    block_run *b = running;
 #ifdef EMU_ASAN
-    __sanitizer_start_switch_fiber(exiting ? NULL : &f->fake_stack, b->scheduler_stack,
-                                   b->scheduler_stack_size);
+    __sanitizer_start_switch_fiber(exiting ? NULL : &f->fake_stack, running->scheduler_stack,
+                                   running->scheduler_stack_size);
 #else
     (void)exiting;
 #endif
-    swapcontext(&f->context, &b->scheduler);
+    if (sigsetjmp(f->waits, 0) == 0)
+        siglongjmp(running->scheduler, 1);
 #ifdef EMU_ASAN
-    __sanitizer_finish_switch_fiber(f->fake_stack, &b->scheduler_stack, &b->scheduler_stack_size);
+    // running: resumed by a later block's scheduler, maybe on another thread's stack
+    __sanitizer_finish_switch_fiber(f->fake_stack, &running->scheduler_stack,
+                                    &running->scheduler_stack_size);
 #endif
 }
 
@@ -740,19 +757,21 @@ void tmix_emu_trap(void)
 
 static void fiber_main(void)
 {
-    block_run *b = running;
 #ifdef EMU_ASAN
-    __sanitizer_finish_switch_fiber(NULL, &b->scheduler_stack, &b->scheduler_stack_size);
+    __sanitizer_finish_switch_fiber(NULL, &running->scheduler_stack,
+                                    &running->scheduler_stack_size);
 #endif
-    fiber *f = b->current;
-    b->run->thread();
-    f->state = EXITED;
-    b->block.live--;
-    b->warps[f->linear / 32].live--;
-    release_if_complete(&b->block);
-    release_if_complete(&b->warps[f->linear / 32]);
-    switch_to_scheduler(f, true);
-    fatal("an exited fiber was resumed");
+    for (;;) { // a thread of the block that resumed it, then wait for the next block's
+        block_run *b = running;
+        fiber *f = b->current;
+        b->run->thread();
+        f->state = EXITED;
+        b->block.live--;
+        b->warps[f->linear / 32].live--;
+        release_if_complete(&b->block);
+        release_if_complete(&b->warps[f->linear / 32]);
+        switch_to_scheduler(f, false);
+    }
 }
 
 static bool may_run(const block_run *b, const fiber *f)
@@ -775,17 +794,22 @@ static void set_thread_idx(const dim3 &block, unsigned linear)
                            linear / (block.x * block.y)};
 }
 
+// Fiber i, made on first use, set to run thread i of a new block.
 static void fiber_init(fiber *f, const dim3 &block, unsigned i)
 {
-    memset((void *)f, 0, sizeof *f);
+    if (!f->made) {
+        getcontext(&f->start);
+        f->start.uc_stack.ss_sp = fiber_stack(i);
+        f->start.uc_stack.ss_size = FIBER_STACK;
+        f->start.uc_link = NULL;
+        makecontext(&f->start, fiber_main, 0);
+        f->made = true;
+    }
     f->linear = i;
     set_thread_idx(block, i);
     f->idx = tmix_emu_thread_idx;
-    getcontext(&f->context);
-    f->context.uc_stack.ss_sp = fiber_stack(i);
-    f->context.uc_stack.ss_size = FIBER_STACK;
-    f->context.uc_link = NULL;
-    makecontext(&f->context, fiber_main, 0);
+    f->state = RUNNING;
+    f->waits_for = 0;
 }
 
 // Runs fiber i of b until it waits or exits.
@@ -798,7 +822,12 @@ static void resume(block_run *b, fiber *f, unsigned i)
 #else
     (void)i;
 #endif
-    swapcontext(&b->scheduler, &f->context);
+    if (sigsetjmp(b->scheduler, 0) == 0) {
+        if (f->started)
+            siglongjmp(f->waits, 1);
+        f->started = true;
+        setcontext(&f->start);
+    }
 #ifdef EMU_ASAN
     __sanitizer_finish_switch_fiber(b->scheduler_fake_stack, NULL, NULL);
 #endif
@@ -828,7 +857,9 @@ static bool run_block_fibers(const tmix_emu::kernel_run &run, unsigned count)
                 continue;
             progress = true;
             resume(&b, f, i);
-            if (b.trapped) {
+            if (b.trapped) { // the block's fibers stopped mid-thread start afresh next time
+                for (unsigned k = 0; k < count; k++)
+                    fibers[k].started = false;
                 running = NULL;
                 return false;
             }
