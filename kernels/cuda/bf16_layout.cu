@@ -1,7 +1,9 @@
-// The conversions around a bf16 convolution (conv2d.cu): float32 NCHW to bfloat16 NHWC with
-// the channels padded to a multiple of 8 (tensor-core kernels read 16-byte vectors of
-// channels), and back. Both are the same batched transpose of a (rows, cols) matrix through a
-// 32x32 tile in shared memory, so reads and writes are both coalesced.
+// The conversions around a bf16 convolution (conv2d.cu, layers.cu): float32 NCHW to bfloat16
+// NHWC with the channels padded to a multiple of 8 (tensor-core kernels read 16-byte vectors
+// of channels), and back. Both are the same batched transpose of a (rows, cols) matrix through
+// a 32x32 tile in shared memory, so reads and writes are both coalesced. Where a plane has
+// fewer than 32 pixels (the weights: 1, 9 or 49 per channel) a tile would leave most of its
+// threads idle, and one thread per element, reading a few pixels apart, does better.
 #include <cuda_bf16.h>
 
 #include "bf16_layout.cuh"
@@ -47,6 +49,21 @@ static __global__ void transpose_kernel(const S *__restrict__ src, D *__restrict
     }
 }
 
+// dst[b][j][i] = src[b][i][j] as transpose_kernel does, one thread per element of dst.
+template <typename S, typename D>
+static __global__ void transpose_small_kernel(const S *__restrict__ src, D *__restrict__ dst,
+                                              int64_t rows, int64_t cols, int64_t dst_cols,
+                                              const float *__restrict__ bias, bool relu,
+                                              int64_t count)
+{
+    TMIX_CUDA_LOOP(k, count) {
+        const int64_t i = k % dst_cols, j = k / dst_cols % cols, b = k / dst_cols / cols;
+        const float v = (i < rows ? to_float(src[(b * rows + i) * cols + j]) : 0.0f) +
+                        (bias ? bias[j] : 0.0f);
+        store(&dst[k], relu && v < 0.0f ? 0.0f : v);
+    }
+}
+
 static dim3 transpose_grid(int64_t cols, int64_t dst_cols, int64_t batch)
 {
     const int64_t gx = (cols + TILE - 1) / TILE, gy = (dst_cols + TILE - 1) / TILE;
@@ -54,24 +71,34 @@ static dim3 transpose_grid(int64_t cols, int64_t dst_cols, int64_t batch)
                 (unsigned)(batch < 65535 ? batch : 65535));
 }
 
+// Launches the transpose that suits the shape: (rows, cols) to (cols, dst_cols) per batch.
+template <typename S, typename D>
+static int transpose(tmix_cuda_state *st, const S *src, D *dst, int64_t rows, int64_t cols,
+                     int64_t dst_cols, const float *bias, bool relu, int64_t batch)
+{
+    if (rows < TILE || cols < TILE) {
+        const int64_t count = batch * cols * dst_cols;
+        transpose_small_kernel<S, D><<<tmix_cuda_blocks(count, TMIX_CUDA_BLOCK), TMIX_CUDA_BLOCK,
+                                       0, st->stream>>>(src, dst, rows, cols, dst_cols, bias,
+                                                        relu, count);
+    } else {
+        transpose_kernel<S, D><<<transpose_grid(cols, dst_cols, batch), dim3(TILE, TILE), 0,
+                                 st->stream>>>(src, dst, rows, cols, dst_cols, bias, relu, batch);
+    }
+    CUDA_CHECK(cudaGetLastError());
+    return 0;
+}
+
 int tmix_cuda_to_nhwc_bf16(tmix_cuda_state *st, void *dst, const float *src, int64_t n,
                            int64_t c, int64_t hw, int64_t c_pad)
 {
     // Per image, src is a (c, hw) matrix and dst its (hw, c_pad) transpose.
-    transpose_kernel<float, __nv_bfloat16><<<transpose_grid(hw, c_pad, n), dim3(TILE, TILE), 0,
-                                             st->stream>>>(src, (__nv_bfloat16 *)dst, c, hw,
-                                                           c_pad, nullptr, false, n);
-    CUDA_CHECK(cudaGetLastError());
-    return 0;
+    return transpose(st, src, (__nv_bfloat16 *)dst, c, hw, c_pad, nullptr, false, n);
 }
 
 int tmix_cuda_from_nhwc_bf16(tmix_cuda_state *st, float *dst, const void *src, int64_t n,
                              int64_t c, int64_t hw, const float *bias, bool relu)
 {
     // Per image, src is a (hw, c) matrix and dst its (c, hw) transpose.
-    transpose_kernel<__nv_bfloat16, float><<<transpose_grid(c, hw, n), dim3(TILE, TILE), 0,
-                                             st->stream>>>((const __nv_bfloat16 *)src, dst, hw,
-                                                           c, hw, bias, relu, n);
-    CUDA_CHECK(cudaGetLastError());
-    return 0;
+    return transpose(st, (const __nv_bfloat16 *)src, dst, hw, c, hw, bias, relu, n);
 }
