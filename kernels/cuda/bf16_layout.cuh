@@ -4,6 +4,13 @@
 
 #include "common.cuh"
 
+// The channels a bf16 NHWC tensor of c channels is stored with: whole 16-byte vectors of 8,
+// which the tensor-core kernels read.
+static inline int64_t tmix_cuda_bf16_channels(int64_t c)
+{
+    return (c + 7) / 8 * 8;
+}
+
 // dst (n, hw, c_pad) bf16 = src (n, c, hw) float32 transposed and rounded to nearest even;
 // channels c..c_pad-1 are 0. Queued on st's stream.
 int tmix_cuda_to_nhwc_bf16(tmix_cuda_state *st, void *dst, const float *src, int64_t n,

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "bf16_layout.cuh"
+#include "conv2d.cuh"
 #include "ops.cuh"
 
 // Which cuDNN routine an algorithm is chosen for.
@@ -26,14 +27,6 @@ static const char *const op_names[] = {"conv2d_forward", "conv2d_backward_input"
 // Algorithms whose workspace is larger are passed over (FFT ones can ask for gigabytes); one
 // without workspace always exists.
 #define MAX_WORKSPACE ((size_t)512 << 20)
-
-// The algorithm for one convolution and the workspace it needs.
-struct conv_plan {
-    int algo; // a cudnnConvolution{Fwd,BwdData,BwdFilter}Algo_t, by direction; for
-              // CONV_FORWARD_BF16, -1 when cuDNN has none for the shape
-    size_t workspace_bytes;
-    cudnnMathType_t math; // the algorithm's: FMA for fp32; tensor ops for tf32 and bf16
-};
 
 // ---- the algorithm cache ---------------------------------------------------------------------
 // Keyed by the device (an algorithm suits a GPU model), the direction and every size and
@@ -102,31 +95,6 @@ static void cache_insert(const int64_t key[KEY_LEN], conv_plan plan)
 }
 
 // ---- descriptors ------------------------------------------------------------------------------
-
-// The cuDNN descriptors of one call, destroyed when it returns, early returns included.
-struct conv_setup {
-    cudnnTensorDescriptor_t image = nullptr;  // (N, C, H, W)
-    cudnnFilterDescriptor_t filter = nullptr; // (OC, C, KH, KW)
-    cudnnTensorDescriptor_t output = nullptr; // (N, OC, OH, OW)
-    cudnnConvolutionDescriptor_t conv = nullptr;
-    conv_plan plan = {0, 0, CUDNN_FMA_MATH};
-    void *workspace = nullptr; // plan.workspace_bytes of scratch, or NULL
-
-    conv_setup() = default;
-    conv_setup(const conv_setup &) = delete;
-    conv_setup &operator=(const conv_setup &) = delete;
-    ~conv_setup()
-    {
-        if (conv)
-            (void)cudnnDestroyConvolutionDescriptor(conv);
-        if (output)
-            (void)cudnnDestroyTensorDescriptor(output);
-        if (filter)
-            (void)cudnnDestroyFilterDescriptor(filter);
-        if (image)
-            (void)cudnnDestroyTensorDescriptor(image);
-    }
-};
 
 // A 4-D tensor of t's shape with `channels` channels, in the given layout and type.
 static int describe_tensor(cudnnTensorDescriptor_t *desc, const tmix_tensor *t, int64_t channels,
@@ -353,8 +321,54 @@ static size_t align256(size_t bytes)
     return (bytes + 255) / 256 * 256;
 }
 
-// The forward pass in bf16 (see the top of the file). *done is false, with nothing queued,
-// when cuDNN has no bf16 algorithm for the shape.
+int tmix_cuda_conv_bf16_prepare(tmix_cuda_state *st, conv_setup *s, const tmix_tensor *image,
+                                const tmix_tensor *weight, const tmix_tensor *output,
+                                tmix_conv2d_params p, int64_t c_pad)
+{
+    TMIX_TRY(describe_bf16(s, image, weight, output, p, c_pad));
+    int64_t key[KEY_LEN];
+    make_key(key, st, CONV_FORWARD_BF16, image, weight, p);
+    if (!cache_find(key, &s->plan)) {
+        const int rc = choose_with(st, s, CONV_FORWARD_BF16, image, weight, true);
+        if (rc < 0 && rc != TMIX_ENOTSUP)
+            return rc;
+        if (rc == TMIX_ENOTSUP)
+            s->plan.algo = -1;
+        cache_insert(key, s->plan);
+    }
+    if (s->plan.algo >= 0)
+        CUDNN_CHECK(cudnnSetConvolutionMathType(s->conv, s->plan.math));
+    return 0;
+}
+
+int tmix_cuda_conv_bf16_run(tmix_cuda_state *st, const conv_setup *s, const tmix_tensor *image,
+                            const tmix_tensor *weight, tmix_conv2d_params p, const void *x,
+                            const void *w, void *y, void *workspace, bool *refused)
+{
+    const float one = 1.0f, zero = 0.0f;
+    const cudnnStatus_t e = cudnnConvolutionForward(
+        st->cudnn, &one, s->image, x, s->filter, w, s->conv,
+        (cudnnConvolutionFwdAlgo_t)s->plan.algo, workspace, s->plan.workspace_bytes, &zero,
+        s->output, y);
+    *refused = e == CUDNN_STATUS_NOT_SUPPORTED || e == CUDNN_STATUS_BAD_PARAM;
+    if (*refused) {
+        // An algorithm the heuristics offered but that refuses this shape at run time (odd
+        // channel counts in NHWC): this convolution goes TF32 from now on.
+        int64_t key[KEY_LEN];
+        make_key(key, st, CONV_FORWARD_BF16, image, weight, p);
+        conv_plan none = s->plan;
+        none.algo = -1;
+        cache_insert(key, none);
+        return 0;
+    }
+    if (e != CUDNN_STATUS_SUCCESS)
+        return tmix_cuda_error(TMIX_ECUDNN, "cudnnConvolutionForward (bf16)", __func__, __FILE__,
+                               __LINE__, cudnnGetErrorString(e));
+    return 0;
+}
+
+// The forward pass in bf16 (see the top of the file). *done is false, with nothing queued
+// but conversions into scratch, when cuDNN has no bf16 algorithm for the shape.
 static int forward_bf16(tmix_cuda_state *st, tmix_tensor *out, const tmix_tensor *in,
                         const tmix_tensor *weight, const tmix_tensor *bias,
                         tmix_conv2d_params p, bool *done)
@@ -363,22 +377,11 @@ static int forward_bf16(tmix_cuda_state *st, tmix_tensor *out, const tmix_tensor
     const int64_t n = in->shape[0], c = in->shape[1], hw = in->shape[2] * in->shape[3];
     const int64_t oc = weight->shape[0], khw = weight->shape[2] * weight->shape[3];
     const int64_t ohw = out->shape[2] * out->shape[3];
-    const int64_t c_pad = (c + 7) / 8 * 8; // whole 16-byte vectors of channels
+    const int64_t c_pad = tmix_cuda_bf16_channels(c);
     conv_setup s;
-    TMIX_TRY(describe_bf16(&s, in, weight, out, p, c_pad));
-    int64_t key[KEY_LEN];
-    make_key(key, st, CONV_FORWARD_BF16, in, weight, p);
-    if (!cache_find(key, &s.plan)) {
-        const int rc = choose_with(st, &s, CONV_FORWARD_BF16, in, weight, true);
-        if (rc < 0 && rc != TMIX_ENOTSUP)
-            return rc;
-        if (rc == TMIX_ENOTSUP)
-            s.plan.algo = -1;
-        cache_insert(key, s.plan);
-    }
+    TMIX_TRY(tmix_cuda_conv_bf16_prepare(st, &s, in, weight, out, p, c_pad));
     if (s.plan.algo < 0)
         return 0;
-    CUDNN_CHECK(cudnnSetConvolutionMathType(s.conv, s.plan.math));
     // One scratch buffer holds the workspace and the three bf16 tensors.
     const size_t ws = align256(s.plan.workspace_bytes), xb = align256((size_t)(n * hw * c_pad) * 2),
                  wb = align256((size_t)(oc * khw * c_pad) * 2);
@@ -387,21 +390,11 @@ static int forward_bf16(tmix_cuda_state *st, tmix_tensor *out, const tmix_tensor
     char *x = base + ws, *w = x + xb, *y = w + wb;
     TMIX_TRY(tmix_cuda_to_nhwc_bf16(st, x, tmix_f32(in), n, c, hw, c_pad));
     TMIX_TRY(tmix_cuda_to_nhwc_bf16(st, w, tmix_f32(weight), oc, c, khw, c_pad));
-    const float one = 1.0f, zero = 0.0f;
-    const cudnnStatus_t e = cudnnConvolutionForward(
-        st->cudnn, &one, s.image, x, s.filter, w, s.conv, (cudnnConvolutionFwdAlgo_t)s.plan.algo,
-        ws ? base : nullptr, s.plan.workspace_bytes, &zero, s.output, y);
-    if (e == CUDNN_STATUS_NOT_SUPPORTED || e == CUDNN_STATUS_BAD_PARAM) {
-        // An algorithm the heuristics offered but that refuses this shape at run time (odd
-        // channel counts in NHWC): this convolution goes TF32 from now on. The conversions
-        // queued only wrote scratch.
-        s.plan.algo = -1;
-        cache_insert(key, s.plan);
+    bool refused = false;
+    TMIX_TRY(tmix_cuda_conv_bf16_run(st, &s, in, weight, p, x, w, y, ws ? base : nullptr,
+                                     &refused));
+    if (refused) // the conversions queued only wrote scratch
         return 0;
-    }
-    if (e != CUDNN_STATUS_SUCCESS)
-        return tmix_cuda_error(TMIX_ECUDNN, "cudnnConvolutionForward (bf16)", __func__, __FILE__,
-                               __LINE__, cudnnGetErrorString(e));
     TMIX_TRY(tmix_cuda_from_nhwc_bf16(st, tmix_f32(out), y, n, oc, ohw,
                                       bias ? tmix_f32(bias) : nullptr, p.relu));
     *done = true;
