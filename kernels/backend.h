@@ -13,6 +13,32 @@
 
 typedef struct tmix_backend tmix_backend;
 typedef struct tmix_graph tmix_graph; // a recorded sequence of ops, replayed by one launch
+typedef struct tmix_layers tmix_layers; // a frozen network made ready to run whole (ops.h)
+
+// One layer of a frozen network, for tmix_layers_new (ops.h). Layers come in the order they
+// are computed; each reads earlier ones.
+typedef enum {
+    TMIX_LAYER_CONV,    // conv2d(in, weight) + bias (or none)
+    TMIX_LAYER_SCALE,   // in * weight[c] + bias[c]: a frozen batch norm
+    TMIX_LAYER_RELU,    // max(0, in), a NaN kept
+    TMIX_LAYER_MAXPOOL, // maxpool2d(in, pool)
+    TMIX_LAYER_ADD,     // in[0] + in[1]
+    TMIX_LAYER_AVGPOOL, // global: (N, C, H, W) -> (N, C)
+    TMIX_LAYER_LINEAR,  // (N, I) -> (N, O): in weight^T + bias
+} tmix_layer_kind;
+
+typedef struct {
+    tmix_layer_kind kind;
+    int in[2];                  // earlier layers (in[1]: add's second), or -1: the input
+    bool relu;                  // conv, scale and add: then max(0, ·), a NaN kept
+    tmix_conv2d_params conv;    // conv (its relu is ignored: the field above says)
+    tmix_pool2d_params pool;    // maxpool
+    const tmix_tensor *weight;  // conv (OC, C, KH, KW); scale (C); linear (O, I)
+    const tmix_tensor *bias;    // conv (OC) or NULL; scale (C); linear (O)
+    int ndim;                   // the output's shape for the input the layers are made for:
+    int64_t shape[4];           // (N, C, H, W), or (N, C) after avgpool and linear
+    bool read;                  // tmix_layers_forward writes the output out in float32
+} tmix_layer;
 
 // Device memory and an event that other processes open by CUDA IPC (tmix_ipc_buffer_new).
 typedef struct {
@@ -131,6 +157,13 @@ typedef struct tmix_backend_ops {
                                     TMIX_CONST save_invstd);
     // Optional: NULL where every op is float32 only (the CPU).
     int (*set_precision)(tmix_backend *, tmix_precision p);
+    // Optional (CUDA at bf16): a frozen network run whole (ops.h, tmix_layers_new); the
+    // layers and x_shape are checked. layers_new answers TMIX_ENOTSUP for networks it does
+    // not run whole; layers_forward gets one output per layer, NULL where not read.
+    int (*layers_new)(tmix_backend *, const tmix_layer *layers, int count,
+                      const int64_t x_shape[4], void **out);
+    int (*layers_forward)(tmix_backend *, void *layers, TMIX_CONST x, tmix_tensor *const *outs);
+    void (*layers_free)(tmix_backend *, void *layers);
 } tmix_backend_ops;
 #undef TMIX_CONST
 

@@ -82,6 +82,28 @@ int tmix_capture_end(tmix_backend *be, tmix_graph **out);
 int tmix_graph_launch(tmix_backend *be, tmix_graph *g);
 void tmix_graph_free(tmix_backend *be, tmix_graph *g); // NULL: no-op
 
+// ---- frozen networks run whole ---------------------------------------------------------
+// A backend may run a frozen network (the teacher's forward for CAMs, models/net_run.c) as
+// one computation rather than op by op. The CUDA backend does at bf16 precision: activations
+// stay bf16 NHWC from layer to layer, and each convolution's bias, residual sum and ReLU
+// take one pass (kernels/cuda/layers.cu). The results are the ops' at that precision with
+// every activation rounded to bf16 in between.
+//
+// Makes the layers (backend.h, tmix_layer) ready for inputs of x_shape: weights converted,
+// device memory allocated, algorithms chosen. Every shape and parameter is checked; the
+// layers' tensors are borrowed and must outlive *out. TMIX_ENOTSUP, *out NULL, where the
+// backend does not run this network whole (the CPU; a precision other than bf16; a layer it
+// cannot store): run it op by op.
+bool tmix_backend_has_layers(const tmix_backend *be);
+int tmix_layers_new(tmix_backend *be, const tmix_layer *layers, int count,
+                    const int64_t x_shape[4], tmix_layers **out);
+// Runs the layers on x (x_shape): outs[i] receives layer i's output, float32 of its shape,
+// for every layer marked read (others' entries are ignored). TMIX_ENOTSUP, with nothing
+// written, when the backend turns a layer down at run time: free the layers and run the
+// network op by op.
+int tmix_layers_forward(tmix_layers *l, const tmix_tensor *x, tmix_tensor *const *outs);
+void tmix_layers_free(tmix_layers *l); // NULL: no-op
+
 
 // ---- convolution -----------------------------------------------------------------------
 // out = conv(in, weight) + bias, then max(0, ·) when p.relu.

@@ -437,6 +437,9 @@ static tmix_backend_ops make_ops(void)
     o.mark_free = cuda_mark_free;
     o.close = cuda_close;
     o.set_precision = cuda_set_precision;
+    o.layers_new = tmix_cuda_layers_new;
+    o.layers_forward = tmix_cuda_layers_forward;
+    o.layers_free = tmix_cuda_layers_free;
 
     o.bias_backward = tmix_cuda_bias_backward;
     o.batchnorm_forward = tmix_cuda_batchnorm_forward;

@@ -95,6 +95,13 @@ int tmix_cuda_conv2d_backward_weight(tmix_backend *be,
                                      const tmix_tensor *in,   // (N, C, H, W)
                                      tmix_conv2d_params p);
 
+// layers.cu: frozen networks run whole at bf16 (ops.h, "frozen networks")
+int tmix_cuda_layers_new(tmix_backend *be, const tmix_layer *layers, int count,
+                         const int64_t x_shape[4], void **out);
+int tmix_cuda_layers_forward(tmix_backend *be, void *layers, const tmix_tensor *x,
+                             tmix_tensor *const *outs);
+void tmix_cuda_layers_free(tmix_backend *be, void *layers);
+
 // maxpool2d.cu
 int tmix_cuda_maxpool2d_forward(tmix_backend *be,
                                 tmix_tensor *out,      // (N, C, OH, OW)
