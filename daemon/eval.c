@@ -106,7 +106,7 @@ static int eval_batch(evaluation *e, int64_t index, int64_t first, int b)
     TMIX_TRY(tmix_tensor_alloc(be, &e->clean_logits, TMIX_F32, 2, (int64_t[]){b, J}));
     TMIX_TRY(tmix_tensor_upload(be, &e->src, e->pixels));
     TMIX_TRY(tmix_preprocess(be, &e->x, &e->src, e->crops, e->su.mean, e->su.std));
-    TMIX_TRY(tmix_teacher_forward(e->su.teacher, &e->clean_logits, &e->x));
+    TMIX_TRY(tmix_teacher_infer(e->su.teacher, &e->clean_logits, &e->x));
     TMIX_TRY(tmix_tensor_download(be, e->logits, &e->clean_logits));
     for (int i = 0; i < b; i++)
         e->clean_right += all_in_top(e->logits + (size_t)i * J, J, &in.labels[i], 1);

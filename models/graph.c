@@ -163,6 +163,7 @@ int tmix_graph_share(tmix_net *dst, const tmix_net *src, tmix_backend *be)
     dst->count = dst->cap = src->count;
     dst->in_channels = src->in_channels;
     dst->num_classes = src->num_classes;
+    dst->keep = src->keep;
     for (int i = 0; i < src->count; i++) {
         const tmix_node *s = &src->nodes[i];
         tmix_node *n = &dst->nodes[i];

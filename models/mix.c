@@ -471,7 +471,7 @@ static int enqueue(tmix_mixer *mx, tmix_teacher *teacher, const tmix_module *mod
     // CAMs of every sample for its own label.
     if (teacher) {
         TMIX_TRY(ensure(mx, &mx->logits, 2, b, mx->classes, 0, 0));
-        TMIX_TRY(tmix_teacher_forward(teacher, &mx->logits, images));
+        TMIX_TRY(tmix_teacher_infer(teacher, &mx->logits, images));
         TMIX_TRY(ensure(mx, &mx->cams, 4, b, 1, h, w));
         TMIX_TRY(tmix_teacher_cams(teacher, &mx->cams, mx->h.batch_labels));
     }

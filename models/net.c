@@ -164,6 +164,7 @@ static int readers(const tmix_net *g, int i)
 
 void tmix_net_finish(tmix_net *g, int keep)
 {
+    g->keep = keep;
     for (int i = 0; i < g->count; i++) {
         tmix_node *n = &g->nodes[i];
         const int arity = n->kind == TMIX_NODE_ADD ? 2 : 1;

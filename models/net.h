@@ -64,6 +64,11 @@ typedef struct {
     int64_t x_shape[4]; // the input shape the activations are sized for; 0s: none yet
     tmix_tensor x;      // the last forward's input (borrowed), read by the backward
     bool grads_ready;   // dout tensors are allocated for x_shape
+    bool all_activations; // every node's out is allocated for x_shape, not only keep's
+    int keep;             // the node whose activation is read from outside (the CAM
+                          // features), or -2 (tmix_net_finish)
+    tmix_layers *layers;  // the network run whole for x_shape (tmix_net_infer), or NULL
+    bool layers_refused;  // the backend does not run it whole for x_shape
     uint64_t generation; // counts the (re)allocations of the activations: a graph's key
 } tmix_net;
 
@@ -140,12 +145,19 @@ int tmix_net_forward(tmix_net *net,
                      tmix_tensor *out,     // (B, num_classes)
                      const tmix_tensor *x, // (B, in_channels, H, W)
                      bool train);
+// out = the last node on x, as tmix_net_forward(train = false), keeping only the activation
+// of node keep (tmix_net_finish): no backward may follow. Where the backend runs the network
+// whole (tmix_layers_new: CUDA at bf16) it does; else op by op. Only the caller's out and
+// keep's activation are written.
+int tmix_net_infer(tmix_net *net,
+                   tmix_tensor *out,      // (B, num_classes)
+                   const tmix_tensor *x); // (B, in_channels, H, W)
 // From dout = d(loss)/d(out) of the last forward: every trainable node's weight gradients
 // += theirs, and dx += d(loss)/dx unless dx is NULL.
 int tmix_net_backward(tmix_net *net,
                       tmix_tensor *dx,          // (B, in_channels, H, W) or NULL
                       const tmix_tensor *dout); // (B, num_classes)
-// Frees the activations and their gradients.
+// Frees the activations, their gradients and the network run whole.
 void tmix_net_release(tmix_net *net);
 
 #endif

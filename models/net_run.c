@@ -10,14 +10,23 @@
 // PyTorch's BatchNorm2d defaults, which every zoo recipe keeps.
 static const tmix_batchnorm_train_params bn_params = {.eps = TMIX_NET_BN_EPS, .momentum = 0.1f};
 
-void tmix_net_release(tmix_net *g)
+static void free_activations(tmix_net *g)
 {
     for (int i = 0; i < g->count; i++) {
         tmix_tensor_free(g->be, &g->nodes[i].out);
         tmix_tensor_free(g->be, &g->nodes[i].dout);
     }
-    memset(g->x_shape, 0, sizeof g->x_shape);
     g->grads_ready = false;
+    g->all_activations = false;
+}
+
+void tmix_net_release(tmix_net *g)
+{
+    free_activations(g);
+    tmix_layers_free(g->layers);
+    g->layers = NULL;
+    g->layers_refused = false;
+    memset(g->x_shape, 0, sizeof g->x_shape);
 }
 
 static const tmix_tensor *input_of(const tmix_net *g, const tmix_tensor *x, int in)
@@ -33,29 +42,51 @@ static int64_t out_size(int64_t in, int64_t k, int stride, int pad)
     return span < 0 ? 0 : span / stride + 1;
 }
 
-// Sizes every activation for x; the last node writes the caller's tensor.
-static int prepare(tmix_net *g, const tmix_tensor *x)
+// Node n's output shape for x, from its input's (already sized).
+static void node_shape(const tmix_net *g, const tmix_tensor *x, const tmix_node *n, int *ndim,
+                       int64_t s[4])
 {
-    if (memcmp(g->x_shape, x->shape, sizeof g->x_shape) == 0)
-        return 0;
-    tmix_net_release(g);
+    const tmix_tensor *a = input_of(g, x, n->in[0]);
+    const int64_t k[4] = {a->shape[0], n->channels, a->shape[2], a->shape[3]};
+    memcpy(s, k, sizeof k);
+    *ndim = 4;
+    if (n->kind == TMIX_NODE_CONV) {
+        s[2] = out_size(s[2], n->weight.shape[2], n->conv.stride_h, n->conv.pad_h);
+        s[3] = out_size(s[3], n->weight.shape[3], n->conv.stride_w, n->conv.pad_w);
+    } else if (n->kind == TMIX_NODE_MAXPOOL) {
+        s[2] = out_size(s[2], n->pool.kernel_h, n->pool.stride_h, n->pool.pad_h);
+        s[3] = out_size(s[3], n->pool.kernel_w, n->pool.stride_w, n->pool.pad_w);
+    } else if (n->kind == TMIX_NODE_AVGPOOL || n->kind == TMIX_NODE_LINEAR) {
+        *ndim = 2;
+        s[2] = s[3] = 0;
+    }
+}
+
+// Sizes the activations for x: every node's when all (a forward that a backward may follow),
+// else only keep's, in memory of its own, and the others' shapes (tmix_net_infer). The last
+// node writes the caller's tensor. Each (re)allocation moves the activations: generation
+// counts them.
+static int prepare(tmix_net *g, const tmix_tensor *x, bool all)
+{
+    if (memcmp(g->x_shape, x->shape, sizeof g->x_shape) != 0)
+        tmix_net_release(g);
+    else if (g->all_activations || !all)
+        return 0; // sized for x, as much as asked
+    else
+        free_activations(g); // keep's own memory, from tmix_net_infer, becomes a view again
+    memcpy(g->x_shape, x->shape, sizeof g->x_shape);
+    g->generation++;
     for (int i = 0; i < g->count - 1; i++) {
         tmix_node *n = &g->nodes[i];
-        const tmix_tensor *a = input_of(g, x, n->in[0]);
-        int64_t s[4] = {a->shape[0], n->channels, a->shape[2], a->shape[3]};
-        int ndim = 4;
-        if (n->kind == TMIX_NODE_CONV) {
-            s[2] = out_size(s[2], n->weight.shape[2], n->conv.stride_h, n->conv.pad_h);
-            s[3] = out_size(s[3], n->weight.shape[3], n->conv.stride_w, n->conv.pad_w);
-        } else if (n->kind == TMIX_NODE_MAXPOOL) {
-            s[2] = out_size(s[2], n->pool.kernel_h, n->pool.stride_h, n->pool.pad_h);
-            s[3] = out_size(s[3], n->pool.kernel_w, n->pool.stride_w, n->pool.pad_w);
-        } else if (n->kind == TMIX_NODE_AVGPOOL || n->kind == TMIX_NODE_LINEAR) {
-            ndim = 2;
-        }
+        int ndim;
+        int64_t s[4];
+        node_shape(g, x, n, &ndim, s);
         int rc = 0;
-        if (n->inplace)
-            n->out = tmix_tensor_view(a->data, TMIX_F32, g->be->device, ndim, s);
+        if (!all && i != g->keep)
+            n->out = tmix_tensor_view(NULL, TMIX_F32, g->be->device, ndim, s); // the shape only
+        else if (all && n->inplace)
+            n->out = tmix_tensor_view(input_of(g, x, n->in[0])->data, TMIX_F32, g->be->device,
+                                      ndim, s);
         else
             rc = tmix_tensor_alloc(g->be, &n->out, TMIX_F32, ndim, s);
         if (rc < 0) {
@@ -63,8 +94,7 @@ static int prepare(tmix_net *g, const tmix_tensor *x)
             return rc;
         }
     }
-    memcpy(g->x_shape, x->shape, sizeof g->x_shape);
-    g->generation++;
+    g->all_activations = all;
     return 0;
 }
 
@@ -107,7 +137,7 @@ static int bn_forward(tmix_net *g, tmix_node *n, tmix_tensor *y, const tmix_tens
 
 int tmix_net_forward(tmix_net *g, tmix_tensor *out, const tmix_tensor *x, bool train)
 {
-    TMIX_TRY(prepare(g, x));
+    TMIX_TRY(prepare(g, x, true));
     g->x = *x;
     tmix_backend *be = g->be;
     for (int i = 0; i < g->count; i++) {
@@ -145,6 +175,89 @@ int tmix_net_forward(tmix_net *g, tmix_tensor *out, const tmix_tensor *x, bool t
         }
     }
     return 0;
+}
+
+// The nodes as layers (backend.h) for x: keep's output and the last are read.
+static tmix_layer *describe_layers(const tmix_net *g, const tmix_tensor *x)
+{
+    tmix_layer *L = calloc((size_t)g->count, sizeof *L);
+    for (int i = 0; L && i < g->count; i++) {
+        const tmix_node *n = &g->nodes[i];
+        tmix_layer *l = &L[i];
+        static const tmix_layer_kind kinds[] = {
+            [TMIX_NODE_CONV] = TMIX_LAYER_CONV,       [TMIX_NODE_BN] = TMIX_LAYER_SCALE,
+            [TMIX_NODE_RELU] = TMIX_LAYER_RELU,       [TMIX_NODE_MAXPOOL] = TMIX_LAYER_MAXPOOL,
+            [TMIX_NODE_ADD] = TMIX_LAYER_ADD,         [TMIX_NODE_AVGPOOL] = TMIX_LAYER_AVGPOOL,
+            [TMIX_NODE_LINEAR] = TMIX_LAYER_LINEAR,
+        };
+        l->kind = kinds[n->kind];
+        l->in[0] = n->in[0];
+        l->in[1] = n->kind == TMIX_NODE_ADD ? n->in[1] : TMIX_NET_INPUT;
+        l->relu = n->relu_fused;
+        l->conv = n->conv;
+        l->pool = n->pool;
+        const bool params = n->kind == TMIX_NODE_CONV || n->kind == TMIX_NODE_BN ||
+                            n->kind == TMIX_NODE_LINEAR;
+        l->weight = params ? &n->weight : NULL;
+        l->bias = params && n->bias.data ? &n->bias : NULL;
+        if (i < g->count - 1) {
+            l->ndim = n->out.ndim;
+            memcpy(l->shape, n->out.shape, sizeof l->shape);
+        } else {
+            l->ndim = 2;
+            l->shape[0] = x->shape[0];
+            l->shape[1] = n->channels;
+        }
+        l->read = i == g->keep || i == g->count - 1;
+    }
+    return L;
+}
+
+// g->layers for x, or g->layers_refused when the backend does not run the network whole.
+static int make_layers(tmix_net *g, const tmix_tensor *x)
+{
+    bool frozen = tmix_backend_has_layers(g->be);
+    for (int i = 0; frozen && i < g->count; i++)
+        frozen = !g->nodes[i].dweight.data; // a trainable batch norm's scale changes
+    if (!frozen) {
+        g->layers_refused = true;
+        return 0;
+    }
+    tmix_layer *L = describe_layers(g, x);
+    if (!L)
+        return tmix_fail(TMIX_ENOMEM, "net infer: %d layers", g->count);
+    const int rc = tmix_layers_new(g->be, L, g->count, x->shape, &g->layers);
+    free(L);
+    if (rc == TMIX_ENOTSUP)
+        g->layers_refused = true;
+    else if (rc == 0)
+        g->generation++; // the layers' buffers are new
+    return rc == TMIX_ENOTSUP ? 0 : rc;
+}
+
+int tmix_net_infer(tmix_net *g, tmix_tensor *out, const tmix_tensor *x)
+{
+    // All the activations stay where a forward sized them for x: infer writes keep's there.
+    const bool all = g->all_activations && memcmp(g->x_shape, x->shape, sizeof g->x_shape) == 0;
+    TMIX_TRY(prepare(g, x, all));
+    if (!g->layers && !g->layers_refused)
+        TMIX_TRY(make_layers(g, x));
+    if (g->layers) {
+        tmix_tensor **outs = calloc((size_t)g->count, sizeof *outs);
+        if (!outs)
+            return tmix_fail(TMIX_ENOMEM, "net infer: %d outputs", g->count);
+        if (g->keep >= 0)
+            outs[g->keep] = &g->nodes[g->keep].out;
+        outs[g->count - 1] = out;
+        const int rc = tmix_layers_forward(g->layers, x, outs);
+        free(outs);
+        if (rc != TMIX_ENOTSUP)
+            return rc;
+        tmix_layers_free(g->layers); // turned down at run time: op by op from now on
+        g->layers = NULL;
+        g->layers_refused = true;
+    }
+    return tmix_net_forward(g, out, x, false);
 }
 
 // The weight gradients of node n when it is trainable, and din0 (din1: add's second input)

@@ -20,7 +20,8 @@ struct tmix_teacher {
     tmix_net g;
     tmix_teacher_info info;
     int feature;       // the node whose activation the CAMs weigh
-    bool have_forward; // the activations hold a forward pass of g.x_shape
+    bool have_forward; // the CAM features hold a forward pass of g.x_shape
+    bool can_backward; // and it was tmix_teacher_forward, which kept every activation
     tmix_tensor cam;   // (B, 1, h, w): the CAM at the features' size
 };
 
@@ -207,18 +208,40 @@ uint64_t tmix_teacher_generation(const tmix_teacher *t)
     return t->g.generation;
 }
 
+bool tmix_teacher_runs_whole(const tmix_teacher *t)
+{
+    return t && t->g.layers != NULL;
+}
+
+// The arguments of a forward or an infer.
+static int check_input(const tmix_teacher *t, const char *op, const tmix_tensor *logits,
+                       const tmix_tensor *x)
+{
+    if (!t)
+        return tmix_fail(TMIX_EINVAL, "%s: teacher is NULL", op);
+    const tmix_backend *be = t->g.be;
+    TMIX_TRY(tmix_check_shape(op, "x", x, be, TMIX_F32, 4,
+                              (int64_t[]){-1, t->info.in_channels, -1, -1}));
+    return tmix_check_shape(op, "logits", logits, be, TMIX_F32, 2,
+                            (int64_t[]){x->shape[0], t->info.num_classes});
+}
+
 int tmix_teacher_forward(tmix_teacher *t, tmix_tensor *logits, const tmix_tensor *x)
 {
     static const char op[] = "teacher_forward";
-    if (!t)
-        return tmix_fail(TMIX_EINVAL, "%s: teacher is NULL", op);
-    tmix_backend *be = t->g.be;
-    TMIX_TRY(tmix_check_shape(op, "x", x, be, TMIX_F32, 4,
-                              (int64_t[]){-1, t->info.in_channels, -1, -1}));
-    TMIX_TRY(tmix_check_shape(op, "logits", logits, be, TMIX_F32, 2,
-                              (int64_t[]){x->shape[0], t->info.num_classes}));
-    t->have_forward = false;
+    TMIX_TRY(check_input(t, op, logits, x));
+    t->have_forward = t->can_backward = false;
     TMIX_TRY(tmix_net_forward(&t->g, logits, x, false));
+    t->have_forward = t->can_backward = true;
+    return 0;
+}
+
+int tmix_teacher_infer(tmix_teacher *t, tmix_tensor *logits, const tmix_tensor *x)
+{
+    static const char op[] = "teacher_infer";
+    TMIX_TRY(check_input(t, op, logits, x));
+    t->have_forward = t->can_backward = false;
+    TMIX_TRY(tmix_net_infer(&t->g, logits, x));
     t->have_forward = true;
     return 0;
 }
@@ -229,7 +252,7 @@ static int check_forward(const tmix_teacher *t, const char *op)
     if (!t)
         return tmix_fail(TMIX_EINVAL, "%s: teacher is NULL", op);
     if (!t->have_forward)
-        return tmix_fail(TMIX_EINVAL, "%s: no successful teacher_forward to follow", op);
+        return tmix_fail(TMIX_EINVAL, "%s: no successful teacher_forward or teacher_infer to follow", op);
     return 0;
 }
 
@@ -265,6 +288,9 @@ int tmix_teacher_backward(tmix_teacher *t, tmix_tensor *dx, const tmix_tensor *d
 {
     static const char op[] = "teacher_backward";
     TMIX_TRY(check_forward(t, op));
+    if (!t->can_backward)
+        return tmix_fail(TMIX_EINVAL, "%s: the last pass was teacher_infer, which keeps no "
+                         "activations; run teacher_forward", op);
     const int64_t *xs = t->g.x_shape; // (B, C, H, W)
     tmix_backend *be = t->g.be;
     TMIX_TRY(tmix_check_shape(op, "dlogits", dlogits, be, TMIX_F32, 2,

@@ -46,7 +46,15 @@ const tmix_teacher_info *tmix_teacher_info_get(const tmix_teacher *t);
 int tmix_teacher_forward(tmix_teacher *t,
                          tmix_tensor *logits,   // (B, num_classes)
                          const tmix_tensor *x); // (B, in_channels, H, W)
-// CAMs of the last forward for the given labels (host array of B entries, each in
+// logits = teacher(x) as tmix_teacher_forward, for CAMs and logits only: no backward may
+// follow. Keeps only the CAM features; on a backend that runs networks whole (CUDA at bf16
+// precision, ops.h "frozen networks") it runs there, every activation bf16 NHWC.
+int tmix_teacher_infer(tmix_teacher *t,
+                       tmix_tensor *logits,   // (B, num_classes)
+                       const tmix_tensor *x); // (B, in_channels, H, W)
+// Whether the last tmix_teacher_infer ran the network whole (ops.h "frozen networks").
+bool tmix_teacher_runs_whole(const tmix_teacher *t);
+// CAMs of the last forward or infer for the given labels (host array of B entries, each in
 // [0, num_classes)): the classifier row of the label times the CAM features, summed over
 // channels, then relu, min-max per image, bilinear resize to the input size H x W.
 int tmix_teacher_cams(tmix_teacher *t,
@@ -55,7 +63,7 @@ int tmix_teacher_cams(tmix_teacher *t,
 // Changes whenever the teacher's activations (or CAM buffer) are allocated again, which
 // moves them: a recorded graph of its forward is valid only while this stays the same.
 uint64_t tmix_teacher_generation(const tmix_teacher *t);
-// dx += d(loss)/dx for the last forward, given dlogits = d(loss)/d(logits). Teacher weights
+// dx += d(loss)/dx for the last forward (not infer), given dlogits = d(loss)/d(logits). Teacher weights
 // are frozen: no weight gradients. May be called again after the same forward.
 int tmix_teacher_backward(tmix_teacher *t,
                           tmix_tensor *dx,             // (B, in_channels, H, W)
