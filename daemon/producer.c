@@ -429,6 +429,16 @@ int tmixd_producer_warm_up(tmixd_producer *p, uint32_t batch_size, int dtype, in
         if (rc < 0)
             rc = tmix_fail(rc, "a first batch of %u on %s: %s", batch_size, p->lanes[i].be->name,
                            tmix_last_error());
+        const char *why = NULL;
+        if (rc == 0 && i == 0 && p->lanes[0].teacher && p->c.precision == TMIX_PRECISION_BF16 &&
+            p->lanes[0].be != tmix_backend_cpu()) {
+            if (tmix_teacher_runs_whole(p->lanes[0].teacher, &why))
+                tmixd_log(TMIXD_LOG_INFO, "%s: the teacher runs whole, its activations bf16 "
+                          "NHWC", p->lanes[0].be->name);
+            else
+                tmixd_log(TMIXD_LOG_WARN, "%s: the teacher runs op by op at bf16: %s",
+                          p->lanes[0].be->name, why);
+        }
         const tmix_mixer *mx = p->lanes[i].mixer; // (graphs off for good: mix_batch said why)
         if (rc == 0 && batches == 2 && !tmix_mixer_graph_launches(mx) &&
             !tmix_mixer_graph_error(mx))

@@ -68,7 +68,8 @@ typedef struct {
     int keep;             // the node whose activation is read from outside (the CAM
                           // features), or -2 (tmix_net_finish)
     tmix_layers *layers;  // the network run whole for x_shape (tmix_net_infer), or NULL
-    bool layers_refused;  // the backend does not run it whole for x_shape
+    bool layers_refused;  // the backend does not run it whole for x_shape,
+    char layers_why[256]; // and why
     uint64_t generation; // counts the (re)allocations of the activations: a graph's key
 } tmix_net;
 

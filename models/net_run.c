@@ -1,5 +1,6 @@
 // Running a node list (net.h): sizing the activations, the forward pass (frozen, or trainable
 // in train or eval form) and the backward pass into the input and the weights.
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,6 +27,7 @@ void tmix_net_release(tmix_net *g)
     tmix_layers_free(g->layers);
     g->layers = NULL;
     g->layers_refused = false;
+    g->layers_why[0] = 0;
     memset(g->x_shape, 0, sizeof g->x_shape);
 }
 
@@ -213,14 +215,23 @@ static tmix_layer *describe_layers(const tmix_net *g, const tmix_tensor *x)
     return L;
 }
 
+// The network is run op by op for x_shape, for the reason the last error gives.
+static void refuse_layers(tmix_net *g)
+{
+    g->layers_refused = true;
+    snprintf(g->layers_why, sizeof g->layers_why, "%s", tmix_last_error());
+}
+
 // g->layers for x, or g->layers_refused when the backend does not run the network whole.
 static int make_layers(tmix_net *g, const tmix_tensor *x)
 {
-    bool frozen = tmix_backend_has_layers(g->be);
+    bool frozen = true;
     for (int i = 0; frozen && i < g->count; i++)
         frozen = !g->nodes[i].dweight.data; // a trainable batch norm's scale changes
-    if (!frozen) {
+    if (!tmix_backend_has_layers(g->be) || !frozen) {
         g->layers_refused = true;
+        snprintf(g->layers_why, sizeof g->layers_why, "%s", !frozen ? "the network is trainable"
+                 : "the backend runs no network whole");
         return 0;
     }
     tmix_layer *L = describe_layers(g, x);
@@ -229,7 +240,7 @@ static int make_layers(tmix_net *g, const tmix_tensor *x)
     const int rc = tmix_layers_new(g->be, L, g->count, x->shape, &g->layers);
     free(L);
     if (rc == TMIX_ENOTSUP)
-        g->layers_refused = true;
+        refuse_layers(g);
     else if (rc == 0)
         g->generation++; // the layers' buffers are new
     return rc == TMIX_ENOTSUP ? 0 : rc;
@@ -253,9 +264,9 @@ int tmix_net_infer(tmix_net *g, tmix_tensor *out, const tmix_tensor *x)
         free(outs);
         if (rc != TMIX_ENOTSUP)
             return rc;
-        tmix_layers_free(g->layers); // turned down at run time: op by op from now on
+        refuse_layers(g); // turned down at run time: op by op from now on
+        tmix_layers_free(g->layers);
         g->layers = NULL;
-        g->layers_refused = true;
     }
     return tmix_net_forward(g, out, x, false);
 }

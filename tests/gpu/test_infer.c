@@ -221,9 +221,10 @@ static int test_model(tmix_backend *gpu, bool cpu_only, const model *m, const ch
             return 1;
         failed |= compare(m->arch, "logits", b, ref.logits, got.logits, b * CLASSES, tl);
         failed |= compare(m->arch, "cams", b, ref.cams, got.cams, b * px, tc);
-        if (tmix_teacher_runs_whole(gpu_t) == cpu_only) {
-            fprintf(stderr, "FAIL %s: the network %s whole\n", m->arch,
-                    cpu_only ? "ran" : "did not run");
+        const char *why = NULL;
+        if (tmix_teacher_runs_whole(gpu_t, &why) == cpu_only) {
+            fprintf(stderr, "FAIL %s: the network %s whole%s%s\n", m->arch,
+                    cpu_only ? "ran" : "did not run", why ? ": " : "", why ? why : "");
             failed = 1;
         }
         // A forward and backward (every activation), then an infer: the first infer's bits.
@@ -246,8 +247,9 @@ static int test_model(tmix_backend *gpu, bool cpu_only, const model *m, const ch
             run(gpu, gpu_t, true, x, labels, NULL, b, m, &again))
             return 1;
         failed |= compare(m->arch, "fp32", b, ref.logits, again.logits, b * CLASSES, 1e-4);
-        if (tmix_teacher_runs_whole(gpu_t)) {
-            fprintf(stderr, "FAIL %s: run whole at fp32\n", m->arch);
+        if (tmix_teacher_runs_whole(gpu_t, &why) || !strstr(why, "no longer bf16")) {
+            fprintf(stderr, "FAIL %s: at fp32, run whole or not for the precision: %s\n",
+                    m->arch, why ? why : "");
             failed = 1;
         }
     }
