@@ -17,8 +17,8 @@
 # travels in one folder, which tests/bench/box_dir.sh DIR makes (51 MiB):
 #   DIR/tmix-*.tar.gz (deploy/bundle.sh), DIR/make_imagefolder (build-bundle/tests/serve/),
 #   optional: DIR/fmnist/*.gz (Debian's Fashion-MNIST files), DIR/test_twins,
-#   DIR/test_precision and DIR/test_mix_graph (build-bundle/tests/gpu/), DIR/bench_mix
-#   (build-bundle/tests/bench/), DIR/rawreq (build-bundle/tests/serve/).
+#   DIR/test_precision, DIR/test_mix_graph and DIR/test_infer (build-bundle/tests/gpu/),
+#   DIR/bench_mix (build-bundle/tests/bench/), DIR/rawreq (build-bundle/tests/serve/).
 #   tests/bench/box.sh DIR OUT_DIR [tests|bench]
 # Run from the root of a checkout (the GPU bench uses client/python to make its teachers).
 # A device call brings back at most 8 files, and the tests part writes more: run it as
@@ -47,11 +47,11 @@ if want tests && [ -x ./test_twins ]; then
   echo "twins exit $? at ${SECONDS} s: $(grep -c '^PASS' "$out/twins.txt") groups passed"
   grep '^FAIL' "$out/twins.txt"
 fi
-for t in test_precision test_mix_graph; do
+for t in test_precision test_mix_graph test_infer; do
   want tests && [ -x ./$t ] || continue
   TMIX_ZOO_DIR=$repo/models/zoo timeout 120 ./$t >"$out/$t.txt" 2>&1
   echo "$t exit $? at ${SECONDS} s"
-  grep -E '^FAIL|turned off|expected|the CPU says|^(fp32|tf32|bf16): |element|nothing to' \
+  grep -E '^FAIL|turned off|expected|the CPU says|^(fp32|tf32|bf16): |element|nothing to|whole' \
     "$out/$t.txt" | head -20
 done
 if want tests && [ -d fmnist ] && [ -x ./rawreq ]; then

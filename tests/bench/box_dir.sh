@@ -13,7 +13,7 @@ rm -rf "$dir"/tmix-*
 "$root/deploy/bundle.sh" "$dir" >/dev/null
 # The programs find the bundle's libraries in DIR/lib, which box.sh links to them, so that
 # nothing puts our Debian libraries on the box's Python's library path.
-for program in gpu/test_twins gpu/test_precision gpu/test_mix_graph bench/bench_mix \
+for program in gpu/test_twins gpu/test_precision gpu/test_mix_graph gpu/test_infer bench/bench_mix \
   serve/rawreq serve/make_imagefolder; do
   cp "$root/build-bundle/tests/$program" "$dir/"
   patchelf --set-rpath '$ORIGIN/lib' "$dir/${program#*/}"
