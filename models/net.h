@@ -148,8 +148,8 @@ int tmix_net_forward(tmix_net *net,
                      bool train);
 // out = the last node on x, as tmix_net_forward(train = false), keeping only the activation
 // of node keep (tmix_net_finish): no backward may follow. Where the backend runs the network
-// whole (tmix_layers_new: CUDA at bf16) it does; else op by op. Only the caller's out and
-// keep's activation are written.
+// whole (tmix_layers_new: CUDA at bf16) it does, writing only the caller's out and keep's
+// activation; else op by op, as tmix_net_forward.
 int tmix_net_infer(tmix_net *net,
                    tmix_tensor *out,      // (B, num_classes)
                    const tmix_tensor *x); // (B, in_channels, H, W)
