@@ -14,7 +14,7 @@
 // - recorded as a CUDA graph, the infer and CAMs replay other inputs bit for bit;
 // - at fp32 the network is not run whole, and infer is the CPU's forward to 1e-4.
 // The bounds: on the CUDA emulator (tests/cudaemu), whose sums run in another order, the
-// errors are 1e-5 at most; a single rounding flipped where it matters (seen: a multiply-add
+// errors are 3e-7 at most; a single rounding flipped where it matters (seen: a multiply-add
 // rounded twice, not once) gave 2.3e-3; a convolution's bias dropped before a residual sum
 // gives 4e-2. Against float32 the errors are 1e-2, too close to that to tell it. Skips (77)
 // without a GPU. `test_infer --cpu` (unit test gpu.teacher_infer_cpu) puts the emulation in
