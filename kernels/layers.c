@@ -20,13 +20,6 @@ static const char op_new[] = "layers_new";
 static const char *const kind_names[] = {"conv", "scale", "relu", "maxpool",
                                          "add", "avgpool", "linear"};
 
-// Floor-mode output size along one axis of a window of `span` (dilated kernel) elements.
-static int64_t out_size(int64_t in, int64_t span, int stride, int pad)
-{
-    const int64_t room = in + 2 * (int64_t)pad - span;
-    return room < 0 || stride <= 0 ? 0 : room / stride + 1;
-}
-
 // Layer i's parameter t: on the backend, float32, of the given shape.
 static int check_param(tmix_backend *be, int i, const char *name, const tmix_tensor *t, int ndim,
                        const int64_t *shape)
@@ -70,8 +63,10 @@ static int expected_shape(tmix_backend *be, const tmix_layer *L, int i, const in
         if (l->bias)
             TMIX_TRY(check_param(be, i, "bias", l->bias, 1, &w->shape[0]));
         shape[1] = w->shape[0];
-        shape[2] = out_size(in[0][2], (w->shape[2] - 1) * p.dilation_h + 1, p.stride_h, p.pad_h);
-        shape[3] = out_size(in[0][3], (w->shape[3] - 1) * p.dilation_w + 1, p.stride_w, p.pad_w);
+        const int64_t span_h = (w->shape[2] - 1) * p.dilation_h + 1;
+        const int64_t span_w = (w->shape[3] - 1) * p.dilation_w + 1;
+        shape[2] = tmix_window_out_size(in[0][2], span_h, p.stride_h, p.pad_h);
+        shape[3] = tmix_window_out_size(in[0][3], span_w, p.stride_w, p.pad_w);
         break;
     }
     case TMIX_LAYER_SCALE:
@@ -86,8 +81,8 @@ static int expected_shape(tmix_backend *be, const tmix_layer *L, int i, const in
             p.pad_h > p.kernel_h / 2 || p.pad_w > p.kernel_w / 2)
             return tmix_fail(TMIX_EINVAL, "%s: layer %d (maxpool) has a kernel or padding out "
                              "of range", op_new, i);
-        shape[2] = out_size(in[0][2], p.kernel_h, p.stride_h, p.pad_h);
-        shape[3] = out_size(in[0][3], p.kernel_w, p.stride_w, p.pad_w);
+        shape[2] = tmix_window_out_size(in[0][2], p.kernel_h, p.stride_h, p.pad_h);
+        shape[3] = tmix_window_out_size(in[0][3], p.kernel_w, p.stride_w, p.pad_w);
         break;
     }
     case TMIX_LAYER_ADD:

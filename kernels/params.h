@@ -3,6 +3,16 @@
 #define TMIX_PARAMS_H
 
 #include <stdbool.h>
+#include <stdint.h>
+
+// The output size along one axis of a window `span` elements wide (a pooling kernel, or a
+// convolution's (K-1)*dilation+1) sliding by stride over in padded by pad on each side, in
+// PyTorch's floor mode; 0 where the window does not fit, or for a stride below 1.
+static inline int64_t tmix_window_out_size(int64_t in, int64_t span, int stride, int pad)
+{
+    const int64_t room = in + 2 * (int64_t)pad - span;
+    return room < 0 || stride <= 0 ? 0 : room / stride + 1;
+}
 
 // Output size per axis: (H + 2*pad - dilation*(K-1) - 1) / stride + 1, as in PyTorch.
 typedef struct {

@@ -36,14 +36,6 @@ static const tmix_tensor *input_of(const tmix_net *g, const tmix_tensor *x, int 
     return in == TMIX_NET_INPUT ? x : &g->nodes[in].out;
 }
 
-// Output size along one axis (PyTorch floor mode). The zoo pads every kernel to fit any
-// input of 1x1 or more; a size of 0 would only make the allocation fail.
-static int64_t out_size(int64_t in, int64_t k, int stride, int pad)
-{
-    int64_t span = in + 2 * pad - k;
-    return span < 0 ? 0 : span / stride + 1;
-}
-
 // Node n's output shape for x, from its input's (already sized).
 static void node_shape(const tmix_net *g, const tmix_tensor *x, const tmix_node *n, int *ndim,
                        int64_t s[4])
@@ -53,11 +45,13 @@ static void node_shape(const tmix_net *g, const tmix_tensor *x, const tmix_node 
     memcpy(s, k, sizeof k);
     *ndim = 4;
     if (n->kind == TMIX_NODE_CONV) {
-        s[2] = out_size(s[2], n->weight.shape[2], n->conv.stride_h, n->conv.pad_h);
-        s[3] = out_size(s[3], n->weight.shape[3], n->conv.stride_w, n->conv.pad_w);
+        // The zoo pads every kernel to fit any input of 1x1 or more; a size of 0 would only
+        // make the allocation fail.
+        s[2] = tmix_window_out_size(s[2], n->weight.shape[2], n->conv.stride_h, n->conv.pad_h);
+        s[3] = tmix_window_out_size(s[3], n->weight.shape[3], n->conv.stride_w, n->conv.pad_w);
     } else if (n->kind == TMIX_NODE_MAXPOOL) {
-        s[2] = out_size(s[2], n->pool.kernel_h, n->pool.stride_h, n->pool.pad_h);
-        s[3] = out_size(s[3], n->pool.kernel_w, n->pool.stride_w, n->pool.pad_w);
+        s[2] = tmix_window_out_size(s[2], n->pool.kernel_h, n->pool.stride_h, n->pool.pad_h);
+        s[3] = tmix_window_out_size(s[3], n->pool.kernel_w, n->pool.stride_w, n->pool.pad_w);
     } else if (n->kind == TMIX_NODE_AVGPOOL || n->kind == TMIX_NODE_LINEAR) {
         *ndim = 2;
         s[2] = s[3] = 0;

@@ -66,6 +66,13 @@ static inline cudaError_t tmix_cuda_use(const tmix_cuda_state *st)
     return cudaSetDevice(st->device);
 }
 
+// bytes rounded up to whole 256-byte lines: where one buffer is cut into several, each part
+// starts aligned as cudaMalloc's memory does.
+static inline size_t tmix_cuda_align256(size_t bytes)
+{
+    return (bytes + 255) / 256 * 256;
+}
+
 // A scratch buffer of at least `bytes` on st's device, valid until the next call. Growing it
 // waits for the stream first, since queued kernels may still use the old buffer.
 int tmix_cuda_scratch(tmix_cuda_state *st, size_t bytes, void **out);

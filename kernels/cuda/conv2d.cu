@@ -316,11 +316,6 @@ static int epilogue(tmix_cuda_state *st,
     return 0;
 }
 
-static size_t align256(size_t bytes)
-{
-    return (bytes + 255) / 256 * 256;
-}
-
 int tmix_cuda_conv_bf16_prepare(tmix_cuda_state *st, conv_setup *s, const tmix_tensor *image,
                                 const tmix_tensor *weight, const tmix_tensor *output,
                                 tmix_conv2d_params p, int64_t c_pad)
@@ -383,8 +378,9 @@ static int forward_bf16(tmix_cuda_state *st, tmix_tensor *out, const tmix_tensor
     if (s.plan.algo < 0)
         return 0;
     // One scratch buffer holds the workspace and the three bf16 tensors.
-    const size_t ws = align256(s.plan.workspace_bytes), xb = align256((size_t)(n * hw * c_pad) * 2),
-                 wb = align256((size_t)(oc * khw * c_pad) * 2);
+    const size_t ws = tmix_cuda_align256(s.plan.workspace_bytes);
+    const size_t xb = tmix_cuda_align256((size_t)(n * hw * c_pad) * 2);
+    const size_t wb = tmix_cuda_align256((size_t)(oc * khw * c_pad) * 2);
     char *base = nullptr;
     TMIX_TRY(tmix_cuda_scratch(st, ws + xb + wb + (size_t)(n * ohw * oc) * 2, (void **)&base));
     char *x = base + ws, *w = x + xb, *y = w + wb;

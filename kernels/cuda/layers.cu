@@ -146,19 +146,6 @@ static void impl_free(layers_impl *m)
     delete m;
 }
 
-static int64_t numel(const tmix_layer *l)
-{
-    int64_t n = 1;
-    for (int d = 0; d < l->ndim; d++)
-        n *= l->shape[d];
-    return n;
-}
-
-static size_t align256(size_t bytes)
-{
-    return (bytes + 255) / 256 * 256;
-}
-
 // Which layers need no work of their own, and which convolutions compute the add after them.
 static void plan_fusions(layers_impl *m)
 {
@@ -192,9 +179,9 @@ static size_t act_bytes(const layer_run *r)
     if (r->l.kind == TMIX_LAYER_RELU && r->done_by_input)
         return 0;
     if (r->l.ndim == 2)
-        return align256((size_t)numel(&r->l) * sizeof(float));
+        return tmix_cuda_align256((size_t)(r->l.shape[0] * r->l.shape[1]) * sizeof(float));
     const int64_t *s = r->l.shape;
-    return align256((size_t)(s[0] * s[2] * s[3] * r->c_store) * sizeof(bf16));
+    return tmix_cuda_align256((size_t)(s[0] * s[2] * s[3] * r->c_store) * sizeof(bf16));
 }
 
 // The shape of what layer i reads (its first input), for descriptors.
@@ -202,6 +189,12 @@ static tmix_tensor input_view(const layers_impl *m, const tmix_layer *l)
 {
     const int64_t *s = l->in[0] < 0 ? m->x_shape : m->L[l->in[0]].l.shape;
     return tmix_tensor_view(nullptr, TMIX_F32, TMIX_CUDA, 4, s);
+}
+
+// The channels per pixel that layer r (a convolution) reads.
+static int64_t input_channels(const layers_impl *m, const layer_run *r)
+{
+    return r->l.in[0] < 0 ? m->x_c_store : m->L[r->l.in[0]].c_store;
 }
 
 static int describe_layers(layers_impl *m, size_t *workspace)
@@ -227,10 +220,10 @@ static int describe_layers(layers_impl *m, size_t *workspace)
             return tmix_fail(TMIX_ENOMEM, "layers_new: layer %d", i);
         const tmix_tensor image = input_view(m, l);
         const tmix_tensor out = tmix_tensor_view(nullptr, TMIX_F32, TMIX_CUDA, 4, l->shape);
-        const int64_t c_in = l->in[0] < 0 ? m->x_c_store : m->L[l->in[0]].c_store;
         tmix_conv2d_params p = l->conv;
         p.relu = false;
-        TMIX_TRY(tmix_cuda_conv_bf16_prepare(st, r->conv, &image, l->weight, &out, p, c_in));
+        TMIX_TRY(tmix_cuda_conv_bf16_prepare(st, r->conv, &image, l->weight, &out, p,
+                                             input_channels(m, r)));
         if (r->conv->plan.algo < 0)
             return tmix_fail(TMIX_ENOTSUP, "layers_new: cuDNN has no bf16 algorithm for layer "
                              "%d's convolution", i);
@@ -240,49 +233,54 @@ static int describe_layers(layers_impl *m, size_t *workspace)
     return 0;
 }
 
-// One allocation for the input, the activations, the converted weights and the workspace;
-// the weights converted into it.
+// Places the input, the workspace, the activations and the converted weights one after the
+// other from base, each on a 256-byte line, and returns the bytes they take. With base NULL
+// it only counts (the pointers stay NULL).
+static size_t lay_out(layers_impl *m, char *base, size_t workspace)
+{
+    size_t at = 0;
+    auto place = [&](size_t bytes) {
+        char *p = base && bytes ? base + at : nullptr;
+        at += tmix_cuda_align256(bytes);
+        return p;
+    };
+    const int64_t *xs = m->x_shape;
+    m->x = (bf16 *)place((size_t)(xs[0] * xs[2] * xs[3] * m->x_c_store) * sizeof(bf16));
+    m->workspace = place(workspace);
+    for (int i = 0; i < m->count; i++) {
+        layer_run *r = &m->L[i];
+        r->act = act_bytes(r) ? place(act_bytes(r)) : m->L[r->l.in[0]].act;
+        if (r->conv) {
+            const int64_t *w = r->l.weight->shape;
+            r->weight = (bf16 *)place((size_t)(w[0] * w[2] * w[3] * input_channels(m, r)) *
+                                      sizeof(bf16));
+        }
+    }
+    return at;
+}
+
+// One allocation for everything lay_out places; the weights converted into it.
 static int allocate(layers_impl *m, size_t workspace)
 {
     tmix_cuda_state *st = tmix_cuda_state_of(m->be);
-    const int64_t *xs = m->x_shape;
-    size_t total = align256((size_t)(xs[0] * xs[2] * xs[3] * m->x_c_store) * sizeof(bf16));
-    total += align256(workspace);
-    for (int i = 0; i < m->count; i++) {
-        const layer_run *r = &m->L[i];
-        total += act_bytes(r);
-        if (r->conv) {
-            const int64_t *w = r->l.weight->shape;
-            const int64_t c_in = r->l.in[0] < 0 ? m->x_c_store : m->L[r->l.in[0]].c_store;
-            total += align256((size_t)(w[0] * w[2] * w[3] * c_in) * sizeof(bf16));
-        }
-    }
+    const size_t total = lay_out(m, nullptr, workspace);
     const cudaError_t e = cudaMallocAsync(&m->block, total, st->stream);
     if (e == cudaErrorMemoryAllocation) {
         (void)cudaGetLastError();
         m->block = nullptr;
         return tmix_fail(TMIX_ENOMEM, "layers_new: %zu bytes of bf16 activations and weights "
-                         "for a batch of %lld on %s: %s", total, (long long)xs[0], st->name,
-                         cudaGetErrorString(e));
+                         "for a batch of %lld on %s: %s", total, (long long)m->x_shape[0],
+                         st->name, cudaGetErrorString(e));
     }
     CUDA_CHECK(e);
-    char *at = (char *)m->block;
-    m->x = (bf16 *)at;
-    at += align256((size_t)(xs[0] * xs[2] * xs[3] * m->x_c_store) * sizeof(bf16));
-    m->workspace = workspace ? at : nullptr;
-    at += align256(workspace);
+    lay_out(m, (char *)m->block, workspace);
     for (int i = 0; i < m->count; i++) {
-        layer_run *r = &m->L[i];
-        r->act = act_bytes(r) ? at : m->L[r->l.in[0]].act;
-        at += act_bytes(r);
+        const layer_run *r = &m->L[i];
         if (!r->conv)
             continue;
         const int64_t *w = r->l.weight->shape;
-        const int64_t c_in = r->l.in[0] < 0 ? m->x_c_store : m->L[r->l.in[0]].c_store;
-        r->weight = (bf16 *)at;
-        at += align256((size_t)(w[0] * w[2] * w[3] * c_in) * sizeof(bf16));
         TMIX_TRY(tmix_cuda_to_nhwc_bf16(st, r->weight, tmix_f32(r->l.weight), w[0], w[1],
-                                        w[2] * w[3], c_in));
+                                        w[2] * w[3], input_channels(m, r)));
     }
     return 0;
 }
