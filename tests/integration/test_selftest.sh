@@ -33,8 +33,25 @@ checks=$(($(wc -l < "$work/two.rows") * 2))
 grep -qx "$checks checks: $checks passed, 0 failed, 0 not supported by their backend" \
   "$work/two.txt" || fail "summary: $(tail -n 1 "$work/two.txt")"
 
-# Without --backend: the CPU and every GPU; here, with none visible, one column and why.
-if "$TMIXD" --version | grep -q 'GPUs visible: 0)'; then
+# Without --backend: the CPU and every GPU. With GPUs (or the CUDA emulator, as test
+# emu.selftest_columns runs this), a cpu column and one per GPU, from cuda:0, every row ok on
+# each; with none visible, one column and why.
+gpus=$("$TMIXD" --version | sed -n 's/.*GPUs visible: \([0-9]*\)).*/\1/p')
+[ -n "$gpus" ] || fail "tmixd --version does not count GPUs: $("$TMIXD" --version)"
+if [ "$gpus" -gt 0 ]; then
+  columns=$((gpus + 1))
+  "$TMIXD" selftest > "$work/gpu.txt" || fail "plain selftest with $gpus GPUs exited $?"
+  rule=$(grep -B1 '^op  ' "$work/gpu.txt" | head -n 1)
+  echo "$rule" | grep -q -- '- cpu -.*- cuda:0 -' || fail "GPU backend names: $rule"
+  rows "$work/gpu.txt" > "$work/gpu.rows"
+  [ "$(wc -l < "$work/gpu.rows")" -eq "$(wc -l < "$work/two.rows")" ] || fail "GPU rows"
+  [ "$(rows_without_errors $columns < "$work/gpu.rows")" -eq 0 ] ||
+    fail "GPU rows without $columns errors"
+  grep -v '  ok$' "$work/gpu.rows" && fail "GPU rows above are not ok"
+  n=$(($(wc -l < "$work/gpu.rows") * columns))
+  grep -qx "$n checks: $n passed, 0 failed, 0 not supported by their backend" "$work/gpu.txt" ||
+    fail "GPU summary: $(tail -n 1 "$work/gpu.txt")"
+else
   "$TMIXD" selftest > "$work/one.txt" || fail "plain selftest exited $?"
   [ "$(grep '^op  ' "$work/one.txt" | grep -o ' error ' | wc -l)" -eq 1 ] || fail "plain header"
   [ "$(rows "$work/one.txt" | rows_without_errors 1)" -eq 0 ] || fail "plain rows"
