@@ -154,10 +154,11 @@ gpu_hang)
   # then launches one that loops forever; the fake one blocks): with [server]
   # stall_timeout_s = 3, tmixd says so, saves its progress and exits 1 within seconds, never
   # hangs; started again on the same state, it resumes the epoch and loses no sample.
-  # Then a drain (SIGTERM) during such a hang. (After 8: with 6, on the CUDA emulator's
-  # timing, the two workers' preprocessing could put the hang before the trainer's first
-  # acknowledgement, and the restart then rightly served the whole epoch again.)
-  GPU_ENV=TMIX_CUDA_HANG_AFTER=8 start_gpu_daemon h --server.workers=2 \
+  # Then a drain (SIGTERM) during such a hang. (After 12: the warm-up and the two workers'
+  # preprocessing ahead take most launches, and with 8 the trainer had 2 batches before the
+  # hang; under load its first acknowledgement could then come after the hang, and the
+  # restart rightly served the whole epoch again. With 12 it has 8.)
+  GPU_ENV=TMIX_CUDA_HANG_AFTER=12 start_gpu_daemon h --server.workers=2 \
     --server.stall_timeout_s=3
   "$TMIXCTL" pull -e "ipc://$work/h.sock" --print-ids --group g --batches 40 --batch-size 25 \
     --timeout 6 >"$work/before" 2>"$work/h.pull" || true
