@@ -213,6 +213,8 @@ static int owner(const layers_impl *m, int i)
     return i;
 }
 
+// Whether two buffers live at a common step. Inclusive: at a layer's step its input is
+// still read while its output is written, so the two must not share bytes.
 static bool steps_meet(const layer_run *a, const layer_run *b)
 {
     return a->first <= b->last && b->first <= a->last;
