@@ -18,20 +18,27 @@ rows_without_errors() {
                       if (n != want) bad++ } END { print bad + 0 }'
 }
 
+# all_ok NAME COLUMNS: $work/NAME.txt's rows (into $work/NAME.rows) each have COLUMNS errors and
+# are ok, and its summary counts every check (one per row and backend) passed.
+all_ok() {
+  local name=$1 columns=$2 n
+  rows "$work/$name.txt" > "$work/$name.rows"
+  [ "$(rows_without_errors "$columns" < "$work/$name.rows")" -eq 0 ] ||
+    fail "$name: rows without $columns errors"
+  grep -v '  ok$' "$work/$name.rows" && fail "$name: rows above are not ok"
+  n=$(($(wc -l < "$work/$name.rows") * columns))
+  grep -qx "$n checks: $n passed, 0 failed, 0 not supported by their backend" \
+    "$work/$name.txt" || fail "$name: summary: $(tail -n 1 "$work/$name.txt")"
+}
+
 "$TMIXD" selftest --backend cpu --backend cpu > "$work/two.txt" || fail "two CPU columns exited $?"
 header=$(grep '^op  ' "$work/two.txt")
 [ "$(echo "$header" | grep -o ' error ' | wc -l)" -eq 2 ] || fail "header: $header"
 rule=$(grep -B1 '^op  ' "$work/two.txt" | head -n 1)
 [ "$(echo "$rule" | grep -o -- '- cpu -' | wc -l)" -eq 2 ] || fail "backend names: $rule"
-rows "$work/two.txt" > "$work/two.rows"
+all_ok two 2
 [ "$(wc -l < "$work/two.rows")" -gt 300 ] || fail "only $(wc -l < "$work/two.rows") rows"
-[ "$(rows_without_errors 2 < "$work/two.rows")" -eq 0 ] || fail "rows without two errors"
-grep -v '  ok$' "$work/two.rows" && fail "rows above are not ok"
 grep -q '^transformmix      fwd+bwd      cams ' "$work/two.rows" || fail "no TransformMix rows"
-# Each check counts once per backend.
-checks=$(($(wc -l < "$work/two.rows") * 2))
-grep -qx "$checks checks: $checks passed, 0 failed, 0 not supported by their backend" \
-  "$work/two.txt" || fail "summary: $(tail -n 1 "$work/two.txt")"
 
 # Without --backend: the CPU and every GPU. With GPUs (or the CUDA emulator, as test
 # emu.selftest_columns runs this), a cpu column and one per GPU, from cuda:0, every row ok on
@@ -39,18 +46,11 @@ grep -qx "$checks checks: $checks passed, 0 failed, 0 not supported by their bac
 gpus=$("$TMIXD" --version | sed -n 's/.*GPUs visible: \([0-9]*\)).*/\1/p')
 [ -n "$gpus" ] || fail "tmixd --version does not count GPUs: $("$TMIXD" --version)"
 if [ "$gpus" -gt 0 ]; then
-  columns=$((gpus + 1))
   "$TMIXD" selftest > "$work/gpu.txt" || fail "plain selftest with $gpus GPUs exited $?"
   rule=$(grep -B1 '^op  ' "$work/gpu.txt" | head -n 1)
   echo "$rule" | grep -q -- '- cpu -.*- cuda:0 -' || fail "GPU backend names: $rule"
-  rows "$work/gpu.txt" > "$work/gpu.rows"
+  all_ok gpu $((gpus + 1))
   [ "$(wc -l < "$work/gpu.rows")" -eq "$(wc -l < "$work/two.rows")" ] || fail "GPU rows"
-  [ "$(rows_without_errors $columns < "$work/gpu.rows")" -eq 0 ] ||
-    fail "GPU rows without $columns errors"
-  grep -v '  ok$' "$work/gpu.rows" && fail "GPU rows above are not ok"
-  n=$(($(wc -l < "$work/gpu.rows") * columns))
-  grep -qx "$n checks: $n passed, 0 failed, 0 not supported by their backend" "$work/gpu.txt" ||
-    fail "GPU summary: $(tail -n 1 "$work/gpu.txt")"
 else
   "$TMIXD" selftest > "$work/one.txt" || fail "plain selftest exited $?"
   [ "$(grep '^op  ' "$work/one.txt" | grep -o ' error ' | wc -l)" -eq 1 ] || fail "plain header"
