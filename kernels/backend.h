@@ -159,10 +159,12 @@ typedef struct tmix_backend_ops {
     int (*set_precision)(tmix_backend *, tmix_precision p);
     // Optional (CUDA at bf16): a frozen network run whole (ops.h, tmix_layers_new); the
     // layers and x_shape are checked. layers_new answers TMIX_ENOTSUP for networks it does
-    // not run whole; layers_forward gets one output per layer, NULL where not read.
+    // not run whole; layers_forward gets one output per layer, NULL where not read;
+    // layers_backward follows a layers_forward of layers made with backward.
     int (*layers_new)(tmix_backend *, const tmix_layer *layers, int count,
-                      const int64_t x_shape[4], void **out);
+                      const int64_t x_shape[4], bool backward, void **out);
     int (*layers_forward)(tmix_backend *, void *layers, TMIX_CONST x, tmix_tensor *const *outs);
+    int (*layers_backward)(tmix_backend *, void *layers, tmix_tensor *dx, TMIX_CONST dlast);
     void (*layers_free)(tmix_backend *, void *layers);
 } tmix_backend_ops;
 #undef TMIX_CONST

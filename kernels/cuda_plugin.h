@@ -6,10 +6,11 @@
 
 #include "backend.h"
 
-#define TMIX_CUDA_PLUGIN_ABI 12 // 6: CUDA IPC buffers; 7: bf16 precision; 8: graphs;
+#define TMIX_CUDA_PLUGIN_ABI 13 // 6: CUDA IPC buffers; 7: bf16 precision; 8: graphs;
                                 // 9: ipc_buffer_read, pci_bus_id; 10: timing marks;
                                 // 11: ReLU fused into conv2d_forward and add;
-                                // 12: frozen networks run whole (layers_*)
+                                // 12: frozen networks run whole (layers_*);
+                                // 13: and their gradient to the input
 
 // Each returns what tmix_cuda_device_count / tmix_backend_cuda_open return.
 typedef int (*tmix_cuda_plugin_abi_fn)(void);

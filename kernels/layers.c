@@ -12,6 +12,8 @@ struct tmix_layers {
     tmix_layer *layers; // a copy, to check the outputs of each forward against
     int count;
     int64_t x_shape[4];
+    bool backward; // made for tmix_layers_backward
+    bool forward_ran; // a forward succeeded, so a backward has activations to read
     void *impl; // the backend's
 };
 
@@ -114,11 +116,12 @@ static int expected_shape(tmix_backend *be, const tmix_layer *L, int i, const in
 
 bool tmix_backend_has_layers(const tmix_backend *be)
 {
-    return be && be->ops->layers_new && be->ops->layers_forward && be->ops->layers_free;
+    return be && be->ops->layers_new && be->ops->layers_forward && be->ops->layers_backward &&
+           be->ops->layers_free;
 }
 
 int tmix_layers_new(tmix_backend *be, const tmix_layer *layers, int count,
-                    const int64_t x_shape[4], tmix_layers **out)
+                    const int64_t x_shape[4], bool backward, tmix_layers **out)
 {
     if (!out)
         return tmix_fail(TMIX_EINVAL, "%s: out is NULL", op_new);
@@ -156,9 +159,9 @@ int tmix_layers_new(tmix_backend *be, const tmix_layer *layers, int count,
         return tmix_fail(TMIX_ENOMEM, "%s: %d layers", op_new, count);
     }
     memcpy(copy, layers, (size_t)count * sizeof *copy);
-    *l = (tmix_layers){.be = be, .layers = copy, .count = count};
+    *l = (tmix_layers){.be = be, .layers = copy, .count = count, .backward = backward};
     memcpy(l->x_shape, x_shape, sizeof l->x_shape);
-    const int rc = be->ops->layers_new(be, layers, count, x_shape, &l->impl);
+    const int rc = be->ops->layers_new(be, layers, count, x_shape, backward, &l->impl);
     if (rc < 0) {
         free(copy);
         free(l);
@@ -166,6 +169,12 @@ int tmix_layers_new(tmix_backend *be, const tmix_layer *layers, int count,
     }
     *out = l;
     return 0;
+}
+
+// The backend's forward, profiled as an op of its own.
+static int run_forward(tmix_layers *l, const tmix_tensor *x, tmix_tensor *const *outs)
+{
+    TMIX_CALL("layers_forward", l->be, layers_forward, l->impl, x, outs);
 }
 
 int tmix_layers_forward(tmix_layers *l, const tmix_tensor *x, tmix_tensor *const *outs)
@@ -183,7 +192,27 @@ int tmix_layers_forward(tmix_layers *l, const tmix_tensor *x, tmix_tensor *const
         TMIX_TRY(tmix_check_shape(op, what, outs[i], be, TMIX_F32, l->layers[i].ndim,
                                   l->layers[i].shape));
     }
-    TMIX_CALL(op, be, layers_forward, l->impl, x, outs);
+    l->forward_ran = false;
+    const int rc = run_forward(l, x, outs);
+    l->forward_ran = rc == 0;
+    return rc;
+}
+
+int tmix_layers_backward(tmix_layers *l, tmix_tensor *dx, const tmix_tensor *dlast)
+{
+    static const char op[] = "layers_backward";
+    if (!l)
+        return tmix_fail(TMIX_EINVAL, "%s: layers is NULL", op);
+    if (!l->backward)
+        return tmix_fail(TMIX_EINVAL, "%s: the layers were made without backward", op);
+    if (!l->forward_ran)
+        return tmix_fail(TMIX_EINVAL, "%s: no successful layers_forward to follow", op);
+    tmix_backend *be = l->be;
+    TMIX_TRY(tmix_check_shape(op, "dx", dx, be, TMIX_F32, 4, l->x_shape));
+    const tmix_layer *last = &l->layers[l->count - 1];
+    TMIX_TRY(tmix_check_shape(op, "dlast", dlast, be, TMIX_F32, last->ndim, last->shape));
+    l->forward_ran = false; // its activations are overwritten: one backward per forward
+    TMIX_CALL(op, be, layers_backward, l->impl, dx, dlast);
 }
 
 void tmix_layers_free(tmix_layers *l)

@@ -90,18 +90,23 @@ void tmix_graph_free(tmix_backend *be, tmix_graph *g); // NULL: no-op
 // every activation rounded to bf16 in between.
 //
 // Makes the layers (backend.h, tmix_layer) ready for inputs of x_shape: weights converted,
-// device memory allocated, algorithms chosen. Every shape and parameter is checked; the
-// layers' tensors are borrowed and must outlive *out. TMIX_ENOTSUP, *out NULL, where the
-// backend does not run this network whole (the CPU; a precision other than bf16; a layer it
-// cannot store): run it op by op.
+// device memory allocated, algorithms chosen; with backward, also for tmix_layers_backward
+// (the activations it reads are kept, and its gradients have memory). Every shape and
+// parameter is checked; the layers' tensors are borrowed and must outlive *out. TMIX_ENOTSUP,
+// *out NULL, where the backend does not run this network whole (the CPU; a precision other
+// than bf16; a layer it cannot store): run it op by op.
 bool tmix_backend_has_layers(const tmix_backend *be);
 int tmix_layers_new(tmix_backend *be, const tmix_layer *layers, int count,
-                    const int64_t x_shape[4], tmix_layers **out);
+                    const int64_t x_shape[4], bool backward, tmix_layers **out);
 // Runs the layers on x (x_shape): outs[i] receives layer i's output, float32 of its shape,
 // for every layer marked read (others' entries are ignored). TMIX_ENOTSUP, with nothing
 // written, when the backend turns a layer down at run time: free the layers and run the
 // network op by op.
 int tmix_layers_forward(tmix_layers *l, const tmix_tensor *x, tmix_tensor *const *outs);
+// dx += d(loss)/dx, from dlast = d(loss)/d(the last layer's output), of the last
+// tmix_layers_forward (layers made with backward). The gradients between layers are bf16
+// too. TMIX_ENOTSUP as tmix_layers_forward, with dx unchanged.
+int tmix_layers_backward(tmix_layers *l, tmix_tensor *dx, const tmix_tensor *dlast);
 void tmix_layers_free(tmix_layers *l); // NULL: no-op
 
 

@@ -115,6 +115,24 @@ TMIX_HD tmix_axis_tap tmix_source_tap(int64_t d, int64_t in, int64_t out)
 
 // ---- maxpool2d: PyTorch's MaxPool2d ------------------------------------------------------
 
+// The rows [w->hs, w->he) and columns [w->ws, w->we) of an (H, W) plane that output window
+// (oh, ow) of a max pool covers: the padding left out.
+typedef struct {
+    int64_t hs, he, ws, we;
+} tmix_window;
+
+TMIX_HD tmix_window tmix_window_at(int64_t H, int64_t W, int64_t oh, int64_t ow,
+                                   tmix_pool2d_params p)
+{
+    const int64_t h0 = oh * p.stride_h - p.pad_h, w0 = ow * p.stride_w - p.pad_w;
+    tmix_window w;
+    w.hs = h0 < 0 ? 0 : h0;
+    w.ws = w0 < 0 ? 0 : w0;
+    w.he = h0 + p.kernel_h < H ? h0 + p.kernel_h : H;
+    w.we = w0 + p.kernel_w < W ? w0 + p.kernel_w : W;
+    return w;
+}
+
 // Index in the (H, W) plane of the maximum of output window (oh, ow), scanning rows then
 // columns. The first in-image position starts as the answer with -inf as its value, so a
 // window of -inf picks its first element, as PyTorch does; later NaNs replace earlier ones.
@@ -122,14 +140,11 @@ TMIX_HD int64_t tmix_window_argmax(const float *x, // (H, W)
                                    int64_t H, int64_t W, int64_t oh, int64_t ow,
                                    tmix_pool2d_params p)
 {
-    const int64_t h0 = oh * p.stride_h - p.pad_h, w0 = ow * p.stride_w - p.pad_w;
-    const int64_t hs = h0 < 0 ? 0 : h0, ws = w0 < 0 ? 0 : w0;
-    const int64_t he = h0 + p.kernel_h < H ? h0 + p.kernel_h : H;
-    const int64_t we = w0 + p.kernel_w < W ? w0 + p.kernel_w : W;
-    int64_t best = hs * W + ws;
+    const tmix_window win = tmix_window_at(H, W, oh, ow, p);
+    int64_t best = win.hs * W + win.ws;
     float max = -INFINITY;
-    for (int64_t ih = hs; ih < he; ih++) {
-        for (int64_t iw = ws; iw < we; iw++) {
+    for (int64_t ih = win.hs; ih < win.he; ih++) {
+        for (int64_t iw = win.ws; iw < win.we; iw++) {
             const float v = x[ih * W + iw];
             if (v > max || isnan(v)) {
                 max = v;

@@ -67,9 +67,12 @@ typedef struct {
     bool all_activations; // every node's out is allocated for x_shape, not only keep's
     int keep;             // the node whose activation is read from outside (the CAM
                           // features), or -2 (tmix_net_finish)
-    tmix_layers *layers;  // the network run whole for x_shape (tmix_net_infer), or NULL
+    tmix_layers *layers;  // the network run whole for x_shape, or NULL
+    bool layers_backward; // layers was made for a backward too (a forward's)
     bool layers_refused;  // the backend does not run it whole for x_shape,
     char layers_why[256]; // and why
+    bool backward_refused; // nor with its backward (then forwards run op by op)
+    bool whole_forward;    // the last forward ran whole: its backward does too
     uint64_t generation; // counts the (re)allocations of the activations: a graph's key
 } tmix_net;
 
@@ -141,7 +144,9 @@ void tmix_net_free(tmix_net *net);
 // is always the classifier, whose output no backward reads). train: trainable batch norms
 // normalise with the batch's statistics, update the running ones and count the batch; else
 // they use the running statistics. Activations are (re)allocated when x's shape changes. x
-// and out are checked by the caller; x must stay alive until the backward.
+// and out are checked by the caller; x must stay alive until the backward. A frozen network
+// (no train) runs whole where the backend can (tmix_layers_new with backward), its backward
+// too; else op by op.
 int tmix_net_forward(tmix_net *net,
                      tmix_tensor *out,     // (B, num_classes)
                      const tmix_tensor *x, // (B, in_channels, H, W)

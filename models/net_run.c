@@ -26,7 +26,7 @@ void tmix_net_release(tmix_net *g)
     free_activations(g);
     tmix_layers_free(g->layers);
     g->layers = NULL;
-    g->layers_refused = false;
+    g->layers_backward = g->layers_refused = g->backward_refused = g->whole_forward = false;
     g->layers_why[0] = 0;
     memset(g->x_shape, 0, sizeof g->x_shape);
 }
@@ -131,8 +131,20 @@ static int bn_forward(tmix_net *g, tmix_node *n, tmix_tensor *y, const tmix_tens
     return 0;
 }
 
+static int forward_whole(tmix_net *g, tmix_tensor *out, const tmix_tensor *x, bool *whole);
+
 int tmix_net_forward(tmix_net *g, tmix_tensor *out, const tmix_tensor *x, bool train)
 {
+    g->whole_forward = false;
+    if (!train) {
+        bool whole;
+        TMIX_TRY(forward_whole(g, out, x, &whole));
+        if (whole) {
+            g->x = *x;
+            g->whole_forward = true;
+            return 0;
+        }
+    }
     TMIX_TRY(prepare(g, x, true));
     g->x = *x;
     tmix_backend *be = g->be;
@@ -209,58 +221,110 @@ static tmix_layer *describe_layers(const tmix_net *g, const tmix_tensor *x)
     return L;
 }
 
-// The network is run op by op for x_shape, for the reason the last error gives.
-static void refuse_layers(tmix_net *g)
+// The network is run op by op for x_shape (with backward: its forwards for a backward), for
+// the reason the last error gives; the layers, if any, are freed.
+static void refuse_layers(tmix_net *g, bool backward)
 {
-    g->layers_refused = true;
+    if (backward)
+        g->backward_refused = true;
+    else
+        g->layers_refused = true;
     snprintf(g->layers_why, sizeof g->layers_why, "%s", tmix_last_error());
+    tmix_layers_free(g->layers);
+    g->layers = NULL;
 }
 
-// g->layers for x, or g->layers_refused when the backend does not run the network whole.
-static int make_layers(tmix_net *g, const tmix_tensor *x)
+// Why the network is never run whole, or NULL.
+static const char *whole_refused(const tmix_net *g)
 {
-    bool frozen = true;
-    for (int i = 0; frozen && i < g->count; i++)
-        frozen = !g->nodes[i].dweight.data; // a trainable batch norm's scale changes
-    if (!tmix_backend_has_layers(g->be) || !frozen) {
+    for (int i = 0; i < g->count; i++)
+        if (g->nodes[i].dweight.data) // a trainable batch norm's scale changes
+            return "the network is trainable";
+    return tmix_backend_has_layers(g->be) ? NULL : "the backend runs no network whole";
+}
+
+// g->layers for x (with backward: for a backward too), or the refusal when the backend does
+// not run the network whole.
+static int make_layers(tmix_net *g, const tmix_tensor *x, bool backward)
+{
+    const char *why = whole_refused(g);
+    if (why) {
         g->layers_refused = true;
-        snprintf(g->layers_why, sizeof g->layers_why, "%s", !frozen ? "the network is trainable"
-                 : "the backend runs no network whole");
+        snprintf(g->layers_why, sizeof g->layers_why, "%s", why);
         return 0;
     }
     tmix_layer *L = describe_layers(g, x);
     if (!L)
         return tmix_fail(TMIX_ENOMEM, "net infer: %d layers", g->count);
-    const int rc = tmix_layers_new(g->be, L, g->count, x->shape, &g->layers);
+    const int rc = tmix_layers_new(g->be, L, g->count, x->shape, backward, &g->layers);
     free(L);
     if (rc == TMIX_ENOTSUP)
-        refuse_layers(g);
+        refuse_layers(g, backward);
     else if (rc == 0)
         g->generation++; // the layers' buffers are new
+    g->layers_backward = rc == 0 && backward;
+    return rc == TMIX_ENOTSUP ? 0 : rc;
+}
+
+// out and keep's activation from the layers; TMIX_ENOTSUP when the backend turned a layer
+// down at run time.
+static int layers_forward(tmix_net *g, tmix_tensor *out, const tmix_tensor *x)
+{
+    tmix_tensor **outs = calloc((size_t)g->count, sizeof *outs);
+    if (!outs)
+        return tmix_fail(TMIX_ENOMEM, "net forward: %d outputs", g->count);
+    if (g->keep >= 0)
+        outs[g->keep] = &g->nodes[g->keep].out;
+    outs[g->count - 1] = out;
+    const int rc = tmix_layers_forward(g->layers, x, outs);
+    free(outs);
+    return rc;
+}
+
+// Whether the activations are sized for x with every node's: then they stay (a backward op
+// by op may still read them), else only keep's are allocated.
+static bool keeps_all(const tmix_net *g, const tmix_tensor *x)
+{
+    return g->all_activations && memcmp(g->x_shape, x->shape, sizeof g->x_shape) == 0;
+}
+
+// The forward of a frozen network run whole, for a backward: *whole false, with nothing
+// run, where the backend does not.
+static int forward_whole(tmix_net *g, tmix_tensor *out, const tmix_tensor *x, bool *whole)
+{
+    *whole = false;
+    if (whole_refused(g))
+        return 0;
+    TMIX_TRY(prepare(g, x, keeps_all(g, x))); // for another shape: the refusals are forgotten
+    if (g->layers_refused || g->backward_refused)
+        return 0;
+    if (g->layers && !g->layers_backward) { // an infer's: made anew, with backward
+        tmix_layers_free(g->layers);
+        g->layers = NULL;
+    }
+    if (!g->layers)
+        TMIX_TRY(make_layers(g, x, true));
+    if (!g->layers)
+        return 0;
+    const int rc = layers_forward(g, out, x);
+    if (rc == TMIX_ENOTSUP)
+        refuse_layers(g, false); // turned down at run time: op by op from now on
+    *whole = rc == 0;
     return rc == TMIX_ENOTSUP ? 0 : rc;
 }
 
 int tmix_net_infer(tmix_net *g, tmix_tensor *out, const tmix_tensor *x)
 {
     // All the activations stay where a forward sized them for x: infer writes keep's there.
-    const bool all = g->all_activations && memcmp(g->x_shape, x->shape, sizeof g->x_shape) == 0;
-    TMIX_TRY(prepare(g, x, all));
+    TMIX_TRY(prepare(g, x, keeps_all(g, x)));
+    g->whole_forward = false;
     if (!g->layers && !g->layers_refused)
-        TMIX_TRY(make_layers(g, x));
+        TMIX_TRY(make_layers(g, x, false));
     if (g->layers) {
-        tmix_tensor **outs = calloc((size_t)g->count, sizeof *outs);
-        if (!outs)
-            return tmix_fail(TMIX_ENOMEM, "net infer: %d outputs", g->count);
-        if (g->keep >= 0)
-            outs[g->keep] = &g->nodes[g->keep].out;
-        outs[g->count - 1] = out;
-        const int rc = tmix_layers_forward(g->layers, x, outs);
-        free(outs);
+        const int rc = layers_forward(g, out, x);
         if (rc != TMIX_ENOTSUP)
             return rc;
-        refuse_layers(g); // turned down at run time: op by op from now on
-        tmix_layers_free(g->layers);
-        g->layers = NULL;
+        refuse_layers(g, false); // turned down at run time: op by op from now on
     }
     return tmix_net_forward(g, out, x, false);
 }
@@ -325,8 +389,29 @@ static int zero_douts(tmix_net *g)
     return 0;
 }
 
+// The backward of a forward run whole: through the layers, or where the backend turns that
+// down at run time, op by op after the forward again (op by op from now on).
+static int backward_whole(tmix_net *g, tmix_tensor *dx, const tmix_tensor *dout)
+{
+    if (!dx)
+        return 0; // frozen: no weight has a gradient
+    const int rc = tmix_layers_backward(g->layers, dx, dout);
+    if (rc != TMIX_ENOTSUP)
+        return rc;
+    refuse_layers(g, true);
+    tmix_tensor logits = {0};
+    int r = tmix_tensor_alloc(g->be, &logits, TMIX_F32, dout->ndim, dout->shape);
+    const tmix_tensor x = g->x;
+    if (r == 0)
+        r = tmix_net_forward(g, &logits, &x, false);
+    tmix_tensor_free(g->be, &logits);
+    return r < 0 ? r : tmix_net_backward(g, dx, dout);
+}
+
 int tmix_net_backward(tmix_net *g, tmix_tensor *dx, const tmix_tensor *dout)
 {
+    if (g->whole_forward)
+        return backward_whole(g, dx, dout);
     TMIX_TRY(zero_douts(g));
     const int last = g->count - 1;
     for (int i = last; i >= 0; i--) {

@@ -439,6 +439,7 @@ static tmix_backend_ops make_ops(void)
     o.set_precision = cuda_set_precision;
     o.layers_new = tmix_cuda_layers_new;
     o.layers_forward = tmix_cuda_layers_forward;
+    o.layers_backward = tmix_cuda_layers_backward;
     o.layers_free = tmix_cuda_layers_free;
 
     o.bias_backward = tmix_cuda_bias_backward;

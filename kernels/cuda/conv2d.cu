@@ -19,10 +19,17 @@
 #include "ops.cuh"
 
 // Which cuDNN routine an algorithm is chosen for.
-enum conv_direction { CONV_FORWARD, CONV_BACKWARD_DATA, CONV_BACKWARD_FILTER, CONV_FORWARD_BF16 };
+enum conv_direction {
+    CONV_FORWARD,
+    CONV_BACKWARD_DATA,
+    CONV_BACKWARD_FILTER,
+    CONV_FORWARD_BF16,
+    CONV_BACKWARD_DATA_BF16,
+};
 
 static const char *const op_names[] = {"conv2d_forward", "conv2d_backward_input",
-                                       "conv2d_backward_weight", "conv2d_forward (bf16)"};
+                                       "conv2d_backward_weight", "conv2d_forward (bf16)",
+                                       "conv2d_backward_input (bf16)"};
 
 // Algorithms whose workspace is larger are passed over (FFT ones can ask for gigabytes); one
 // without workspace always exists.
@@ -149,7 +156,7 @@ static int describe_bf16(conv_setup *s,
 {
     if (image->shape[0] > INT_MAX)
         return tmix_fail(TMIX_EINVAL, "%s: a batch of %lld images is more than cuDNN takes",
-                         op_names[CONV_FORWARD_BF16], (long long)image->shape[0]);
+                         "conv2d (bf16)", (long long)image->shape[0]);
     TMIX_TRY(describe_tensor(&s->image, image, c_pad, CUDNN_TENSOR_NHWC, CUDNN_DATA_BFLOAT16));
     TMIX_TRY(describe_tensor(&s->output, output, output->shape[1], CUDNN_TENSOR_NHWC,
                              CUDNN_DATA_BFLOAT16));
@@ -214,7 +221,8 @@ static int choose_with(tmix_cuda_state *st, conv_setup *s, conv_direction dir,
             &s->plan.workspace_bytes));
         break;
     }
-    case CONV_BACKWARD_DATA: {
+    case CONV_BACKWARD_DATA:
+    case CONV_BACKWARD_DATA_BF16: {
         cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
         CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(
             st->cudnn, s->filter, s->output, s->conv, s->image,
@@ -318,13 +326,14 @@ static int epilogue(tmix_cuda_state *st,
 
 int tmix_cuda_conv_bf16_prepare(tmix_cuda_state *st, conv_setup *s, const tmix_tensor *image,
                                 const tmix_tensor *weight, const tmix_tensor *output,
-                                tmix_conv2d_params p, int64_t c_pad)
+                                tmix_conv2d_params p, int64_t c_pad, bool backward_data)
 {
+    const conv_direction dir = backward_data ? CONV_BACKWARD_DATA_BF16 : CONV_FORWARD_BF16;
     TMIX_TRY(describe_bf16(s, image, weight, output, p, c_pad));
     int64_t key[KEY_LEN];
-    make_key(key, st, CONV_FORWARD_BF16, image, weight, p);
+    make_key(key, st, dir, image, weight, p);
     if (!cache_find(key, &s->plan)) {
-        const int rc = choose_with(st, s, CONV_FORWARD_BF16, image, weight, true);
+        const int rc = choose_with(st, s, dir, image, weight, true);
         if (rc < 0 && rc != TMIX_ENOTSUP)
             return rc;
         if (rc == TMIX_ENOTSUP)
@@ -333,6 +342,28 @@ int tmix_cuda_conv_bf16_prepare(tmix_cuda_state *st, conv_setup *s, const tmix_t
     }
     if (s->plan.algo >= 0)
         CUDNN_CHECK(cudnnSetConvolutionMathType(s->conv, s->plan.math));
+    return 0;
+}
+
+// After a bf16 cuDNN call: *refused when cuDNN turned the algorithm down at run time (an
+// algorithm the heuristics offered but that refuses the shape, e.g. odd channel counts in
+// NHWC), which is then cached as -1 so that this convolution goes TF32 from now on.
+static int bf16_status(tmix_cuda_state *st, conv_direction dir, const conv_setup *s,
+                       const tmix_tensor *image, const tmix_tensor *weight, tmix_conv2d_params p,
+                       cudnnStatus_t e, const char *call, bool *refused)
+{
+    *refused = e == CUDNN_STATUS_NOT_SUPPORTED || e == CUDNN_STATUS_BAD_PARAM;
+    if (*refused) {
+        int64_t key[KEY_LEN];
+        make_key(key, st, dir, image, weight, p);
+        conv_plan none = s->plan;
+        none.algo = -1;
+        cache_insert(key, none);
+        return 0;
+    }
+    if (e != CUDNN_STATUS_SUCCESS)
+        return tmix_cuda_error(TMIX_ECUDNN, call, __func__, __FILE__, __LINE__,
+                               cudnnGetErrorString(e));
     return 0;
 }
 
@@ -345,21 +376,22 @@ int tmix_cuda_conv_bf16_run(tmix_cuda_state *st, const conv_setup *s, const tmix
         st->cudnn, &one, s->image, x, s->filter, w, s->conv,
         (cudnnConvolutionFwdAlgo_t)s->plan.algo, workspace, s->plan.workspace_bytes, &zero,
         s->output, y);
-    *refused = e == CUDNN_STATUS_NOT_SUPPORTED || e == CUDNN_STATUS_BAD_PARAM;
-    if (*refused) {
-        // An algorithm the heuristics offered but that refuses this shape at run time (odd
-        // channel counts in NHWC): this convolution goes TF32 from now on.
-        int64_t key[KEY_LEN];
-        make_key(key, st, CONV_FORWARD_BF16, image, weight, p);
-        conv_plan none = s->plan;
-        none.algo = -1;
-        cache_insert(key, none);
-        return 0;
-    }
-    if (e != CUDNN_STATUS_SUCCESS)
-        return tmix_cuda_error(TMIX_ECUDNN, "cudnnConvolutionForward (bf16)", __func__, __FILE__,
-                               __LINE__, cudnnGetErrorString(e));
-    return 0;
+    return bf16_status(st, CONV_FORWARD_BF16, s, image, weight, p, e,
+                       "cudnnConvolutionForward (bf16)", refused);
+}
+
+int tmix_cuda_conv_bf16_backward_data(tmix_cuda_state *st, const conv_setup *s,
+                                      const tmix_tensor *image, const tmix_tensor *weight,
+                                      tmix_conv2d_params p, const void *dy, const void *w,
+                                      void *dx, bool accumulate, void *workspace, bool *refused)
+{
+    const float one = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+    const cudnnStatus_t e = cudnnConvolutionBackwardData(
+        st->cudnn, &one, s->filter, w, s->output, dy, s->conv,
+        (cudnnConvolutionBwdDataAlgo_t)s->plan.algo, workspace, s->plan.workspace_bytes, &beta,
+        s->image, dx);
+    return bf16_status(st, CONV_BACKWARD_DATA_BF16, s, image, weight, p, e,
+                       "cudnnConvolutionBackwardData (bf16)", refused);
 }
 
 // The forward pass in bf16 (see the top of the file). *done is false, with nothing queued
@@ -374,7 +406,7 @@ static int forward_bf16(tmix_cuda_state *st, tmix_tensor *out, const tmix_tensor
     const int64_t ohw = out->shape[2] * out->shape[3];
     const int64_t c_pad = tmix_cuda_bf16_channels(c);
     conv_setup s;
-    TMIX_TRY(tmix_cuda_conv_bf16_prepare(st, &s, in, weight, out, p, c_pad));
+    TMIX_TRY(tmix_cuda_conv_bf16_prepare(st, &s, in, weight, out, p, c_pad, false));
     if (s.plan.algo < 0)
         return 0;
     // One scratch buffer holds the workspace and the three bf16 tensors.

@@ -97,9 +97,11 @@ int tmix_cuda_conv2d_backward_weight(tmix_backend *be,
 
 // layers.cu: frozen networks run whole at bf16 (ops.h, "frozen networks")
 int tmix_cuda_layers_new(tmix_backend *be, const tmix_layer *layers, int count,
-                         const int64_t x_shape[4], void **out);
+                         const int64_t x_shape[4], bool backward, void **out);
 int tmix_cuda_layers_forward(tmix_backend *be, void *layers, const tmix_tensor *x,
                              tmix_tensor *const *outs);
+int tmix_cuda_layers_backward(tmix_backend *be, void *layers, tmix_tensor *dx,
+                              const tmix_tensor *dlast);
 void tmix_cuda_layers_free(tmix_backend *be, void *layers);
 
 // maxpool2d.cu

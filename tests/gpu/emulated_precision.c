@@ -78,12 +78,38 @@ static int emulated_forward(tmix_backend *be, tmix_tensor *out, const tmix_tenso
 static int emulated_backward_input(tmix_backend *be, tmix_tensor *din, const tmix_tensor *dout,
                                    const tmix_tensor *weight, tmix_conv2d_params p)
 {
-    tmix_tensor d = rounded(dout, to_tf32), w = rounded(weight, to_tf32);
+    float (*r)(float) = whole ? to_bf16 : to_tf32;
+    tmix_tensor d = rounded(dout, r), w = rounded(weight, r);
     const int rc = d.data && w.data ? tmix_cpu_conv2d_backward_input(be, din, &d, &w, p)
                                     : tmix_fail(TMIX_ENOMEM, "emulated conv2d_backward_input");
     free(d.data);
     free(w.data);
-    return rc;
+    return round_activation(din, rc);
+}
+
+// The other gradients a network run whole gives its layers, rounded to bf16 as it keeps them.
+static int emulated_relu_backward(tmix_backend *be, tmix_tensor *din, const tmix_tensor *dout,
+                                  const tmix_tensor *out)
+{
+    return round_activation(din, tmix_cpu_relu_backward(be, din, dout, out));
+}
+
+static int emulated_scale_backward(tmix_backend *be, tmix_tensor *din, const tmix_tensor *dout,
+                                   const tmix_tensor *scale)
+{
+    return round_activation(din, tmix_cpu_batchnorm_backward_input(be, din, dout, scale));
+}
+
+static int emulated_maxpool_backward(tmix_backend *be, tmix_tensor *din,
+                                     const tmix_tensor *dout, const tmix_tensor *in,
+                                     tmix_pool2d_params p)
+{
+    return round_activation(din, tmix_cpu_maxpool2d_backward(be, din, dout, in, p));
+}
+
+static int emulated_avgpool_backward(tmix_backend *be, tmix_tensor *din, const tmix_tensor *dout)
+{
+    return round_activation(din, tmix_cpu_avgpool_backward(be, din, dout));
 }
 
 static int emulated_batchnorm(tmix_backend *be, tmix_tensor *out, const tmix_tensor *in,
@@ -105,6 +131,10 @@ tmix_backend *tmix_test_emulated_precision(tmix_precision p, bool whole_network)
     ops = *tmix_backend_cpu()->ops;
     ops.conv2d_forward = emulated_forward;
     ops.conv2d_backward_input = emulated_backward_input;
+    ops.relu_backward = emulated_relu_backward;
+    ops.batchnorm_backward_input = emulated_scale_backward;
+    ops.maxpool2d_backward = emulated_maxpool_backward;
+    ops.avgpool_backward = emulated_avgpool_backward;
     ops.batchnorm_forward = emulated_batchnorm;
     ops.add = emulated_add;
     be = *tmix_backend_cpu();

@@ -12,9 +12,10 @@
 // documentation allows). bf16 forward convolutions (kernels/cuda/conv2d.cu) round the image
 // and the weights to nearest even, sum in float, round the output, then add the bias and
 // apply the ReLU in float; their backward runs in TF32. whole (BF16 only): as a network run
-// whole keeps its activations (kernels/cuda/layers.cu), the outputs of the convolutions,
-// batch norms and sums are rounded to bf16 too. One backend at a time: each call changes
-// what the last returned computes.
+// whole keeps its activations and their gradients (kernels/cuda/layers.cu), the outputs of
+// the convolutions, batch norms and sums, and every gradient but the linear layers', are
+// rounded to bf16 too, and the convolutions' gradients to their input read bf16. One backend
+// at a time: each call changes what the last returned computes.
 tmix_backend *tmix_test_emulated_precision(tmix_precision p, bool whole);
 
 #endif

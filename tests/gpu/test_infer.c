@@ -8,15 +8,20 @@
 // padded to 8 (cifar_resnet20). Inputs are small, odd and
 // not square. Per architecture:
 // - two batch sizes, each made ready anew, and the network must have run whole;
-// - then a forward and backward (op by op: it keeps every activation), and an infer after
-//   it, which must give the first infer's logits bit for bit (the buffers a forward sized
-//   are reused, not mixed up);
+// - then a forward and backward, run whole too (the layers made anew to keep what the
+//   backward reads): the logits, and dx, the gradient to the input of a fixed weighting of
+//   the logits, against the CPU's; a second backward is refused, a forward and backward
+//   again add the same dx bit for bit; an infer after them must give the first infer's
+//   logits bit for bit (the buffers are reused, not mixed up);
 // - recorded as a CUDA graph, the infer and CAMs replay other inputs bit for bit;
 // - at fp32 the network is not run whole, and infer is the CPU's forward to 1e-4.
 // The bounds: on the CUDA emulator (tests/cudaemu), whose sums run in another order, the
 // errors are 3e-7 at most; a single rounding flipped where it matters (seen: a multiply-add
 // rounded twice, not once) gave 2.3e-3; a convolution's bias dropped before a residual sum
-// gives 4e-2. Against float32 the errors are 1e-2, too close to that to tell it. Skips (77)
+// gives 4e-2. Against float32 the errors are 1e-2, too close to that to tell it. dx: up to
+// 7e-3 on the emulator, rounding flips cascading back through the layers; a gradient sum
+// dropped, a ReLU's mask or a batch norm's scale left out, or max pool's ties to the last
+// maximum give 0.1 to 77; the bf16 bound, 2e-2, is the bound. Skips (77)
 // without a GPU. `test_infer --cpu` (unit test gpu.teacher_infer_cpu) puts the emulation in
 // the GPU's place, where infer runs op by op with only the CAM features kept: it must equal
 // the forward exactly. `test_infer [--cpu] ARCH...` tests the architectures named.
@@ -31,6 +36,7 @@
 
 #define TOL_LOGITS 5e-3
 #define TOL_CAMS 2e-2
+#define TOL_DX 2e-2
 
 typedef struct {
     const char *arch;
@@ -47,9 +53,13 @@ static const int batches[] = {MAX_B, 2};
 
 typedef struct {
     float *logits, *cams;
+    float *dx; // after a forward: the gradient to x of the logits' dot product with dlogits
 } result;
 
 static uint64_t rng = 0x2545f4914f6cdd1dull;
+
+// The same for every run, so that the gradients compared start equal: -0.75 to 0.75.
+static float dlogits[MAX_B * CLASSES];
 
 static float uniform(float lo, float hi)
 {
@@ -120,9 +130,9 @@ static int run(tmix_backend *be, tmix_teacher *t, bool infer, const float *x, co
         CHECK_OK(tmix_tensor_alloc(be, &dx, TMIX_F32, 4, tx.shape));
         CHECK_OK(tmix_tensor_alloc(be, &dl, TMIX_F32, 2, tl.shape));
         CHECK_OK(tmix_tensor_zero(be, &dx));
-        CHECK_OK(tmix_tensor_upload(be, &dl, r->logits));
+        CHECK_OK(tmix_tensor_upload(be, &dl, dlogits));
         CHECK_OK(tmix_teacher_backward(t, &dx, &dl));
-        CHECK_OK(tmix_synchronize(be));
+        CHECK_OK(tmix_tensor_download(be, r->dx, &dx));
         tmix_tensor_free(be, &dx);
         tmix_tensor_free(be, &dl);
     }
@@ -185,6 +195,46 @@ static int check_graph(tmix_backend *be, tmix_teacher *t, const model *m, int64_
     return 0;
 }
 
+// After the forward and backward that run left on t (x, giving r->dx), run whole: a second
+// backward is refused with dx unchanged (the first reused the memory of the activations it
+// read); a forward again and a backward add the same gradient to dx again, bit for bit.
+static int check_backward_again(tmix_backend *be, tmix_teacher *t, const float *x,
+                                const result *r, const model *m, int64_t b)
+{
+    const int64_t n = b * m->channels * m->h * m->w;
+    const size_t bytes = (size_t)n * sizeof(float);
+    static float after[2][MAX_B * 3 * 64 * 64];
+    tmix_tensor tx, dx, dl, tl;
+    CHECK_OK(tmix_tensor_alloc(be, &tx, TMIX_F32, 4, (int64_t[]){b, m->channels, m->h, m->w}));
+    CHECK_OK(tmix_tensor_alloc(be, &dx, TMIX_F32, 4, tx.shape));
+    CHECK_OK(tmix_tensor_alloc(be, &dl, TMIX_F32, 2, (int64_t[]){b, CLASSES}));
+    CHECK_OK(tmix_tensor_alloc(be, &tl, TMIX_F32, 2, dl.shape));
+    CHECK_OK(tmix_tensor_upload(be, &tx, x));
+    CHECK_OK(tmix_tensor_upload(be, &dx, r->dx));
+    CHECK_OK(tmix_tensor_upload(be, &dl, dlogits));
+    const int rc = tmix_teacher_backward(t, &dx, &dl);
+    CHECK_OK(tmix_tensor_download(be, after[0], &dx));
+    CHECK_OK(tmix_teacher_forward(t, &tl, &tx));
+    CHECK_OK(tmix_teacher_backward(t, &dx, &dl));
+    CHECK_OK(tmix_tensor_download(be, after[1], &dx));
+    tmix_tensor_free(be, &tx);
+    tmix_tensor_free(be, &dx);
+    tmix_tensor_free(be, &dl);
+    tmix_tensor_free(be, &tl);
+    if (rc != TMIX_EINVAL || memcmp(after[0], r->dx, bytes) != 0) {
+        fprintf(stderr, "FAIL %s B=%lld: a second backward answered %d, dx %s\n", m->arch,
+                (long long)b, rc, memcmp(after[0], r->dx, bytes) ? "changed" : "unchanged");
+        return 1;
+    }
+    for (int64_t i = 0; i < n; i++)
+        if (after[1][i] != 2.0f * r->dx[i]) {
+            fprintf(stderr, "FAIL %s B=%lld: a forward and backward again made dx[%lld] %g, "
+                    "not 2 x %g\n", m->arch, (long long)b, (long long)i, after[1][i], r->dx[i]);
+            return 1;
+        }
+    return 0;
+}
+
 static int compare(const char *arch, const char *what, int64_t b, const float *ref, const float *got,
                    int64_t n, double tol)
 {
@@ -205,8 +255,10 @@ static int test_model(tmix_backend *gpu, bool cpu_only, const model *m, const ch
     gpu = cpu_only ? emu : gpu;
     const int64_t px = (int64_t)m->h * m->w;
     static float x[MAX_B * 3 * 64 * 64];
-    static float buf[6][MAX_B * 64 * 64];
-    result ref = {buf[0], buf[1]}, got = {buf[2], buf[3]}, again = {buf[4], buf[5]};
+    static float buf[6][MAX_B * 64 * 64], dx[3][MAX_B * 3 * 64 * 64];
+    result ref = {buf[0], buf[1], dx[0]}, got = {buf[2], buf[3], dx[1]},
+           again = {buf[4], buf[5], dx[2]};
+    const int64_t xn = m->channels * px;
     int failed = 0;
     for (size_t k = 0; k < sizeof batches / sizeof batches[0]; k++) {
         const int64_t b = batches[k];
@@ -227,9 +279,20 @@ static int test_model(tmix_backend *gpu, bool cpu_only, const model *m, const ch
                     cpu_only ? "ran" : "did not run", why ? ": " : "", why ? why : "");
             failed = 1;
         }
-        // A forward and backward (every activation), then an infer: the first infer's bits.
-        if (run(gpu, gpu_t, false, x, labels, NULL, b, m, &again) ||
-            run(gpu, gpu_t, true, x, labels, NULL, b, m, &again))
+        // A forward and backward, run whole too (every activation the backward reads kept),
+        // then an infer: the first infer's bits.
+        if (run(gpu, gpu_t, false, x, labels, NULL, b, m, &again))
+            return 1;
+        failed |= compare(m->arch, "forward", b, ref.logits, again.logits, b * CLASSES, tl);
+        failed |= compare(m->arch, "dx", b, ref.dx, again.dx, b * xn, cpu_only ? 0 : TOL_DX);
+        if (tmix_teacher_runs_whole(gpu_t, &why) == cpu_only) {
+            fprintf(stderr, "FAIL %s: the forward for a backward %s whole%s%s\n", m->arch,
+                    cpu_only ? "ran" : "did not run", why ? ": " : "", why ? why : "");
+            failed = 1;
+        }
+        if (!cpu_only && check_backward_again(gpu, gpu_t, x, &again, m, b) != 0)
+            failed = 1;
+        if (run(gpu, gpu_t, true, x, labels, NULL, b, m, &again))
             return 1;
         if (memcmp(again.logits, got.logits, (size_t)(b * CLASSES) * sizeof(float)) != 0 ||
             memcmp(again.cams, got.cams, (size_t)(b * px) * sizeof(float)) != 0) {
@@ -264,6 +327,8 @@ int main(int argc, char **argv)
     const bool cpu_only = argc > 1 && strcmp(argv[1], "--cpu") == 0;
     char *const *only = argv + 1 + cpu_only; // the architectures named, or all
     const int named = argc - 1 - cpu_only;
+    for (int i = 0; i < MAX_B * CLASSES; i++)
+        dlogits[i] = (float)(i % 7 - 3) / 4.0f;
     tmix_backend *gpu = cpu();
     const int rc = cpu_only ? 0 : open_gpu_or_skip(&gpu);
     if (rc)
