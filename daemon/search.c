@@ -38,6 +38,7 @@ typedef struct {
     int64_t *ids; // ids, read ids, labels: 3 * batch
     tmix_crop *crops;
     tmix_tensor src, x; // on the backend: (B, H, W, Cs) u8 and (B, C, H, W) f32
+    bool told_whole;    // whether the teacher ran whole at bf16 has been logged
 } search;
 
 // The module tensors the method trains: the STN's, the MPN's (with log τ), or both.
@@ -233,6 +234,16 @@ static int step(void *ctx, float *loss, int *images, char *fields, size_t size)
     *loss = res.loss;
     *images = b;
     s->step++;
+    const char *why = NULL;
+    if (!s->told_whole && s->su.teacher && be != tmix_backend_cpu() &&
+        cfg->mix_precision == TMIXD_PRECISION_BF16) {
+        s->told_whole = true;
+        if (tmix_teacher_runs_whole(s->su.teacher, &why))
+            tmixd_log(TMIXD_LOG_INFO, "search: the teacher runs whole at bf16, forward and "
+                      "backward");
+        else
+            tmixd_log(TMIXD_LOG_WARN, "search: the teacher runs op by op at bf16: %s", why);
+    }
     return 0;
 }
 

@@ -210,7 +210,7 @@ uint64_t tmix_teacher_generation(const tmix_teacher *t)
 
 bool tmix_teacher_runs_whole(const tmix_teacher *t, const char **why)
 {
-    const bool whole = t && t->g.layers != NULL;
+    const bool whole = t && (t->can_backward ? t->g.whole_forward : t->g.layers != NULL);
     if (why)
         *why = whole ? NULL : !t ? "no teacher" : t->g.layers_why[0] ? t->g.layers_why
                                                                       : "no infer yet";

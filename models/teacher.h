@@ -52,8 +52,9 @@ int tmix_teacher_forward(tmix_teacher *t,
 int tmix_teacher_infer(tmix_teacher *t,
                        tmix_tensor *logits,   // (B, num_classes)
                        const tmix_tensor *x); // (B, in_channels, H, W)
-// Whether the last tmix_teacher_infer ran the network whole (ops.h "frozen networks"); if
-// not, *why (when why is not NULL) says why it ran op by op.
+// Whether the last tmix_teacher_infer, or tmix_teacher_forward and the backward after it,
+// ran the network whole (ops.h "frozen networks"); if not, *why (when why is not NULL) says
+// why it ran op by op.
 bool tmix_teacher_runs_whole(const tmix_teacher *t, const char **why);
 // CAMs of the last forward or infer for the given labels (host array of B entries, each in
 // [0, num_classes)): the classifier row of the label times the CAM features, summed over

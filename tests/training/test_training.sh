@@ -214,20 +214,28 @@ eval)
 search_learns)
   # With the shipped teacher and its settings, 20 search steps (batch 50) from a fresh module
   # lower TransformMix's loss on 100 held-out test images, at the same draws, below the
-  # fresh module's and below softmax-cam's.
+  # fresh module's and below softmax-cam's. SEARCH_ON (say "--server.device=cuda:0
+  # --mix.precision=bf16"): where the 20 steps run (the CPU otherwise); at bf16 on a GPU the
+  # teacher must run whole, forward and backward. The evaluations run on the CPU.
   zoo=(-c "$ZOO/fashion_mnist.conf" --server.device=cpu --dataset.path="$work/idx")
+  read -r -a search_on <<<"${SEARCH_ON:-}"
   held_out() { # MODULE: the eval table on 100 test images
     "$TMIXD" eval "${zoo[@]}" --mix.module="$1" --eval.samples=100 --eval.batch_size=50 \
       2>>"$work/eval.log"
   }
   loss_of() { awk -v m="$1" '$1 == m { print $2 }' "$2"; }
   for steps in 1 20; do
-    lr=0.0005
-    [ "$steps" = 1 ] && lr=1e-12 # a step that leaves the fresh module as it is
-    "$TMIXD" search "${zoo[@]}" --search.out="$work/m$steps.safetensors" --search.steps=$steps \
-      --search.batch_size=50 --search.lr=$lr >>"$work/search.log" 2>&1 || fail "search exited $?"
+    lr=0.0005 on=("${search_on[@]}")
+    [ "$steps" = 1 ] && lr=1e-12 on=() # a step that leaves the fresh module as it is
+    "$TMIXD" search "${zoo[@]}" "${on[@]}" --search.out="$work/m$steps.safetensors" \
+      --search.steps=$steps --search.batch_size=50 --search.lr=$lr >"$work/search$steps.log" 2>&1 ||
+      fail "search exited $?"
     held_out "$work/m$steps.safetensors" >"$work/table$steps" || fail "eval exited $?"
   done
+  if [[ "${SEARCH_ON:-}" == *bf16* ]]; then
+    grep -q "the teacher runs whole at bf16, forward and backward" "$work/search20.log" ||
+      fail "the teacher did not run whole"
+  fi
   cat "$work/table20"
   fresh=$(loss_of transformmix "$work/table1")
   trained=$(loss_of transformmix "$work/table20")
