@@ -10,6 +10,10 @@
 // asks for WORKSPACE_BYTES (and scribbles over them, so that a workspace too small or shared
 // with live data shows). The workspace one comes first for filters larger than 1x1, as
 // im2col-like algorithms would, so that a caller that takes the first choice meets both.
+//
+// With TMIX_CUDAEMU_REFUSE_BF16_BACKWARD_DATA set, a bf16 gradient to the input is turned
+// down at run time (NOT_SUPPORTED), as cuDNN may turn down an algorithm its heuristics
+// offered: the way tests reach the CUDA backend's fallbacks.
 #include <cudnn.h>
 
 #include <cblas.h>
@@ -746,6 +750,8 @@ extern "C" cudnnStatus_t cudnnConvolutionBackwardData(
         return e;
     const layout4 wl = filter_layout(w_desc), dyl = tensor_layout(dy_desc),
                   dxl = tensor_layout(dx_desc);
+    if (dyl.type == CUDNN_DATA_BFLOAT16 && getenv("TMIX_CUDAEMU_REFUSE_BF16_BACKWARD_DATA"))
+        return CUDNN_STATUS_NOT_SUPPORTED;
     return run(handle,
                {BACKWARD_DATA, pr, wl, dyl, dxl, w, dy, dx, 0, 0, conv_desc->math, workspace, used},
                alpha, beta);
