@@ -591,9 +591,10 @@ static int allocate(layers_impl *m, size_t workspace)
     if (e == cudaErrorMemoryAllocation) {
         (void)cudaGetLastError();
         m->block = nullptr;
-        return tmix_fail(TMIX_ENOMEM, "layers_new: %zu bytes of bf16 activations and weights "
-                         "for a batch of %lld on %s: %s", total, (long long)m->x_shape[0],
-                         st->name, cudaGetErrorString(e));
+        return tmix_fail(TMIX_ENOMEM, "layers_new: %zu bytes of bf16 activations%s and "
+                         "weights for a batch of %lld on %s: %s", total,
+                         m->backward ? ", gradients" : "", (long long)m->x_shape[0], st->name,
+                         cudaGetErrorString(e));
     }
     CUDA_CHECK(e);
     lay_out(m, (char *)m->block, workspace);
