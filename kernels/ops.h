@@ -105,7 +105,8 @@ int tmix_layers_new(tmix_backend *be, const tmix_layer *layers, int count,
 int tmix_layers_forward(tmix_layers *l, const tmix_tensor *x, tmix_tensor *const *outs);
 // dx += d(loss)/dx, from dlast = d(loss)/d(the last layer's output), of the last
 // tmix_layers_forward (layers made with backward). The gradients between layers are bf16
-// too. TMIX_ENOTSUP as tmix_layers_forward, with dx unchanged.
+// too. One backward per forward: it reuses the memory of the activations it has read, and a
+// second is refused (TMIX_EINVAL). TMIX_ENOTSUP as tmix_layers_forward, with dx unchanged.
 int tmix_layers_backward(tmix_layers *l, tmix_tensor *dx, const tmix_tensor *dlast);
 void tmix_layers_free(tmix_layers *l); // NULL: no-op
 

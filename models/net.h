@@ -159,7 +159,8 @@ int tmix_net_infer(tmix_net *net,
                    tmix_tensor *out,      // (B, num_classes)
                    const tmix_tensor *x); // (B, in_channels, H, W)
 // From dout = d(loss)/d(out) of the last forward: every trainable node's weight gradients
-// += theirs, and dx += d(loss)/dx unless dx is NULL.
+// += theirs, and dx += d(loss)/dx unless dx is NULL. After a forward run whole, one
+// backward (a second is refused: tmix_layers_backward).
 int tmix_net_backward(tmix_net *net,
                       tmix_tensor *dx,          // (B, in_channels, H, W) or NULL
                       const tmix_tensor *dout); // (B, num_classes)

@@ -40,9 +40,10 @@ void tmix_teacher_free(tmix_teacher *t);
 const tmix_teacher_info *tmix_teacher_info_get(const tmix_teacher *t);
 
 // logits = teacher(x), keeping every activation (ReLUs overwrite their input where nothing
-// else reads it). Activations are (re)allocated when the batch shape changes; gradient
-// buffers on the first backward after that. x is kept by reference: it must stay alive until
-// the backward.
+// else reads it), or on a backend that runs networks whole (CUDA at bf16) there, keeping
+// what its backward reads, bf16 NHWC. Activations are (re)allocated when the batch shape
+// changes; gradient buffers on the first backward after that. x is kept by reference: it
+// must stay alive until the backward.
 int tmix_teacher_forward(tmix_teacher *t,
                          tmix_tensor *logits,   // (B, num_classes)
                          const tmix_tensor *x); // (B, in_channels, H, W)
@@ -65,8 +66,9 @@ int tmix_teacher_cams(tmix_teacher *t,
 // Changes whenever the teacher's activations (or CAM buffer) are allocated again, which
 // moves them: a recorded graph of its forward is valid only while this stays the same.
 uint64_t tmix_teacher_generation(const tmix_teacher *t);
-// dx += d(loss)/dx for the last forward (not infer), given dlogits = d(loss)/d(logits). Teacher weights
-// are frozen: no weight gradients. May be called again after the same forward.
+// dx += d(loss)/dx for the last forward (not infer), given dlogits = d(loss)/d(logits).
+// Teacher weights are frozen: no weight gradients. Op by op it may be called again after the
+// same forward; after a forward run whole, a second is refused (TMIX_EINVAL).
 int tmix_teacher_backward(tmix_teacher *t,
                           tmix_tensor *dx,             // (B, in_channels, H, W)
                           const tmix_tensor *dlogits); // (B, num_classes)
